@@ -1,0 +1,172 @@
+import { QueryArgsDbRecordsSpec } from './dbAccess.ts';
+import { InvalidArgumentError } from './errors.ts';
+import { Adjustment, IndexSpec, Indexes } from './indexes.ts';
+import { Interval, type Score } from './interval.ts';
+import { primaryKeyScore } from './primaryKeyScore.ts';
+import { StorageRecordsSpec } from './storageRecordsSpec.ts';
+import type { Coverage, PrimaryKey } from './storageTable.ts';
+
+const INDEX_NAME = 'primary_key';
+
+/** A spec of {@link PrimaryKeyIndexes}: some primary keys, or all of them. */
+export class PrimaryKeySpec<PK extends PrimaryKey> extends IndexSpec {
+  constructor(
+    indexName: string,
+    readonly primaryKeys: readonly PK[],
+    readonly allPrimaryKeys: boolean,
+  ) {
+    super(indexName);
+  }
+
+  override toString(): string {
+    if (this.allPrimaryKeys) return 'all records';
+    const shown = this.primaryKeys.slice(0, 10).map(String).join(', ');
+    const more = this.primaryKeys.length > 10 ? ` and ${this.primaryKeys.length - 10} more` : '';
+    return `records with primary keys ${shown}${more}`;
+  }
+}
+
+/** Arguments of a {@link PrimaryKeyIndexes} spec after the index name: keys, or `{ allPrimaryKeys: true }`. */
+export type PrimaryKeySpecArgs<PK extends PrimaryKey> = PK[] | [options: { allPrimaryKeys: true }];
+
+/** The adjustment of {@link PrimaryKeyIndexes}, carrying the key set it establishes. */
+export class PrimaryKeyAdjustment<R, PK extends PrimaryKey> extends Adjustment<R> {
+  constructor(
+    expireSpec: StorageRecordsSpec<R> | null,
+    loadSpec: QueryArgsDbRecordsSpec<R> | null,
+    readonly primaryKeys: ReadonlySet<PK>,
+    readonly coverAll: boolean,
+  ) {
+    super(expireSpec, loadSpec);
+  }
+}
+
+/**
+ * Indexes with one index, `primary_key`, that load and query either every
+ * record or a set of primary keys. A key's score is {@link primaryKeyScore}.
+ *
+ * Simple rather than fast for key sets: every key becomes its own score
+ * interval and the loaded key set is kept in memory.
+ *
+ * @example
+ * ```ts
+ * const indexes = new PrimaryKeyIndexes((r) => r.user_id, queryAll, `${queryAll} WHERE user_id = ANY ($1)`);
+ * await table.load('primary_key', { allPrimaryKeys: true });
+ * for await (const user of table.getRecords('primary_key', 1, 2)) console.log(user);
+ * ```
+ */
+export class PrimaryKeyIndexes<R, PK extends PrimaryKey = PrimaryKey> extends Indexes<
+  R,
+  PK,
+  PrimaryKeySpec<PK>,
+  PrimaryKeySpecArgs<PK>
+> {
+  readonly indexNames = [INDEX_NAME] as const;
+  private coveredKeys: ReadonlySet<PK> = new Set();
+  private coversAll = false;
+
+  /**
+   * @param extractPrimaryKey - reads the primary key from a record.
+   * @param queryAll - selects every record; run without parameters.
+   * @param querySome - selects the records whose key is in the array `$1` (e.g. `WHERE id = ANY ($1)`).
+   */
+  constructor(
+    private readonly extractPrimaryKey: (record: R) => PK,
+    private readonly queryAll: string,
+    private readonly querySome: string,
+  ) {
+    super();
+  }
+
+  createSpec(indexName: string, ...args: PrimaryKeySpecArgs<PK>): PrimaryKeySpec<PK> {
+    assertIndexName(indexName);
+    const [first] = args;
+    if (args.length === 1 && typeof first === 'object' && first !== null) {
+      if (first.allPrimaryKeys !== true) {
+        throw new InvalidArgumentError('Pass primary keys, or { allPrimaryKeys: true } alone; got an object without allPrimaryKeys: true.');
+      }
+      return new PrimaryKeySpec<PK>(indexName, [], true);
+    }
+    for (const key of args) {
+      if (typeof key !== 'string' && typeof key !== 'number' && typeof key !== 'bigint') {
+        throw new InvalidArgumentError(
+          `Primary keys must be strings, numbers or bigints, got ${typeof key}. To select every record pass { allPrimaryKeys: true } alone.`,
+        );
+      }
+    }
+    return new PrimaryKeySpec(indexName, args as PK[], false);
+  }
+
+  score(indexName: string, record: R): Score {
+    assertIndexName(indexName);
+    return primaryKeyScore(this.primaryKey(record));
+  }
+
+  primaryKey(record: R): PK {
+    return this.extractPrimaryKey(record);
+  }
+
+  storageRecordsSpec(spec: PrimaryKeySpec<PK>): StorageRecordsSpec<R> {
+    if (spec.allPrimaryKeys) return new StorageRecordsSpec<R>(INDEX_NAME, [Interval.everything()]);
+    const keys = new Set(spec.primaryKeys);
+    return new StorageRecordsSpec<R>(INDEX_NAME, keyIntervals(keys), (record) => keys.has(this.primaryKey(record)));
+  }
+
+  dbRecordsSpec(spec: PrimaryKeySpec<PK>): QueryArgsDbRecordsSpec<R> {
+    if (spec.allPrimaryKeys) return new QueryArgsDbRecordsSpec<R>(this.queryAll, []);
+    return new QueryArgsDbRecordsSpec<R>(this.querySome, [[...new Set(spec.primaryKeys)]]);
+  }
+
+  prepareAdjustment(spec: PrimaryKeySpec<PK>): PrimaryKeyAdjustment<R, PK> {
+    const wanted = new Set(spec.primaryKeys);
+    const expireSpec = this.expireSpecFor(spec, wanted);
+    const loadSpec = this.loadSpecFor(spec, wanted);
+    return new PrimaryKeyAdjustment(expireSpec, loadSpec, wanted, spec.allPrimaryKeys);
+  }
+
+  private expireSpecFor(spec: PrimaryKeySpec<PK>, wanted: ReadonlySet<PK>): StorageRecordsSpec<R> | null {
+    if (spec.allPrimaryKeys) return null;
+    if (this.coversAll) {
+      return new StorageRecordsSpec<R>(INDEX_NAME, [Interval.everything()], (record) => !wanted.has(this.primaryKey(record)));
+    }
+    const expired = new Set([...this.coveredKeys].filter((key) => !wanted.has(key)));
+    if (expired.size === 0) return null;
+    return new StorageRecordsSpec<R>(INDEX_NAME, keyIntervals(expired), (record) => expired.has(this.primaryKey(record)));
+  }
+
+  private loadSpecFor(spec: PrimaryKeySpec<PK>, wanted: ReadonlySet<PK>): QueryArgsDbRecordsSpec<R> | null {
+    if (spec.allPrimaryKeys) return this.coversAll ? null : new QueryArgsDbRecordsSpec<R>(this.queryAll, []);
+    const added = this.coversAll ? [] : [...wanted].filter((key) => !this.coveredKeys.has(key));
+    if (added.length === 0) return null;
+    return new QueryArgsDbRecordsSpec<R>(this.querySome, [added]);
+  }
+
+  commitAdjustment(adjustment: PrimaryKeyAdjustment<R, PK>): void {
+    this.coveredKeys = adjustment.primaryKeys;
+    this.coversAll = adjustment.coverAll;
+  }
+
+  covers(spec: PrimaryKeySpec<PK>): boolean {
+    if (this.coversAll) return true;
+    if (spec.allPrimaryKeys) return false;
+    return spec.primaryKeys.every((key) => this.coveredKeys.has(key));
+  }
+
+  override coverage(): Coverage {
+    if (this.coversAll) return { [INDEX_NAME]: [Interval.everything()] };
+    return { [INDEX_NAME]: keyIntervals(this.coveredKeys) };
+  }
+}
+
+function assertIndexName(indexName: string): void {
+  if (indexName !== INDEX_NAME) {
+    throw new InvalidArgumentError(`PrimaryKeyIndexes has only the index "${INDEX_NAME}", not "${indexName}".`);
+  }
+}
+
+/** One interval per distinct key score, so that colliding keys never make overlapping intervals. */
+function keyIntervals<PK extends PrimaryKey>(keys: Iterable<PK>): Interval[] {
+  const scores = new Set<Score>();
+  for (const key of keys) scores.add(primaryKeyScore(key));
+  return [...scores].sort((a, b) => a - b).map((score) => Interval.onlyContaining(score));
+}

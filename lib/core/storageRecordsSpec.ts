@@ -1,0 +1,46 @@
+import { InvalidArgumentError } from './errors.ts';
+import type { Interval } from './interval.ts';
+
+/** A filter applied to records after the score lookup (scores may collide). */
+export type RecheckPredicate<R> = (record: R) => boolean;
+
+/**
+ * Which records to read from (or delete in) a storage table: those whose score
+ * in `indexName` lies in one of `scoreIntervals` and that pass
+ * `recheckPredicate`.
+ *
+ * The intervals must not overlap, so that no record is returned twice.
+ */
+export class StorageRecordsSpec<R> {
+  /**
+   * @throws {@link InvalidArgumentError} when two intervals overlap.
+   */
+  constructor(
+    readonly indexName: string,
+    readonly scoreIntervals: readonly Interval[],
+    readonly recheckPredicate?: RecheckPredicate<R>,
+  ) {
+    const sorted = [...scoreIntervals].sort((a, b) => a.ge - b.ge);
+    for (let i = 1; i < sorted.length; i++) {
+      const left = sorted[i - 1]!;
+      const right = sorted[i]!;
+      if (left.lt > right.ge) {
+        throw new InvalidArgumentError(
+          `Score intervals of a StorageRecordsSpec must not overlap: ${left} overlaps ${right} in index "${indexName}".`,
+        );
+      }
+    }
+  }
+
+  /** Whether `record` passes the recheck predicate (always true without one). */
+  accepts(record: R): boolean {
+    return this.recheckPredicate === undefined || this.recheckPredicate(record);
+  }
+
+  toString(): string {
+    const intervals = this.scoreIntervals.length > 4
+      ? `${this.scoreIntervals.slice(0, 4).join(', ')} and ${this.scoreIntervals.length - 4} more`
+      : this.scoreIntervals.join(', ');
+    return `records with ${this.indexName} scores in ${intervals}${this.recheckPredicate ? ' (rechecked)' : ''}`;
+  }
+}

@@ -1,0 +1,39 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { inject } from 'vitest';
+
+/**
+ * The Redis URL for the tests. Throws the one-line explanation of how to
+ * provide Redis when the run found none, so every Redis test fails with it.
+ */
+export function testRedisUrl(): string {
+  const url = inject('redisUrl');
+  if (url === null) throw new Error(inject('redisUnavailableReason') ?? 'No Redis for the tests.');
+  return url;
+}
+
+/** A key prefix no other test file uses, so files can share one Redis. */
+export function uniqueRedisPrefix(label = 'test'): string {
+  return `tctest:${label}:${randomBytes(4).toString('hex')}:`;
+}
+
+/** Runs `fn` with a Redis connection, closed afterwards. */
+export async function withRedis<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(testRedisUrl(), { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  try {
+    return await fn(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Deletes every key under `prefix` (SCAN, never KEYS). */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== '0');
+}
