@@ -1,0 +1,1 @@
+export { LocalStorageTable, type LocalPublishedState, type LocalStorageTableOptions } from './localStorageTable.ts';
