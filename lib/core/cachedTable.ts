@@ -246,7 +246,9 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
    * or refresh; does nothing when no record is invalid.
    */
   async refreshInvalid(): Promise<ChangeCounts> {
-    if (this.invalidRecords.pendingCount === 0) return { expired: 0, loaded: 0 };
+    // An invalidation a running refresh has taken is not pending any more but
+    // not merged yet either: waiting for the lock waits for that merge.
+    if (!this.invalidRecords.hasInvalid) return { expired: 0, loaded: 0 };
     return this.scratchLock.run(() => this.refreshInvalidLocked(null));
   }
 
@@ -260,6 +262,7 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
       this.logger.debug({ table: this.storage.name, pairs: batch.pairs.length, ...counts }, 'refresh merged');
       return counts;
     } catch (error) {
+      await this.storage.scratchReset();
       this.invalidRecords.restore(batch);
       throw error;
     }
@@ -285,6 +288,10 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
    * scratch space and merges them in one step, together with the Indexes'
    * new coverage.
    *
+   * If staging fails, nothing of it stays staged and the table is as before.
+   * If the merge itself fails (storage unreachable), the Indexes already count
+   * the adjustment as committed while storage may not: load a new CachedTable.
+   *
    * @throws {@link UnsupportedIndexOperationError} when the index cannot be adjusted by.
    */
   async adjust(...input: SpecInput<S, A>): Promise<ChangeCounts> {
@@ -293,7 +300,15 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
     return this.scratchLock.run(async () => {
       const adjustment = this.prepareAdjustment(spec);
       await this.refreshInvalidLocked(adjustment);
-      const counts = await this.stageAdjustment(adjustment);
+      let counts: ChangeCounts;
+      try {
+        counts = await this.stageAdjustment(adjustment);
+      } catch (error) {
+        // Whatever was staged belongs to an adjustment that will never be
+        // committed; the next merge must not publish it.
+        await this.storage.scratchReset();
+        throw error;
+      }
       await this.stateLock.exclusive(async () => {
         this.indexes.commitAdjustment(adjustment);
         await this.storage.scratchMerge({ coverage: this.indexes.coverage() });

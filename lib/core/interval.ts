@@ -62,7 +62,7 @@ export class Interval {
 
   /** Whether the two intervals share any score. */
   intersects(other: Interval): boolean {
-    return this.lt > other.ge && this.ge < other.lt;
+    return !this.isEmpty && !other.isEmpty && this.lt > other.ge && this.ge < other.lt;
   }
 
   /** Whether every score of `other` lies in this interval (an empty `other` is always covered). */

@@ -58,6 +58,11 @@ export class InvalidRecordRepository<S> {
     return this.pending.pairs.length;
   }
 
+  /** Whether any invalidation waits for a refresh or is being refreshed right now. */
+  get hasInvalid(): boolean {
+    return this.pending.pairs.length > 0 || this.inFlight.size > 0;
+  }
+
   /**
    * Records an invalidation. `oldByIndex` / `newByIndex` map index names to
    * specs of the same records before and after the change; the pair used for

@@ -75,6 +75,9 @@ export interface StorageTable<R> {
    */
   scratchMerge(update?: CoverageUpdate): Promise<void>;
 
+  /** Drops everything staged in scratch space since the last merge; the table stays as it is. */
+  scratchReset(): Promise<void>;
+
   /** Publishes that the initial load is complete, with the coverage it established. */
   markLoaded(update: CoverageUpdate): Promise<void>;
 }

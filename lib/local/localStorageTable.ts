@@ -247,6 +247,13 @@ export class LocalStorageTable<R, PK extends PrimaryKey = PrimaryKey> implements
     this.#releaseWritersIfScratchClosed();
   }
 
+  /** Drops everything staged since the last merge and releases waiting writers. */
+  async scratchReset(): Promise<void> {
+    this.#stagedDiscards.clear();
+    this.#stagedPuts.clear();
+    this.#releaseWritersIfScratchClosed();
+  }
+
   /** Records that the load is complete, with its coverage (see {@link LocalStorageTable.published}). */
   async markLoaded(update: CoverageUpdate): Promise<void> {
     this.#published = { loaded: true, coverage: update.coverage };

@@ -391,6 +391,19 @@ export function describeStorageConformance(name: string, makeStorage: MakeConfor
         expect(await read(storage, everything('secondary'))).toEqual([record(1, 20, 'new')]);
       });
 
+      it('drops everything staged on scratchReset, so the next merge publishes only what is staged after it', async () => {
+        await storage.putRecords([record(1), record(2)]);
+        await storage.scratchPutRecords([record(3)]);
+        await collect(storage.scratchDiscardRecords(spec('primary_key', [Interval.onlyContaining(1)])));
+        await storage.scratchReset();
+        expect(await pks(storage, everything())).toEqual([1, 2]);
+        await storage.putRecords([record(4)]);
+        await storage.scratchPutRecords([record(5)]);
+        await storage.scratchMerge();
+        expect(await pks(storage, everything())).toEqual([1, 2, 4, 5]);
+        expect(await pks(storage, everything('secondary'))).toEqual([1, 2, 4, 5]);
+      });
+
       it('shows reads during an open scratch session only the old state', async () => {
         await storage.putRecords([record(1, 10, 'a'), record(2, 20, 'b'), record(3, 30, 'c')]);
         await storage.scratchPutRecords([record(2, 21, 'b2'), record(4, 40, 'd')]);
