@@ -1,0 +1,11 @@
+export {
+  PostgresAccess,
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_CONNECTION_TIMEOUT_MS,
+  type PostgresAccessOptions,
+  type PostgresAccessPoolOptions,
+  type PostgresAccessExistingPoolOptions,
+  type PostgresReadOptions,
+} from './postgresAccess.ts';
+export { QueryFailedError, ConnectionFailedError } from './errors.ts';
+export { exactTypeParsers } from './typeParsers.ts';
