@@ -16,6 +16,7 @@ export type TablecacheErrorCode =
   | 'TC_STORAGE_FAILED'
   | 'TC_STORAGE_FORMAT'
   | 'TC_LEASE_HELD'
+  | 'TC_LEASE_LOST'
   | 'TC_TIMEOUT'
   | 'TC_CONNECTION_FAILED'
   | 'TC_CONFIG_INVALID'

@@ -11,6 +11,18 @@ export { AllIndexes, AllIndexSpec, type AllIndexSpecOptions } from './allIndexes
 export { PrimaryKeyIndexes, PrimaryKeySpec, PrimaryKeyAdjustment, type PrimaryKeySpecArgs } from './primaryKeyIndexes.ts';
 export { PrimaryKeyRangeIndexes, PrimaryKeyRangeSpec, PrimaryKeyRangeAdjustment } from './primaryKeyRangeIndexes.ts';
 export { primaryKeyScore } from './primaryKeyScore.ts';
+export {
+  KeyColumnIndexes,
+  KeyColumnSpec,
+  canonicalKey,
+  canonicalKeyValue,
+  keyColumnScore,
+  NULL_KEY_SCORE,
+  PRIMARY_KEY_INDEX,
+  type KeyColumnIndexesOptions,
+  type KeyColumnInput,
+  type KeyColumnSpecArgs,
+} from './keyColumnIndexes.ts';
 export { Interval, nextScoreAfter, type Score } from './interval.ts';
 export { StorageRecordsSpec, type RecheckPredicate } from './storageRecordsSpec.ts';
 export { QueryArgsDbRecordsSpec, type DbAccess, type DbRecordsSpec, type RecordParser } from './dbAccess.ts';

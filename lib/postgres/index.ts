@@ -9,3 +9,11 @@ export {
 } from './postgresAccess.ts';
 export { QueryFailedError, ConnectionFailedError } from './errors.ts';
 export { exactTypeParsers } from './typeParsers.ts';
+export {
+  sendBarrier,
+  barrierPayloadSchema,
+  BARRIER_PAYLOAD_VERSION,
+  type BarrierPayload,
+  type BarrierQueryable,
+  type SendBarrierOptions,
+} from './barrier.ts';

@@ -28,12 +28,17 @@ export async function withRedis<T>(fn: (redis: Redis) => Promise<T>): Promise<T>
   }
 }
 
-/** Deletes every key under `prefix` (SCAN, never KEYS). */
+/**
+ * Deletes every key under `prefix`, including table keys, which start with
+ * the hash tag `{<prefix>…}` (SCAN, never KEYS).
+ */
 export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== '0');
+  for (const pattern of [`${prefix}*`, `{${prefix}*`]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  }
 }

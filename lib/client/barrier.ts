@@ -1,0 +1,82 @@
+import type { Redis } from 'ioredis';
+import { InvalidArgumentError, TablecacheError } from '../core/errors.ts';
+import { DEFAULT_KEY_PREFIX } from '../redis/keyLayout.ts';
+import { toTablecacheError } from '../redis/redisErrors.ts';
+
+/**
+ * The read-your-writes barrier, waiting side: the daemon sets the mark of a
+ * barrier once it has applied every change committed before the barrier's
+ * NOTIFY (`sendBarrier` in tablecache/postgres), and {@link waitForBarrier}
+ * waits for that mark. Redis only: no Postgres here.
+ */
+
+/** How long the daemon keeps a barrier mark: long enough for any waiter, short enough to leave nothing behind. */
+export const BARRIER_MARK_TTL_MS = 60_000;
+
+/**
+ * The Redis key of a barrier's mark: `{<keyPrefix>}barrier:<id>`. The hash
+ * tag keeps it under the same ACL key pattern as the tables (`{<keyPrefix>*`),
+ * so a read-only reader may wait on it; no table key has this shape, since
+ * table names are never empty.
+ */
+export function barrierMarkKey(keyPrefix: string, id: string): string {
+  return `{${keyPrefix}}barrier:${id}`;
+}
+
+/** A barrier's mark did not appear in time (code `TC_TIMEOUT`). */
+export class BarrierTimeoutError extends TablecacheError {
+  constructor(
+    readonly barrierId: string,
+    readonly timeoutMs: number,
+  ) {
+    super(
+      'TC_TIMEOUT',
+      `Barrier ${barrierId} was not reached within ${timeoutMs} ms: the daemon is behind, down, or listens on another channel or key prefix. ` +
+        'Read from Postgres instead, or wait longer.',
+    );
+  }
+}
+
+/** Options of {@link waitForBarrier}. */
+export interface WaitForBarrierOptions {
+  /** The key prefix the daemon writes under (`redis.keyPrefix` of its config; default `tablecache:`). */
+  readonly keyPrefix?: string;
+  /** How long to wait (default 5,000 ms). */
+  readonly timeoutMs?: number;
+  /** Stops the wait; it then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
+const FIRST_POLL_MS = 0.5;
+const MAX_POLL_MS = 20;
+
+/**
+ * Resolves once the daemon has marked barrier `id` done, i.e. every change
+ * committed before `sendBarrier` returned is visible to readers.
+ *
+ * Polls the mark, starting at half a millisecond and backing off to 20 ms,
+ * so a reached barrier is seen within about a millisecond while a slow
+ * daemon costs few round trips; the caller's connection is never blocked.
+ *
+ * @throws {@link BarrierTimeoutError} (`TC_TIMEOUT`) when the mark does not appear within `timeoutMs`.
+ * @throws {@link InvalidArgumentError} for a non-positive timeout.
+ */
+export async function waitForBarrier(redis: Redis, id: string, options: WaitForBarrierOptions = {}): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  if (!(timeoutMs > 0)) throw new InvalidArgumentError(`timeoutMs must be a positive number of ms, got ${timeoutMs}.`);
+  const key = barrierMarkKey(options.keyPrefix ?? DEFAULT_KEY_PREFIX, id);
+  const deadline = performance.now() + timeoutMs;
+  for (let pause = FIRST_POLL_MS; ; pause = Math.min(pause * 2, MAX_POLL_MS)) {
+    options.signal?.throwIfAborted();
+    let marked: number;
+    try {
+      marked = await redis.exists(key);
+    } catch (error) {
+      throw toTablecacheError(error, `waiting for barrier ${id}`);
+    }
+    if (marked === 1) return;
+    const left = deadline - performance.now();
+    if (left <= 0) throw new BarrierTimeoutError(id, timeoutMs);
+    await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * tablecache/client: the thin reader of tables a `RedisStorageTable` writes.
+ * Talks to Redis only; imports neither pg nor the writer.
+ *
+ * @packageDocumentation
+ */
+export { openReader, TableReader, type ReaderOptions, type RangeOptions, type TableInfo } from './tableReader.ts';
+export type { ReaderConnectionOptions } from './readerConnection.ts';
+export { coverageCovers } from '../redis/coverageFormat.ts';
+export { MessagePackRecordCodec, type RecordCodec, type ColumnCodec } from '../redis/recordCodec.ts';
+export { RecordDecodeError, StorageFormatError, RedisTimeoutError, RedisConnectionError, ClosedError } from '../redis/redisErrors.ts';
+export { waitForBarrier, barrierMarkKey, BarrierTimeoutError, BARRIER_MARK_TTL_MS, type WaitForBarrierOptions } from './barrier.ts';

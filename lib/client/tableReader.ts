@@ -1,0 +1,331 @@
+import { InvalidArgumentError, NotCoveredError, NotLoadedError, TablecacheError } from '../core/errors.ts';
+import { Interval, type Score } from '../core/interval.ts';
+import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
+import type { Coverage, PrimaryKey } from '../core/storageTable.ts';
+import { coverageCovers, decodeCoverage } from '../redis/coverageFormat.ts';
+import { DEFAULT_KEY_PREFIX, LAYOUT_FORMAT_VERSION, TableKeys, primaryKeyField, scoreArgument } from '../redis/keyLayout.ts';
+import { MessagePackRecordCodec, type RecordCodec } from '../redis/recordCodec.ts';
+import { ClosedError, RecordDecodeError, RedisConnectionError, StorageFormatError } from '../redis/redisErrors.ts';
+import type { ReaderScriptName } from '../redis/scripts/readerScripts.ts';
+import { ReaderConnection, type ReaderConnectionOptions } from './readerConnection.ts';
+
+/** Options of {@link openReader}. */
+export interface ReaderOptions<R> extends ReaderConnectionOptions {
+  /** The table name the writer uses. */
+  readonly table: string;
+  /** Start of every key name inside the hash tag (default `tablecache:`); must match the writer's. */
+  readonly keyPrefix?: string;
+  /** Record decoding (default {@link MessagePackRecordCodec}); must match the writer's codec id. */
+  readonly codec?: RecordCodec<R>;
+}
+
+/** Options of a range read. */
+export interface RangeOptions {
+  /**
+   * Throw {@link NotCoveredError} unless the writer's published coverage
+   * says the table holds every record of the range, checked in the same
+   * atomic read (so "no record" then means "no such record").
+   */
+  readonly requireCovered?: boolean;
+}
+
+/** What the writer published about a table, read in one atomic step. */
+export interface TableInfo {
+  /** Whether a writer has published a complete generation. */
+  readonly loaded: boolean;
+  /** Records in the live generation. */
+  readonly recordCount: number;
+  /** The live generation's id (changes with every load or reload). */
+  readonly generation: number | null;
+  /** Counts every published writer step (load, refresh, adjustment). */
+  readonly step: number;
+  /** The codec id records are encoded with. */
+  readonly codec: string | null;
+  readonly indexNames: readonly string[];
+  /** When the last step was published. */
+  readonly lastRefreshAt: Date | null;
+  /** When the live generation was published. */
+  readonly loadedAt: Date | null;
+  /** The writer holding the lease, if any. */
+  readonly writer: { readonly id: string; readonly leaseExpiresInMs: number } | null;
+}
+
+/**
+ * Opens a reader of a table a {@link RedisStorageTable} writes: it needs
+ * only the table name and Redis, never Postgres. Every read is one atomic
+ * Redis call (a read-only function, FCALL_RO, or the same code as a
+ * read-only script, EVALSHA_RO), so it works on replicas, for ACL users that
+ * may only read, and never sees half of a writer step.
+ *
+ * @throws {@link RedisConnectionError} when Redis cannot be reached, or does not answer, within `timeoutMs`.
+ * @throws `RedisCommandError` (`TC_STORAGE_FAILED`) when Redis refuses the reader's scripts (an ACL without EVALSHA_RO, say;
+ * docs/redis-key-layout.md lists the permissions a reader needs).
+ * @example
+ * ```ts
+ * await using users = await openReader<User>({ url: 'redis://127.0.0.1:6379', table: 'users' });
+ * const alice = await users.get(1);
+ * const some = await users.range('primary_key', 1, 100);
+ * ```
+ */
+export async function openReader<R = Record<string, unknown>>(options: ReaderOptions<R>): Promise<TableReader<R>> {
+  const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+  const connection = await ReaderConnection.open(options, `reading table "${options.table}"`);
+  const reader = new TableReader<R>(connection, keys, options.codec ?? (new MessagePackRecordCodec() as unknown as RecordCodec<R>));
+  try {
+    // One read proves that Redis answers and that this user may run the reader's scripts.
+    await reader.info();
+  } catch (error) {
+    await reader.close();
+    if (error instanceof TablecacheError && error.code === 'TC_TIMEOUT') {
+      throw new RedisConnectionError(`Redis accepted the connection for table "${options.table}" but did not answer within ${connection.timeoutMs} ms.`, {
+        cause: error,
+      });
+    }
+    if (!(error instanceof StorageFormatError)) throw error;
+  }
+  return reader;
+}
+
+type ReadReply = (Buffer | number | null | ReadReply)[];
+
+/**
+ * Reads one cached table from Redis. Get one from {@link openReader}.
+ *
+ * Read methods throw {@link NotLoadedError} before the writer's first load,
+ * {@link StorageFormatError} when the data is in a layout or codec this
+ * reader does not know (reload the cache with a matching writer),
+ * {@link RecordDecodeError} naming the key of a record that does not decode,
+ * and `RedisTimeoutError` (`TC_TIMEOUT`) / `RedisConnectionError`
+ * (`TC_CONNECTION_FAILED`) when Redis is slow or down.
+ */
+export class TableReader<R> implements AsyncDisposable {
+  private coverageStep: string | null = null;
+  private cachedCoverage: Coverage | null = null;
+  private closed = false;
+
+  /** @internal Use {@link openReader}. */
+  constructor(
+    private readonly connection: ReaderConnection,
+    private readonly keys: TableKeys,
+    private readonly codec: RecordCodec<R>,
+  ) {}
+
+  /** The table's name. */
+  get table(): string {
+    return this.keys.table;
+  }
+
+  /** The record with primary key `key`, or `undefined` when the table has none. */
+  get(key: PrimaryKey): Promise<R | undefined> {
+    let field: string;
+    try {
+      field = primaryKeyField(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, field], 'reading a record by primary key').then((bytes) => {
+      if (bytes === null) return undefined;
+      try {
+        return this.codec.decode(bytes as Buffer);
+      } catch (error) {
+        return this.liveRecordsKey().then((key) => Promise.reject(new RecordDecodeError(key, field, error)));
+      }
+    });
+  }
+
+  /** The records with the given primary keys, in the same order; `undefined` where there is none. */
+  async getMany(keys: readonly PrimaryKey[]): Promise<(R | undefined)[]> {
+    if (keys.length === 0) return [];
+    if (keys.length === 1) return [await this.get(keys[0]!)];
+    const fields = keys.map((key) => primaryKeyField(key));
+    const values = (await this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, ...fields], 'reading records by primary key')) as (Buffer | null)[];
+    return this.decodeFields(fields, values);
+  }
+
+  /** The records whose score in `indexName` lies in `[ge, lt)`, in ascending score order. */
+  async range(indexName: string, ge: Score, lt: Score, options: RangeOptions = {}): Promise<R[]> {
+    return this.readIntervals(indexName, [new Interval(ge, lt)], options);
+  }
+
+  /**
+   * The records a {@link StorageRecordsSpec} selects (all its intervals in
+   * one atomic read), filtered by its recheck predicate.
+   */
+  async records(spec: StorageRecordsSpec<R>, options: RangeOptions = {}): Promise<R[]> {
+    const records = await this.readIntervals(spec.indexName, spec.scoreIntervals, options);
+    return spec.recheckPredicate ? records.filter((record) => spec.accepts(record)) : records;
+  }
+
+  /** Whether the writer's published coverage holds every record with a score in `[ge, lt)` of `indexName`. */
+  async covers(indexName: string, ge: Score, lt: Score): Promise<boolean> {
+    return coverageCovers(await this.coverage(), indexName, [new Interval(ge, lt)]);
+  }
+
+  /**
+   * The coverage the writer published (which scores of each index the table
+   * holds completely), or `null` when its Indexes cannot describe it.
+   */
+  async coverage(): Promise<Coverage | null> {
+    const reply = (await this.call('coverage', [LAYOUT_FORMAT_VERSION, this.coverageStep ?? ''], 'reading the coverage')) as ReadReply;
+    this.updateCoverage(String(reply[0]), reply[1] as Buffer | null);
+    return this.cachedCoverage;
+  }
+
+  /** What the writer published about the table; does not throw before the first load. */
+  async info(): Promise<TableInfo> {
+    const reply = (await this.call('info', [LAYOUT_FORMAT_VERSION], 'reading the table info', [this.keys.meta, this.keys.lease])) as ReadReply;
+    const text = (i: number) => (reply[i] === null ? null : String(reply[i]));
+    const status = text(0);
+    if (status === 'format') throw this.formatError(text(1) ?? '');
+    const writerId = text(9);
+    return {
+      loaded: status === 'ok',
+      recordCount: Number(reply[8]),
+      generation: text(2) === null ? null : Number(text(2)),
+      step: Number(text(5) ?? 0),
+      codec: text(3),
+      indexNames: text(4) === null ? [] : (JSON.parse(text(4)!) as string[]),
+      lastRefreshAt: text(6) === null ? null : new Date(Number(text(6))),
+      loadedAt: text(7) === null ? null : new Date(Number(text(7))),
+      writer: writerId === null ? null : { id: writerId, leaseExpiresInMs: Number(reply[10] ?? 0) },
+    };
+  }
+
+  /** Closes the connection if the reader opened it. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.connection.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private async readIntervals(indexName: string, intervals: readonly Interval[], options: RangeOptions): Promise<R[]> {
+    const bounds: string[] = [];
+    for (const interval of intervals) {
+      if (interval.isEmpty) continue;
+      bounds.push(scoreArgument(interval.ge, () => 'A range bound'), scoreArgument(interval.lt, () => 'A range bound'));
+    }
+    const knownStep = options.requireCovered ? (this.coverageStep ?? '-') : '';
+    const args = [LAYOUT_FORMAT_VERSION, this.codec.id, indexName, knownStep, '0', ...bounds];
+    const reply = (await this.call('range', args, `reading a range of index "${indexName}"`)) as ReadReply;
+    let values = reply;
+    if (options.requireCovered) {
+      this.updateCoverage(String(reply[0]), reply[1] as Buffer | null);
+      values = reply.slice(2);
+      if (!coverageCovers(this.cachedCoverage, indexName, intervals)) {
+        throw new NotCoveredError(
+          `Table "${this.table}" does not hold every record of index "${indexName}" in ${intervals.join(', ')} (per the writer's published coverage); read those from the database.`,
+        );
+      }
+    }
+    try {
+      return values.map((bytes) => this.codec.decode(bytes as Buffer));
+    } catch (error) {
+      throw await this.locateDecodeFailure(args, error);
+    }
+  }
+
+  /**
+   * The error for a range whose records did not all decode: reads the range
+   * again with field names (a rare path, so the common reply stays lean) to
+   * name the record's key and field.
+   */
+  private async locateDecodeFailure(args: string[], cause: unknown): Promise<Error> {
+    const withFields = [...args];
+    withFields[3] = '';
+    withFields[4] = '1';
+    const reply = (await this.call('range', withFields, 'locating a record that does not decode')) as (Buffer | null)[];
+    const recordsKey = await this.liveRecordsKey();
+    for (let i = 0; i < reply.length; i += 2) {
+      const field = String(reply[i]);
+      const bytes = reply[i + 1] ?? null;
+      if (bytes === null) {
+        return new StorageFormatError(`Index entry "${field}" of table "${this.table}" has no record in "${recordsKey}"; the table was changed outside tablecache. Reload the cache.`);
+      }
+      try {
+        this.codec.decode(bytes);
+      } catch (error) {
+        return new RecordDecodeError(recordsKey, field, error);
+      }
+    }
+    return cause instanceof Error ? cause : new Error(String(cause));
+  }
+
+  private async decodeFields(fields: readonly string[], values: readonly (Buffer | null)[]): Promise<(R | undefined)[]> {
+    const records: (R | undefined)[] = [];
+    for (let i = 0; i < fields.length; i++) {
+      const bytes = values[i] ?? null;
+      if (bytes === null) {
+        records.push(undefined);
+        continue;
+      }
+      try {
+        records.push(this.codec.decode(bytes));
+      } catch (error) {
+        throw new RecordDecodeError(await this.liveRecordsKey(), fields[i]!, error);
+      }
+    }
+    return records;
+  }
+
+  private async liveRecordsKey(): Promise<string> {
+    const { generation } = await this.info();
+    return generation === null ? this.keys.meta : this.keys.records(generation);
+  }
+
+  private updateCoverage(step: string, coverageJson: Buffer | null): void {
+    if (coverageJson !== null) {
+      this.cachedCoverage = decodeCoverage(coverageJson.toString());
+      this.coverageStep = step;
+    } else if (this.coverageStep !== step) {
+      // The writer published no coverage for this step.
+      this.cachedCoverage = null;
+      this.coverageStep = step;
+    }
+  }
+
+  private call(script: ReaderScriptName, args: readonly string[], doing: string, keys = [this.keys.meta]): Promise<unknown> {
+    if (this.closed) return Promise.reject(new ClosedError(`The reader of table "${this.table}" is closed.`));
+    return this.connection.read(script, keys, args, `${doing} of table "${this.table}"`).catch((error: unknown) => {
+      throw this.scriptError(error);
+    });
+  }
+
+  /** Maps the error replies the reader scripts raise on purpose. */
+  private scriptError(error: unknown): unknown {
+    if (!(error instanceof Error) || !error.message.startsWith('TC_')) return error;
+    const [status, ...rest] = error.message.split(' ');
+    const detail = rest.join(' ');
+    switch (status) {
+      case 'TC_UNLOADED':
+        return new NotLoadedError(`Table "${this.table}" has not been loaded yet: no writer has published data under ${this.keys.meta}.`);
+      case 'TC_FORMAT':
+        return this.formatError(detail);
+      case 'TC_CODEC':
+        return new StorageFormatError(
+          `Table "${this.table}" is encoded with codec "${detail}", but this reader decodes "${this.codec.id}". ` +
+            'Open the reader with the codec the writer uses, or reload the cache with a writer that uses this one.',
+        );
+      case 'TC_NOINDEX': {
+        const [, name, names] = /^("(?:[^"\\]|\\.)*") (.*)$/s.exec(detail) ?? [];
+        return new InvalidArgumentError(
+          `Table "${this.table}" has no index ${name ?? '(unknown)'}; its indexes are ${(JSON.parse(names ?? '[]') as string[]).join(', ')}.`,
+        );
+      }
+      default:
+        return new StorageFormatError(`Unexpected reply "${error.message}" reading table "${this.table}".`);
+    }
+  }
+
+  private formatError(format: string): StorageFormatError {
+    return new StorageFormatError(
+      `Table "${this.table}" is stored in key layout format "${format}", but this reader knows format ${LAYOUT_FORMAT_VERSION}. ` +
+        'Reload the cache with a writer of this version (or use a reader that matches the writer).',
+    );
+  }
+
+
+}

@@ -1,0 +1,180 @@
+import { InvalidArgumentError } from '../core/errors.ts';
+import type { Score } from '../core/interval.ts';
+import type { PrimaryKey } from '../core/storageTable.ts';
+
+/**
+ * The Redis key layout of one cached table, shared by the writer and every
+ * reader. docs/redis-key-layout.md describes it for readers in other
+ * languages; this module is its one implementation here.
+ */
+
+/** The layout version written to the metadata hash; readers refuse any other. */
+export const LAYOUT_FORMAT_VERSION = '1';
+
+/** The key prefix used when none is given. */
+export const DEFAULT_KEY_PREFIX = 'tablecache:';
+
+/** Fields of the metadata hash (`{prefix+table}:meta`). */
+export const MetaField = {
+  format: 'format',
+  generation: 'gen',
+  loaded: 'loaded',
+  codec: 'codec',
+  indexes: 'indexes',
+  coverage: 'coverage',
+  step: 'step',
+  refreshedAt: 'refreshedAt',
+  loadedAt: 'loadedAt',
+  overlay: 'overlay',
+  count: 'count',
+  fence: 'fence',
+  writer: 'writer',
+  nextId: 'nextId',
+} as const;
+
+/**
+ * Names of every key of one table. All share the hash tag
+ * `{<keyPrefix><table>}`, so they live in one Redis Cluster slot and one Lua
+ * script may touch any of them.
+ *
+ * @example
+ * ```ts
+ * new TableKeys('users').meta;            // '{tablecache:users}:meta'
+ * new TableKeys('users').records(7);      // '{tablecache:users}:g7:r'
+ * ```
+ */
+export class TableKeys {
+  /** The common start of every key, hash tag included, e.g. `{tablecache:users}:`. */
+  readonly base: string;
+
+  /**
+   * @throws {@link InvalidArgumentError} when the table name is empty or a name contains `{` or `}` (they would break the hash tag).
+   */
+  constructor(
+    readonly table: string,
+    readonly keyPrefix: string = DEFAULT_KEY_PREFIX,
+  ) {
+    if (table.length === 0) throw new InvalidArgumentError('The table name must not be empty.');
+    for (const [what, value] of [['table name', table], ['key prefix', keyPrefix]] as const) {
+      if (/[{}]/.test(value)) {
+        throw new InvalidArgumentError(`The ${what} "${value}" contains "{" or "}", which would break the Redis hash tag; choose another.`);
+      }
+    }
+    this.base = `{${keyPrefix}${table}}:`;
+  }
+
+  /** The metadata hash: what readers need to find and decode the live data. */
+  get meta(): string {
+    return `${this.base}meta`;
+  }
+
+  /** The writer's lease (a string with a TTL). */
+  get lease(): string {
+    return `${this.base}lease`;
+  }
+
+  /** Hash from key-group id to the JSON list of its keys, so any writer can delete leftovers. */
+  get owned(): string {
+    return `${this.base}owned`;
+  }
+
+  /** Records of a generation: hash from primary-key field to encoded record. */
+  records(generation: number): string {
+    return `${this.base}g${generation}:r`;
+  }
+
+  /** One index of a generation: sorted set of primary-key fields by score. */
+  index(generation: number, indexName: string): string {
+    return `${this.base}g${generation}:i:${indexName}`;
+  }
+
+  /** Staged puts of a scratch session: hash from primary-key field to encoded record. */
+  stagedRecords(staging: number): string {
+    return `${this.base}s${staging}:r`;
+  }
+
+  /** Staged deletions of a scratch session: set of primary-key fields. */
+  stagedDeletes(staging: number): string {
+    return `${this.base}s${staging}:d`;
+  }
+
+  /** Scores of the staged puts of a scratch session in one index. */
+  stagedIndex(staging: number, indexName: string): string {
+    return `${this.base}s${staging}:i:${indexName}`;
+  }
+
+  /** Every key a generation may have. */
+  generationKeys(generation: number, indexNames: readonly string[]): string[] {
+    return [this.records(generation), ...indexNames.map((name) => this.index(generation, name))];
+  }
+
+  /** Every key a scratch session may have. */
+  stagingKeys(staging: number, indexNames: readonly string[]): string[] {
+    return [this.stagedRecords(staging), this.stagedDeletes(staging), ...indexNames.map((name) => this.stagedIndex(staging, name))];
+  }
+}
+
+/** The id of a generation's key group in the `owned` hash. */
+export function generationGroup(generation: number): string {
+  return `g${generation}`;
+}
+
+/** The id of a scratch session's key group in the `owned` hash. */
+export function stagingGroup(staging: number): string {
+  return `s${staging}`;
+}
+
+/**
+ * The canonical text of a primary key: the field name in the records hash and
+ * the member in every index. Every reader must compute the same text.
+ *
+ * - a string is itself;
+ * - a bigint is its decimal digits (`-12`);
+ * - a number that is a safe integer is its decimal digits, any other finite
+ *   number its shortest round-trip text (ECMAScript `Number.prototype.toString`).
+ *
+ * So the number `1`, the bigint `1n` and the string `"1"` name the same
+ * record: a primary key column has one type, so they never meet in one table,
+ * and untyped readers (other languages, URLs) need no type tag.
+ *
+ * @throws {@link InvalidArgumentError} for NaN, ±Infinity, or a value that is not a string, number or bigint.
+ */
+export function primaryKeyField(key: PrimaryKey): string {
+  if (typeof key === 'string') return key;
+  if (typeof key === 'bigint') return key.toString();
+  if (typeof key === 'number' && Number.isFinite(key)) return Object.is(key, -0) ? '0' : String(key);
+  throw new InvalidArgumentError(
+    `A primary key must be a string, a bigint or a finite number, got ${typeof key === 'number' ? String(key) : typeof key}.`,
+  );
+}
+
+/**
+ * A score as a Redis argument: Redis sorted-set scores are float64, exactly
+ * like JavaScript numbers, and the shortest round-trip text parses back to the
+ * same float64. ±Infinity become `inf`/`-inf`.
+ *
+ * @throws {@link InvalidArgumentError} when `score` is NaN or not a number; `describe` names the record and index.
+ */
+export function scoreArgument(score: Score, describe: () => string): string {
+  if (typeof score !== 'number' || Number.isNaN(score)) {
+    throw new InvalidArgumentError(
+      `${describe()} has the score ${typeof score === 'number' ? 'NaN' : `${String(score)} (a ${typeof score})`}; ` +
+        'scores are float64 numbers (±Infinity allowed, NaN not).',
+    );
+  }
+  if (score === Infinity) return 'inf';
+  if (score === -Infinity) return '-inf';
+  return String(score);
+}
+
+/** The exclusive upper bound `(x` of a Redis score range. */
+export function exclusiveScoreArgument(score: Score): string {
+  return `(${scoreArgument(score, () => 'An interval bound')}`;
+}
+
+/** Parses a score as Redis returns it (`inf`, `-inf`, or `%.17g` text). */
+export function parseScore(text: string): Score {
+  if (text === 'inf' || text === '+inf') return Infinity;
+  if (text === '-inf') return -Infinity;
+  return Number(text);
+}

@@ -1,0 +1,39 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+
+/** An argument of a Redis command. */
+export type RedisArgument = string | Buffer | number;
+
+/**
+ * A Lua script run by its SHA1 (EVALSHA, or EVALSHA_RO for read-only ones),
+ * sending its source only when Redis does not know it yet (after a restart,
+ * SCRIPT FLUSH, or on a replica that has never seen it).
+ */
+export class LuaScript {
+  readonly sha: string;
+
+  constructor(
+    readonly name: string,
+    readonly source: string,
+  ) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  /** Loads `<name>.lua` from the folder of `folderUrl` (pass `import.meta.url` of a module next to the scripts). */
+  static fromFile(folderUrl: string, name: string): LuaScript {
+    return new LuaScript(name, readFileSync(new URL(`./${name}.lua`, folderUrl), 'utf8'));
+  }
+
+  /**
+   * Runs the script with Buffer replies. Read-only scripts go through
+   * EVALSHA_RO, so they run on replicas and for ACL users that may only read.
+   */
+  run(redis: Redis, keys: readonly string[], args: readonly RedisArgument[], readOnly = false): Promise<unknown> {
+    // A plain promise chain, not an async function: reads are hot, every frame counts.
+    return redis.callBuffer(readOnly ? 'EVALSHA_RO' : 'EVALSHA', this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return redis.callBuffer(readOnly ? 'EVAL_RO' : 'EVAL', this.source, keys.length, ...keys, ...args);
+    });
+  }
+}

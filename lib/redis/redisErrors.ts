@@ -1,0 +1,123 @@
+import { TablecacheError } from '../core/errors.ts';
+
+/**
+ * Errors of the Redis storage and its readers. Each uses one of the stable
+ * codes of {@link TablecacheError}, so callers branch on `error.code`.
+ */
+
+/**
+ * Another writer holds the lease of the table (code `TC_LEASE_HELD`).
+ *
+ * @example
+ * ```ts
+ * try { await RedisStorageTable.open({ redis, table: 'users', scorer }); }
+ * catch (e) { if (e instanceof LeaseHeldError) console.error(e.holder, e.expiresInMs); }
+ * ```
+ */
+export class LeaseHeldError extends TablecacheError {
+  constructor(
+    readonly table: string,
+    readonly holder: string,
+    readonly expiresInMs: number,
+  ) {
+    super(
+      'TC_LEASE_HELD',
+      `Table "${table}" already has a writer: ${holder} holds its lease for another ${expiresInMs} ms. ` +
+        'Run one writer per table, or open with { standby: true } to take over when the lease expires.',
+    );
+  }
+}
+
+/**
+ * This writer lost its lease (it was not renewed in time and another writer
+ * took the table), so it refuses every further write (code `TC_LEASE_LOST`).
+ */
+export class LeaseLostError extends TablecacheError {
+  constructor(readonly table: string, detail: string) {
+    super(
+      'TC_LEASE_LOST',
+      `The writer of table "${table}" lost its lease (${detail}); it stopped writing so that two writers never interleave. ` +
+        'Close it and open a new writer.',
+    );
+  }
+}
+
+/** What Redis stores does not have the shape this code expects (code `TC_STORAGE_FORMAT`). */
+export class StorageFormatError extends TablecacheError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('TC_STORAGE_FORMAT', message, options);
+  }
+}
+
+/** A stored record's bytes do not decode (code `TC_STORAGE_FORMAT`); `key` and `field` name where it is. */
+export class RecordDecodeError extends StorageFormatError {
+  constructor(
+    readonly key: string,
+    readonly field: string,
+    cause: unknown,
+  ) {
+    super(
+      `The record in Redis hash "${key}", field "${field}", does not decode: ${cause instanceof Error ? cause.message : String(cause)}. ` +
+        'Reload the cache (a writer of this version rewrites every record).',
+      { cause },
+    );
+  }
+}
+
+/** A Redis command did not answer within the configured time (code `TC_TIMEOUT`). */
+export class RedisTimeoutError extends TablecacheError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('TC_TIMEOUT', message, options);
+  }
+}
+
+/** Redis could not be reached, or the connection is down (code `TC_CONNECTION_FAILED`). */
+export class RedisConnectionError extends TablecacheError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('TC_CONNECTION_FAILED', message, options);
+  }
+}
+
+/** Redis answered a command with an error this library did not expect (code `TC_STORAGE_FAILED`). */
+export class RedisCommandError extends TablecacheError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('TC_STORAGE_FAILED', message, options);
+  }
+}
+
+/** The writer or reader was closed (code `TC_CLOSED`). */
+export class ClosedError extends TablecacheError {
+  constructor(message: string) {
+    super('TC_CLOSED', message);
+  }
+}
+
+const CONNECTION_MESSAGES = [
+  "Stream isn't writeable",
+  'Connection is closed',
+  'Reached the max retries per request limit',
+  'connect ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+];
+
+/**
+ * Maps an error from ioredis to the library's errors: timeouts to
+ * {@link RedisTimeoutError}, an unreachable or closed connection to
+ * {@link RedisConnectionError}, anything else to {@link RedisCommandError}.
+ * A {@link TablecacheError} passes through unchanged.
+ */
+export function toTablecacheError(error: unknown, doing: string): TablecacheError {
+  if (error instanceof TablecacheError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (message.includes('Command timed out')) {
+    return new RedisTimeoutError(`Redis did not answer in time while ${doing}.`, { cause: error });
+  }
+  if (CONNECTION_MESSAGES.some((fragment) => message.includes(fragment))) {
+    return new RedisConnectionError(`Redis is not reachable while ${doing}: ${message}.`, { cause: error });
+  }
+  return new RedisCommandError(`Redis failed while ${doing}: ${message}`, { cause: error });
+}

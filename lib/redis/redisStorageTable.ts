@@ -1,0 +1,690 @@
+import { Redis } from 'ioredis';
+import { InvalidArgumentError, TablecacheError } from '../core/errors.ts';
+import type { Interval } from '../core/interval.ts';
+import { silentLogger, type Logger } from '../core/logger.ts';
+import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
+import type { CoverageUpdate, RecordScorer, StorageTable } from '../core/storageTable.ts';
+import {
+  LAYOUT_FORMAT_VERSION,
+  MetaField,
+  TableKeys,
+  generationGroup,
+  primaryKeyField,
+  scoreArgument,
+  stagingGroup,
+} from './keyLayout.ts';
+import { encodeCoverage } from './coverageFormat.ts';
+import type { LuaScript, RedisArgument } from './luaScript.ts';
+import { MessagePackRecordCodec, type RecordCodec } from './recordCodec.ts';
+import { ClosedError, type LeaseLostError, RecordDecodeError, StorageFormatError, toTablecacheError } from './redisErrors.ts';
+import { readerFunctionLibrary } from './scripts/readerScripts.ts';
+import { writerScripts } from './scripts/writerScripts.ts';
+import { WriterLease } from './writerLease.ts';
+
+/** Options of {@link RedisStorageTable.open}. */
+export interface RedisStorageTableOptions<R> {
+  /** A connection to use (left open by `close`). Give this or `url`. */
+  readonly redis?: Redis;
+  /** A Redis URL to connect to (the connection is closed by `close`). */
+  readonly url?: string;
+  /** The table name; readers open the table by it. */
+  readonly table: string;
+  /** Primary keys and index scores of records. */
+  readonly scorer: RecordScorer<R>;
+  /** Start of every key name inside the hash tag (default `tablecache:`). */
+  readonly keyPrefix?: string;
+  /** Record encoding (default {@link MessagePackRecordCodec}); readers must use the same. */
+  readonly codec?: RecordCodec<R>;
+  /** Lease lifetime without renewal, in ms (default 10,000); a standby takes over at most this long after a crash. */
+  readonly leaseTtlMs?: number;
+  /** Wait until the current writer's lease expires instead of failing with {@link LeaseHeldError}. */
+  readonly standby?: boolean;
+  /** Aborts a standby wait. */
+  readonly signal?: AbortSignal;
+  /** Records per write script call (default 1,000); batches are also cut at about 1 MB. */
+  readonly writeBatchSize?: number;
+  /** Staged changes a merge applies per script call (default 2,000): bounds how long one call blocks Redis. */
+  readonly mergeBatchSize?: number;
+  /** Where lease changes and recoveries are logged. */
+  readonly logger?: Logger;
+  /** Called once when the lease is found lost; every later write throws {@link LeaseLostError}. */
+  readonly onLeaseLost?: (error: LeaseLostError) => void;
+}
+
+const DEFAULTS = {
+  keyPrefix: 'tablecache:',
+  leaseTtlMs: 10_000,
+  writeBatchSize: 1_000,
+  mergeBatchSize: 2_000,
+  readPageSize: 1_000,
+  intervalsPerPage: 1_000,
+  maxBatchBytes: 1 << 20,
+  maxInFlightBatches: 4,
+} as const;
+
+interface Staging {
+  readonly id: number;
+  /** How the record count changes when the session is merged. */
+  delta: number;
+  /** Whether a merge of the session was started (and may have been cut off). */
+  merging: boolean;
+}
+
+/** One decoded record as read from a page, with where it came from. */
+interface PageRecord<R> {
+  /** Which of the requested intervals it lies in. */
+  readonly interval: number;
+  readonly field: string;
+  readonly record: R;
+}
+
+/**
+ * A {@link StorageTable} in Redis that any number of reader processes share
+ * (see `openReader` in `tablecache/client`); docs/redis-key-layout.md
+ * describes the keys.
+ *
+ * - Data lives in generations. `clear()` starts a new one beside the live
+ *   one; `markLoaded` switches readers to it atomically and deletes the old
+ *   one, so a reload never shows readers a half-loaded table.
+ * - Scratch changes are staged in Redis and published by `scratchMerge` in
+ *   one atomic step, however large (big merges are applied in bounded
+ *   script calls behind an overlay readers honour).
+ * - One writer per table: `open` takes a lease, renews it, and every write
+ *   script checks a fence token, so a writer that lost its lease stops.
+ *
+ * Reads here (`getRecords`, and the reads inside `deleteRecords` and
+ * `scratchDiscardRecords`) page through the table and must not run
+ * concurrently with a merge or a direct write of the same table; a
+ * {@link CachedTable} guarantees that.
+ *
+ * @example
+ * ```ts
+ * const storage = await RedisStorageTable.open({ url: 'redis://127.0.0.1:6379', table: 'users', scorer: indexes });
+ * const table = new CachedTable(indexes, db, storage);
+ * await table.load('primary_key', { allPrimaryKeys: true });
+ * // … later
+ * await storage.close();
+ * ```
+ */
+export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
+  readonly name: string;
+  private readonly indexNames: readonly string[];
+  private readonly codec: RecordCodec<R>;
+  private readonly logger: Logger;
+  /** The generation this writer reads and writes; null after `clear()` until the first write. */
+  private generation: number | null;
+  /** The generation readers read. */
+  private liveGeneration: number | null;
+  private staging: Staging | null = null;
+  private closed = false;
+
+  private constructor(
+    private readonly redis: Redis,
+    private readonly ownsConnection: boolean,
+    private readonly keys: TableKeys,
+    private readonly scorer: RecordScorer<R>,
+    private readonly lease: WriterLease,
+    private readonly settings: { writeBatchSize: number; mergeBatchSize: number },
+    options: RedisStorageTableOptions<R>,
+    state: { liveGeneration: number | null; adoptable: boolean },
+  ) {
+    this.name = keys.table;
+    this.indexNames = [...scorer.indexNames];
+    this.codec = options.codec ?? (new MessagePackRecordCodec() as unknown as RecordCodec<R>);
+    this.logger = options.logger ?? silentLogger;
+    this.liveGeneration = state.liveGeneration;
+    this.generation = state.adoptable ? state.liveGeneration : null;
+  }
+
+  /**
+   * Connects, takes the table's writer lease, finishes a merge a crashed
+   * writer left half applied, and deletes what crashed writers left behind.
+   * Continues on the live data when it was written with the same indexes and
+   * codec; otherwise starts empty (readers keep the old data until `markLoaded`).
+   *
+   * @throws {@link LeaseHeldError} when another writer holds the table (without `standby`).
+   * @throws {@link StorageFormatError} when the table was written in a key layout this version does not know.
+   * @throws {@link InvalidArgumentError} for bad options.
+   */
+  static async open<R>(options: RedisStorageTableOptions<R>): Promise<RedisStorageTable<R>> {
+    const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULTS.keyPrefix);
+    const settings = {
+      writeBatchSize: positiveInteger(options.writeBatchSize ?? DEFAULTS.writeBatchSize, 'writeBatchSize'),
+      mergeBatchSize: positiveInteger(options.mergeBatchSize ?? DEFAULTS.mergeBatchSize, 'mergeBatchSize'),
+    };
+    const leaseTtlMs = positiveInteger(options.leaseTtlMs ?? DEFAULTS.leaseTtlMs, 'leaseTtlMs');
+    if (options.scorer.indexNames.length === 0) throw new InvalidArgumentError('The scorer must name at least one index.');
+    if ((options.redis === undefined) === (options.url === undefined)) {
+      throw new InvalidArgumentError('Give RedisStorageTable.open exactly one of `redis` (a connection) or `url`.');
+    }
+    const redis = options.redis ?? new Redis(options.url!, { lazyConnect: true });
+    const ownsConnection = options.redis === undefined;
+    const logger = options.logger ?? silentLogger;
+    try {
+      if (ownsConnection) await redis.connect();
+      const lease = await WriterLease.acquire(redis, keys, {
+        ttlMs: leaseTtlMs,
+        standby: options.standby ?? false,
+        signal: options.signal,
+        logger,
+        onLost: options.onLeaseLost ?? (() => {}),
+      });
+      try {
+        await loadReaderFunctions(redis, keys, logger);
+        const codecId = (options.codec ?? new MessagePackRecordCodec()).id;
+        const state = await recoverTable(redis, keys, lease.fence, options.scorer.indexNames, codecId, settings.mergeBatchSize, logger);
+        return new RedisStorageTable(redis, ownsConnection, keys, options.scorer, lease, settings, options, state);
+      } catch (error) {
+        await lease.release().catch(() => {});
+        throw error;
+      }
+    } catch (error) {
+      if (ownsConnection) redis.disconnect();
+      throw toTablecacheError(error, `opening table "${options.table}" for writing`);
+    }
+  }
+
+  /** The writer's id, as shown in the lease and to readers' `info()`. */
+  get writerId(): string {
+    return this.lease.writerId;
+  }
+
+  /**
+   * Starts a new, empty generation beside the live one (readers keep reading
+   * the live one until {@link markLoaded}) and drops staged scratch changes.
+   */
+  async clear(): Promise<void> {
+    this.assertWritable();
+    await this.settleInterruptedMerge();
+    const groups: string[] = [];
+    if (this.staging) groups.push(stagingGroup(this.staging.id));
+    if (this.generation !== null && this.generation !== this.liveGeneration) groups.push(generationGroup(this.generation));
+    this.staging = null;
+    this.generation = null;
+    if (groups.length > 0) await this.write(writerScripts.dropKeyGroups, [this.keys.meta, this.keys.owned], groups, 'clearing');
+  }
+
+  /**
+   * Stores records in batches (one script call per batch, several in flight),
+   * replacing records with the same primary key. Straight into the
+   * generation: use it for loads, which readers see only at `markLoaded`.
+   *
+   * @throws {@link InvalidArgumentError} for a record without a valid primary key or with a NaN score, or during a scratch session.
+   */
+  async putRecords(records: AsyncIterable<R> | Iterable<R>): Promise<number> {
+    this.assertWritable();
+    await this.settleInterruptedMerge();
+    this.assertNoScratchSession('putRecords');
+    const generation = await this.ensureGeneration();
+    const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
+    return this.writeInBatches(records, (batch) => this.write(writerScripts.putRecords, keys, batch, 'storing records'));
+  }
+
+  async *getRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
+    this.assertOpen();
+    this.assertIndexName(spec.indexName);
+    const generation = this.generation;
+    if (generation === null) return;
+    for await (const page of this.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
+      for (const { record } of page) if (spec.accepts(record)) yield record;
+    }
+  }
+
+  /**
+   * Deletes the records the spec selects, page by page (each page in one
+   * script call), yielding each deleted record. Readers see each page's
+   * deletion as it happens: use it in loads, or use scratch space.
+   */
+  async *deleteRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
+    this.assertWritable();
+    this.assertIndexName(spec.indexName);
+    await this.settleInterruptedMerge();
+    this.assertNoScratchSession('deleteRecords');
+    const generation = this.generation;
+    if (generation === null) return;
+    const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
+    let deleted = new Set<PageRecord<R>>();
+    const remaining = (entries: readonly PageRecord<R>[]) => entries.filter((entry) => !deleted.has(entry)).length;
+    for await (const page of this.pages(this.keys.index(generation, spec.indexName), keys[1]!, spec.scoreIntervals, remaining)) {
+      deleted = new Set(page.filter(({ record }) => spec.accepts(record)));
+      if (deleted.size === 0) continue;
+      await this.write(writerScripts.deleteRecords, keys, [...deleted].map(({ field }) => field), 'deleting records');
+      for (const { record } of deleted) yield record;
+    }
+  }
+
+  /** Stages records; readers and `getRecords` see them only after {@link scratchMerge}. */
+  async scratchPutRecords(records: AsyncIterable<R> | Iterable<R>): Promise<number> {
+    this.assertWritable();
+    await this.settleInterruptedMerge();
+    const staging = await this.ensureStaging();
+    const keys = this.stagingScriptKeys(staging);
+    return this.writeInBatches(records, async (batch) => {
+      staging.delta += Number(await this.write(writerScripts.stagePut, keys, batch, 'staging records'));
+    });
+  }
+
+  /**
+   * Stages the deletion of the records `getRecords(spec)` returns now and
+   * yields them; also withdraws staged puts the spec selects (so that
+   * staging behaves like applying the calls in order).
+   */
+  async *scratchDiscardRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
+    this.assertWritable();
+    this.assertIndexName(spec.indexName);
+    await this.settleInterruptedMerge();
+    const generation = this.generation;
+    if (generation === null) return;
+    for await (const page of this.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
+      const discarded = page.filter(({ record }) => spec.accepts(record));
+      if (discarded.length === 0) continue;
+      await this.stageDiscard('live', discarded);
+      for (const { record } of discarded) yield record;
+    }
+    await this.withdrawStagedPuts(spec);
+  }
+
+  /**
+   * Publishes every staged change, and the coverage update if given, in one
+   * atomic step for readers. A session larger than `mergeBatchSize` is
+   * applied in several bounded script calls after that step.
+   */
+  async scratchMerge(update?: CoverageUpdate): Promise<void> {
+    this.assertWritable();
+    await this.settleInterruptedMerge();
+    const generation = this.generation;
+    if (generation === null) {
+      this.staging = null;
+      return;
+    }
+    const staging = this.staging;
+    const coverage = update === undefined ? '' : encodeCoverage(update.coverage);
+    const live = generation === this.liveGeneration;
+    if (staging) staging.merging = true;
+    let remaining = await this.mergeStep(generation, staging?.id ?? 0, staging?.delta ?? 0, true, live, coverage);
+    while (remaining > 0) remaining = await this.mergeStep(generation, staging!.id, 0, false, live, '');
+    this.staging = null;
+  }
+
+  /**
+   * After a merge was cut off (Redis unreachable, say), finds out from Redis
+   * how far it got before anything touches the session again: readers may
+   * already see it through the overlay, and then its keys must stay until it
+   * is applied. Overlay set: the merge is finished now. Session unlisted in
+   * `owned`: it completed. Still listed without overlay: in the live
+   * generation it never started (a started one sets the overlay or
+   * completes), so it stays staged; in an unpublished generation, which no
+   * reader sees, it is finished now.
+   */
+  private async settleInterruptedMerge(): Promise<void> {
+    const staging = this.staging;
+    const generation = this.generation;
+    if (staging === null || !staging.merging || generation === null) return;
+    const [overlay, listed] = await Promise.all([
+      this.redis.hget(this.keys.meta, MetaField.overlay),
+      this.redis.hexists(this.keys.owned, stagingGroup(staging.id)),
+    ]).catch((error: unknown) => {
+      throw toTablecacheError(error, `checking an interrupted merge of table "${this.name}"`);
+    });
+    const live = generation === this.liveGeneration;
+    if (listed === 1 && live && overlay !== String(staging.id)) {
+      staging.merging = false;
+      return;
+    }
+    if (listed === 1) {
+      this.logger.warn({ table: this.name, staging: staging.id }, 'finishing a merge that was cut off');
+      let remaining: number;
+      do remaining = await this.mergeStep(generation, staging.id, 0, false, live, '');
+      while (remaining > 0);
+    }
+    this.staging = null;
+  }
+
+  /** Drops everything staged since the last merge (its keys are deleted); readers never saw any of it. */
+  async scratchReset(): Promise<void> {
+    this.assertWritable();
+    await this.settleInterruptedMerge();
+    const staging = this.staging;
+    if (staging === null) return;
+    this.staging = null;
+    await this.write(writerScripts.dropKeyGroups, [this.keys.meta, this.keys.owned], [stagingGroup(staging.id)], 'dropping staged changes');
+  }
+
+  /**
+   * Switches readers to this writer's generation in one atomic step, with
+   * the coverage it establishes, and deletes the generation readers used
+   * before. Staged scratch changes stay staged.
+   */
+  async markLoaded(update: CoverageUpdate): Promise<void> {
+    this.assertWritable();
+    const generation = await this.ensureGeneration();
+    const previous = await this.write(
+      writerScripts.publishGeneration,
+      [this.keys.meta],
+      [String(generation), LAYOUT_FORMAT_VERSION, this.codec.id, JSON.stringify(this.indexNames), encodeCoverage(update.coverage), String(Date.now())],
+      'publishing the loaded generation',
+    );
+    this.liveGeneration = generation;
+    if (previous === null) return;
+    const previousGeneration = Number(String(previous));
+    if (previousGeneration === generation) return;
+    // Readers resolve the generation inside each script, so none can still be reading the old one.
+    try {
+      await this.write(writerScripts.dropKeyGroups, [this.keys.meta, this.keys.owned], [generationGroup(previousGeneration)], 'deleting the previous generation');
+    } catch (error) {
+      this.logger.warn({ table: this.name, generation: previousGeneration, err: error }, 'could not delete the previous generation; the next writer will');
+    }
+  }
+
+  /**
+   * Deletes what only this writer used (an unpublished generation, staged
+   * changes), gives the lease up, and closes the connection if it opened it.
+   * Published data stays for readers.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      const groups: string[] = [];
+      // A session whose merge was cut off may be what readers see (the overlay): the next writer finishes it.
+      if (this.staging && !this.staging.merging) groups.push(stagingGroup(this.staging.id));
+      if (this.generation !== null && this.generation !== this.liveGeneration) groups.push(generationGroup(this.generation));
+      if (groups.length > 0 && this.leaseHeld()) {
+        await writerScripts.dropKeyGroups.run(this.redis, [this.keys.meta, this.keys.owned], [this.lease.fence, ...groups]);
+      }
+      await this.lease.release();
+    } catch (error) {
+      this.logger.warn({ table: this.name, err: error }, 'closing the writer did not finish cleaning up; the next writer will');
+    } finally {
+      if (this.ownsConnection) await this.redis.quit().catch(() => this.redis.disconnect());
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private leaseHeld(): boolean {
+    try {
+      this.lease.assertHeld();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async mergeStep(generation: number, stagingId: number, delta: number, first: boolean, live: boolean, coverage: string): Promise<number> {
+    const keys = [
+      this.keys.meta,
+      this.keys.owned,
+      this.keys.records(generation),
+      this.keys.stagedRecords(stagingId),
+      this.keys.stagedDeletes(stagingId),
+      ...this.indexNames.map((name) => this.keys.index(generation, name)),
+      ...this.indexNames.map((name) => this.keys.stagedIndex(stagingId, name)),
+    ];
+    const args = [this.settings.mergeBatchSize, first ? '1' : '0', live ? '1' : '0', stagingId, delta, coverage, Date.now()];
+    return Number(await this.write(writerScripts.mergeStep, keys, args, 'merging scratch space'));
+  }
+
+  private async withdrawStagedPuts(spec: StorageRecordsSpec<R>): Promise<void> {
+    const staging = this.staging;
+    if (staging === null) return;
+    let withdrawn = new Set<PageRecord<R>>();
+    const remaining = (entries: readonly PageRecord<R>[]) => entries.filter((entry) => !withdrawn.has(entry)).length;
+    const index = this.keys.stagedIndex(staging.id, spec.indexName);
+    for await (const page of this.pages(index, this.keys.stagedRecords(staging.id), spec.scoreIntervals, remaining)) {
+      withdrawn = new Set(page.filter(({ record }) => spec.accepts(record)));
+      if (withdrawn.size > 0) await this.stageDiscard('staged', [...withdrawn]);
+    }
+  }
+
+  private async stageDiscard(mode: 'live' | 'staged', records: readonly PageRecord<R>[]): Promise<void> {
+    const staging = await this.ensureStaging();
+    const args = [mode, ...records.map(({ field }) => field)];
+    staging.delta += Number(await this.write(writerScripts.stageDiscard, this.stagingScriptKeys(staging), args, 'staging deletions'));
+  }
+
+  private stagingScriptKeys(staging: Staging): string[] {
+    return [
+      this.keys.meta,
+      this.keys.records(this.generation!),
+      this.keys.stagedRecords(staging.id),
+      this.keys.stagedDeletes(staging.id),
+      ...this.indexNames.map((name) => this.keys.stagedIndex(staging.id, name)),
+    ];
+  }
+
+  /**
+   * Pages through the records of one index whose score lies in any of
+   * `intervals`, many intervals per script call. After the caller has used a
+   * page, `remainingOf` says how many of the given entries (those of the
+   * interval the page stopped in) are still in the index (all of them,
+   * unless the caller deleted some), so that the next page starts right
+   * after them.
+   */
+  private async *pages(
+    index: string,
+    records: string,
+    intervals: readonly Interval[],
+    remainingOf: (entries: readonly PageRecord<R>[]) => number = (entries) => entries.length,
+  ): AsyncGenerator<PageRecord<R>[]> {
+    const bounds = intervals
+      .filter((interval) => !interval.isEmpty)
+      .map((interval) => [scoreArgument(interval.ge, () => 'An interval bound'), scoreArgument(interval.lt, () => 'An interval bound')]);
+    let start = 0;
+    let skip = 0;
+    while (start < bounds.length) {
+      const window = bounds.slice(start, start + DEFAULTS.intervalsPerPage);
+      const reply = (await this.read(writerScripts.readPage, [index, records], [DEFAULTS.readPageSize, skip, ...window.flat()])) as (Buffer | number | null)[];
+      const done = Number(reply[0]);
+      const page: PageRecord<R>[] = [];
+      for (let i = 1; i < reply.length; i += 3) {
+        const field = String(reply[i + 1]);
+        page.push({ interval: start + Number(reply[i]) - 1, field, record: this.decode(records, field, reply[i + 2] as Buffer | null) });
+      }
+      yield page;
+      if (done === window.length) {
+        start += done;
+        skip = 0;
+        continue;
+      }
+      const partial = start + done;
+      skip = (done === 0 ? skip : 0) + remainingOf(page.filter((entry) => entry.interval === partial));
+      start = partial;
+    }
+  }
+
+  private decode(key: string, field: string, bytes: Buffer | null): R {
+    if (bytes === null) {
+      throw new StorageFormatError(`Index entry "${field}" has no record in hash "${key}": the table was changed outside tablecache. Reload the cache.`);
+    }
+    try {
+      return this.codec.decode(bytes);
+    } catch (error) {
+      throw new RecordDecodeError(key, field, error);
+    }
+  }
+
+  /**
+   * Encodes records into script batches (field, bytes, one score per index)
+   * and runs `send` for each, keeping a few in flight so the connection stays
+   * busy while memory stays bounded.
+   */
+  private async writeInBatches(records: AsyncIterable<R> | Iterable<R>, send: (batch: RedisArgument[]) => Promise<unknown>): Promise<number> {
+    const inFlight: Promise<unknown>[] = [];
+    let failure: unknown;
+    const track = (promise: Promise<unknown>) => {
+      const tracked = promise.catch((error: unknown) => {
+        failure ??= error;
+      });
+      inFlight.push(tracked);
+    };
+    let batch: RedisArgument[] = [];
+    let batchRecords = 0;
+    let batchBytes = 0;
+    let total = 0;
+    const flush = async () => {
+      if (batchRecords === 0) return;
+      track(send([batchRecords, ...batch]));
+      batch = [];
+      batchRecords = 0;
+      batchBytes = 0;
+      if (inFlight.length >= DEFAULTS.maxInFlightBatches) await inFlight.shift();
+    };
+    for await (const record of records) {
+      if (failure !== undefined) break;
+      const field = this.fieldOf(record);
+      const bytes = this.codec.encode(record);
+      batch.push(field, bytes);
+      for (const indexName of this.indexNames) {
+        batch.push(scoreArgument(this.scorer.score(indexName, record), () => `Record "${field}" of table "${this.name}" in index "${indexName}"`));
+      }
+      batchRecords++;
+      batchBytes += bytes.length + field.length;
+      total++;
+      if (batchRecords >= this.settings.writeBatchSize || batchBytes >= DEFAULTS.maxBatchBytes) await flush();
+    }
+    if (failure === undefined) await flush();
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure;
+    return total;
+  }
+
+  private fieldOf(record: R): string {
+    try {
+      return primaryKeyField(this.scorer.primaryKey(record));
+    } catch (error) {
+      if (error instanceof TablecacheError) throw new InvalidArgumentError(`A record of table "${this.name}" has no usable primary key: ${error.message}`);
+      throw error;
+    }
+  }
+
+  private async ensureGeneration(): Promise<number> {
+    if (this.generation !== null) return this.generation;
+    const suffixes = [':r', ...this.indexNames.map((name) => `:i:${name}`)];
+    const id = await this.write(writerScripts.allocateKeyGroup, [this.keys.meta, this.keys.owned], ['g', this.keys.base, ...suffixes], 'starting a generation');
+    this.generation = Number(id);
+    return this.generation;
+  }
+
+  private async ensureStaging(): Promise<Staging> {
+    if (this.staging !== null) return this.staging;
+    await this.ensureGeneration();
+    const suffixes = [':r', ':d', ...this.indexNames.map((name) => `:i:${name}`)];
+    const id = await this.write(writerScripts.allocateKeyGroup, [this.keys.meta, this.keys.owned], ['s', this.keys.base, ...suffixes], 'starting a scratch session');
+    this.staging = { id: Number(id), delta: 0, merging: false };
+    return this.staging;
+  }
+
+  /** Runs a write script with this writer's fence token as its first argument. */
+  private async write(script: LuaScript, keys: readonly string[], args: readonly RedisArgument[], doing: string): Promise<unknown> {
+    try {
+      return await script.run(this.redis, keys, [this.lease.fence, ...args]);
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith('TC_LEASE_LOST')) throw this.lease.markLost(error.message.slice('TC_LEASE_LOST '.length));
+      throw toTablecacheError(error, `${doing} in table "${this.name}"`);
+    }
+  }
+
+  private async read(script: LuaScript, keys: readonly string[], args: readonly RedisArgument[]): Promise<unknown> {
+    try {
+      return await script.run(this.redis, keys, args);
+    } catch (error) {
+      throw toTablecacheError(error, `reading table "${this.name}"`);
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError(`The writer of table "${this.name}" is closed.`);
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    this.lease.assertHeld();
+  }
+
+  private assertIndexName(indexName: string): void {
+    if (!this.indexNames.includes(indexName)) {
+      throw new InvalidArgumentError(`Table "${this.name}" has no index "${indexName}"; its indexes are ${this.indexNames.join(', ')}.`);
+    }
+  }
+
+  private assertNoScratchSession(operation: string): void {
+    if (this.staging !== null) {
+      throw new InvalidArgumentError(
+        `${operation} writes straight into table "${this.name}", but scratch changes are staged; call scratchMerge() (or clear()) first.`,
+      );
+    }
+  }
+}
+
+/**
+ * What a new writer does before its first write: finish the merge a crashed
+ * writer left behind (readers already see it through the overlay), delete
+ * key groups no reader uses, and decide whether to continue on the live data.
+ */
+async function recoverTable(
+  redis: Redis,
+  keys: TableKeys,
+  fence: string,
+  indexNames: readonly string[],
+  codecId: string,
+  mergeBatchSize: number,
+  logger: Logger,
+): Promise<{ liveGeneration: number | null; adoptable: boolean }> {
+  const meta = await redis.hmget(keys.meta, MetaField.format, MetaField.generation, MetaField.codec, MetaField.indexes, MetaField.overlay);
+  const field = (i: number): string | null => meta[i] ?? null;
+  const [format, generationText, codec, indexesJson, overlay] = [field(0), field(1), field(2), field(3), field(4)];
+  if (format !== null && format !== LAYOUT_FORMAT_VERSION) {
+    throw new StorageFormatError(
+      `Table "${keys.table}" in Redis uses key layout format ${format}; this writer writes format ${LAYOUT_FORMAT_VERSION}. ` +
+        `Delete the keys "${keys.base}*" (Redis holds only a cache) or use a matching tablecache version.`,
+    );
+  }
+  const liveGeneration = generationText === null ? null : Number(generationText);
+  const liveIndexNames: string[] = indexesJson === null ? [] : (JSON.parse(indexesJson) as string[]);
+  if (liveGeneration !== null && overlay !== null) {
+    logger.warn({ table: keys.table, generation: liveGeneration, staging: overlay }, 'finishing a merge the previous writer left half applied');
+    const stagingId = Number(overlay);
+    const mergeKeys = [
+      keys.meta,
+      keys.owned,
+      keys.records(liveGeneration),
+      keys.stagedRecords(stagingId),
+      keys.stagedDeletes(stagingId),
+      ...liveIndexNames.map((name) => keys.index(liveGeneration, name)),
+      ...liveIndexNames.map((name) => keys.stagedIndex(stagingId, name)),
+    ];
+    let remaining: number;
+    do {
+      remaining = Number(await writerScripts.mergeStep.run(redis, mergeKeys, [fence, mergeBatchSize, '0', '1', stagingId, 0, '', Date.now()]));
+    } while (remaining > 0);
+  }
+  const groups = await redis.hkeys(keys.owned);
+  const orphans = groups.filter((group) => liveGeneration === null || group !== generationGroup(liveGeneration));
+  if (orphans.length > 0) {
+    logger.info({ table: keys.table, groups: orphans }, 'deleting key groups earlier writers left behind');
+    await writerScripts.dropKeyGroups.run(redis, [keys.meta, keys.owned], [fence, ...orphans]);
+  }
+  const adoptable = liveGeneration !== null && codec === codecId && JSON.stringify(liveIndexNames) === JSON.stringify(indexNames);
+  return { liveGeneration, adoptable };
+}
+
+/**
+ * Loads the readers' function library (FCALL_RO is cheaper per read than
+ * EVALSHA_RO). Readers fall back to scripts without it, so a Redis that
+ * refuses (an ACL without FUNCTION, say) costs only speed.
+ */
+async function loadReaderFunctions(redis: Redis, keys: TableKeys, logger: Logger): Promise<void> {
+  try {
+    await redis.call('FUNCTION', 'LOAD', 'REPLACE', readerFunctionLibrary.source);
+  } catch (error) {
+    logger.warn({ table: keys.table, library: readerFunctionLibrary.name, err: error }, 'could not load the reader function library; readers will use scripts');
+  }
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}.`);
+  return value;
+}

@@ -1,0 +1,16 @@
+-- Deletes records of a generation by primary key, from the records hash and
+-- from every index.
+-- KEYS[1] meta hash, KEYS[2] records hash, KEYS[3..] one sorted set per index
+-- ARGV[1] the writer's fence token, ARGV[2..] primary-key fields
+-- Returns how many records existed. Atomic per call.
+if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
+  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
+end
+local CHUNK = 7000
+local deleted = 0
+for first = 2, #ARGV, CHUNK do
+  local last = math.min(first + CHUNK - 1, #ARGV)
+  deleted = deleted + redis.call('HDEL', KEYS[2], unpack(ARGV, first, last))
+  for j = 3, #KEYS do redis.call('ZREM', KEYS[j], unpack(ARGV, first, last)) end
+end
+return deleted

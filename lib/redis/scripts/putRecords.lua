@@ -1,0 +1,39 @@
+-- Stores a batch of records straight into a generation, replacing records
+-- with the same primary key (a sorted-set member has one score, so ZADD moves
+-- a replaced record to its new score in each index).
+-- KEYS[1] meta hash, KEYS[2] records hash, KEYS[3..] one sorted set per index
+-- ARGV[1] the writer's fence token, ARGV[2] n, then n times:
+--   primary-key field, encoded record, one score per index (in KEYS order)
+-- Returns n. Atomic per batch; refuses to write once another writer holds the fence.
+if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
+  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
+end
+-- Lua's unpack() takes at most about 8000 values.
+local CHUNK = 7000
+local function call_chunked(command, key, values)
+  for first = 1, #values, CHUNK do
+    redis.call(command, key, unpack(values, first, math.min(first + CHUNK - 1, #values)))
+  end
+end
+local n = tonumber(ARGV[2])
+local index_count = #KEYS - 2
+local stride = 2 + index_count
+local fields = {}
+local members = {}
+for j = 1, index_count do members[j] = {} end
+for i = 0, n - 1 do
+  local at = 3 + i * stride
+  local pk = ARGV[at]
+  fields[#fields + 1] = pk
+  fields[#fields + 1] = ARGV[at + 1]
+  for j = 1, index_count do
+    local m = members[j]
+    m[#m + 1] = ARGV[at + 1 + j]
+    m[#m + 1] = pk
+  end
+end
+if n > 0 then
+  call_chunked('HSET', KEYS[2], fields)
+  for j = 1, index_count do call_chunked('ZADD', KEYS[2 + j], members[j]) end
+end
+return n

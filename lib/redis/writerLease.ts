@@ -1,0 +1,140 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../core/logger.ts';
+import type { TableKeys } from './keyLayout.ts';
+import { LeaseHeldError, LeaseLostError, toTablecacheError } from './redisErrors.ts';
+import { writerScripts } from './scripts/writerScripts.ts';
+
+/** Options of {@link WriterLease.acquire}. */
+export interface WriterLeaseOptions {
+  /** How long the lease lasts without renewal; renewed every third of it. */
+  readonly ttlMs: number;
+  /** Wait until the lease is free instead of failing with {@link LeaseHeldError}. */
+  readonly standby: boolean;
+  /** Stops a standby wait; the wait then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+  readonly logger: Logger;
+  /** Called once when a renewal finds the lease taken by another writer. */
+  readonly onLost: (error: LeaseLostError) => void;
+}
+
+/**
+ * The one-writer-per-table lease: `SET lease <writer id> NX PX ttl`, renewed
+ * by a compare-and-set script, plus a fence token drawn at acquisition that
+ * every write script compares, so a writer that lost its lease cannot write
+ * even before it notices.
+ */
+export class WriterLease {
+  private renewTimer: NodeJS.Timeout | undefined;
+  private lostError: LeaseLostError | undefined;
+
+  private constructor(
+    private readonly redis: Redis,
+    private readonly keys: TableKeys,
+    /** Identifies this writer in the lease and in the table's metadata. */
+    readonly writerId: string,
+    /** The fence token every write script of this writer passes. */
+    readonly fence: string,
+    private readonly options: WriterLeaseOptions,
+  ) {}
+
+  /**
+   * Takes the lease, waiting for it with `standby`.
+   *
+   * @throws {@link LeaseHeldError} when another writer holds it and `standby` is false.
+   */
+  static async acquire(redis: Redis, keys: TableKeys, options: WriterLeaseOptions): Promise<WriterLease> {
+    const writerId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const reply = (await run(() => writerScripts.leaseAcquire.run(redis, [keys.lease, keys.meta], [writerId, options.ttlMs]), 'taking the writer lease')) as [
+        number,
+        Buffer | number,
+        number?,
+      ];
+      if (reply[0] === 1) {
+        const lease = new WriterLease(redis, keys, writerId, String(reply[1]), options);
+        lease.scheduleRenewal();
+        options.logger.info({ table: keys.table, writer: writerId, fence: lease.fence }, 'writer lease taken');
+        return lease;
+      }
+      const holder = String(reply[1]);
+      const remainingMs = Math.max(0, Number(reply[2] ?? 0));
+      if (!options.standby) throw new LeaseHeldError(keys.table, holder, remainingMs);
+      options.logger.info({ table: keys.table, holder, remainingMs }, 'waiting as standby for the writer lease');
+      await delay(Math.min(Math.max(remainingMs, 10), Math.ceil(options.ttlMs / 3)), options.signal);
+    }
+  }
+
+  /** Throws the {@link LeaseLostError} once a renewal found the lease taken. */
+  assertHeld(): void {
+    if (this.lostError) throw this.lostError;
+  }
+
+  /** Records that a write script refused this writer's fence token. */
+  markLost(detail: string): LeaseLostError {
+    if (!this.lostError) {
+      this.lostError = new LeaseLostError(this.keys.table, detail);
+      this.stopRenewal();
+      this.options.logger.error({ table: this.keys.table, writer: this.writerId }, this.lostError.message);
+      this.options.onLost(this.lostError);
+    }
+    return this.lostError;
+  }
+
+  /** Stops renewing and gives the lease up if still held. */
+  async release(): Promise<void> {
+    this.stopRenewal();
+    if (this.lostError) return;
+    await run(() => writerScripts.leaseRelease.run(this.redis, [this.keys.lease], [this.writerId]), 'releasing the writer lease');
+  }
+
+  private scheduleRenewal(): void {
+    this.renewTimer = setTimeout(() => void this.renew(), Math.ceil(this.options.ttlMs / 3));
+    // The lease must not keep a process alive that has nothing else to do.
+    this.renewTimer.unref();
+  }
+
+  private stopRenewal(): void {
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      const held = await writerScripts.leaseRenew.run(this.redis, [this.keys.lease, this.keys.meta], [this.writerId, this.options.ttlMs, this.fence]);
+      if (held !== 1) {
+        this.markLost('another writer took it after it expired');
+        return;
+      }
+    } catch (error) {
+      // A failed renewal is retried; if the lease lapses meanwhile and
+      // another writer takes it, the fence token stops this one's writes.
+      this.options.logger.warn({ table: this.keys.table, err: error }, 'writer lease renewal failed; retrying');
+    }
+    if (!this.lostError && this.renewTimer !== undefined) this.scheduleRenewal();
+  }
+}
+
+async function run<T>(call: () => Promise<T>, doing: string): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw toTablecacheError(error, doing);
+  }
+}
+
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
