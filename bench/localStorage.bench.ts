@@ -1,15 +1,10 @@
 import { performance } from 'node:perf_hooks';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { Interval } from '../lib/core/interval.ts';
 import { StorageRecordsSpec } from '../lib/core/storageRecordsSpec.ts';
 import type { RecordScorer } from '../lib/core/storageTable.ts';
 import { LocalStorageTable } from '../lib/local/index.ts';
-
-/** What the bench runner hands every benchmark. */
-export interface BenchContext {
-  printTable(title: string, columns: string[], rows: (string | number)[][]): void;
-}
+import type { BenchContext } from './benchContext.ts';
+import { settledHeapBytes } from './heapMeasurement.ts';
 
 interface UserRecord {
   id: number;
@@ -60,18 +55,6 @@ function makeRecords(count: number): UserRecord[] {
     [records[i], records[j]] = [records[j]!, records[i]!];
   }
   return records;
-}
-
-/** A full collection, so heap numbers are what stays reachable. Needs no `--expose-gc`. */
-const collectGarbage: () => void = (() => {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-})();
-
-function heapUsed(): number {
-  collectGarbage();
-  collectGarbage();
-  return process.memoryUsage().heapUsed;
 }
 
 /** Best of a few timed rounds after a warm-up, so a busy neighbour or a late JIT tier skews less. */
@@ -163,23 +146,23 @@ async function measureReads(subjects: Subjects, keySpan: number): Promise<ReadRa
 }
 
 async function measureTable(size: number): Promise<TableMeasurement> {
-  const beforeRecords = heapUsed();
+  const beforeRecords = settledHeapBytes();
   const records = makeRecords(size);
-  const recordsHeap = heapUsed() - beforeRecords;
+  const recordsHeap = settledHeapBytes() - beforeRecords;
   const jsonBytes = records.reduce((sum, record) => sum + Buffer.byteLength(JSON.stringify(record)), 0);
 
   const storage = new LocalStorageTable(scorer, { tableName: `bench-${size}` });
   let start = performance.now();
   await storage.putRecords(records);
   const insertsPerSecond = size / ((performance.now() - start) / 1000);
-  const tableHeap = heapUsed() - beforeRecords - recordsHeap;
+  const tableHeap = settledHeapBytes() - beforeRecords - recordsHeap;
 
   start = performance.now();
   const byId = new Map<number, UserRecord>();
   for (const record of records) byId.set(record.id, record);
   const sorted = [...records].sort((a, b) => a.id - b.id);
   const baselineInsertsPerSecond = size / ((performance.now() - start) / 1000);
-  const baselineHeap = heapUsed() - beforeRecords - recordsHeap - tableHeap;
+  const baselineHeap = settledHeapBytes() - beforeRecords - recordsHeap - tableHeap;
 
   const subjects = { storage, byId, sorted };
   const rangeByLength = new Map<number, number>();

@@ -1,1 +1,7 @@
-export { LocalStorageTable, type LocalPublishedState, type LocalStorageTableOptions } from './localStorageTable.ts';
+export {
+  LocalStorageTable,
+  type LocalPublishedState,
+  type LocalRecordCodec,
+  type LocalStorageTableOptions,
+} from './localStorageTable.ts';
+export { MessagePackStringCodec } from './messagePackStringCodec.ts';

@@ -4,11 +4,16 @@ import { InvalidArgumentError } from '../../../lib/core/errors.ts';
 import { Interval } from '../../../lib/core/interval.ts';
 import { StorageRecordsSpec } from '../../../lib/core/storageRecordsSpec.ts';
 import type { RecordScorer } from '../../../lib/core/storageTable.ts';
-import { LocalStorageTable } from '../../../lib/local/index.ts';
+import { LocalStorageTable, MessagePackStringCodec, type LocalRecordCodec } from '../../../lib/local/index.ts';
 import { conformanceScorer, describeStorageConformance, type ConformanceRecord } from '../../support/storageConformance.ts';
 
 describeStorageConformance('LocalStorageTable', async (scorer) => ({
   storage: new LocalStorageTable(scorer, { tableName: 'conformance' }),
+  cleanup: async () => {},
+}));
+
+describeStorageConformance('LocalStorageTable with MessagePackStringCodec', async (scorer) => ({
+  storage: new LocalStorageTable(scorer, { tableName: 'conformance-encoded', recordCodec: new MessagePackStringCodec<ConformanceRecord>() }),
   cleanup: async () => {},
 }));
 
@@ -180,7 +185,10 @@ describe('LocalStorageTable', () => {
     });
   });
 
-  describe('records sharing a score', () => {
+  describe.each([
+    ['as given', () => undefined],
+    ['encoded', () => new MessagePackStringCodec<{ id: string; bucket: number }>()],
+  ])('records sharing a score, held %s', (_form, recordCodec) => {
     interface Tagged {
       id: string;
       bucket: number;
@@ -195,7 +203,7 @@ describe('LocalStorageTable', () => {
       (await collect(storage.getRecords(bucket(score)))).map((r) => r.id).sort();
 
     it('keeps string primary keys with equal scores apart', async () => {
-      const storage = new LocalStorageTable(scorer);
+      const storage = new LocalStorageTable(scorer, { recordCodec: recordCodec() });
       await storage.putRecords([
         { id: 'b', bucket: 1 },
         { id: 'a', bucket: 1 },
@@ -208,7 +216,7 @@ describe('LocalStorageTable', () => {
     });
 
     it('merges every staged record when the first index has shared scores', async () => {
-      const storage = new LocalStorageTable(scorer);
+      const storage = new LocalStorageTable(scorer, { recordCodec: recordCodec() });
       await storage.putRecords([{ id: 'a', bucket: 1 }]);
       await storage.scratchPutRecords([
         { id: 'b', bucket: 1 },
@@ -219,6 +227,103 @@ describe('LocalStorageTable', () => {
       expect(await ids(storage, 1)).toEqual(['a', 'b', 'c']);
       expect(await ids(storage, 2)).toEqual(['d']);
       expect(storage.size).toBe(4);
+    });
+
+    it('deletes one of the records sharing a score and keeps the others readable', async () => {
+      const storage = new LocalStorageTable(scorer, { recordCodec: recordCodec() });
+      await storage.putRecords([
+        { id: 'a', bucket: 1 },
+        { id: 'b', bucket: 1 },
+        { id: 'c', bucket: 1 },
+      ]);
+      const onlyB = new StorageRecordsSpec<Tagged>('bucket', [Interval.onlyContaining(1)], (r) => r.id === 'b');
+      expect(await collect(storage.deleteRecords(onlyB))).toEqual([{ id: 'b', bucket: 1 }]);
+      expect(await ids(storage, 1)).toEqual(['a', 'c']);
+      await collect(storage.deleteRecords(new StorageRecordsSpec<Tagged>('bucket', [Interval.onlyContaining(1)], (r) => r.id === 'a')));
+      expect(await ids(storage, 1)).toEqual(['c']);
+      expect(storage.size).toBe(1);
+    });
+  });
+
+  describe('records held encoded (recordCodec)', () => {
+    function encodedTable(recordCodec: LocalRecordCodec<ConformanceRecord> = new MessagePackStringCodec()) {
+      return new LocalStorageTable(conformanceScorer, { tableName: 'encoded', recordCodec });
+    }
+
+    it('returns an equal new record on every read, not the instance that was put', async () => {
+      const storage = encodedTable();
+      const stored = record(1);
+      await storage.putRecords([stored]);
+      const [first] = await collect(storage.getRecords(everything));
+      const [second] = await collect(storage.getRecords(everything));
+      expect(first).toStrictEqual(stored);
+      expect(first).not.toBe(stored);
+      expect(second).not.toBe(first);
+    });
+
+    it('is not changed by a mutation of a record after it was put', async () => {
+      const storage = encodedTable();
+      const stored = record(1);
+      await storage.putRecords([stored]);
+      stored.name = 'mutated';
+      expect(await collect(storage.getRecords(everything))).toEqual([record(1)]);
+    });
+
+    it('stores nothing of a record the codec rejects, in any index', async () => {
+      const codec = new MessagePackStringCodec<ConformanceRecord>();
+      const rejectingTwo: LocalRecordCodec<ConformanceRecord> = {
+        encode: (r) => {
+          if (r.pk === 2) throw new InvalidArgumentError('record 2 cannot be encoded');
+          return codec.encode(r);
+        },
+        decode: (encoded) => codec.decode(encoded),
+      };
+      const storage = encodedTable(rejectingTwo);
+      await expect(storage.putRecords([record(1), record(2)])).rejects.toThrow('record 2 cannot be encoded');
+      expect(await pks(storage)).toEqual([1]);
+      expect(await collect(storage.getRecords(new StorageRecordsSpec('secondary', [Interval.everything()])))).toEqual([record(1)]);
+      expect(storage.size).toBe(1);
+    });
+  });
+
+  describe('MessagePackStringCodec', () => {
+    const seedRow = { user_id: 123_456, city_id: 457, user_name: 'User 123456', user_nickname: 'u123456', city_name: 'City 457' };
+
+    it('writes the column names once per codec, so a seed row takes less than half its JSON size', () => {
+      const codec = new MessagePackStringCodec();
+      codec.encode(seedRow);
+      expect(codec.encode({ ...seedRow, user_id: 123_457 }).length).toBeLessThan(JSON.stringify(seedRow).length / 2);
+    });
+
+    it('keeps numbers beyond 32 bits numbers and bigints bigints', () => {
+      const codec = new MessagePackStringCodec();
+      const row = { safe: 2 ** 40 + 1, negative: -(2 ** 50), big: 2n ** 40n, small: 1n };
+      expect(codec.decode(codec.encode(row))).toStrictEqual(row);
+    });
+
+    it('decodes records larger than its first decode buffer, and small ones after them', () => {
+      const codec = new MessagePackStringCodec();
+      const large = { id: 1, text: 'x'.repeat(100_000), bytes: Buffer.alloc(10_000, 7) };
+      const small = { id: 2, text: 'y' };
+      const [encodedLarge, encodedSmall] = [codec.encode(large), codec.encode(small)];
+      expect(codec.decode(encodedSmall)).toStrictEqual(small);
+      expect(codec.decode(encodedLarge)).toStrictEqual(large);
+      expect(codec.decode(encodedSmall)).toStrictEqual(small);
+    });
+
+    it('returns decoded Buffers that do not change when later records are decoded', () => {
+      const codec = new MessagePackStringCodec();
+      const [first, second] = [codec.encode({ bytes: Buffer.from([1, 2, 3]) }), codec.encode({ bytes: Buffer.from([9, 9, 9]) })];
+      const decoded = codec.decode(first);
+      codec.decode(second);
+      expect(decoded).toStrictEqual({ bytes: Buffer.from([1, 2, 3]) });
+    });
+
+    it('rejects a value that is not an object of columns, naming what it got', () => {
+      const codec = new MessagePackStringCodec();
+      expect(() => codec.encode([1, 2] as never)).toThrow(InvalidArgumentError);
+      expect(() => codec.encode(null as never)).toThrow(/got null/);
+      expect(() => codec.encode('text' as never)).toThrow(/got string/);
     });
   });
 
