@@ -112,17 +112,26 @@ export class PostgresAccess implements DbAccess {
     }
     const client = await this.checkOut();
     const read = new SnapshotRead(client, spec.query);
+    let pending: Promise<Record<string, unknown>[]> | undefined;
     try {
       await read.begin();
       const cursor = read.open(spec.args, this.types);
       const parse = spec.recordParser ?? ((row: Record<string, unknown>) => row as R);
+      pending = read.next(cursor, this.batchSize);
       for (;;) {
-        const rows = await read.next(cursor, this.batchSize);
-        if (rows.length === 0) return;
+        const rows = await pending;
+        pending = undefined;
+        const more = rows.length === this.batchSize;
+        // Ask for the next batch before handing out this one, so Postgres
+        // produces it while the consumer works: at most two batches in memory.
+        if (more) pending = read.next(cursor, this.batchSize);
         for (const row of rows) yield parse(row);
-        if (rows.length < this.batchSize) return;
+        if (!more) return;
       }
     } finally {
+      // A consumer that stops early leaves a read in flight; it must settle
+      // before the cursor is closed, and its failure is no longer anyone's.
+      await pending?.catch(() => undefined);
       await read.end();
     }
   }
