@@ -139,11 +139,41 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
 
   /**
    * Iterates over the records the spec names: from storage when it covers them
-   * (refreshing invalid ones first), else from the database.
+   * (refreshing invalid ones first), else from the database. Nothing happens
+   * until the first `next()`; errors surface there.
    *
    * @throws {@link UnsupportedIndexOperationError} when the index does not support coverage checks.
    */
-  async *getRecords(...input: SpecInput<S, A>): AsyncGenerator<R, void, undefined> {
+  getRecords(...input: SpecInput<S, A>): AsyncIterable<R> {
+    return { [Symbol.asyncIterator]: () => this.recordsIterator(input) };
+  }
+
+  /**
+   * A plain iterator rather than an async generator: a generator's `yield*`
+   * costs several promise hops per record, the largest part of a range read
+   * from local storage.
+   */
+  private recordsIterator(input: SpecInput<S, A>): AsyncIterator<R> {
+    let source: Promise<R[] | AsyncIterator<R>> | undefined;
+    let position = 0;
+    const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
+    return {
+      next: async () => {
+        source ??= this.openRecords(input);
+        const records = await source;
+        if (!Array.isArray(records)) return records.next();
+        return position < records.length ? { done: false, value: records[position++]! } : done;
+      },
+      return: async () => {
+        const records = await source?.catch(() => undefined);
+        if (records !== undefined && !Array.isArray(records)) await records.return?.();
+        position = Infinity;
+        return done;
+      },
+    };
+  }
+
+  private async openRecords(input: SpecInput<S, A>): Promise<R[] | AsyncIterator<R>> {
     const spec = this.toSpec(input);
     await this.loaded();
     let fromStorage = await this.readFromStorage(spec, true);
@@ -151,11 +181,8 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
       await this.refreshInvalid();
       fromStorage = await this.readFromStorage(spec, false);
     }
-    if (fromStorage === 'not covered' || fromStorage === 'refresh') {
-      yield* this.dbAccess.getRecords(this.indexes.dbRecordsSpec(spec));
-      return;
-    }
-    yield* fromStorage;
+    if (fromStorage !== 'not covered' && fromStorage !== 'refresh') return fromStorage;
+    return this.dbAccess.getRecords(this.indexes.dbRecordsSpec(spec))[Symbol.asyncIterator]();
   }
 
   /**

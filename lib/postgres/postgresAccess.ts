@@ -119,7 +119,7 @@ export class PostgresAccess implements DbAccess {
       const parse = spec.recordParser ?? ((row: Record<string, unknown>) => row as R);
       pending = read.next(cursor, this.batchSize);
       for (;;) {
-        const rows = await pending;
+        const rows: Record<string, unknown>[] = await pending;
         pending = undefined;
         const more = rows.length === this.batchSize;
         // Ask for the next batch before handing out this one, so Postgres
