@@ -117,14 +117,18 @@ export class PostgresAccess implements DbAccess {
       await read.begin();
       const cursor = read.open(spec.args, this.types);
       const parse = spec.recordParser ?? ((row: Record<string, unknown>) => row as R);
-      pending = read.next(cursor, this.batchSize);
+      let next = read.next(cursor, this.batchSize);
       for (;;) {
-        const rows: Record<string, unknown>[] = await pending;
+        pending = next;
+        const rows = await next;
         pending = undefined;
         const more = rows.length === this.batchSize;
         // Ask for the next batch before handing out this one, so Postgres
         // produces it while the consumer works: at most two batches in memory.
-        if (more) pending = read.next(cursor, this.batchSize);
+        if (more) {
+          next = read.next(cursor, this.batchSize);
+          pending = next;
+        }
         for (const row of rows) yield parse(row);
         if (!more) return;
       }
