@@ -1,25 +1,46 @@
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
+import { createCliContext, type CliContext } from './cliContext.ts';
+import { describeFailure, EXIT_CODES } from './exitCodes.ts';
+import { addTriggersCommand } from './triggersCommand.ts';
 
 const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
-/** Builds the `tablecache` command tree. Each command resolves to the process exit code. */
-export function buildProgram(): Command {
+const EXIT_CODE_HELP = `
+Exit codes:
+  ${EXIT_CODES.ok}   success (status: every source table current)
+  ${EXIT_CODES.checkFailed}   a check failed (status: triggers missing, stale, disabled, or config no longer matching the database)
+  ${EXIT_CODES.usage}   bad usage or configuration (including tables or columns the database does not have)
+  ${EXIT_CODES.connection}   Postgres could not be reached or refused the login
+  ${EXIT_CODES.database}   Postgres refused a statement (privileges, lock timeout)
+  ${EXIT_CODES.internal}  unexpected error (a bug)`;
+
+/** Builds the `tablecache` command tree; command handlers report through `context`. */
+export function buildProgram(context: CliContext): Command {
   const program = new Command('tablecache')
     .description('Keep a Postgres result set cached in Redis and correct: install change triggers, run the daemon, verify the cache.')
     .version(packageJson.version, '-V, --version', 'print the version and exit')
-    .exitOverride();
+    .configureOutput({ writeOut: (text) => context.out(text), writeErr: (text) => context.err(text) })
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .addHelpText('after', EXIT_CODE_HELP);
+  addTriggersCommand(program, context);
   return program;
 }
 
-/** Runs the CLI with `argv` (as in `process.argv`) and resolves to the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
+/** Runs the CLI with `argv` (as in `process.argv`) and resolves to the exit code. Never throws. */
+export async function main(
+  argv: readonly string[],
+  out: (text: string) => void = (text) => process.stdout.write(text),
+  err: (text: string) => void = (text) => process.stderr.write(text),
+): Promise<number> {
+  const context = createCliContext(out, err);
   try {
-    await program.parseAsync(argv as string[]);
-    return 0;
+    await buildProgram(context).parseAsync(argv as string[]);
+    return context.exitCode;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode;
-    throw error;
+    const failure = describeFailure(error);
+    if (failure.message) err(`error: ${failure.message}\n`);
+    return failure.exitCode;
   }
 }

@@ -1,0 +1,42 @@
+import { CommanderError } from 'commander';
+import pg from 'pg';
+import { TablecacheError } from '../lib/core/errors.ts';
+
+/** The CLI's exit codes; the README's table mirrors this. */
+export const EXIT_CODES = {
+  /** The command did what was asked (status: everything current). */
+  ok: 0,
+  /** A check failed: status found triggers missing, stale, disabled or not in the config, or the config no longer matches the database. */
+  checkFailed: 1,
+  /** Bad usage or a bad configuration file (including names the database does not know). */
+  usage: 2,
+  /** Postgres could not be reached or refused the login. */
+  connection: 3,
+  /** Postgres refused a statement (privileges, a lock timeout, …). */
+  database: 4,
+  /** A bug: an unexpected error (printed with its stack). */
+  internal: 70,
+} as const;
+
+const DATABASE_HINTS: Record<string, string> = {
+  '42501': 'The role in postgres.url must own the source tables (DROP/CREATE TRIGGER need it) and may need CREATE on the database for the trigger schema.',
+  '55P03': 'A source table stayed locked by another transaction past --lock-timeout; retry when it is quieter, or raise --lock-timeout.',
+  '42P01': 'A table named in the configuration does not exist.',
+};
+
+/** The message to print and the exit code for an error that ended a command. */
+export function describeFailure(error: unknown): { readonly exitCode: number; readonly message: string } {
+  if (error instanceof CommanderError) return { exitCode: error.exitCode === 0 ? EXIT_CODES.ok : EXIT_CODES.usage, message: '' };
+  if (error instanceof TablecacheError) {
+    if (error.code === 'TC_CONNECTION_FAILED') return { exitCode: EXIT_CODES.connection, message: error.message };
+    if (error.code === 'TC_CONFIG_INVALID' || error.code === 'TC_INVALID_ARGUMENT') return { exitCode: EXIT_CODES.usage, message: error.message };
+  }
+  if (error instanceof pg.DatabaseError) {
+    const hint = error.code === undefined ? undefined : DATABASE_HINTS[error.code];
+    return {
+      exitCode: EXIT_CODES.database,
+      message: `Postgres refused: ${error.message} (SQLSTATE ${error.code ?? 'unknown'})${hint ? `\n${hint}` : ''}`,
+    };
+  }
+  return { exitCode: EXIT_CODES.internal, message: `Unexpected error (a bug in tablecache; please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}` };
+}

@@ -1,0 +1,163 @@
+import { Option, type Command } from 'commander';
+import type pg from 'pg';
+import { checkConfigAgainstDatabase, ConfigError, loadConfig, triggerSpecFromConfig, type TablecacheConfig } from '../daemon/config/index.ts';
+import {
+  DEFAULT_LOCK_TIMEOUT_MS,
+  installLockStatement,
+  installTriggers,
+  installTriggersScript,
+  readTriggerStatus,
+  uninstallTriggers,
+  type TriggerStatus,
+} from '../sql-triggers/index.ts';
+import type { CliContext } from './cliContext.ts';
+import { EXIT_CODES } from './exitCodes.ts';
+import { withPostgresClient } from './postgresConnection.ts';
+import { formatTextTable } from './textTable.ts';
+
+interface ConfigOption {
+  readonly config: string;
+}
+
+function configOption(): Option {
+  return new Option('-c, --config <file>', 'the configuration file (YAML, JSON, or a JS/TS module)').env('TABLECACHE_CONFIG').makeOptionMandatory();
+}
+
+function lockTimeoutOption(): Option {
+  return new Option('--lock-timeout <ms>', 'give up when a source table stays locked this long (DROP/CREATE TRIGGER wait for writers)')
+    .default(DEFAULT_LOCK_TIMEOUT_MS)
+    .argParser((text) => {
+      const value = Number(text);
+      if (!Number.isSafeInteger(value) || value < 0) throw new ConfigError(`--lock-timeout ${JSON.stringify(text)}: expected a whole number of milliseconds.`);
+      return value;
+    });
+}
+
+function transactionScript(schema: string, lockTimeoutMs: number, statements: readonly string[]): string {
+  if (statements.length === 0) return '-- Nothing to do: every source table\'s triggers are current.\n';
+  const all = ['BEGIN', `SET LOCAL lock_timeout = ${lockTimeoutMs}`, installLockStatement(schema), ...statements, 'COMMIT'];
+  return `${all.map((statement) => `${statement};`).join('\n\n')}\n`;
+}
+
+async function install(context: CliContext, options: ConfigOption & { dryRun?: boolean; lockTimeout: number }): Promise<number> {
+  const config = await loadConfig(options.config);
+  const spec = triggerSpecFromConfig(config);
+  return withPostgresClient(config.postgres.url, async (client) => {
+    await checkConfigAgainstDatabase(client, config);
+    const result = await installTriggers(client, spec, { dryRun: options.dryRun ?? false, lockTimeoutMs: options.lockTimeout });
+    if (result.dryRun) {
+      context.out(transactionScript(spec.schema, options.lockTimeout, result.statements));
+      return EXIT_CODES.ok;
+    }
+    const where = `schema ${spec.schema}, channel ${spec.channel}`;
+    if (result.installedSources.length > 0) context.out(`Installed change triggers (${where}) on: ${result.installedSources.join(', ')}\n`);
+    if (result.removedSources.length > 0) context.out(`Removed change triggers of tables no longer in the config: ${result.removedSources.join(', ')}\n`);
+    if (result.statements.length === 0) context.out(`Every source table's change triggers are current (${where}); nothing changed.\n`);
+    return EXIT_CODES.ok;
+  });
+}
+
+async function uninstall(context: CliContext, options: ConfigOption & { dryRun?: boolean; lockTimeout: number }): Promise<number> {
+  const config = await loadConfig(options.config);
+  return withPostgresClient(config.postgres.url, async (client) => {
+    const result = await uninstallTriggers(client, config.triggers.schema, { dryRun: options.dryRun ?? false, lockTimeoutMs: options.lockTimeout });
+    if (result.dryRun) {
+      context.out(transactionScript(config.triggers.schema, options.lockTimeout, result.statements));
+      return EXIT_CODES.ok;
+    }
+    if (result.removedSources.length === 0 && !result.schemaDropped) {
+      context.out(`No change triggers are installed in schema ${config.triggers.schema}; nothing changed.\n`);
+      return EXIT_CODES.ok;
+    }
+    if (result.removedSources.length > 0) context.out(`Removed change triggers from: ${result.removedSources.join(', ')}\n`);
+    context.out(
+      result.schemaDropped
+        ? `Dropped schema ${config.triggers.schema}.\n`
+        : `Kept schema ${config.triggers.schema}: it existed before install or holds other objects.\n`,
+    );
+    return EXIT_CODES.ok;
+  });
+}
+
+/** The config check's problems, or `[]`: status reports them instead of stopping at them. */
+async function configProblems(client: pg.ClientBase, config: TablecacheConfig): Promise<string[]> {
+  try {
+    await checkConfigAgainstDatabase(client, config);
+    return [];
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    return [error.message];
+  }
+}
+
+function formatStatus(status: TriggerStatus): string {
+  const rows = status.sources.map((source) => [
+    source.source,
+    source.installedVersion === null ? 'no' : 'yes',
+    source.installedVersion === null ? '-' : String(source.installedVersion),
+    source.state,
+    source.detail,
+  ]);
+  const table = formatTextTable(['SOURCE TABLE', 'INSTALLED', 'VERSION', 'STATE', 'DETAIL'], rows);
+  const summary = status.allCurrent
+    ? `All ${status.sources.length} source table(s) are current (schema ${status.schema}, definition version ${status.expectedVersion}).`
+    : `Not current: run \`tablecache triggers install\` (schema ${status.schema}, definition version ${status.expectedVersion}).`;
+  return `${table}\n\n${summary}\n`;
+}
+
+async function status(context: CliContext, options: ConfigOption & { json?: boolean }): Promise<number> {
+  const config = await loadConfig(options.config);
+  return withPostgresClient(config.postgres.url, async (client) => {
+    const problems = await configProblems(client, config);
+    const result = await readTriggerStatus(client, triggerSpecFromConfig(config));
+    if (options.json) context.out(`${JSON.stringify({ ...result, configProblems: problems }, null, 2)}\n`);
+    else {
+      context.out(formatStatus(result));
+      for (const problem of problems) context.err(`${problem}\n`);
+    }
+    return result.allCurrent && problems.length === 0 ? EXIT_CODES.ok : EXIT_CODES.checkFailed;
+  });
+}
+
+async function sql(context: CliContext, options: ConfigOption): Promise<number> {
+  const config = await loadConfig(options.config);
+  context.out(installTriggersScript(triggerSpecFromConfig(config)));
+  return EXIT_CODES.ok;
+}
+
+/** Adds `tablecache triggers install|uninstall|status|sql`. */
+export function addTriggersCommand(program: Command, context: CliContext): void {
+  const triggers = program
+    .command('triggers')
+    .description('install, inspect or remove the change triggers on the source tables')
+    .addHelpText('after', '\nEach subcommand takes --config FILE (or TABLECACHE_CONFIG); see `tablecache triggers <command> --help`.');
+
+  triggers
+    .command('install')
+    .description('create or upgrade every source table\'s triggers in one transaction; a second run changes nothing')
+    .addOption(configOption())
+    .option('--dry-run', 'print the SQL install would run, change nothing')
+    .addOption(lockTimeoutOption())
+    .action(context.run(install));
+
+  triggers
+    .command('uninstall')
+    .description('remove every trigger, function and schema install created, whatever the config now names')
+    .addOption(configOption())
+    .option('--dry-run', 'print the SQL uninstall would run, change nothing')
+    .addOption(lockTimeoutOption())
+    .action(context.run(uninstall));
+
+  triggers
+    .command('status')
+    .description('show, per source table, whether triggers are installed, their version, and whether they match the config (exit 1 if not all current)')
+    .addOption(configOption())
+    .option('--json', 'print the status as JSON')
+    .action(context.run(status));
+
+  triggers
+    .command('sql')
+    .description('print the install SQL (idempotent, for migration tools: node-pg-migrate, Prisma, Knex); needs no database')
+    .addOption(configOption())
+    .action(context.run(sql));
+}

@@ -1,0 +1,210 @@
+import { z } from 'zod';
+import type { AnyIndexes } from '../../lib/core/indexes.ts';
+import { TRIGGER_DEFAULTS } from '../../sql-triggers/triggerSpec.ts';
+import { nearestNames } from './nearestNames.ts';
+
+/**
+ * Builds a table's {@link Indexes} in code (JS/TS configurations, or the
+ * default export of a table's `module`). Receives the table's validated
+ * configuration; may be async.
+ */
+export type IndexesFactory = (table: TableConfig) => AnyIndexes<Record<string, unknown>> | Promise<AnyIndexes<Record<string, unknown>>>;
+
+/** The defaults of every optional setting, in one place. */
+export const CONFIG_DEFAULTS = {
+  redis: { keyPrefix: 'tablecache' },
+  triggers: TRIGGER_DEFAULTS,
+  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 10, maxBatchKeys: 10_000, logLevel: 'info' },
+} as const;
+
+/** A strict object whose "unknown key" error lists the keys it knows, nearest first. */
+function strictObject<Shape extends z.ZodRawShape>(shape: Shape) {
+  const known = Object.keys(shape);
+  return z.strictObject(shape, {
+    error: (issue) => {
+      if (issue.code !== 'unrecognized_keys') return undefined;
+      const hints = issue.keys.map((key) => `"${key}" (did you mean "${nearestNames(key, known, 1)[0]}"?)`);
+      return `unknown key ${hints.join(', ')}; expected only ${known.join(', ')}`;
+    },
+  });
+}
+
+/** Integers also accepted as digit strings, since `${VAR}` substitution gives strings. */
+function integer(min: number, max: number) {
+  const error = `expected an integer from ${min} to ${max}`;
+  return z
+    .union([z.number(), z.string().regex(/^\d+$/).transform(Number)], { error })
+    .pipe(z.number().int({ error }).min(min, { error }).max(max, { error }));
+}
+
+function fraction() {
+  const error = 'expected a number from 0 to 1';
+  return z
+    .union([z.number(), z.string().regex(/^\d*\.?\d+$/).transform(Number)], { error })
+    .pipe(z.number().min(0, { error }).max(1, { error }));
+}
+
+function booleanSetting() {
+  return z.union([z.boolean(), z.enum(['true', 'false']).transform((text) => text === 'true')], { error: 'expected true or false' });
+}
+
+function url(schemes: readonly string[]) {
+  const expected = `a URL starting with ${schemes.map((scheme) => `${scheme}//`).join(' or ')}`;
+  return z.string({ error: `expected ${expected}` }).refine(
+    (text) => {
+      try {
+        return schemes.includes(new URL(text).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { error: `expected ${expected}` },
+  );
+}
+
+const columnName = z.string({ error: 'expected a column name' }).min(1, { error: 'expected a column name, got an empty string' });
+const columnList = z.union([columnName, z.array(columnName).min(1)], {
+  error: 'expected a column name or a non-empty list of column names',
+});
+const sqlText = z.string({ error: 'expected SQL text' }).trim().min(1, { error: 'expected SQL text, got an empty string' });
+
+const sourceSchema = strictObject({
+  key: columnList,
+  match: columnList.optional(),
+  resolve: sqlText.optional(),
+  columns: z.array(columnName, { error: 'expected a non-empty list of column names' }).min(1).optional(),
+}).refine((source) => source.match === undefined || source.resolve === undefined, {
+  error: 'give either match or resolve, not both',
+});
+
+const tableSchema = strictObject({
+  query: sqlText.optional(),
+  primaryKey: columnList,
+  sources: z
+    .record(z.string().min(1), sourceSchema, { error: 'expected a map of source table name to { key, … }' })
+    .refine((sources) => Object.keys(sources).length > 0, { error: 'expected at least one source table' }),
+  module: z.string({ error: 'expected a path to a JS/TS module' }).min(1).optional(),
+  indexes: z.custom<IndexesFactory>((value) => typeof value === 'function', { error: 'expected a function that returns Indexes' }).optional(),
+}).refine((table) => table.query !== undefined || table.module !== undefined || table.indexes !== undefined, {
+  error: 'expected query, module or indexes: how to read the cached records',
+});
+
+const tlsSchema = z.union(
+  [
+    booleanSetting(),
+    strictObject({
+      caFile: z.string().min(1).optional(),
+      rejectUnauthorized: booleanSetting().default(true),
+      servername: z.string().min(1).optional(),
+    }),
+  ],
+  { error: 'expected true, false, or { caFile, rejectUnauthorized, servername }' },
+);
+
+const { redis: redisDefaults, triggers: triggerDefaults, daemon: daemonDefaults } = CONFIG_DEFAULTS;
+
+/** The zod schema of a configuration file, before names are parsed; {@link loadConfig} applies it. */
+export const configFileSchema = strictObject({
+  postgres: strictObject({
+    url: url(['postgres:', 'postgresql:']),
+    listenUrl: url(['postgres:', 'postgresql:']).optional(),
+  }),
+  redis: strictObject({
+    url: url(['redis:', 'rediss:']),
+    keyPrefix: z.string().min(1).default(redisDefaults.keyPrefix),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    tls: tlsSchema.default(false),
+  }),
+  triggers: strictObject({
+    schema: z.string().default(triggerDefaults.schema),
+    channel: z.string().default(triggerDefaults.channel),
+    maxKeysPerStatement: integer(1, 1_000_000).default(triggerDefaults.maxKeysPerStatement),
+    maxNotificationsPerStatement: integer(1, 10_000).default(triggerDefaults.maxNotificationsPerStatement),
+    maxQueueUsage: fraction().default(triggerDefaults.maxQueueUsage),
+  }).prefault({}),
+  daemon: strictObject({
+    http: strictObject({
+      host: z.string().min(1).default(daemonDefaults.http.host),
+      port: integer(0, 65_535).default(daemonDefaults.http.port),
+    }).prefault({}),
+    batchWindowMs: integer(0, 60_000).default(daemonDefaults.batchWindowMs),
+    maxBatchKeys: integer(1, 10_000_000).default(daemonDefaults.maxBatchKeys),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(daemonDefaults.logLevel),
+  }).prefault({}),
+  tables: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, { error: 'expected a table name of letters, digits, _ and -' }),
+      tableSchema,
+      { error: 'expected a map of cached table name to { query, primaryKey, sources }' },
+    )
+    .refine((tables) => Object.keys(tables).length > 0, { error: 'expected at least one cached table' }),
+});
+
+/** What a configuration file (or `defineConfig`) may contain: optional settings may be left out. */
+export type ConfigInput = z.input<typeof configFileSchema>;
+
+/** One source table of a cached table, validated and with names parsed. */
+export interface SourceConfig {
+  /** The table's canonical name, as in payloads: `public.users`. */
+  readonly name: string;
+  readonly schema: string;
+  readonly table: string;
+  /** The changed row's columns that identify affected cached records. */
+  readonly key: readonly string[];
+  /** The cached records' columns the key values are matched against (default: the primary key). Absent with `resolve`. */
+  readonly match?: readonly string[];
+  /** SQL mapping changed keys to cached primary keys: `$1`…`$n` are arrays, one per key column. */
+  readonly resolve?: string;
+  /** Only changes to these columns (or the key) matter; absent: every change matters. */
+  readonly columns?: readonly string[];
+  /** Where it is in the file, for messages: `tables.users.sources.cities`. */
+  readonly configPath: string;
+}
+
+/** One cached table, validated and with names parsed. */
+export interface TableConfig {
+  readonly name: string;
+  readonly query?: string;
+  readonly primaryKey: readonly string[];
+  readonly sources: readonly SourceConfig[];
+  /** Absolute path of a JS/TS module whose default export is an {@link IndexesFactory}. */
+  readonly module?: string;
+  readonly indexes?: IndexesFactory;
+  readonly configPath: string;
+}
+
+/** TLS settings for Redis: `false`, or the options to connect with TLS (`caFile` absolute). */
+export type RedisTlsConfig = false | { readonly caFile?: string; readonly rejectUnauthorized: boolean; readonly servername?: string };
+
+/** A validated configuration: every default applied, every name parsed, every path absolute. */
+export interface TablecacheConfig {
+  /** Absolute path of the file it was read from. */
+  readonly file: string;
+  readonly postgres: {
+    readonly url: string;
+    /** The URL the daemon LISTENs on: a direct session on the primary (defaults to `url`). */
+    readonly listenUrl: string;
+  };
+  readonly redis: {
+    readonly url: string;
+    readonly keyPrefix: string;
+    readonly username?: string;
+    readonly password?: string;
+    readonly tls: RedisTlsConfig;
+  };
+  readonly triggers: {
+    readonly schema: string;
+    readonly channel: string;
+    readonly maxKeysPerStatement: number;
+    readonly maxNotificationsPerStatement: number;
+    readonly maxQueueUsage: number;
+  };
+  readonly daemon: {
+    readonly http: { readonly host: string; readonly port: number };
+    readonly batchWindowMs: number;
+    readonly maxBatchKeys: number;
+    readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  };
+  readonly tables: readonly TableConfig[];
+}

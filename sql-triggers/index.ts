@@ -1,0 +1,53 @@
+/**
+ * Change triggers on the source tables: SQL generation, install, upgrade,
+ * uninstall and status, and the payload format the daemon parses.
+ *
+ * @packageDocumentation
+ */
+export {
+  formatQualifiedName,
+  parseColumnName,
+  parseIdentifierPath,
+  parseQualifiedName,
+  quoteIdentifier,
+  quoteLiteral,
+  quoteQualifiedName,
+  type QualifiedTableName,
+} from './identifiers.ts';
+export {
+  changePayloadSchema,
+  MAX_PAYLOAD_BYTES,
+  parseChangePayload,
+  PAYLOAD_VERSION,
+  type ChangePayload,
+  type CoarseReason,
+  type KeysChangedPayload,
+  type KeyTuple,
+  type KeyValue,
+  type ParsedChangePayload,
+  type TableChangedPayload,
+  type TableTruncatedPayload,
+} from './payload.ts';
+export {
+  checkTriggerChannel,
+  checkTriggerSchema,
+  resolveTriggerSpec,
+  TRIGGER_DEFAULTS,
+  type ResolvedTriggerSpec,
+  type SourceTableSpec,
+  type TriggerSpec,
+} from './triggerSpec.ts';
+export {
+  sourceTriggerDefinition,
+  TRIGGER_DEFINITION_VERSION,
+  triggerFunctionName,
+  triggerName,
+  type SourceTriggerDefinition,
+  type TriggerDefinition,
+  type TriggerEvent,
+} from './sourceTriggers.ts';
+export { readInstalledTriggers, type InstalledFunction, type InstalledTrigger, type InstalledTriggers } from './installedTriggers.ts';
+export { readTriggerStatus, type SourceTriggerState, type SourceTriggerStatus, type TriggerStatus } from './triggerStatus.ts';
+export { installTriggers, installTriggersScript, type InstallResult } from './installTriggers.ts';
+export { uninstallTriggers, type UninstallResult } from './uninstallTriggers.ts';
+export { DEFAULT_LOCK_TIMEOUT_MS, installLockStatement, type TriggerTransactionOptions } from './triggerTransaction.ts';
