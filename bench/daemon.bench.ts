@@ -1,0 +1,304 @@
+/**
+ * The daemon end to end: commit-to-visible latency of single-row UPDATEs
+ * through the reader client at several commit rates, the highest rate it
+ * sustains, and a 100,000-row UPDATE. The daemon runs as a child process
+ * (bench/daemonProcess.ts), as in production; the baseline is the bare NOTIFY
+ * round trip (commit to a listener receiving it) at the same rate.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { openReader, type TableReader } from '../lib/client/index.ts';
+import { waitForBarrier } from '../lib/client/barrier.ts';
+import { sendBarrier } from '../lib/postgres/barrier.ts';
+import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
+import { QueryArgsDbRecordsSpec } from '../lib/core/dbAccess.ts';
+import { parseConfig } from '../daemon/config/loadConfig.ts';
+import { triggerSpecFromConfig } from '../daemon/config/triggerSpecFromConfig.ts';
+import { installTriggers } from '../sql-triggers/installTriggers.ts';
+import type { BenchContext } from './benchContext.ts';
+import { elapsedMs, percentiles } from './benchTable.ts';
+import { JOINED_USERS_QUERY, seedJoinedUsers } from './seedDatabase.ts';
+
+const USERS = 100_000;
+const CITIES = 1_000;
+const CHANNEL = 'tc_bench_daemon';
+const PHASE_MS = 4_000;
+const RATES = [100, 1_000, 5_000];
+const WRITERS = 8;
+const DAEMON_MAIN = fileURLToPath(new URL('./daemonProcess.ts', import.meta.url));
+
+type User = Record<string, unknown>;
+
+interface LatencyRun {
+  readonly targetRate: number | null;
+  readonly achievedRate: number;
+  readonly latencies: number[];
+  /** p99 of the first and the last second: a growing lag shows as last ≫ first. */
+  readonly firstSecondP99: number;
+  readonly lastSecondP99: number;
+}
+
+function writeConfig(url: string, redisUrl: string, keyPrefix: string, batchWindowMs: number): { file: string; remove(): void; raw: object } {
+  const directory = mkdtempSync(path.join(tmpdir(), 'tc-bench-daemon-'));
+  const file = path.join(directory, 'tablecache.json');
+  const raw = {
+    postgres: { url },
+    redis: { url: redisUrl, keyPrefix },
+    triggers: { channel: CHANNEL },
+    daemon: { batchWindowMs, logLevel: 'warn' },
+    tables: {
+      users: {
+        query: JOINED_USERS_QUERY,
+        primaryKey: 'user_id',
+        sources: {
+          'public.users': { key: 'user_id' },
+          'public.users_cities': { key: 'user_id' },
+          'public.cities': { key: 'city_id', match: 'city_id' },
+        },
+      },
+    },
+  };
+  writeFileSync(file, JSON.stringify(raw));
+  return { file, raw, remove: () => rmSync(directory, { recursive: true, force: true }) };
+}
+
+/** Starts the daemon as a child process; resolves once it has loaded the table, to a function that stops it. */
+async function startDaemon(file: string): Promise<() => Promise<void>> {
+  const child = spawn(process.execPath, ['--import', 'tsx', DAEMON_MAIN, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('"daemon ready"')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the daemon exited with ${code} before loading: ${output.slice(-2000)}`)));
+  });
+  return async () => {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  };
+}
+
+/**
+ * Sends single-row UPDATEs at `rate` per second (or as fast as `WRITERS`
+ * connections go when `rate` is null) for `PHASE_MS`, each to a new version
+ * of one user's name; a reader loop polls every outstanding user in one
+ * `getMany` until it shows that version. Latency: from the COMMIT's
+ * acknowledgement to the read that first shows it.
+ */
+async function measureUpdates(pool: pg.Pool, reader: TableReader<User>, rate: number | null, phase: string): Promise<LatencyRun> {
+  const outstanding = new Map<number, { name: string; committedAt: number }>();
+  const seen: { at: number; latency: number }[] = [];
+  let writing = true;
+  let sent = 0;
+  const started = performance.now();
+  const poll = (async () => {
+    while (writing || outstanding.size > 0) {
+      if (outstanding.size === 0) {
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      const keys = [...outstanding.keys()];
+      const users = await reader.getMany(keys);
+      const now = performance.now();
+      keys.forEach((key, i) => {
+        const expected = outstanding.get(key);
+        if (expected !== undefined && users[i]?.['user_name'] === expected.name) {
+          seen.push({ at: now - started, latency: now - expected.committedAt });
+          outstanding.delete(key);
+        }
+      });
+      if (now - started > PHASE_MS + 30_000) throw new Error(`${outstanding.size} updates not visible 30 s after the phase ended`);
+    }
+  })();
+  let nextUser = 1;
+  const writeOne = async () => {
+    const user = nextUser;
+    nextUser = (nextUser % USERS) + 1;
+    const name = `${phase} ${sent++}`;
+    // A user still outstanding is skipped: its next version would hide this one.
+    if (outstanding.has(user)) return;
+    await pool.query('UPDATE users SET name = $1 WHERE user_id = $2', [name, user]);
+    outstanding.set(user, { name, committedAt: performance.now() });
+  };
+  const writers = Array.from({ length: WRITERS }, async (_, writer) => {
+    for (let i = writer; ; i += WRITERS) {
+      const due = rate === null ? 0 : started + (i * 1000) / rate;
+      if (due - started >= PHASE_MS || performance.now() - started >= PHASE_MS) return;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      await writeOne();
+    }
+  });
+  await Promise.all(writers);
+  const writeMs = elapsedMs(started);
+  writing = false;
+  await poll;
+  const latencies = seen.map((entry) => entry.latency);
+  const p99Between = (from: number, to: number) => percentiles(seen.filter((entry) => entry.at >= from && entry.at < to).map((entry) => entry.latency), [99])[99] ?? 0;
+  return {
+    targetRate: rate,
+    achievedRate: (latencies.length * 1000) / writeMs,
+    latencies,
+    firstSecondP99: p99Between(0, 1000),
+    lastSecondP99: p99Between(PHASE_MS - 1000, PHASE_MS + 60_000),
+  };
+}
+
+/**
+ * The latency baseline: a bare NOTIFY's round trip at `rate` per second, from
+ * sending `SELECT pg_notify(…)` (an autocommitted statement) to a plain pg
+ * LISTEN client receiving it: the floor under any LISTEN-driven cache.
+ */
+async function measureNotifyRoundTrip(url: string, pool: pg.Pool, rate: number): Promise<number[]> {
+  const listener = new pg.Client({ connectionString: url });
+  await listener.connect();
+  await listener.query('LISTEN tc_bench_baseline');
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  listener.on('notification', (message) => {
+    const at = sentAt.get(message.payload ?? '');
+    if (at !== undefined) latencies.push(performance.now() - at);
+  });
+  const count = Math.round((rate * PHASE_MS) / 1000);
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: WRITERS }, async (_, writer) => {
+      for (let i = writer; i < count; i += WRITERS) {
+        const wait = started + (i * 1000) / rate - performance.now();
+        if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+        sentAt.set(String(i), performance.now());
+        await pool.query("SELECT pg_notify('tc_bench_baseline', $1)", [String(i)]);
+      }
+    }),
+  );
+  const deadline = performance.now() + 5_000;
+  while (latencies.length < count && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  await listener.end();
+  return latencies;
+}
+
+function latencyRow(label: string, rate: number | null, achieved: number, latencies: number[], baseline: number[] | null, bounded: string): (string | number | null)[] {
+  const ours = percentiles(latencies, [50, 95, 99]);
+  const base = baseline === null ? null : percentiles(baseline, [50, 99]);
+  return [
+    label,
+    rate ?? 'max',
+    Math.round(achieved),
+    ours[50]!,
+    ours[95]!,
+    ours[99]!,
+    base?.[50] ?? null,
+    base === null ? null : ours[50]! / base[50]!,
+    bounded,
+  ];
+}
+
+export async function run(context: BenchContext): Promise<void> {
+  await using db = await context.createDatabase('daemon');
+  context.note(`seeding ${USERS} users`);
+  await seedJoinedUsers(db.url, { users: USERS, cities: CITIES });
+  const keyPrefix = `tcbench:daemon:${randomBytes(4).toString('hex')}:`;
+  const pool = new pg.Pool({ connectionString: db.url, max: WRITERS + 2 });
+  // Dropping the database at the end ends idle connections; unhandled, the event would crash the run.
+  pool.on('error', () => {});
+  const redis = new Redis(context.redisUrl);
+  const configs = [0, 10].map((windowMs) => ({ windowMs, ...writeConfig(db.url, context.redisUrl, keyPrefix, windowMs) }));
+  try {
+    const client = await pool.connect();
+    try {
+      await installTriggers(client, triggerSpecFromConfig(parseConfig(configs[0]!.raw, { file: configs[0]!.file })));
+    } finally {
+      client.release();
+    }
+    const reader = await openReader<User>({ redis, table: 'users', keyPrefix, timeoutMs: 10_000 });
+    const rows: (string | number | null)[][] = [];
+    const baselines = new Map<number, number[]>();
+    for (const rate of RATES) {
+      context.note(`baseline: NOTIFY round trip at ${rate}/s`);
+      baselines.set(rate, await measureNotifyRoundTrip(db.url, pool, rate));
+    }
+    context.note('baseline: unpaced UPDATEs with the triggers on and no daemon');
+    const ceiling = await measureWriteCeiling(pool);
+    rows.push(['baseline: no daemon (Postgres with the triggers)', 'max', Math.round(ceiling), null, null, null, null, null, '']);
+    let bulk: { reloadMs: number; readMs: number } | null = null;
+    for (const config of configs) {
+      context.note(`daemon with batchWindowMs ${config.windowMs}: loading ${USERS} users`);
+      const stop = await startDaemon(config.file);
+      try {
+        for (const rate of [...RATES, null]) {
+          context.note(`  ${rate ?? 'unpaced'} updates/s for ${PHASE_MS} ms`);
+          const result = await measureUpdates(pool, reader, rate, `w${config.windowMs}r${rate ?? 'max'}`);
+          const bounded = result.lastSecondP99 <= Math.max(50, 3 * result.firstSecondP99) ? 'yes' : `no (p99 ${Math.round(result.firstSecondP99)} → ${Math.round(result.lastSecondP99)} ms)`;
+          rows.push(latencyRow(`window ${config.windowMs} ms`, rate, result.achievedRate, result.latencies, rate === null ? null : baselines.get(rate)!, bounded));
+        }
+        if (config.windowMs === 0) bulk = await measureBulkUpdate(db.url, pool, redis, keyPrefix, reader);
+      } finally {
+        await stop();
+      }
+    }
+    context.printTable(
+      `Commit-to-visible latency (ms) of single-row UPDATEs through the reader client, ${USERS.toLocaleString('en-US')} cached users, daemon in a child process`,
+      ['daemon', 'target/s', 'achieved/s', 'p50', 'p95', 'p99', 'baseline: NOTIFY round trip p50', 'p50 ratio', 'lag bounded'],
+      rows,
+    );
+    if (bulk !== null) {
+      context.printTable(`A ${USERS.toLocaleString('en-US')}-row UPDATE: commit to fully visible (through a barrier)`, ['variant', 'ms', 'rows/s'], [
+        ['baseline: reading the whole query once (PostgresAccess)', bulk.readMs, (USERS * 1000) / bulk.readMs],
+        ['tablecache daemon: UPDATE commit to barrier reached', bulk.reloadMs, (USERS * 1000) / bulk.reloadMs],
+        ['ratio', bulk.reloadMs / bulk.readMs, null],
+      ]);
+    }
+    await reader.close();
+  } finally {
+    for (const config of configs) config.remove();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `*${keyPrefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+    await pool.end();
+  }
+}
+
+/** Single-row UPDATEs per second that `WRITERS` unpaced connections commit with the triggers on and nothing listening. */
+async function measureWriteCeiling(pool: pg.Pool): Promise<number> {
+  let done = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: WRITERS }, async (_, writer) => {
+      for (let user = writer + 1; performance.now() - started < PHASE_MS; user += WRITERS) {
+        await pool.query('UPDATE users SET name = $1 WHERE user_id = $2', [`ceiling ${user}`, user]);
+        done++;
+      }
+    }),
+  );
+  return (done * 1000) / elapsedMs(started);
+}
+
+async function measureBulkUpdate(url: string, pool: pg.Pool, redis: Redis, keyPrefix: string, reader: TableReader<User>): Promise<{ reloadMs: number; readMs: number }> {
+  const access = new PostgresAccess({ connectionString: url });
+  const readStarted = performance.now();
+  let rows = 0;
+  for await (const _ of access.getRecords(new QueryArgsDbRecordsSpec(JOINED_USERS_QUERY, []))) rows++;
+  const readMs = elapsedMs(readStarted);
+  await access.close();
+  if (rows !== USERS) throw new Error(`expected ${USERS} rows, read ${rows}`);
+  const started = performance.now();
+  await pool.query("UPDATE users SET name = name || ' bulk'");
+  const id = await sendBarrier(pool, { channel: CHANNEL });
+  await waitForBarrier(redis, id, { keyPrefix, timeoutMs: 60_000 });
+  const reloadMs = elapsedMs(started);
+  const last = await reader.get(USERS);
+  if (!String(last?.['user_name']).endsWith(' bulk')) throw new Error(`user ${USERS} is not updated after the barrier: ${JSON.stringify(last)}`);
+  return { reloadMs, readMs };
+}

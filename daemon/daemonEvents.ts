@@ -1,0 +1,189 @@
+/**
+ * The typed events a running daemon emits: the one place where logging,
+ * metrics and health checks observe it.
+ */
+
+/**
+ * Why a table is (re)loaded, as a small fixed set: the `reason` label of
+ * `tablecache_reloads_total` (the free-text reasons carry the details).
+ */
+export type ReloadKind =
+  /** The daemon started. */
+  | 'start'
+  /** A source table was truncated. */
+  | 'truncate'
+  /** A source table changed in bulk (coarse payload: too many keys, or the trigger met an error). */
+  | 'bulk_change'
+  /** A payload of a format version this daemon does not read. */
+  | 'unknown_payload_version'
+  /** A changed key could not be mapped to cached records. */
+  | 'unmappable_key'
+  /** LISTEN was down: notifications sent meanwhile are gone. */
+  | 'listen_lost'
+  /** The notification queue was so full that the triggers fell silent. */
+  | 'queue_full'
+  /** Redis no longer holds the published data (flush, restart, older snapshot). */
+  | 'storage_lost'
+  /** The writer lease was lost. */
+  | 'lease_lost'
+  /** The daemon fell so far behind that its queue was replaced by a reload. */
+  | 'fell_behind'
+  /** A refresh or reload failed (Postgres or Redis down); this is the retry. */
+  | 'failure';
+
+/** What one applied batch did to one table. */
+export interface TableBatchResult {
+  readonly table: string;
+  /** `refresh`: the named records were refreshed; `reload`: the whole table was reloaded. */
+  readonly action: 'refresh' | 'reload';
+  /** Distinct keys refreshed (0 for a reload). */
+  readonly keys: number;
+  readonly expired: number;
+  readonly loaded: number;
+}
+
+/** Payload of the `batchApplied` event. */
+export interface BatchAppliedEvent {
+  /** Notifications folded into the batch. */
+  readonly notifications: number;
+  /** Keys those notifications carried, before deduplication. */
+  readonly receivedKeys: number;
+  readonly tables: readonly TableBatchResult[];
+  /** Barriers marked done after this batch. */
+  readonly barriers: number;
+  /** From the batch's first notification to the end of its last merge. */
+  readonly ms: number;
+  /**
+   * The trigger time (`ts`, epoch ms) of the oldest change in the batch, or
+   * `null` when it held none: `Date.now() - oldestChangeAt` at this event is
+   * the batch's worst change-to-visible delay.
+   */
+  readonly oldestChangeAt: number | null;
+  /**
+   * The trigger time (`ts`, epoch ms, Postgres' clock) of every change
+   * notification in the batch, in arrival order: with `Date.now()` at this
+   * event, each change's delay from its statement to being visible.
+   * Empty when the batch failed (its changes are applied by a later reload).
+   */
+  readonly changeTimes: readonly number[];
+}
+
+/** Payload of the `loadStarted` event. */
+export interface LoadStartedEvent {
+  readonly table: string;
+  /** The planner's row estimate for the table's query (`EXPLAIN`), or `null` when it could not be had. */
+  readonly estimatedRows: number | null;
+  readonly reasons: readonly string[];
+}
+
+/** Payload of the `loadProgress` event, emitted a few times a second while a (re)load streams rows. */
+export interface LoadProgressEvent {
+  readonly table: string;
+  /** Rows read from Postgres so far. */
+  readonly rows: number;
+  readonly estimatedRows: number | null;
+  /** Since the load started. */
+  readonly elapsedMs: number;
+}
+
+/** Payload of the `loaded` and `reloaded` events. */
+export interface TableLoadedEvent {
+  readonly table: string;
+  readonly records: number;
+  readonly ms: number;
+  /** Why it was (re)loaded: `start`, a TRUNCATE, a coarse change, a resync, a lost Redis, a failed refresh… */
+  readonly reasons: readonly string[];
+  /** The same reasons as a fixed set, for metrics. */
+  readonly kinds: readonly ReloadKind[];
+}
+
+/** Payload of the `notificationReceived` event. */
+export interface NotificationReceivedEvent {
+  /** `change` and `barrier`: understood; `malformed`: skipped; `unknownVersion`: its tables are reloaded. */
+  readonly kind: 'change' | 'barrier' | 'malformed' | 'unknownVersion';
+}
+
+/** Payload of the `malformedPayload` event. */
+export interface MalformedPayloadEvent {
+  /** The payload's first 200 characters. */
+  readonly excerpt: string;
+  readonly error: string;
+}
+
+/** Payload of the `listenerReconnected` event. */
+export interface ListenerReconnectedEvent {
+  /** How long LISTEN was down. */
+  readonly downMs: number;
+  readonly attempts: number;
+}
+
+/** A server the daemon talks to. */
+export type DaemonDependency = 'postgres' | 'redis';
+
+/** Payload of the `connectionLost` event. */
+export interface ConnectionLostEvent {
+  /** `postgres`: the LISTEN connection; `redis`: the writer's connection. */
+  readonly source: DaemonDependency;
+  /** Reconnect attempt, from 1. */
+  readonly attempt: number;
+}
+
+/** Payload of the `connectionRestored` event. */
+export interface ConnectionRestoredEvent {
+  readonly source: DaemonDependency;
+}
+
+/** Payload of the `waiting` event: the start is held up, and by what. */
+export interface WaitingEvent {
+  /** `redis`/`postgres`: not reachable yet; `lease`: another daemon writes a table (standby). */
+  readonly for: DaemonDependency | 'lease';
+  /** For operators, e.g. `Redis at redis://cache:6379 (connect ECONNREFUSED; attempt 3)`; never a password. */
+  readonly detail: string;
+}
+
+/** Payload of the `notificationQueueUsage` event. */
+export interface NotificationQueueUsageEvent {
+  /** `pg_notification_queue_usage()`: the fraction of Postgres' notification queue in use, 0 to 1. */
+  readonly usage: number;
+}
+
+/** Payload of the `error` event: a failure the daemon recovers from by itself (it retries or reloads). */
+export interface DaemonErrorEvent {
+  readonly error: unknown;
+  /** What was being done, e.g. `reloading table users`. */
+  readonly during: string;
+  readonly table?: string;
+  /** Which server the failure came from, when known. */
+  readonly source: DaemonDependency | null;
+}
+
+/** The events of a {@link TablecacheDaemon}. */
+export interface DaemonEvents {
+  /** A table's load began: the first, or a reload. */
+  loadStarted: [LoadStartedEvent];
+  /** A load is streaming rows (a few times a second). */
+  loadProgress: [LoadProgressEvent];
+  /** A table's first load after start finished: readers see it. */
+  loaded: [TableLoadedEvent];
+  /** A table was reloaded after it was loaded once. */
+  reloaded: [TableLoadedEvent];
+  batchApplied: [BatchAppliedEvent];
+  /** A notification arrived on the channel (before it is applied). */
+  notificationReceived: [NotificationReceivedEvent];
+  /** A notification on the channel was not a payload the daemon understands; it was skipped. */
+  malformedPayload: [MalformedPayloadEvent];
+  /** LISTEN is active again after a connection loss; every table is reloaded. */
+  listenerReconnected: [ListenerReconnectedEvent];
+  /** A connection the daemon keeps open was lost; it reconnects by itself. */
+  connectionLost: [ConnectionLostEvent];
+  /** That connection is back. */
+  connectionRestored: [ConnectionRestoredEvent];
+  /** The start waits (Postgres or Redis unreachable, or as a standby); repeated on every retry. */
+  waiting: [WaitingEvent];
+  /** The start is done: every lease held and LISTEN active (the loads go on). */
+  started: [];
+  /** A reading of `pg_notification_queue_usage()`. */
+  notificationQueueUsage: [NotificationQueueUsageEvent];
+  /** Emitted only while someone listens (an unheard `error` event would crash the process); always logged. */
+  error: [DaemonErrorEvent];
+}

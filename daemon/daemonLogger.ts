@@ -1,0 +1,52 @@
+import { pino, type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
+import { TerminalStatusLine } from './terminalStatusLine.ts';
+
+/** Options of {@link createDaemonLogger}. */
+export interface DaemonLoggerOptions {
+  readonly level: pino.LevelWithSilent;
+  /** Where the lines go (default `process.stdout`). */
+  readonly stream?: NodeJS.WriteStream;
+  /** Readable lines with a progress bar instead of JSON (default: when `stream` is a terminal). */
+  readonly pretty?: boolean;
+}
+
+/** A logger for the daemon, and the status line for progress bars when it writes to a terminal. */
+export interface DaemonLogOutput {
+  readonly logger: Logger;
+  /** Present when the output is a terminal: progress bars go there. */
+  readonly statusLine: TerminalStatusLine | null;
+}
+
+/**
+ * Paths pino replaces by `***` wherever they occur in a log line's fields: a
+ * second line of defence (URLs are logged through `redactUrl` already) so
+ * that a password never reaches a log.
+ */
+const REDACTED_PATHS = ['password', '*.password', 'connectionString', '*.connectionString'];
+
+/**
+ * The daemon's pino logger: JSON lines (one per event, for log collectors)
+ * unless the output is a terminal, where lines are readable (pino-pretty)
+ * and a status line at the bottom shows load progress. Every line carries
+ * `service: "tablecache-daemon"`.
+ *
+ * @example
+ * ```ts
+ * const { logger, statusLine } = createDaemonLogger({ level: config.daemon.logLevel });
+ * ```
+ */
+export function createDaemonLogger(options: DaemonLoggerOptions): DaemonLogOutput {
+  const stream = options.stream ?? process.stdout;
+  const base = { service: 'tablecache-daemon' };
+  const redact = { paths: REDACTED_PATHS, censor: '***' };
+  if (!(options.pretty ?? stream.isTTY === true)) {
+    return { logger: pino({ level: options.level, base, redact }, stream), statusLine: null };
+  }
+  const statusLine = new TerminalStatusLine(stream);
+  const format = pinoPretty.prettyFactory({ colorize: true, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,service' });
+  // pino writes one JSON line per call; formatting it here keeps the output
+  // synchronous and in step with the status line.
+  const destination = { write: (line: string) => statusLine.write(format(line)) };
+  return { logger: pino({ level: options.level, base, redact }, destination), statusLine };
+}

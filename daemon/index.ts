@@ -1,0 +1,48 @@
+/**
+ * The daemon: LISTENs for the change triggers' notifications, maps each change
+ * to the cached records it affects, and keeps every configured table in Redis
+ * (or in process) equal to its query in Postgres; its health endpoint,
+ * Prometheus metrics and logging; plus `verifyCache`, the comparison behind
+ * `tablecache verify`.
+ *
+ * @packageDocumentation
+ */
+export { TablecacheDaemon, tableIndexes, type DaemonOptions, type DaemonPhase, type DaemonReadiness } from './tablecacheDaemon.ts';
+export type {
+  BatchAppliedEvent,
+  ConnectionLostEvent,
+  ConnectionRestoredEvent,
+  DaemonDependency,
+  DaemonErrorEvent,
+  DaemonEvents,
+  ListenerReconnectedEvent,
+  LoadProgressEvent,
+  LoadStartedEvent,
+  MalformedPayloadEvent,
+  NotificationQueueUsageEvent,
+  NotificationReceivedEvent,
+  ReloadKind,
+  TableBatchResult,
+  TableLoadedEvent,
+  WaitingEvent,
+} from './daemonEvents.ts';
+export type { DaemonStorage, Row, StorageConnectOptions, TableWriter, TableWriterOptions } from './daemonStorage.ts';
+export { RedisDaemonStorage, DEFAULT_LEASE_TTL_MS, type RedisDaemonStorageOptions } from './redisDaemonStorage.ts';
+export { LocalDaemonStorage } from './localDaemonStorage.ts';
+export { DaemonMetrics, type DaemonMetricsOptions, type MetricsSource } from './http/daemonMetrics.ts';
+export { HealthServer, type HealthServerOptions } from './http/healthServer.ts';
+export { createDaemonLogger, type DaemonLogOutput, type DaemonLoggerOptions } from './daemonLogger.ts';
+export { formatLoadProgress, loadProgressFigures, reportLoadProgress, type LoadProgressFigures, type LoadProgressReportOptions } from './loadProgressReport.ts';
+export { TerminalStatusLine } from './terminalStatusLine.ts';
+export { NotificationQueueWatch, type NotificationQueueWatchOptions } from './notificationQueueWatch.ts';
+export { errorSource } from './errorSource.ts';
+export { estimateRows } from './rowEstimate.ts';
+export { verifyCache, type RecordDifference, type TableVerification, type VerifyOptions } from './verifyCache.ts';
+export { ChangeMapper, type MapOutcome, type MappedTable } from './changeMapper.ts';
+export { ChangeBatch, TableChanges } from './changeBatch.ts';
+export { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from './changePipeline.ts';
+export { ChangeListener, reconnectDelay, type ChangeListenerEvents, type ChangeListenerOptions } from './changeListener.ts';
+export { classifyNotification, payloadExcerpt, PAYLOAD_EXCERPT_LENGTH, type Notification } from './notificationText.ts';
+export { TableSync, type TableRefreshCounts, type TableSyncOptions } from './tableSync.ts';
+export { RefreshDbAccess } from './refreshDbAccess.ts';
+export { connectRedis, connectRedisWhenReachable, redisOptions, type RedisWaitOptions } from './redisConnection.ts';

@@ -1,0 +1,50 @@
+import { barrierPayloadSchema, type BarrierPayload } from '../lib/postgres/barrier.ts';
+import { parseChangePayload, PAYLOAD_VERSION, type ChangePayload } from '../sql-triggers/payload.ts';
+
+/** How much of a bad payload a log line or event carries. */
+export const PAYLOAD_EXCERPT_LENGTH = 200;
+
+/** What one notification on the daemon's channel is. */
+export type Notification =
+  | { readonly kind: 'change'; readonly payload: ChangePayload }
+  | { readonly kind: 'barrier'; readonly payload: BarrierPayload }
+  /** A payload of another format version: its table (`null` when it names none) must be reloaded. */
+  | { readonly kind: 'unknownVersion'; readonly version: unknown; readonly table: string | null }
+  | { readonly kind: 'malformed'; readonly error: string; readonly excerpt: string };
+
+/** The start of a payload, cut so that a huge or hostile payload cannot flood a log. */
+export function payloadExcerpt(text: string): string {
+  return text.length > PAYLOAD_EXCERPT_LENGTH ? `${text.slice(0, PAYLOAD_EXCERPT_LENGTH)}…` : text;
+}
+
+/**
+ * Classifies the raw text of a notification. Never throws: anyone may NOTIFY
+ * on the channel (by hand, a foreign application), and a bad payload must cost
+ * a log line and a counter, never the daemon (invariant 6).
+ *
+ * A JSON object whose `v` is not a version this daemon knows is not
+ * malformed: it comes from newer (or older) triggers, whose changes this
+ * daemon cannot read, so the tables it names are reloaded instead.
+ */
+export function classifyNotification(text: string): Notification {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return { kind: 'malformed', error: `not JSON (${(error as Error).message})`, excerpt: payloadExcerpt(text) };
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return { kind: 'malformed', error: 'not a JSON object', excerpt: payloadExcerpt(text) };
+  }
+  const object = json as Record<string, unknown>;
+  if (object['op'] === 'B') {
+    const barrier = barrierPayloadSchema.safeParse(json);
+    if (barrier.success) return { kind: 'barrier', payload: barrier.data as BarrierPayload };
+  }
+  if ('v' in object && object['v'] !== PAYLOAD_VERSION) {
+    return { kind: 'unknownVersion', version: object['v'], table: typeof object['t'] === 'string' ? object['t'] : null };
+  }
+  const parsed = parseChangePayload(text);
+  if (parsed.ok) return { kind: 'change', payload: parsed.payload };
+  return { kind: 'malformed', error: parsed.error.slice(0, PAYLOAD_EXCERPT_LENGTH), excerpt: payloadExcerpt(text) };
+}

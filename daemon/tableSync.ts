@@ -1,0 +1,196 @@
+import type { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import { CachedTable } from '../lib/core/cachedTable.ts';
+import { NotLoadedError } from '../lib/core/errors.ts';
+import { canonicalKey, canonicalKeyValue, PRIMARY_KEY_INDEX, type KeyColumnIndexes, type KeyColumnSpec, type KeyColumnSpecArgs } from '../lib/core/keyColumnIndexes.ts';
+import type { Logger } from '../lib/core/logger.ts';
+import type { PrimaryKey } from '../lib/core/storageTable.ts';
+import { exactTypeParsers } from '../lib/postgres/typeParsers.ts';
+import type { TableChanges } from './changeBatch.ts';
+import type { SourceConfig } from './config/configSchema.ts';
+import type { DaemonEvents } from './daemonEvents.ts';
+import type { DaemonStorage, Row, TableWriter } from './daemonStorage.ts';
+import type { RefreshDbAccess } from './refreshDbAccess.ts';
+import { estimateRows } from './rowEstimate.ts';
+
+/** How often a running load reports its progress (`loadProgress` events). */
+const PROGRESS_INTERVAL_MS = 250;
+
+/** What a refresh of one table did. */
+export interface TableRefreshCounts {
+  /** Distinct keys (of every index) the refresh was asked for. */
+  readonly keys: number;
+  readonly expired: number;
+  readonly loaded: number;
+}
+
+/** Options of {@link TableSync.open}. */
+export interface TableSyncOptions {
+  readonly name: string;
+  readonly indexes: KeyColumnIndexes;
+  readonly sources: readonly SourceConfig[];
+  /** Reads the records (refresh and load queries), counting a load's rows. */
+  readonly db: RefreshDbAccess;
+  /** Runs `resolve` queries and the row estimate of loads. */
+  readonly pool: pg.Pool;
+  /** Where the table lives (Redis, or in process); shared by the daemon's tables. */
+  readonly storage: DaemonStorage;
+  readonly logger: Logger;
+  /** Receives `loadStarted` and `loadProgress`. */
+  readonly events: EventEmitter<DaemonEvents>;
+  /** Wait for another daemon's lease to expire instead of failing at start. */
+  readonly standby: boolean;
+  /** Aborts a standby wait. */
+  readonly signal?: AbortSignal;
+  /** Called when the writer lease turns out to be lost (another writer, or Redis lost its keys). */
+  readonly onLeaseLost: (table: string, error: Error) => void;
+}
+
+/**
+ * Keeps one cached table in step with Postgres: the table's writer (in Redis,
+ * a {@link RedisStorageTable} holding the lease), its {@link CachedTable},
+ * and the three things the pipeline asks of it: reload everything, refresh
+ * the records some keys name, and tell whether the storage still holds what
+ * it published.
+ *
+ * Not safe for concurrent use: the pipeline calls one method at a time.
+ */
+export class TableSync {
+  private table: CachedTable<Row, PrimaryKey, KeyColumnSpec, KeyColumnSpecArgs> | null = null;
+  private writer!: TableWriter;
+
+  private constructor(private readonly options: TableSyncOptions) {}
+
+  /**
+   * Takes the table's writer lease (waiting for it with `standby`).
+   *
+   * @throws `LeaseHeldError` (`TC_LEASE_HELD`) when another daemon writes the table and `standby` is off.
+   */
+  static async open(options: TableSyncOptions): Promise<TableSync> {
+    const sync = new TableSync(options);
+    await sync.openWriter(options.standby);
+    return sync;
+  }
+
+  private async openWriter(standby: boolean): Promise<void> {
+    this.writer = await this.options.storage.openWriter({
+      table: this.options.name,
+      scorer: this.options.indexes,
+      standby,
+      ...(this.options.signal === undefined ? {} : { signal: this.options.signal }),
+      logger: this.options.logger,
+      onLost: (error) => this.options.onLeaseLost(this.options.name, error),
+    });
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** Whether a load has succeeded and no reload has failed since. */
+  get isLoaded(): boolean {
+    return this.table !== null;
+  }
+
+  /** Records readers see, or `null` when the storage cannot tell now (not loaded, or unreachable). */
+  async recordCount(): Promise<number | null> {
+    return this.writer.recordCount();
+  }
+
+  /**
+   * Loads every record into a new generation beside the live one and switches
+   * readers to it in one step (a fresh {@link CachedTable} over the same
+   * writer): readers see the old data until the new is complete. A writer
+   * whose lease is lost is replaced first (waiting as a standby if another
+   * daemon now holds the table). Reports `loadStarted` with the planner's
+   * row estimate, then `loadProgress` a few times a second.
+   *
+   * Until a load succeeds, {@link refresh} must not be called: the writer's
+   * generation is then the unfinished one.
+   */
+  async reload(reasons: readonly string[] = []): Promise<{ readonly records: number; readonly ms: number }> {
+    const started = performance.now();
+    this.table = null;
+    if (!(await this.writer.writable())) await this.replaceWriter();
+    const spec = this.options.indexes.dbRecordsSpec(this.options.indexes.createSpec(PRIMARY_KEY_INDEX, { all: true }));
+    const estimatedRows = await estimateRows(this.options.pool, spec);
+    const { name, events, db } = this.options;
+    this.options.logger.info({ table: name, estimatedRows, reasons }, 'loading table');
+    events.emit('loadStarted', { table: name, estimatedRows, reasons });
+    db.streamedRows = 0;
+    const progress = setInterval(() => {
+      events.emit('loadProgress', { table: name, rows: db.streamedRows, estimatedRows, elapsedMs: performance.now() - started });
+    }, PROGRESS_INTERVAL_MS);
+    progress.unref();
+    try {
+      const table = new CachedTable(this.options.indexes, db, this.writer.storageForLoad(), { logger: this.options.logger });
+      const { loaded } = await table.load(PRIMARY_KEY_INDEX, { all: true });
+      await this.writer.published();
+      this.table = table;
+      return { records: loaded, ms: performance.now() - started };
+    } finally {
+      clearInterval(progress);
+    }
+  }
+
+  /**
+   * Refreshes the records `changes` names: runs the `resolve` queries (one
+   * per source, all keys in one array per key column), invalidates one spec
+   * per index holding all of its keys, and refreshes them in one merge, one
+   * database query per index.
+   */
+  async refresh(changes: TableChanges): Promise<TableRefreshCounts> {
+    const table = this.table;
+    if (table === null) throw new NotLoadedError(`Table "${this.name}" is not loaded; reload it before refreshing.`);
+    for (const [source, keys] of changes.resolveKeys) await this.resolve(source, [...keys.values()], changes);
+    let keys = 0;
+    for (const [indexName, byKey] of changes.keysByIndex) {
+      if (byKey.size === 0) continue;
+      keys += byKey.size;
+      const spec = this.options.indexes.keySpec(indexName, byKey.values());
+      // Nobody reads through this CachedTable (readers read the storage), and
+      // the refresh follows at once: reads need not be held back meanwhile.
+      table.invalidateRecords([spec], [spec], { forceRefreshOnNextRead: false });
+    }
+    if (keys === 0) return { keys, expired: 0, loaded: 0 };
+    return { keys, ...(await table.refreshInvalid()) };
+  }
+
+  /** Runs a source's `resolve` query with `$1…$n` = the changed keys' values per key column; adds the primary keys it returns. */
+  private async resolve(source: SourceConfig, tuples: readonly (readonly unknown[])[], changes: TableChanges): Promise<void> {
+    const parameters = source.key.map((_, column) =>
+      tuples.map((tuple) => {
+        const value = canonicalKeyValue(tuple[column]);
+        return value === null ? null : String(value);
+      }),
+    );
+    const result = await this.options.pool.query<unknown[]>({ text: source.resolve!, values: parameters, rowMode: 'array', types: exactTypeParsers });
+    const width = this.options.indexes.primaryKeyColumns.length;
+    for (const row of result.rows) {
+      const values = row.slice(0, width);
+      const key = canonicalKey(values);
+      if (key !== null) changes.addKey(PRIMARY_KEY_INDEX, key, values);
+    }
+  }
+
+  /**
+   * Whether the storage still holds what this writer published: in Redis,
+   * `false` after FLUSHALL, a restart without persistence (or with an older
+   * snapshot), or another writer taking over.
+   */
+  async storageIntact(): Promise<boolean> {
+    return this.writer.intact();
+  }
+
+  private async replaceWriter(): Promise<void> {
+    this.options.logger.warn({ table: this.name }, 'the writer lost its lease; opening a new writer (as a standby if another daemon holds the table)');
+    await this.writer.close();
+    await this.openWriter(true);
+  }
+
+  /** Gives the lease up; the published data stays for readers. */
+  async close(): Promise<void> {
+    await this.writer.close();
+  }
+}

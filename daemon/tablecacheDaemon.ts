@@ -1,0 +1,439 @@
+import { EventEmitter } from 'node:events';
+import { pino, type Logger } from 'pino';
+import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
+import { KeyColumnIndexes } from '../lib/core/keyColumnIndexes.ts';
+import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
+import { ChangeListener } from './changeListener.ts';
+import { ChangeMapper, type MappedTable } from './changeMapper.ts';
+import { ChangePipeline } from './changePipeline.ts';
+import { ConfigError } from './config/configError.ts';
+import type { TableConfig, TablecacheConfig } from './config/configSchema.ts';
+import { redactUrl } from './config/redactUrl.ts';
+import type { DaemonDependency, DaemonEvents, LoadProgressEvent, ReloadKind, WaitingEvent } from './daemonEvents.ts';
+import type { DaemonStorage } from './daemonStorage.ts';
+import { errorSource } from './errorSource.ts';
+import { NotificationQueueWatch } from './notificationQueueWatch.ts';
+import { RedisDaemonStorage } from './redisDaemonStorage.ts';
+import { RefreshDbAccess } from './refreshDbAccess.ts';
+import { TableSync } from './tableSync.ts';
+
+/** Options of a {@link TablecacheDaemon}. */
+export interface DaemonOptions {
+  /** Where the daemon logs, with `table` fields; default: nothing. */
+  readonly logger?: Logger;
+  /**
+   * Wait for another daemon's writer leases to expire instead of failing at
+   * start: a standby that takes over when the active daemon dies.
+   */
+  readonly standby?: boolean;
+  /** Aborts a start that waits (for Postgres, Redis, or as a standby). */
+  readonly signal?: AbortSignal;
+  /**
+   * Where the tables live: by default Redis as configured
+   * ({@link RedisDaemonStorage}); a {@link LocalDaemonStorage} keeps them in
+   * this process instead (the configured Redis is then not contacted).
+   */
+  readonly storage?: DaemonStorage;
+  /**
+   * Writer lease lifetime in Redis, in ms (default 5,000, renewed every
+   * third of it): a standby takes over at most about this long after the
+   * writer died. Used by the default storage only.
+   */
+  readonly leaseTtlMs?: number;
+  /** How often each table is checked for lost Redis data (default 1,000 ms). */
+  readonly storageCheckIntervalMs?: number;
+  /** How often an idle LISTEN connection is checked (default 10,000 ms). */
+  readonly listenerCheckMs?: number;
+  /** How often `pg_notification_queue_usage()` is read (default 5,000 ms). */
+  readonly queueCheckIntervalMs?: number;
+}
+
+/**
+ * Reloads that mean the daemon lost track of changes (as opposed to a
+ * TRUNCATE or a bulk change it follows as usual): until they are done, the
+ * data readers see may be behind, so the daemon is not ready.
+ */
+const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set(['listen_lost', 'queue_full', 'storage_lost', 'lease_lost', 'fell_behind', 'failure']);
+
+/** Where a daemon is in its life. */
+export type DaemonPhase = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+/** Whether a daemon serves current data, and if not, why not. */
+export interface DaemonReadiness {
+  /** Started, every table loaded, LISTEN connected. */
+  readonly ready: boolean;
+  readonly phase: DaemonPhase;
+  /** Why it is not ready, for operators (empty when ready); never a password. */
+  readonly reasons: readonly string[];
+  /** Per table: whether readers see a complete load of it. */
+  readonly tables: Readonly<Record<string, { readonly loaded: boolean }>>;
+}
+
+/**
+ * Builds a table's Indexes: a {@link KeyColumnIndexes} over its query with one
+ * lookup per `match` column list, or what its `indexes` factory or `module`
+ * returns, which must be a KeyColumnIndexes too (a subclass may add indexes
+ * or parse records), since the daemon names records by key columns.
+ *
+ * @throws {@link ConfigError} when a factory returns something else, or a table has neither query nor factory.
+ */
+export async function tableIndexes(table: TableConfig): Promise<KeyColumnIndexes> {
+  const lookups = table.sources.flatMap((source) => (source.match === undefined ? [] : [source.match]));
+  if (table.indexes === undefined && table.module === undefined) {
+    if (table.query === undefined) throw new ConfigError(`${table.configPath}: no query, indexes or module; nothing says how to read the table.`);
+    return new KeyColumnIndexes({ query: table.query, primaryKey: table.primaryKey, lookups });
+  }
+  const factory = table.indexes ?? ((await import(table.module!)) as { default?: unknown }).default;
+  if (typeof factory !== 'function') throw new ConfigError(`${table.configPath}.module: ${table.module} has no default export that is a function returning Indexes.`);
+  const indexes: unknown = await (factory as (table: TableConfig) => unknown)(table);
+  if (!(indexes instanceof KeyColumnIndexes)) {
+    throw new ConfigError(
+      `${table.configPath}: the indexes factory returned ${indexes?.constructor?.name ?? typeof indexes}; the daemon needs a KeyColumnIndexes ` +
+        '(or a subclass) so that it can name records by their key and match columns.',
+    );
+  }
+  for (const columns of lookups) indexes.columnsOf(indexes.indexNameFor(columns));
+  return indexes;
+}
+
+/**
+ * The daemon: keeps every configured table in Redis (or, with a
+ * {@link LocalDaemonStorage}, in this process) equal to its query in
+ * Postgres, for as long as it runs.
+ *
+ * Start: connect to Redis (waiting, with backoff, for as long as it takes),
+ * take every table's writer lease (as a standby: waiting for it), LISTEN
+ * (waiting for Postgres likewise), then load every table (notifications that
+ * arrive during the load are applied after it, so nothing committed
+ * meanwhile is missed). Then, per batch of notifications: refresh exactly the
+ * affected records, or reload a table built beside the live data and
+ * switched in atomically (TRUNCATE, coarse change, unknown payload version).
+ * A lost LISTEN connection reconnects with capped backoff and resyncs (every
+ * table is reloaded, since notifications sent meanwhile are gone); Redis
+ * losing the data (flush, restart, lost lease) is noticed within a second
+ * and reloaded; a notification queue so full that the triggers fell silent
+ * is noticed by reading `pg_notification_queue_usage()`, and reloaded.
+ *
+ * Everything it does is an event ({@link DaemonEvents}), and
+ * {@link readiness} says whether it serves current data: the health
+ * endpoint and the metrics observe it that way.
+ *
+ * @example
+ * ```ts
+ * const daemon = new TablecacheDaemon(await loadConfig('tablecache.yaml'), { logger: pino() });
+ * daemon.on('batchApplied', (event) => metrics.observe(event.ms));
+ * process.once('SIGTERM', () => void daemon.close());
+ * await daemon.start();
+ * ```
+ */
+export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements AsyncDisposable {
+  /** Where the tables live. */
+  readonly storage: DaemonStorage;
+  private readonly logger: Logger;
+  private phase: DaemonPhase = 'created';
+  private starting: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  /** Aborts waits in `start` and the running load when the daemon is closed. */
+  private readonly stopper = new AbortController();
+  private db: PostgresAccess | null = null;
+  private tables: TableSync[] = [];
+  private pipeline: ChangePipeline | null = null;
+  private listener: ChangeListener | null = null;
+  private queueWatch: NotificationQueueWatch | null = null;
+  private waitingFor: WaitingEvent | null = null;
+  private readonly loading = new Map<string, LoadProgressEvent>();
+  /** Tables whose last load failed (they are retried). */
+  private readonly failedLoads = new Set<string>();
+  private readonly down = new Set<DaemonDependency>();
+
+  /**
+   * A daemon for `config`, not started: attach listeners (metrics, health),
+   * then call {@link start}.
+   */
+  constructor(
+    private readonly config: TablecacheConfig,
+    private readonly options: DaemonOptions = {},
+  ) {
+    super();
+    this.logger = options.logger ?? pino({ level: 'silent' });
+    this.storage = options.storage ?? new RedisDaemonStorage(config.redis, options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs });
+    this.on('waiting', (event) => {
+      this.waitingFor = event;
+    });
+    this.on('loadStarted', ({ table, estimatedRows }) => {
+      this.failedLoads.delete(table);
+      this.loading.set(table, { table, rows: 0, estimatedRows, elapsedMs: 0 });
+    });
+    this.on('loadProgress', (event) => this.loading.set(event.table, event));
+    this.on('loaded', ({ table }) => this.loading.delete(table));
+    this.on('reloaded', ({ table }) => this.loading.delete(table));
+    // Listening makes the pipeline emit every error: each is logged anyway, and now also heard.
+    this.on('error', ({ table }) => {
+      if (table === undefined || !this.loading.delete(table)) return;
+      this.failedLoads.add(table);
+    });
+    this.on('connectionLost', ({ source }) => this.down.add(source));
+    this.on('connectionRestored', ({ source }) => this.down.delete(source));
+  }
+
+  /**
+   * Creates a daemon and starts it.
+   *
+   * @throws see {@link TablecacheDaemon.prototype.start}.
+   */
+  static async start(config: TablecacheConfig, options: DaemonOptions = {}): Promise<TablecacheDaemon> {
+    const daemon = new TablecacheDaemon(config, options);
+    await daemon.start();
+    return daemon;
+  }
+
+  /**
+   * Connects (waiting for Redis and Postgres as long as it takes), takes
+   * every table's writer lease, LISTENs, and starts loading. Resolves once
+   * LISTEN is active; the loads go on in the background (see
+   * {@link readiness} and the `loaded` events).
+   *
+   * @throws {@link ConfigError} for a table whose Indexes cannot be built.
+   * @throws `LeaseHeldError` (`TC_LEASE_HELD`) when another daemon writes a table and `standby` is off.
+   * @throws the signal's reason when `signal` aborts, or `TC_CLOSED` when {@link close} is called, during the start.
+   * @throws {@link InvalidArgumentError} when called twice.
+   */
+  async start(): Promise<void> {
+    if (this.phase !== 'created') throw new InvalidArgumentError(`This daemon was already started (it is ${this.phase}); create a new one.`);
+    this.phase = 'starting';
+    this.starting = this.connect();
+    try {
+      await this.starting;
+    } catch (error) {
+      await this.release();
+      this.phase = 'stopped';
+      throw error;
+    }
+    // close() was called as the start finished: it releases everything.
+    if (this.closing !== null) return;
+    this.phase = 'running';
+    this.waitingFor = null;
+    this.emit('started');
+  }
+
+  private async connect(): Promise<void> {
+    const { config, options, logger } = this;
+    const signal = options.signal === undefined ? this.stopper.signal : AbortSignal.any([options.signal, this.stopper.signal]);
+    const mapped: MappedTable[] = [];
+    for (const table of config.tables) mapped.push({ name: table.name, indexes: await tableIndexes(table), sources: table.sources });
+    const db = new PostgresAccess({ connectionString: config.postgres.url, application_name: 'tablecache-daemon', logger });
+    this.db = db;
+    logger.info({ storage: this.storage.description, tables: mapped.map((table) => table.name) }, 'starting');
+    await this.storage.connect({ logger, events: this, signal });
+    for (const table of mapped) {
+      this.tables.push(
+        await this.openTable({
+          ...table,
+          db: new RefreshDbAccess(db, db.pool, this.stopper.signal),
+          pool: db.pool,
+          storage: this.storage,
+          logger,
+          events: this,
+          standby: options.standby ?? false,
+          signal,
+          onLeaseLost: (name) => this.pipeline?.requestReload([name], 'the writer lease was lost', 'lease_lost'),
+        }),
+      );
+    }
+    const pipeline = new ChangePipeline({
+      tables: this.tables,
+      mapper: new ChangeMapper(mapped),
+      redis: this.storage.barrierMarks,
+      keyPrefix: config.redis.keyPrefix,
+      batchWindowMs: config.daemon.batchWindowMs,
+      maxBatchKeys: config.daemon.maxBatchKeys,
+      events: this,
+      logger,
+      ...(options.storageCheckIntervalMs === undefined ? {} : { storageCheckIntervalMs: options.storageCheckIntervalMs }),
+    });
+    this.pipeline = pipeline;
+    const postgres = `Postgres at ${redactUrl(config.postgres.listenUrl)}`;
+    const listener = await ChangeListener.start(
+      {
+        connectionString: config.postgres.listenUrl,
+        channel: config.triggers.channel,
+        logger,
+        ...(options.listenerCheckMs === undefined ? {} : { paranoidCheckMs: options.listenerCheckMs }),
+        onRetry: (attempt, cause) => this.emit('waiting', { for: 'postgres', detail: `${postgres} to LISTEN (${cause}; attempt ${attempt})` }),
+      },
+      signal,
+    );
+    this.listener = listener;
+    listener.on('notification', (text) => pipeline.push(text));
+    listener.on('reconnecting', (attempt) => {
+      if (attempt <= 1 || !this.down.has('postgres')) this.emit('connectionLost', { source: 'postgres', attempt });
+    });
+    listener.on('reconnected', (downMs, attempts) => {
+      this.emit('connectionRestored', { source: 'postgres' });
+      this.emit('listenerReconnected', { downMs, attempts });
+      pipeline.requestReload(null, `resync: LISTEN was down for ${Math.round(downMs)} ms`, 'listen_lost');
+    });
+    pipeline.start('start');
+    this.queueWatch = new NotificationQueueWatch({
+      pool: db.pool,
+      silentAt: config.triggers.maxQueueUsage,
+      logger,
+      events: this,
+      ...(options.queueCheckIntervalMs === undefined ? {} : { intervalMs: options.queueCheckIntervalMs }),
+      onTriggersResumed: (peak) =>
+        pipeline.requestReload(null, `the triggers fell silent: the notification queue reached ${(peak * 100).toFixed(1)}% usage`, 'queue_full'),
+    });
+    this.queueWatch.start();
+    logger.info({ tables: this.tableNames, channel: config.triggers.channel, storage: this.storage.description }, 'daemon started');
+  }
+
+  /**
+   * Opens a table's writer; a Redis that fails while a standby waits (or
+   * between connecting and opening) is waited for too, instead of ending the
+   * start: an orchestrator that restarts a daemon failing at start would turn
+   * a Redis outage into a crash loop.
+   */
+  private async openTable(options: Parameters<typeof TableSync.open>[0]): Promise<TableSync> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await TableSync.open(options);
+      } catch (error) {
+        if (!(error instanceof TablecacheError) || errorSource(error) !== 'redis' || (error.code !== 'TC_CONNECTION_FAILED' && error.code !== 'TC_TIMEOUT')) {
+          throw error;
+        }
+        const retryInMs = Math.min(5_000, 100 * 2 ** attempt);
+        this.logger.warn({ table: options.name, cause: error.message, attempt, retryInMs }, 'waiting for Redis to open the table for writing');
+        this.emit('waiting', { for: 'redis', detail: `${this.storage.description} (${error.message}; attempt ${attempt})` });
+        await abortableDelay(retryInMs, options.signal);
+      }
+    }
+  }
+
+  /** Where the daemon is in its life. */
+  get currentPhase(): DaemonPhase {
+    return this.phase;
+  }
+
+  /** Whether every table is loaded, LISTEN is connected, and the daemon runs. */
+  get isReady(): boolean {
+    return this.readiness().ready;
+  }
+
+  /**
+   * Whether the daemon serves current data, and if not, why not: what the
+   * start waits for (Redis, Postgres, another daemon's lease), which tables
+   * are loading (with rows read so far) or wait for a retry, which
+   * connection is down.
+   */
+  readiness(): DaemonReadiness {
+    const reasons: string[] = [];
+    const tables: Record<string, { loaded: boolean }> = {};
+    for (const table of this.config.tables) tables[table.name] = { loaded: this.tables.find((sync) => sync.name === table.name)?.isLoaded ?? false };
+    switch (this.phase) {
+      case 'created':
+        reasons.push('not started');
+        break;
+      case 'starting':
+        reasons.push(this.waitingFor === null ? 'starting' : `waiting for ${this.waitingFor.detail}`);
+        break;
+      case 'stopping':
+      case 'stopped':
+        reasons.push(this.phase);
+        break;
+      case 'running':
+        if (this.down.has('postgres')) reasons.push('the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)');
+        if (this.down.has('redis')) reasons.push(`the connection to ${this.storage.description} is down; reconnecting`);
+        const pending = this.pipeline?.pendingReloads() ?? new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
+        for (const [name, { loaded }] of Object.entries(tables)) {
+          const reload = pending.get(name);
+          if (loaded && reload !== undefined && reload.kinds.some((kind) => CATCH_UP_KINDS.has(kind))) {
+            reasons.push(`table ${name} may be behind until its reload (${reload.reasons.join('; ')})`);
+          }
+          if (loaded) continue;
+          const progress = this.loading.get(name);
+          if (progress !== undefined) reasons.push(`table ${name} is loading: ${describeProgress(progress)}`);
+          else if (this.failedLoads.has(name)) reasons.push(`table ${name} is not loaded: its last load failed (see the log); retrying`);
+          else reasons.push(`table ${name} is not loaded yet`);
+        }
+        break;
+    }
+    return { ready: reasons.length === 0, phase: this.phase, reasons, tables };
+  }
+
+  /** The names of the cached tables. */
+  get tableNames(): string[] {
+    return this.config.tables.map((table) => table.name);
+  }
+
+  /** Records readers see per table; `null` where the storage cannot tell now (not loaded, or not answering). */
+  async recordCounts(): Promise<Map<string, number | null>> {
+    const counts = await Promise.all(this.tables.map(async (table) => [table.name, await table.recordCount().catch(() => null)] as const));
+    return new Map(counts);
+  }
+
+  /**
+   * Stops: stops listening, finishes the batch in flight (a running load is
+   * abandoned: readers keep the data published before it, and the next
+   * daemon loads anew), gives every lease up (the published data stays for
+   * readers, and a standby takes over at once), closes the connections. A
+   * start in progress is aborted. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    const wasStarting = this.phase === 'starting';
+    this.phase = 'stopping';
+    // The pipeline learns first (release() waits for it), so that the load
+    // abandoned next is not taken for a failure to retry.
+    void this.pipeline?.stop();
+    this.stopper.abort(new TablecacheError('TC_CLOSED', 'the daemon is stopping'));
+    if (wasStarting) {
+      // A start that fails releases everything itself; one that got through is released here.
+      await this.starting?.then(
+        () => this.release(),
+        () => {},
+      );
+      this.phase = 'stopped';
+      return;
+    }
+    await this.release();
+    this.phase = 'stopped';
+  }
+
+  /** Stops listening, waits for the batch in flight, gives the leases up, closes the connections. */
+  private async release(): Promise<void> {
+    await this.queueWatch?.close();
+    await this.listener?.close();
+    await this.pipeline?.stop();
+    await Promise.all(this.tables.map((table) => table.close().catch((error: unknown) => this.logger.warn({ err: error, table: table.name }, 'could not release the writer lease'))));
+    await this.storage.close();
+    await this.db?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function describeProgress({ rows, estimatedRows, elapsedMs }: LoadProgressEvent): string {
+  const of = estimatedRows === null ? '' : ` of about ${estimatedRows.toLocaleString('en-US')}`;
+  return `${rows.toLocaleString('en-US')}${of} rows read in ${(elapsedMs / 1000).toFixed(1)} s`;
+}
+
+function abortableDelay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,229 @@
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { KeyColumnIndexes } from '../../../lib/core/keyColumnIndexes.ts';
+import { pino } from 'pino';
+import type { TableChanges } from '../../../daemon/changeBatch.ts';
+import { ChangeMapper } from '../../../daemon/changeMapper.ts';
+import { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from '../../../daemon/changePipeline.ts';
+import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
+import { deferred, type Deferred } from '../core/deferred.ts';
+import { waitFor } from '../../support/waitFor.ts';
+
+/** A table that records what the pipeline asks of it; a test may hold a step until it releases it. */
+class FakeTable implements SyncedTable {
+  readonly steps: ({ kind: 'reload' } | { kind: 'refresh'; keys: unknown[] })[] = [];
+  isLoaded = false;
+  intact = true;
+  hold: Deferred | null = null;
+  failNext = false;
+
+  constructor(readonly name: string) {}
+
+  async reload(): Promise<{ records: number; ms: number }> {
+    this.steps.push({ kind: 'reload' });
+    await this.step();
+    this.isLoaded = true;
+    return { records: 1, ms: 1 };
+  }
+
+  async refresh(changes: TableChanges): Promise<{ keys: number; expired: number; loaded: number }> {
+    const keys = [...(changes.keysByIndex.get('primary_key')?.keys() ?? [])];
+    this.steps.push({ kind: 'refresh', keys });
+    await this.step();
+    return { keys: keys.length, expired: keys.length, loaded: keys.length };
+  }
+
+  async storageIntact(): Promise<boolean> {
+    return this.intact;
+  }
+
+  private async step(): Promise<void> {
+    if (this.hold) await this.hold.promise;
+    if (this.failNext) {
+      this.failNext = false;
+      this.isLoaded = false;
+      throw new Error('Postgres went away');
+    }
+  }
+}
+
+/** Records barrier marks in the order they are written, interleaved with the tables' steps. */
+class FakeRedis {
+  readonly marked: string[] = [];
+  pipeline() {
+    const ids: string[] = [];
+    const marked = this.marked;
+    return {
+      set(key: string) {
+        ids.push(key.split('barrier:')[1]!);
+        return this;
+      },
+      async exec() {
+        marked.push(...ids);
+        return ids.map(() => [null, 'OK'] as [null, string]);
+      },
+    };
+  }
+}
+
+const indexes = new KeyColumnIndexes({ query: 'SELECT * FROM users', primaryKey: ['user_id'] });
+const usersSource = { name: 'public.users', schema: 'public', table: 'users', key: ['user_id'], match: ['user_id'], configPath: 'tables.users.sources.users' };
+
+function change(...keys: number[]): string {
+  return JSON.stringify({ v: 1, t: 'public.users', op: 'U', xid: '1', ts: Date.now(), c: ['user_id'], k: keys.map((key) => [key]) });
+}
+
+function coarse(): string {
+  return JSON.stringify({ v: 1, t: 'public.users', op: 'X', xid: '1', ts: Date.now(), reason: 'too_large' });
+}
+
+function barrier(id: string): string {
+  return JSON.stringify({ v: 1, op: 'B', id });
+}
+
+const pipelines: ChangePipeline[] = [];
+
+function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
+  const table = new FakeTable('users');
+  const redis = new FakeRedis();
+  const events = new EventEmitter<DaemonEvents>();
+  const pipeline = new ChangePipeline({
+    tables: [table],
+    mapper: new ChangeMapper([{ name: 'users', indexes, sources: [usersSource] }]),
+    redis: redis as never,
+    keyPrefix: 'tc:',
+    batchWindowMs: 0,
+    maxBatchKeys: 1000,
+    events,
+    logger: pino({ level: 'silent' }),
+    ...overrides,
+  });
+  pipelines.push(pipeline);
+  pipeline.start('start');
+  return { table, redis, events, pipeline };
+}
+
+afterEach(async () => {
+  await Promise.all(pipelines.splice(0).map((pipeline) => pipeline.stop()));
+});
+
+describe('ChangePipeline', () => {
+  it('loads every table first, with notifications that arrive meanwhile applied after the load', async () => {
+    const { table, pipeline } = startPipeline();
+    table.hold = deferred();
+    await waitFor('the load to start', () => table.steps.length === 1);
+    pipeline.push(change(1));
+    pipeline.push(change(2));
+    table.hold.resolve();
+    table.hold = null;
+    await waitFor('the changes to be refreshed', () => table.steps.length === 2);
+    expect(table.steps).toEqual([{ kind: 'reload' }, { kind: 'refresh', keys: [1, 2] }]);
+  });
+
+  it('refreshes a key changed five times while a batch was in flight once', async () => {
+    const { table, pipeline } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    table.hold = deferred();
+    pipeline.push(change(9));
+    await waitFor('the first refresh to start', () => table.steps.length === 2);
+    for (let i = 0; i < 5; i++) pipeline.push(change(1, 2));
+    table.hold.resolve();
+    table.hold = null;
+    await waitFor('the second refresh', () => table.steps.length === 3);
+    expect(table.steps.slice(1)).toEqual([
+      { kind: 'refresh', keys: [9] },
+      { kind: 'refresh', keys: [1, 2] },
+    ]);
+  });
+
+  it('turns a burst of 10,000 changes into a few batches of at most maxBatchKeys keys', async () => {
+    const { table, pipeline } = startPipeline({ maxBatchKeys: 4000 });
+    await waitFor('the load', () => table.isLoaded);
+    table.hold = deferred();
+    pipeline.push(change(0));
+    await waitFor('the first refresh to start', () => table.steps.length === 2);
+    for (let key = 1; key <= 10_000; key++) pipeline.push(change(key));
+    table.hold.resolve();
+    table.hold = null;
+    await waitFor('every key refreshed', () => table.steps.flatMap((step) => (step.kind === 'refresh' ? step.keys : [])).length === 10_001);
+    const refreshes = table.steps.filter((step) => step.kind === 'refresh');
+    expect(refreshes.length).toBeLessThanOrEqual(5);
+    for (const step of refreshes) expect(step.kind === 'refresh' && step.keys.length).toBeLessThanOrEqual(4000);
+  });
+
+  it('follows several coarse changes that arrive during a reload with one more reload, not one each', async () => {
+    const { table, pipeline } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    table.hold = deferred();
+    pipeline.push(coarse());
+    await waitFor('the reload to start', () => table.steps.length === 2);
+    for (let i = 0; i < 5; i++) pipeline.push(coarse());
+    pipeline.push(change(3));
+    table.hold.resolve();
+    table.hold = null;
+    await waitFor('the second reload', () => table.steps.length === 3);
+    await pipeline.stop();
+    expect(table.steps).toEqual([{ kind: 'reload' }, { kind: 'reload' }, { kind: 'reload' }]);
+  });
+
+  it('marks a barrier only once every change received before it is applied', async () => {
+    const { table, redis, pipeline } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    table.hold = deferred();
+    pipeline.push(change(1));
+    await waitFor('the refresh to start', () => table.steps.length === 2);
+    pipeline.push(change(2));
+    pipeline.push(barrier('after-2'));
+    table.hold.resolve();
+    table.hold = null;
+    await waitFor('the barrier', () => redis.marked.length === 1);
+    expect(redis.marked).toEqual(['after-2']);
+    expect(table.steps.at(-1)).toEqual({ kind: 'refresh', keys: [2] });
+  });
+
+  it('reloads a table whose refresh failed, and marks the barriers of that batch only after the reload', async () => {
+    const { table, redis, pipeline } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    table.failNext = true;
+    pipeline.push(change(1));
+    pipeline.push(barrier('b1'));
+    await waitFor('the reload after the failure', () => table.steps.length === 3 && table.isLoaded);
+    expect(table.steps.slice(1)).toEqual([{ kind: 'refresh', keys: [1] }, { kind: 'reload' }]);
+    await waitFor('the barrier', () => redis.marked.length === 1);
+  });
+
+  it('reloads a table whose data Redis lost', async () => {
+    const { table } = startPipeline({ storageCheckIntervalMs: 10 });
+    await waitFor('the load', () => table.isLoaded);
+    table.intact = false;
+    await waitFor('a reload', () => table.steps.length >= 2);
+    table.intact = true;
+    expect(table.steps[1]).toEqual({ kind: 'reload' });
+  });
+
+  it('replaces a queue that grew past maxQueuedKeys by one reload of every table', async () => {
+    const { table, pipeline } = startPipeline({ maxBatchKeys: 10, maxQueuedKeys: 100 });
+    await waitFor('the load', () => table.isLoaded);
+    table.hold = deferred();
+    pipeline.push(change(0));
+    await waitFor('the refresh to start', () => table.steps.length === 2);
+    for (let key = 1; key <= 500; key++) pipeline.push(change(key));
+    table.hold.resolve();
+    table.hold = null;
+    await waitFor('the reload', () => table.steps.length >= 3);
+    await pipeline.stop();
+    expect(table.steps.slice(2)).toEqual([{ kind: 'reload' }]);
+  });
+
+  it('counts a malformed payload, reports it cut short, and goes on', async () => {
+    const { table, pipeline, events } = startPipeline();
+    const malformed: string[] = [];
+    events.on('malformedPayload', (event) => malformed.push(event.excerpt));
+    await waitFor('the load', () => table.isLoaded);
+    pipeline.push(`{${'x'.repeat(1000)}`);
+    pipeline.push(change(4));
+    await waitFor('the refresh', () => table.steps.length === 2);
+    expect(malformed).toHaveLength(1);
+    expect(malformed[0]!.length).toBeLessThanOrEqual(201);
+  });
+});
