@@ -98,11 +98,6 @@ export async function runDaemon(context: CliContext, options: DaemonCommandOptio
       await daemon.start();
     } catch (error) {
       if (aborter.signal.aborted) return EXIT_CODES.ok;
-      // Errors the daemon reports on purpose (a held lease) are for the operator, not bug reports.
-      if (error instanceof TablecacheError && error.code !== 'TC_CONFIG_INVALID' && error.code !== 'TC_INVALID_ARGUMENT') {
-        context.err(`error: ${error.message}\n`);
-        return error.code === 'TC_CONNECTION_FAILED' ? EXIT_CODES.connection : EXIT_CODES.checkFailed;
-      }
       throw error;
     }
     const signal = await stopped;

@@ -6,7 +6,12 @@ import { TablecacheError } from '../lib/core/errors.ts';
 export const EXIT_CODES = {
   /** The command did what was asked (status: everything current). */
   ok: 0,
-  /** A check failed: status found triggers missing, stale, disabled or not in the config, or the config no longer matches the database. */
+  /**
+   * A check failed (status found triggers missing, stale, disabled or not in
+   * the config; verify found differences), or tablecache refused the
+   * operation for a reason it names (another daemon holds the table, a
+   * timeout, data in Redis it cannot read).
+   */
   checkFailed: 1,
   /** Bad usage or a bad configuration file (including names the database does not know). */
   usage: 2,
@@ -30,6 +35,9 @@ export function describeFailure(error: unknown): { readonly exitCode: number; re
   if (error instanceof TablecacheError) {
     if (error.code === 'TC_CONNECTION_FAILED') return { exitCode: EXIT_CODES.connection, message: error.message };
     if (error.code === 'TC_CONFIG_INVALID' || error.code === 'TC_INVALID_ARGUMENT') return { exitCode: EXIT_CODES.usage, message: error.message };
+    if (error.code === 'TC_QUERY_FAILED') return { exitCode: EXIT_CODES.database, message: error.message };
+    // Every other TablecacheError is raised on purpose with a message for the operator, not a bug.
+    return { exitCode: EXIT_CODES.checkFailed, message: error.message };
   }
   if (error instanceof pg.DatabaseError) {
     const hint = error.code === undefined ? undefined : DATABASE_HINTS[error.code];

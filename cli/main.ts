@@ -2,17 +2,20 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { createCliContext, type CliContext } from './cliContext.ts';
 import { describeFailure, EXIT_CODES } from './exitCodes.ts';
+import { addDaemonCommand } from './daemonCommand.ts';
 import { addTriggersCommand } from './triggersCommand.ts';
+import { addVerifyCommand } from './verifyCommand.ts';
 
 const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const EXIT_CODE_HELP = `
 Exit codes:
   ${EXIT_CODES.ok}   success (status: every source table current)
-  ${EXIT_CODES.checkFailed}   a check failed (status: triggers missing, stale, disabled, or config no longer matching the database)
+  ${EXIT_CODES.checkFailed}   a check failed (status: triggers missing, stale or disabled; verify: the cache differs), or the
+      operation was refused for a reason printed (another daemon holds a table, a timeout)
   ${EXIT_CODES.usage}   bad usage or configuration (including tables or columns the database does not have)
   ${EXIT_CODES.connection}   Postgres could not be reached or refused the login
-  ${EXIT_CODES.database}   Postgres refused a statement (privileges, lock timeout)
+  ${EXIT_CODES.database}   Postgres refused a statement or query (privileges, lock timeout, an error in a configured query)
   ${EXIT_CODES.internal}  unexpected error (a bug)`;
 
 /** Builds the `tablecache` command tree; command handlers report through `context`. */
@@ -25,6 +28,8 @@ export function buildProgram(context: CliContext): Command {
     .exitOverride()
     .addHelpText('after', EXIT_CODE_HELP);
   addTriggersCommand(program, context);
+  addDaemonCommand(program, context);
+  addVerifyCommand(program, context);
   return program;
 }
 

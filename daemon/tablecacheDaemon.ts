@@ -35,9 +35,9 @@ export interface DaemonOptions {
    */
   readonly storage?: DaemonStorage;
   /**
-   * Writer lease lifetime in Redis, in ms (default 5,000, renewed every
-   * third of it): a standby takes over at most about this long after the
-   * writer died. Used by the default storage only.
+   * Writer lease lifetime in Redis, in ms (default: the config's
+   * `daemon.leaseTtlMs`; renewed every third of it): a standby takes over at
+   * most about this long after the writer died. Used by the default storage only.
    */
   readonly leaseTtlMs?: number;
   /** How often each table is checked for lost Redis data (default 1,000 ms). */
@@ -156,7 +156,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   ) {
     super();
     this.logger = options.logger ?? pino({ level: 'silent' });
-    this.storage = options.storage ?? new RedisDaemonStorage(config.redis, options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs });
+    this.storage = options.storage ?? new RedisDaemonStorage(config.redis, { leaseTtlMs: options.leaseTtlMs ?? config.daemon.leaseTtlMs });
     this.on('waiting', (event) => {
       this.waitingFor = event;
     });

@@ -12,9 +12,9 @@ export type IndexesFactory = (table: TableConfig) => AnyIndexes<Record<string, u
 
 /** The defaults of every optional setting, in one place. */
 export const CONFIG_DEFAULTS = {
-  redis: { keyPrefix: 'tablecache' },
+  redis: { keyPrefix: 'tablecache:' },
   triggers: TRIGGER_DEFAULTS,
-  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 10, maxBatchKeys: 10_000, logLevel: 'info' },
+  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, leaseTtlMs: 5_000, logLevel: 'info' },
 } as const;
 
 /** A strict object whose "unknown key" error lists the keys it knows, nearest first. */
@@ -130,6 +130,7 @@ export const configFileSchema = strictObject({
     }).prefault({}),
     batchWindowMs: integer(0, 60_000).default(daemonDefaults.batchWindowMs),
     maxBatchKeys: integer(1, 10_000_000).default(daemonDefaults.maxBatchKeys),
+    leaseTtlMs: integer(1_000, 600_000).default(daemonDefaults.leaseTtlMs),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(daemonDefaults.logLevel),
   }).prefault({}),
   tables: z
@@ -204,6 +205,8 @@ export interface TablecacheConfig {
     readonly http: { readonly host: string; readonly port: number };
     readonly batchWindowMs: number;
     readonly maxBatchKeys: number;
+    /** Writer lease lifetime in Redis: a standby takes over at most about this long after the writer died. */
+    readonly leaseTtlMs: number;
     readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   };
   readonly tables: readonly TableConfig[];

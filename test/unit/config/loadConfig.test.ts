@@ -54,7 +54,7 @@ describe('loadConfig', () => {
   it('reads the seed deployment from YAML, with environment values, parsed names and every default', async () => {
     const config = await loadConfig(write('seed.yaml', seedYaml), { env });
     expect(config.postgres).toEqual({ url: env.TABLECACHE_POSTGRES_URL, listenUrl: env.TABLECACHE_POSTGRES_URL });
-    expect(config.redis).toEqual({ url: 'redis://cache:6379', keyPrefix: 'tablecache', tls: false });
+    expect(config.redis).toEqual({ url: 'redis://cache:6379', keyPrefix: 'tablecache:', tls: false });
     expect(config.triggers).toEqual({
       schema: 'tablecache',
       channel: 'tablecache_changes',
@@ -62,7 +62,7 @@ describe('loadConfig', () => {
       maxNotificationsPerStatement: 16,
       maxQueueUsage: 0.5,
     });
-    expect(config.daemon).toEqual({ http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 10, maxBatchKeys: 10_000, logLevel: 'info' });
+    expect(config.daemon).toEqual({ http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, leaseTtlMs: 5_000, logLevel: 'info' });
     const [users] = config.tables;
     expect(users).toMatchObject({ name: 'users', primaryKey: ['user_id'], configPath: 'tables.users' });
     expect(users!.sources).toEqual([
