@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../lib/core/logger.ts';
+import { RedisConnectionError } from '../lib/redis/redisErrors.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
 
@@ -42,7 +43,14 @@ export async function connectRedis(config: TablecacheConfig['redis'], connection
   const redis = new Redis(config.url, redisOptions(config, connectionName));
   // Connection errors surface through the commands; unhandled, the event would crash the process.
   redis.on('error', () => {});
-  await redis.connect();
+  try {
+    await redis.connect();
+  } catch (error) {
+    // ioredis would go on reconnecting in the background and keep the process alive.
+    redis.disconnect();
+    const cause = (error instanceof Error ? error.message : String(error)).replace(/\.$/, '');
+    throw new RedisConnectionError(`Redis at ${redactUrl(config.url)} is not reachable: ${cause}. Check redis.url and that Redis runs.`, { cause: error });
+  }
   return redis;
 }
 

@@ -127,6 +127,9 @@ export class PostgresAccess implements DbAccess {
         // produces it while the consumer works: at most two batches in memory.
         if (more) {
           next = read.next(cursor, this.batchSize);
+          // Until the loop awaits it, a failure of the read-ahead (the server
+          // went away) has no handler yet and would count as unhandled.
+          next.catch(() => undefined);
           pending = next;
         }
         for (const row of rows) yield parse(row);
