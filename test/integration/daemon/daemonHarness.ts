@@ -17,8 +17,18 @@ export const SCHEMA = 'app';
 export const USERS_QUERY = `SELECT uc.*, u.name AS user_name, u.nickname AS user_nickname, c.name AS city_name
   FROM ${SCHEMA}.users u JOIN ${SCHEMA}.users_cities uc USING (user_id) JOIN ${SCHEMA}.cities c USING (city_id)`;
 
-/** A configuration file for the seed schema, written to a temporary directory. */
-export function writeSeedConfig(options: { postgresUrl: string; redisUrl: string; keyPrefix: string; channel: string }): { file: string; config: TablecacheConfig; remove(): void } {
+/** Options of {@link writeSeedConfig}. */
+export interface SeedConfigOptions {
+  readonly postgresUrl: string;
+  readonly redisUrl: string;
+  readonly keyPrefix: string;
+  readonly channel: string;
+  /** The cached table's query (default {@link USERS_QUERY}). */
+  readonly query?: string;
+}
+
+/** A configuration file for the seed schema, written to a temporary directory, with the health endpoint on a free port. */
+export function writeSeedConfig(options: SeedConfigOptions): { file: string; config: TablecacheConfig; remove(): void } {
   const directory = mkdtempSync(path.join(tmpdir(), 'tc-daemon-'));
   const file = path.join(directory, 'tablecache.json');
   const raw = {
@@ -29,7 +39,7 @@ export function writeSeedConfig(options: { postgresUrl: string; redisUrl: string
     daemon: { batchWindowMs: 1, logLevel: 'info', http: { port: 0 } },
     tables: {
       users: {
-        query: USERS_QUERY,
+        query: options.query ?? USERS_QUERY,
         primaryKey: 'user_id',
         sources: {
           [`${SCHEMA}.users`]: { key: 'user_id' },

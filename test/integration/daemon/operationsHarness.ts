@@ -1,10 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { parseConfig } from '../../../daemon/config/loadConfig.ts';
-import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
-import { SCHEMA, type DaemonProcess } from './daemonHarness.ts';
+import { SCHEMA, writeSeedConfig, type DaemonProcess, type SeedConfigOptions } from './daemonHarness.ts';
 
 /**
  * The seed join plus a column that makes the refresh of a user named
@@ -15,33 +10,9 @@ export const SLOW_USERS_QUERY = `SELECT uc.*, u.name AS user_name, u.nickname AS
     (SELECT true FROM pg_sleep(CASE WHEN u.name LIKE 'Slow%' THEN 2 ELSE 0 END)) AS checked
   FROM ${SCHEMA}.users u JOIN ${SCHEMA}.users_cities uc USING (user_id) JOIN ${SCHEMA}.cities c USING (city_id)`;
 
-/** A configuration file for the seed schema with the health endpoint on a free port, in a temporary directory. */
-export function writeOperationsConfig(options: { postgresUrl: string; redisUrl: string; keyPrefix: string; channel: string }): {
-  file: string;
-  config: TablecacheConfig;
-  remove(): void;
-} {
-  const directory = mkdtempSync(path.join(tmpdir(), 'tc-operations-'));
-  const file = path.join(directory, 'tablecache.json');
-  const raw = {
-    postgres: { url: options.postgresUrl },
-    redis: { url: options.redisUrl, keyPrefix: options.keyPrefix },
-    triggers: { schema: 'tablecache', channel: options.channel },
-    daemon: { batchWindowMs: 1, logLevel: 'info', http: { host: '127.0.0.1', port: 0 } },
-    tables: {
-      users: {
-        query: SLOW_USERS_QUERY,
-        primaryKey: 'user_id',
-        sources: {
-          [`${SCHEMA}.users`]: { key: 'user_id' },
-          [`${SCHEMA}.users_cities`]: { key: 'user_id' },
-          [`${SCHEMA}.cities`]: { key: 'city_id', match: 'city_id' },
-        },
-      },
-    },
-  };
-  writeFileSync(file, JSON.stringify(raw, null, 2));
-  return { file, config: parseConfig(raw, { file }), remove: () => rmSync(directory, { recursive: true, force: true }) };
+/** A configuration file for the seed schema whose refresh of a user named `Slow…` is slow (see {@link SLOW_USERS_QUERY}). */
+export function writeOperationsConfig(options: Omit<SeedConfigOptions, 'query'>): ReturnType<typeof writeSeedConfig> {
+  return writeSeedConfig({ ...options, query: SLOW_USERS_QUERY });
 }
 
 /** The daemon's health and metrics URL, from its `serving health and metrics` log line. */
