@@ -23,7 +23,8 @@ export class LeaseHeldError extends TablecacheError {
     super(
       'TC_LEASE_HELD',
       `Table "${table}" already has a writer: ${holder} holds its lease for another ${expiresInMs} ms. ` +
-        'Run one writer per table, or open with { standby: true } to take over when the lease expires.',
+        'Run one writer per table, or let this one wait as a standby to take over when the lease expires ' +
+        '(RedisStorageTable.open with { standby: true }; `tablecache daemon` without --no-standby).',
     );
   }
 }
