@@ -68,6 +68,8 @@ interface Staging {
   delta: number;
   /** Whether a merge of the session was started (and may have been cut off). */
   merging: boolean;
+  /** Whether a put was staged: until then the session's staged indexes are empty and nothing needs withdrawing. */
+  putsStaged: boolean;
 }
 
 /** One decoded record as read from a page, with where it came from. */
@@ -116,6 +118,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   /** The generation readers read. */
   private liveGeneration: number | null;
   private staging: Staging | null = null;
+  /** The running allocation of a scratch session, while one runs. */
+  private stagingAllocation: Promise<Staging> | null = null;
   private closed = false;
 
   private constructor(
@@ -260,6 +264,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     const staging = await this.ensureStaging();
     const keys = this.stagingScriptKeys(staging);
     return this.writeInBatches(records, async (batch) => {
+      // Set before the call: a script that fails half way may have staged some puts.
+      staging.putsStaged = true;
       staging.delta += Number(await this.write(writerScripts.stagePut, keys, batch, 'staging records'));
     });
   }
@@ -275,6 +281,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     await this.settleInterruptedMerge();
     const generation = this.generation;
     if (generation === null) return;
+    // A discard is nearly always followed by staging: allocating the session
+    // now sends it together with the first page read, saving a round trip.
+    // A failure surfaces where the session is used (which allocates again).
+    this.ensureStaging().catch(() => {});
     for await (const page of this.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
       const discarded = page.filter(({ record }) => spec.accepts(record));
       if (discarded.length === 0) continue;
@@ -317,6 +327,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    * reader sees, it is finished now.
    */
   private async settleInterruptedMerge(): Promise<void> {
+    // An allocation started ahead (see scratchDiscardRecords) must have landed before anything looks at the session.
+    await this.stagingAllocation?.catch(() => {});
     const staging = this.staging;
     const generation = this.generation;
     if (staging === null || !staging.merging || generation === null) return;
@@ -429,7 +441,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
 
   private async withdrawStagedPuts(spec: StorageRecordsSpec<R>): Promise<void> {
     const staging = this.staging;
-    if (staging === null) return;
+    if (staging === null || !staging.putsStaged) return;
     let withdrawn = new Set<PageRecord<R>>();
     const remaining = (entries: readonly PageRecord<R>[]) => entries.filter((entry) => !withdrawn.has(entry)).length;
     const index = this.keys.stagedIndex(staging.id, spec.indexName);
@@ -568,12 +580,20 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     return this.generation;
   }
 
-  private async ensureStaging(): Promise<Staging> {
-    if (this.staging !== null) return this.staging;
+  /** The scratch session, allocated on first use; concurrent callers share one allocation. */
+  private ensureStaging(): Promise<Staging> {
+    if (this.staging !== null) return Promise.resolve(this.staging);
+    this.stagingAllocation ??= this.allocateStaging().finally(() => {
+      this.stagingAllocation = null;
+    });
+    return this.stagingAllocation;
+  }
+
+  private async allocateStaging(): Promise<Staging> {
     await this.ensureGeneration();
     const suffixes = [':r', ':d', ...this.indexNames.map((name) => `:i:${name}`)];
     const id = await this.write(writerScripts.allocateKeyGroup, [this.keys.meta, this.keys.owned], ['s', this.keys.base, ...suffixes], 'starting a scratch session');
-    this.staging = { id: Number(id), delta: 0, merging: false };
+    this.staging = { id: Number(id), delta: 0, merging: false, putsStaged: false };
     return this.staging;
   }
 
