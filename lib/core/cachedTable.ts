@@ -299,11 +299,18 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
     let expired = 0;
     let loaded = 0;
     for (const { oldSpec, newSpec } of batch.pairs) {
-      for await (const record of this.storage.scratchDiscardRecords(this.indexes.storageRecordsSpec(oldSpec))) {
-        adjustment?.observeExpired(record);
-        expired++;
+      // The database read starts before the discard so that the two round
+      // trips overlap; storage does not change meanwhile (the scratch lock).
+      const records = readingAhead(this.dbAccess.getRecords(this.indexes.dbRecordsSpec(newSpec)));
+      try {
+        for await (const record of this.storage.scratchDiscardRecords(this.indexes.storageRecordsSpec(oldSpec))) {
+          adjustment?.observeExpired(record);
+          expired++;
+        }
+      } catch (error) {
+        await records.cancel();
+        throw error;
       }
-      const records = this.dbAccess.getRecords(this.indexes.dbRecordsSpec(newSpec));
       loaded += await this.storage.scratchPutRecords(adjustment ? observingLoaded(records, adjustment) : records);
     }
     return { expired, loaded };
@@ -376,6 +383,38 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
     }
     return this.indexes.createSpec(first, ...(rest as A));
   }
+}
+
+/**
+ * Starts iterating `records` at once (the first `next()` is in flight) and
+ * hands out the same sequence later. `cancel` releases the source when the
+ * records turn out not to be needed.
+ */
+function readingAhead<R>(records: AsyncIterable<R>): AsyncIterable<R> & { cancel(): Promise<void> } {
+  const iterator = records[Symbol.asyncIterator]();
+  let first: Promise<IteratorResult<R>> | null = iterator.next();
+  // Handled where it is awaited; until then a failure must not count as unhandled.
+  first.catch(() => undefined);
+  const takeFirst = (): Promise<IteratorResult<R>> | null => {
+    const pending = first;
+    first = null;
+    return pending;
+  };
+  const cancel = async (): Promise<void> => {
+    const pending = takeFirst();
+    const result = await pending?.catch(() => ({ done: true as const, value: undefined }));
+    if (result === undefined || !result.done) await iterator.return?.();
+  };
+  return {
+    cancel,
+    [Symbol.asyncIterator]: () => ({
+      next: () => takeFirst() ?? iterator.next(),
+      return: async () => {
+        await cancel();
+        return { done: true, value: undefined };
+      },
+    }),
+  };
 }
 
 async function* observingLoaded<R>(records: AsyncIterable<R>, adjustment: Adjustment<R>): AsyncGenerator<R> {

@@ -220,6 +220,27 @@ describe('CachedTable invalidation and refresh', () => {
     await expect(table.getFirstRecord('primary_key', 2)).resolves.toEqual({ ...bob, name: 'Robert' });
   });
 
+  it("starts a refresh's database read before its storage discard, and releases the read when the discard fails", async () => {
+    const { table, indexes, db, storage } = usersTable();
+    await table.load('primary_key', { allPrimaryKeys: true });
+    let readReleased = false;
+    db.access.answer(SOME_USERS, async function* () {
+      try {
+        yield { ...alice, name: 'New Name' };
+      } finally {
+        readReleased = true;
+      }
+    });
+    storage.scratchDiscardRecords = () => {
+      throw new Error('storage unreachable');
+    };
+    const spec = indexes.createSpec('primary_key', 1);
+    table.invalidateRecords([spec], [spec], { forceRefreshOnNextRead: false });
+    await expect(table.refreshInvalid()).rejects.toThrow('storage unreachable');
+    expect(db.access.callsTo(SOME_USERS)).toHaveLength(1);
+    expect(readReleased).toBe(true);
+  });
+
   it('keeps an invalidation that arrives while a refresh reads the database, and refreshes it on the next read', async () => {
     const { table, indexes, db } = usersTable();
     await table.load('primary_key', { allPrimaryKeys: true });
