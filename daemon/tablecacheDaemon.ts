@@ -16,6 +16,7 @@ import { NotificationQueueWatch } from './notificationQueueWatch.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
 import { TableSync } from './tableSync.ts';
+import { abortableDelay } from '../lib/core/abortableDelay.ts';
 
 /** Options of a {@link TablecacheDaemon}. */
 export interface DaemonOptions {
@@ -421,19 +422,4 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
 function describeProgress({ rows, estimatedRows, elapsedMs }: LoadProgressEvent): string {
   const of = estimatedRows === null ? '' : ` of about ${estimatedRows.toLocaleString('en-US')}`;
   return `${rows.toLocaleString('en-US')}${of} rows read in ${(elapsedMs / 1000).toFixed(1)} s`;
-}
-
-function abortableDelay(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    signal?.throwIfAborted();
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

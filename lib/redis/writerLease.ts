@@ -5,6 +5,7 @@ import type { Logger } from '../core/logger.ts';
 import type { TableKeys } from './keyLayout.ts';
 import { LeaseHeldError, LeaseLostError, toTablecacheError } from './redisErrors.ts';
 import { writerScripts } from './scripts/writerScripts.ts';
+import { abortableDelay } from '../core/abortableDelay.ts';
 
 /** Options of {@link WriterLease.acquire}. */
 export interface WriterLeaseOptions {
@@ -63,7 +64,7 @@ export class WriterLease {
       const remainingMs = Math.max(0, Number(reply[2] ?? 0));
       if (!options.standby) throw new LeaseHeldError(keys.table, holder, remainingMs);
       options.logger.info({ table: keys.table, holder, remainingMs }, 'waiting as standby for the writer lease');
-      await delay(Math.min(Math.max(remainingMs, 10), Math.ceil(options.ttlMs / 3)), options.signal);
+      await abortableDelay(Math.min(Math.max(remainingMs, 10), Math.ceil(options.ttlMs / 3)), options.signal);
     }
   }
 
@@ -123,18 +124,4 @@ async function run<T>(call: () => Promise<T>, doing: string): Promise<T> {
   } catch (error) {
     throw toTablecacheError(error, doing);
   }
-}
-
-function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
