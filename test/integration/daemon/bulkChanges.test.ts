@@ -6,8 +6,8 @@ import { sendBarrier } from '../../../lib/postgres/barrier.ts';
 import { verifyCache } from '../../../daemon/verifyCache.ts';
 import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
-import { createUsers, DaemonProcess, installConfigTriggers, SCHEMA, writeSeedConfig } from './daemonHarness.ts';
+import { testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { createUsers, DaemonProcess, releaseDaemonTest, installConfigTriggers, SCHEMA, writeSeedConfig } from './daemonHarness.ts';
 
 type User = Record<string, unknown>;
 
@@ -46,13 +46,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await daemon?.stop('SIGTERM');
-  await reader?.close();
-  if (redis) {
-    await deleteKeysWithPrefix(redis, keyPrefix);
-    redis.disconnect();
-  }
-  removeConfig?.();
+  await releaseDaemonTest({ daemons: [daemon], stopWith: 'SIGTERM', reader, redis, keyPrefix, removeConfig });
   await db?.drop();
 });
 

@@ -11,7 +11,7 @@ import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
 import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
 import { waitFor } from '../../support/waitFor.ts';
-import { createUsers, DaemonProcess, installConfigTriggers, SCHEMA, writeSeedConfig } from './daemonHarness.ts';
+import { createUsers, DaemonProcess, releaseDaemonTest, installConfigTriggers, SCHEMA, writeSeedConfig } from './daemonHarness.ts';
 
 type User = Record<string, unknown>;
 
@@ -65,13 +65,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await daemon?.stop('SIGKILL');
-  await reader?.close();
-  if (redis) {
-    await deleteKeysWithPrefix(redis, keyPrefix);
-    redis.disconnect();
-  }
-  removeConfig?.();
+  await releaseDaemonTest({ daemons: [daemon], stopWith: 'SIGKILL', reader, redis, keyPrefix, removeConfig });
   await db?.drop();
 });
 

@@ -3,11 +3,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import type { TableReader } from '../../../lib/client/index.ts';
 import { installTriggers } from '../../../sql-triggers/installTriggers.ts';
 import { parseConfig } from '../../../daemon/config/loadConfig.ts';
 import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
 import { triggerSpecFromConfig } from '../../../daemon/config/triggerSpecFromConfig.ts';
+import { deleteKeysWithPrefix } from '../../support/redis.ts';
 import { waitFor } from '../../support/waitFor.ts';
 
 const DAEMON_MAIN = fileURLToPath(new URL('./processes/daemonMain.ts', import.meta.url));
@@ -136,4 +139,26 @@ export class DaemonProcess {
   get stderrText(): string {
     return this.stderr;
   }
+}
+
+/** What a daemon test file opened besides its database; any part may be missing when the setup failed half way. */
+export interface DaemonTestResources {
+  readonly daemons: readonly (DaemonProcess | undefined)[];
+  /** How the daemons are stopped: SIGTERM lets them release their leases, SIGKILL is faster. */
+  readonly stopWith: NodeJS.Signals;
+  readonly reader: TableReader<Record<string, unknown>> | undefined;
+  readonly redis: Redis | undefined;
+  readonly keyPrefix: string;
+  readonly removeConfig: (() => void) | undefined;
+}
+
+/** Stops the daemons and releases the reader, the test's Redis keys and connection, and the config file. */
+export async function releaseDaemonTest(resources: DaemonTestResources): Promise<void> {
+  await Promise.all(resources.daemons.map((daemon) => daemon?.stop(resources.stopWith)));
+  await resources.reader?.close();
+  if (resources.redis) {
+    await deleteKeysWithPrefix(resources.redis, resources.keyPrefix);
+    resources.redis.disconnect();
+  }
+  resources.removeConfig?.();
 }

@@ -6,9 +6,9 @@ import { sendBarrier } from '../../../lib/postgres/barrier.ts';
 import { verifyCache } from '../../../daemon/verifyCache.ts';
 import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
 import { waitFor } from '../../support/waitFor.ts';
-import { createUsers, DaemonProcess, installConfigTriggers, SCHEMA } from './daemonHarness.ts';
+import { createUsers, DaemonProcess, releaseDaemonTest, installConfigTriggers, SCHEMA } from './daemonHarness.ts';
 import { get, healthUrl, parseMetrics, writeOperationsConfig } from './operationsHarness.ts';
 
 type User = Record<string, unknown>;
@@ -69,13 +69,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(daemons.map((daemon) => daemon.stop('SIGKILL')));
-  await reader?.close();
-  if (redis) {
-    await deleteKeysWithPrefix(redis, keyPrefix);
-    redis.disconnect();
-  }
-  removeConfig?.();
+  await releaseDaemonTest({ daemons, stopWith: 'SIGKILL', reader, redis, keyPrefix, removeConfig });
   await db?.drop();
 });
 

@@ -6,9 +6,9 @@ import { openReader, type TableReader } from '../../../lib/client/index.ts';
 import { verifyCache } from '../../../daemon/verifyCache.ts';
 import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
 import { waitFor } from '../../support/waitFor.ts';
-import { createUsers, DaemonProcess, installConfigTriggers, SCHEMA, writeSeedConfig } from '../daemon/daemonHarness.ts';
+import { createUsers, DaemonProcess, releaseDaemonTest, installConfigTriggers, SCHEMA, writeSeedConfig } from '../daemon/daemonHarness.ts';
 
 type User = Record<string, unknown>;
 
@@ -109,13 +109,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  await daemon?.stop('SIGKILL');
-  await reader?.close();
-  if (redis) {
-    await deleteKeysWithPrefix(redis, keyPrefix);
-    redis.disconnect();
-  }
-  removeConfig?.();
+  await releaseDaemonTest({ daemons: [daemon], stopWith: 'SIGKILL', reader, redis, keyPrefix, removeConfig });
   await Promise.all([ownerPool?.end(), daemonPool?.end(), writerPool?.end()]);
   if (db) {
     await dropRoles();
