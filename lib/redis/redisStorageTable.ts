@@ -60,6 +60,7 @@ const DEFAULTS = {
   intervalsPerPage: 1_000,
   maxBatchBytes: 1 << 20,
   maxInFlightBatches: 4,
+  heldBackChanges: 256,
 } as const;
 
 interface Staging {
@@ -70,6 +71,30 @@ interface Staging {
   merging: boolean;
   /** Whether a put was staged: until then the session's staged indexes are empty and nothing needs withdrawing. */
   putsStaged: boolean;
+}
+
+/**
+ * A scratch session small enough to stay in the writer's memory: the merge
+ * applies it to the generation in one script call (applyChanges.lua) instead
+ * of staging it in Redis first, which saves a daemon's single-key refresh two
+ * round trips. Held back only while every deletion came before every put, so
+ * that applying deletions first keeps the order of the calls.
+ */
+interface HeldBackChanges {
+  readonly deletions: string[];
+  /** Flattened like a stagePut batch without its count: field, bytes, one score per index. */
+  readonly puts: RedisArgument[];
+  putCount: number;
+  bytes: number;
+}
+
+/** A batch of encoded records for a write script, and whether the records ended with it. */
+interface EncodedBatch {
+  /** Record count, then per record: field, bytes, one score per index. */
+  readonly args: RedisArgument[];
+  readonly records: number;
+  readonly bytes: number;
+  readonly last: boolean;
 }
 
 /** One decoded record as read from a page, with where it came from. */
@@ -118,6 +143,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   /** The generation readers read. */
   private liveGeneration: number | null;
   private staging: Staging | null = null;
+  /** Scratch changes not sent yet; while set, `staging` is null. */
+  private heldBack: HeldBackChanges | null = null;
   /** The running allocation of a scratch session, while one runs. */
   private stagingAllocation: Promise<Staging> | null = null;
   private closed = false;
@@ -221,7 +248,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     this.assertNoScratchSession('putRecords');
     const generation = await this.ensureGeneration();
     const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
-    return this.writeInBatches(records, (batch) => this.write(writerScripts.putRecords, keys, batch, 'storing records'));
+    return this.writeInBatches(records, ({ args }) => this.write(writerScripts.putRecords, keys, args, 'storing records'));
   }
 
   async *getRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
@@ -261,12 +288,18 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   async scratchPutRecords(records: AsyncIterable<R> | Iterable<R>): Promise<number> {
     this.assertWritable();
     await this.settleInterruptedMerge();
-    const staging = await this.ensureStaging();
-    const keys = this.stagingScriptKeys(staging);
+    // Every batch waits for the same promise, so held-back changes reach Redis before any batch after them.
+    let staged: Promise<Staging> | null = null;
     return this.writeInBatches(records, async (batch) => {
+      if (staged === null && batch.last && this.canHoldBack(batch.records, batch.bytes)) {
+        this.holdBackPuts(batch);
+        return;
+      }
+      staged ??= this.stageHeldBack();
+      const staging = await staged;
       // Set before the call: a script that fails half way may have staged some puts.
       staging.putsStaged = true;
-      staging.delta += Number(await this.write(writerScripts.stagePut, keys, batch, 'staging records'));
+      staging.delta += Number(await this.write(writerScripts.stagePut, this.stagingScriptKeys(staging), batch.args, 'staging records'));
     });
   }
 
@@ -281,14 +314,18 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     await this.settleInterruptedMerge();
     const generation = this.generation;
     if (generation === null) return;
-    // A discard is nearly always followed by staging: allocating the session
-    // now sends it together with the first page read, saving a round trip.
-    // A failure surfaces where the session is used (which allocates again).
-    this.ensureStaging().catch(() => {});
+    // Held-back puts the spec selects must be withdrawn, which works on staged ones.
+    if ((this.heldBack?.putCount ?? 0) > 0) await this.stageHeldBack();
     for await (const page of this.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
       const discarded = page.filter(({ record }) => spec.accepts(record));
       if (discarded.length === 0) continue;
-      await this.stageDiscard('live', discarded);
+      const fields = discarded.map(({ field }) => field);
+      if (this.canHoldBack(fields.length, 0)) {
+        this.holdBack().deletions.push(...fields);
+      } else {
+        await this.stageHeldBack();
+        await this.stageDiscard('live', fields);
+      }
       for (const { record } of discarded) yield record;
     }
     await this.withdrawStagedPuts(spec);
@@ -310,6 +347,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     const staging = this.staging;
     const coverage = update === undefined ? '' : encodeCoverage(update.coverage);
     const live = generation === this.liveGeneration;
+    if (this.heldBack !== null) return this.applyHeldBack(generation, live, coverage);
     if (staging) staging.merging = true;
     let remaining = await this.mergeStep(generation, staging?.id ?? 0, staging?.delta ?? 0, true, live, coverage);
     while (remaining > 0) remaining = await this.mergeStep(generation, staging!.id, 0, false, live, '');
@@ -355,6 +393,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   /** Drops everything staged since the last merge (its keys are deleted); readers never saw any of it. */
   async scratchReset(): Promise<void> {
     this.assertWritable();
+    this.heldBack = null;
     await this.settleInterruptedMerge();
     const staging = this.staging;
     if (staging === null) return;
@@ -447,14 +486,61 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     const index = this.keys.stagedIndex(staging.id, spec.indexName);
     for await (const page of this.pages(index, this.keys.stagedRecords(staging.id), spec.scoreIntervals, remaining)) {
       withdrawn = new Set(page.filter(({ record }) => spec.accepts(record)));
-      if (withdrawn.size > 0) await this.stageDiscard('staged', [...withdrawn]);
+      if (withdrawn.size > 0) await this.stageDiscard('staged', [...withdrawn].map(({ field }) => field));
     }
   }
 
-  private async stageDiscard(mode: 'live' | 'staged', records: readonly PageRecord<R>[]): Promise<void> {
+  private async stageDiscard(mode: 'live' | 'staged', fields: readonly string[]): Promise<void> {
     const staging = await this.ensureStaging();
-    const args = [mode, ...records.map(({ field }) => field)];
-    staging.delta += Number(await this.write(writerScripts.stageDiscard, this.stagingScriptKeys(staging), args, 'staging deletions'));
+    staging.delta += Number(await this.write(writerScripts.stageDiscard, this.stagingScriptKeys(staging), [mode, ...fields], 'staging deletions'));
+  }
+
+  /** Whether `changes` more changes (of `bytes` encoded bytes) may stay in memory instead of being staged in Redis. */
+  private canHoldBack(changes: number, bytes: number): boolean {
+    if (this.generation === null || this.staging !== null || this.stagingAllocation !== null) return false;
+    const held = this.heldBack;
+    const heldChanges = (held?.deletions.length ?? 0) + (held?.putCount ?? 0);
+    // Applied in one call, so no more than one merge step may apply.
+    const limit = Math.min(DEFAULTS.heldBackChanges, this.settings.mergeBatchSize);
+    return heldChanges + changes <= limit && (held?.bytes ?? 0) + bytes <= DEFAULTS.maxBatchBytes;
+  }
+
+  private holdBack(): HeldBackChanges {
+    this.heldBack ??= { deletions: [], puts: [], putCount: 0, bytes: 0 };
+    return this.heldBack;
+  }
+
+  private holdBackPuts(batch: EncodedBatch): void {
+    const held = this.holdBack();
+    // args[0] is the batch's record count.
+    for (let i = 1; i < batch.args.length; i++) held.puts.push(batch.args[i]!);
+    held.putCount += batch.records;
+    held.bytes += batch.bytes;
+  }
+
+  /** Moves held-back changes into a scratch session in Redis (the session outgrew memory, or staged puts must be withdrawn); returns the session. */
+  private async stageHeldBack(): Promise<Staging> {
+    const held = this.heldBack;
+    this.heldBack = null;
+    if (held !== null && held.deletions.length > 0) await this.stageDiscard('live', held.deletions);
+    const staging = await this.ensureStaging();
+    if (held === null || held.putCount === 0) return staging;
+    staging.putsStaged = true;
+    staging.delta += Number(await this.write(writerScripts.stagePut, this.stagingScriptKeys(staging), [held.putCount, ...held.puts], 'staging records'));
+    return staging;
+  }
+
+  /**
+   * The merge of a held-back session: one atomic script call. A failed call
+   * keeps the session for the next merge; applying it twice (when only the
+   * reply was lost) leaves the same records.
+   */
+  private async applyHeldBack(generation: number, live: boolean, coverage: string): Promise<void> {
+    const held = this.heldBack!;
+    const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
+    const args = [live ? '1' : '0', coverage, Date.now(), held.deletions.length, ...held.deletions, held.putCount, ...held.puts];
+    await this.write(writerScripts.applyChanges, keys, args, 'applying scratch changes');
+    this.heldBack = null;
   }
 
   private stagingScriptKeys(staging: Staging): string[] {
@@ -523,7 +609,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    * and runs `send` for each, keeping a few in flight so the connection stays
    * busy while memory stays bounded.
    */
-  private async writeInBatches(records: AsyncIterable<R> | Iterable<R>, send: (batch: RedisArgument[]) => Promise<unknown>): Promise<number> {
+  private async writeInBatches(records: AsyncIterable<R> | Iterable<R>, send: (batch: EncodedBatch) => Promise<unknown>): Promise<number> {
     const inFlight: Promise<unknown>[] = [];
     let failure: unknown;
     const track = (promise: Promise<unknown>) => {
@@ -536,9 +622,9 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     let batchRecords = 0;
     let batchBytes = 0;
     let total = 0;
-    const flush = async () => {
+    const flush = async (last: boolean) => {
       if (batchRecords === 0) return;
-      track(send([batchRecords, ...batch]));
+      track(send({ args: [batchRecords, ...batch], records: batchRecords, bytes: batchBytes, last }));
       batch = [];
       batchRecords = 0;
       batchBytes = 0;
@@ -555,9 +641,9 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
       batchRecords++;
       batchBytes += bytes.length + field.length;
       total++;
-      if (batchRecords >= this.settings.writeBatchSize || batchBytes >= DEFAULTS.maxBatchBytes) await flush();
+      if (batchRecords >= this.settings.writeBatchSize || batchBytes >= DEFAULTS.maxBatchBytes) await flush(false);
     }
-    if (failure === undefined) await flush();
+    if (failure === undefined) await flush(true);
     await Promise.all(inFlight);
     if (failure !== undefined) throw failure;
     return total;

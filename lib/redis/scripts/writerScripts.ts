@@ -10,6 +10,7 @@ export const writerScripts = {
   stagePut: LuaScript.fromFile(import.meta.url, 'stagePut'),
   stageDiscard: LuaScript.fromFile(import.meta.url, 'stageDiscard'),
   mergeStep: LuaScript.fromFile(import.meta.url, 'mergeStep'),
+  applyChanges: LuaScript.fromFile(import.meta.url, 'applyChanges'),
   publishGeneration: LuaScript.fromFile(import.meta.url, 'publishGeneration'),
   leaseAcquire: LuaScript.fromFile(import.meta.url, 'leaseAcquire'),
   leaseRenew: LuaScript.fromFile(import.meta.url, 'leaseRenew'),

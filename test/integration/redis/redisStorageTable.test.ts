@@ -204,20 +204,24 @@ describe('RedisStorageTable', () => {
     }
   });
 
-  it('keeps a session staged when its merge was cut off before it started', async () => {
+  // A session within one merge step stays in the writer's memory until the merge; a larger one is staged in Redis.
+  it.each([
+    { session: 'held in memory', mergeBatchSize: undefined },
+    { session: 'staged in Redis', mergeBatchSize: 1 },
+  ])('keeps a session $session when its merge was cut off before it started', async ({ mergeBatchSize }) => {
     const table = nextTable();
     const connection = new Redis(testRedisUrl(), { lazyConnect: true });
     await connection.connect();
-    const storage = await RedisStorageTable.open<Row>({ redis: connection, table, keyPrefix: prefix, scorer });
+    const storage = await RedisStorageTable.open<Row>({ redis: connection, table, keyPrefix: prefix, scorer, ...(mergeBatchSize ? { mergeBatchSize } : {}) });
     try {
       await storage.putRecords([{ id: 1, score: 1 }]);
       await storage.markLoaded({ coverage: null });
-      await storage.scratchPutRecords([{ id: 2, score: 2 }]);
+      await storage.scratchPutRecords([{ id: 2, score: 2 }, { id: 3, score: 3 }]);
       connection.disconnect();
       await expect(storage.scratchMerge()).rejects.toMatchObject({ code: 'TC_CONNECTION_FAILED' });
       await connection.connect();
       await storage.scratchMerge();
-      expect(await all(storage)).toEqual([{ id: 1, score: 1 }, { id: 2, score: 2 }]);
+      expect(await all(storage)).toEqual([{ id: 1, score: 1 }, { id: 2, score: 2 }, { id: 3, score: 3 }]);
     } finally {
       await storage.close();
       connection.disconnect();
