@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { DbAccess, DbRecordsSpec } from '../lib/core/dbAccess.ts';
 import { QueryFailedError } from '../lib/postgres/errors.ts';
@@ -18,6 +19,8 @@ import { exactTypeParsers } from '../lib/postgres/typeParsers.ts';
 export class RefreshDbAccess implements DbAccess {
   /** Rows the running (or last) load has read so far. */
   streamedRows = 0;
+  /** Part of prepared statements' names; bumped to prepare them again. */
+  private statementEpoch = 0;
 
   constructor(
     private readonly streaming: PostgresAccess,
@@ -37,11 +40,43 @@ export class RefreshDbAccess implements DbAccess {
     }
     let rows: Record<string, unknown>[];
     try {
-      rows = (await this.pool.query<Record<string, unknown>>({ text: spec.query, values: [...spec.args], types: exactTypeParsers })).rows;
+      rows = await this.selectKeys(spec);
     } catch (error) {
       throw new QueryFailedError(spec.query, error);
     }
     const parse = spec.recordParser ?? ((row: Record<string, unknown>) => row as R);
     for (const row of rows) yield parse(row);
   }
+
+  /**
+   * A refresh of few keys runs as a prepared statement: planning the cached
+   * query's joins costs more than running them for a handful of keys. Larger
+   * refreshes are planned for their own key count (a plan made for one key
+   * may be the wrong one for ten thousand).
+   */
+  private async selectKeys(spec: DbRecordsSpec<unknown>): Promise<Record<string, unknown>[]> {
+    const keys = Math.max(...spec.args.map((values) => (Array.isArray(values) ? values.length : 1)));
+    const query = { text: spec.query, values: [...spec.args], types: exactTypeParsers };
+    if (keys > PREPARED_MAX_KEYS) return (await this.pool.query<Record<string, unknown>>(query)).rows;
+    try {
+      return (await this.pool.query<Record<string, unknown>>({ ...query, name: this.statementName(spec.query) })).rows;
+    } catch (error) {
+      if (!isStalePreparedStatement(error)) throw error;
+      // The source tables' columns changed since the statement was prepared: prepare it again under a new name.
+      this.statementEpoch++;
+      return (await this.pool.query<Record<string, unknown>>({ ...query, name: this.statementName(spec.query) })).rows;
+    }
+  }
+
+  private statementName(query: string): string {
+    return `tablecache_refresh_${createHash('sha256').update(query).digest('hex').slice(0, 24)}_${this.statementEpoch}`;
+  }
+}
+
+/** Refreshes of at most this many keys per key column run as a prepared statement. */
+const PREPARED_MAX_KEYS = 64;
+
+/** Postgres refuses to run a prepared statement whose result columns changed (SQLSTATE 0A000, "cached plan must not change result type"). */
+function isStalePreparedStatement(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === '0A000';
 }
