@@ -88,6 +88,8 @@ export async function openReader<R = Record<string, unknown>>(options: ReaderOpt
 
 type ReadReply = (Buffer | number | null | ReadReply)[];
 
+const describeRangeBound = () => 'A range bound';
+
 /**
  * Reads one cached table from Redis. Get one from {@link openReader}.
  *
@@ -102,13 +104,19 @@ export class TableReader<R> implements AsyncDisposable {
   private coverageStep: string | null = null;
   private cachedCoverage: Coverage | null = null;
   private closed = false;
+  /** Per-read values built once: reads are hot. */
+  private readonly metaKeys: readonly string[];
+  private readonly readingByKey: string;
 
   /** @internal Use {@link openReader}. */
   constructor(
     private readonly connection: ReaderConnection,
     private readonly keys: TableKeys,
     private readonly codec: RecordCodec<R>,
-  ) {}
+  ) {
+    this.metaKeys = [keys.meta];
+    this.readingByKey = `reading a record by primary key of table "${keys.table}"`;
+  }
 
   /** The table's name. */
   get table(): string {
@@ -123,7 +131,7 @@ export class TableReader<R> implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, field], 'reading a record by primary key').then((bytes) => {
+    return this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, field], this.readingByKey, (bytes) => {
       if (bytes === null) return undefined;
       try {
         return this.codec.decode(bytes as Buffer);
@@ -138,7 +146,7 @@ export class TableReader<R> implements AsyncDisposable {
     if (keys.length === 0) return [];
     if (keys.length === 1) return [await this.get(keys[0]!)];
     const fields = keys.map((key) => primaryKeyField(key));
-    const values = (await this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, ...fields], 'reading records by primary key')) as (Buffer | null)[];
+    const values = (await this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, ...fields], `reading records by primary key of table "${this.table}"`)) as (Buffer | null)[];
     return this.decodeFields(fields, values);
   }
 
@@ -166,14 +174,14 @@ export class TableReader<R> implements AsyncDisposable {
    * holds completely), or `null` when its Indexes cannot describe it.
    */
   async coverage(): Promise<Coverage | null> {
-    const reply = (await this.call('coverage', [LAYOUT_FORMAT_VERSION, this.coverageStep ?? ''], 'reading the coverage')) as ReadReply;
+    const reply = (await this.call('coverage', [LAYOUT_FORMAT_VERSION, this.coverageStep ?? ''], `reading the coverage of table "${this.table}"`)) as ReadReply;
     this.updateCoverage(String(reply[0]), reply[1] as Buffer | null);
     return this.cachedCoverage;
   }
 
   /** What the writer published about the table; does not throw before the first load. */
   async info(): Promise<TableInfo> {
-    const reply = (await this.call('info', [LAYOUT_FORMAT_VERSION], 'reading the table info', [this.keys.meta, this.keys.lease])) as ReadReply;
+    const reply = (await this.call('info', [LAYOUT_FORMAT_VERSION], `reading the info of table "${this.table}"`, undefined, [this.keys.meta, this.keys.lease])) as ReadReply;
     const text = (i: number) => (reply[i] === null ? null : String(reply[i]));
     const status = text(0);
     if (status === 'format') throw this.formatError(text(1) ?? '');
@@ -202,30 +210,35 @@ export class TableReader<R> implements AsyncDisposable {
     await this.close();
   }
 
-  private async readIntervals(indexName: string, intervals: readonly Interval[], options: RangeOptions): Promise<R[]> {
-    const bounds: string[] = [];
-    for (const interval of intervals) {
-      if (interval.isEmpty) continue;
-      bounds.push(scoreArgument(interval.ge, () => 'A range bound'), scoreArgument(interval.lt, () => 'A range bound'));
-    }
-    const knownStep = options.requireCovered ? (this.coverageStep ?? '-') : '';
-    const args = [LAYOUT_FORMAT_VERSION, this.codec.id, indexName, knownStep, '0', ...bounds];
-    const reply = (await this.call('range', args, `reading a range of index "${indexName}"`)) as ReadReply;
-    let values = reply;
-    if (options.requireCovered) {
-      this.updateCoverage(String(reply[0]), reply[1] as Buffer | null);
-      values = reply.slice(2);
-      if (!coverageCovers(this.cachedCoverage, indexName, intervals)) {
-        throw new NotCoveredError(
-          `Table "${this.table}" does not hold every record of index "${indexName}" in ${intervals.join(', ')} (per the writer's published coverage); read those from the database.`,
-        );
-      }
-    }
+  private readIntervals(indexName: string, intervals: readonly Interval[], options: RangeOptions): Promise<R[]> {
+    const args = [LAYOUT_FORMAT_VERSION, this.codec.id, indexName, options.requireCovered ? (this.coverageStep ?? '-') : '', '0'];
     try {
-      return values.map((bytes) => this.codec.decode(bytes as Buffer));
+      for (const interval of intervals) {
+        if (interval.isEmpty) continue;
+        args.push(scoreArgument(interval.ge, describeRangeBound), scoreArgument(interval.lt, describeRangeBound));
+      }
     } catch (error) {
-      throw await this.locateDecodeFailure(args, error);
+      return Promise.reject(error);
     }
+    return this.call('range', args, `reading a range of index "${indexName}" of table "${this.table}"`, (reply) => {
+      let values = reply as (Buffer | null)[];
+      if (options.requireCovered) {
+        this.updateCoverage(String(values[0]), values[1] ?? null);
+        values = values.slice(2);
+        if (!coverageCovers(this.cachedCoverage, indexName, intervals)) {
+          throw new NotCoveredError(
+            `Table "${this.table}" does not hold every record of index "${indexName}" in ${intervals.join(', ')} (per the writer's published coverage); read those from the database.`,
+          );
+        }
+      }
+      const records: R[] = new Array(values.length);
+      try {
+        for (let i = 0; i < values.length; i++) records[i] = this.codec.decode(values[i]!);
+      } catch (error) {
+        return this.locateDecodeFailure(args, error).then((failure) => Promise.reject(failure));
+      }
+      return records;
+    });
   }
 
   /**
@@ -237,7 +250,7 @@ export class TableReader<R> implements AsyncDisposable {
     const withFields = [...args];
     withFields[3] = '';
     withFields[4] = '1';
-    const reply = (await this.call('range', withFields, 'locating a record that does not decode')) as (Buffer | null)[];
+    const reply = (await this.call('range', withFields, `locating a record that does not decode in table "${this.table}"`)) as (Buffer | null)[];
     const recordsKey = await this.liveRecordsKey();
     for (let i = 0; i < reply.length; i += 2) {
       const field = String(reply[i]);
@@ -287,9 +300,19 @@ export class TableReader<R> implements AsyncDisposable {
     }
   }
 
-  private call(script: ReaderScriptName, args: readonly string[], doing: string, keys = [this.keys.meta]): Promise<unknown> {
+  /**
+   * One read; `onReply` runs in the same promise step as the error mapping,
+   * so a read costs one handler after the reply (reads are hot).
+   */
+  private call<T = unknown>(
+    script: ReaderScriptName,
+    args: readonly string[],
+    doing: string,
+    onReply?: (reply: unknown) => T | Promise<T>,
+    keys: readonly string[] = this.metaKeys,
+  ): Promise<T> {
     if (this.closed) return Promise.reject(new ClosedError(`The reader of table "${this.table}" is closed.`));
-    return this.connection.read(script, keys, args, `${doing} of table "${this.table}"`).catch((error: unknown) => {
+    return this.connection.read(script, keys, args, doing).then(onReply as (reply: unknown) => T, (error: unknown) => {
       throw this.scriptError(error);
     });
   }

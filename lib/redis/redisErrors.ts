@@ -122,3 +122,21 @@ export function toTablecacheError(error: unknown, doing: string): TablecacheErro
   }
   return new RedisCommandError(`Redis failed while ${doing}: ${message}`, { cause: error });
 }
+
+/** What went wrong when a connection could not be opened, to say which setting to check. */
+export type ConnectFailureKind = 'credentials' | 'tls' | 'unreachable';
+
+/**
+ * Why opening a Redis connection failed, in words, and what kind of failure
+ * it was. ioredis rejects `connect()` with a bare "Connection is closed" when
+ * the server hangs up (a refused login, a failed TLS handshake) and reports
+ * the real cause only on its `error` event, so the caller passes the last
+ * error that event carried.
+ */
+export function connectFailure(connectError: unknown, lastEventError: Error | undefined): { cause: string; kind: ConnectFailureKind } {
+  const error = lastEventError ?? connectError;
+  const cause = (error instanceof Error ? error.message || error.name : String(error)).replace(/\.$/, '');
+  if (/WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username/i.test(cause)) return { cause, kind: 'credentials' };
+  if (/certificate|self.signed|SSL|TLS|Hostname\/IP does not match|ERR_TLS/i.test(cause)) return { cause, kind: 'tls' };
+  return { cause, kind: 'unreachable' };
+}

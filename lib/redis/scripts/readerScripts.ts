@@ -27,7 +27,12 @@ export type ReaderScriptName = keyof typeof readerScripts;
  */
 export const readerFunctionLibrary = buildLibrary();
 
-function buildLibrary(): { readonly name: string; readonly source: string; functionName(script: ReaderScriptName): string } {
+function buildLibrary(): {
+  readonly name: string;
+  readonly source: string;
+  /** Each script's function name, computed once (reads are hot). */
+  readonly functionNames: Readonly<Record<ReaderScriptName, string>>;
+} {
   const scripts = Object.entries(readerScripts) as [ReaderScriptName, LuaScript][];
   const hash = createHash('sha1')
     .update(scripts.map(([, script]) => script.source).join('\0'))
@@ -44,5 +49,6 @@ function buildLibrary(): { readonly name: string; readonly source: string; funct
       `redis.register_function{function_name='${functionName(scriptName)}', callback=${scriptName}, flags={'no-writes'}}`,
     );
   }
-  return { name, source: `${parts.join('\n')}\n`, functionName };
+  const functionNames = Object.fromEntries(scripts.map(([scriptName]) => [scriptName, functionName(scriptName)])) as Record<ReaderScriptName, string>;
+  return { name, source: `${parts.join('\n')}\n`, functionNames };
 }

@@ -260,11 +260,11 @@ describe('the function library', () => {
     const connection = new Redis(testRedisUrl(), { lazyConnect: true });
     await connection.connect();
     const commands: string[] = [];
-    const callBuffer = connection.callBuffer.bind(connection);
-    connection.callBuffer = ((...args: Parameters<Redis['callBuffer']>) => {
-      commands.push(String(args[0]));
-      return callBuffer(...args);
-    }) as Redis['callBuffer'];
+    const sendCommand = connection.sendCommand.bind(connection);
+    connection.sendCommand = ((...args: Parameters<Redis['sendCommand']>) => {
+      commands.push(args[0].name.toUpperCase());
+      return sendCommand(...args);
+    }) as Redis['sendCommand'];
     try {
       const cities = await openReader<City>({ redis: connection, table: storage.name, keyPrefix: prefix });
       expect(await cities.get(1)).toEqual(city(1));
