@@ -6,10 +6,12 @@
  *   at most 0.6x, one round trip instead of two);
  * - the same reads from Postgres running the join (ratio reported);
  * - reads/s with 1, 8 and 32 concurrent readers (one connection each).
- * Times are per read, sequential (one read in flight per reader). A row with
- * a function that only does HGET shows the floor of any single-call atomic
- * read, and a 10-record range shows the round trip the reader saves when
- * per-record work does not dominate.
+ * Times are per read, sequential (one read in flight per reader). Rows with
+ * functions that only do HGET, or only ZRANGEBYSCORE then HMGET, show the
+ * floor of any single-call script read (no generation lookup, no checks); a
+ * row decoding 100 records without Redis shows the share of a range both
+ * sides pay alike; a 10-record range shows the round trip the reader saves
+ * when per-record work does not dominate.
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -21,6 +23,7 @@ import { MessagePackRecordCodec } from '../lib/redis/recordCodec.ts';
 import { RedisStorageTable } from '../lib/redis/redisStorageTable.ts';
 import { TableKeys } from '../lib/redis/keyLayout.ts';
 import type { BenchContext } from './benchContext.ts';
+import { median } from './benchTable.ts';
 import { deleteKeys, joinedUserScorer } from './redisLoad.bench.ts';
 import { JOINED_USERS_QUERY, JOINED_USERS_RANGE_QUERY, seedJoinedUsers, type JoinedUserRow } from './seedDatabase.ts';
 
@@ -28,12 +31,23 @@ const USERS = 100_000;
 const CITIES = 1_000;
 const RANGE = 100;
 const SMALL_RANGE = 10;
-/** A function that only reads one hash field: the cheapest possible single-call read, to show what any script-based read costs. */
+/**
+ * Functions that only read, with no generation lookup and no checks: the
+ * cheapest possible single-call reads, to show what any script-based read costs.
+ */
 const FLOOR_LIBRARY = `#!lua name=tablecache_bench_floor
-redis.register_function{function_name='tablecache_bench_floor_hget', callback=function(keys, args) return redis.call('HGET', keys[1], args[1]) end, flags={'no-writes'}}`;
+redis.register_function{function_name='tablecache_bench_floor_hget', callback=function(keys, args) return redis.call('HGET', keys[1], args[1]) end, flags={'no-writes'}}
+redis.register_function{function_name='tablecache_bench_floor_range', flags={'no-writes'}, callback=function(keys, args)
+  local fields = redis.call('ZRANGEBYSCORE', keys[1], args[1], '(' .. args[2])
+  if #fields == 0 then return {} end
+  return redis.call('HMGET', keys[2], unpack(fields))
+end}`;
 const CONCURRENCY = [1, 8, 32];
-const SECONDS_PER_ROUND = 1;
-const ROUNDS = 3;
+/** Slices per contender, and their length: short slices taken in turn, so every contender sees the same load of the shared machine. */
+const SLICES = 20;
+const SECONDS_PER_SLICE = 0.2;
+/** Slices per contender of each concurrency measurement. */
+const CONCURRENCY_SLICES = 5;
 const GET_QUERY = `${JOINED_USERS_QUERY}\n  WHERE user_id = $1`;
 
 /** A deterministic sequence, so every run reads the same keys. */
@@ -65,25 +79,42 @@ async function readsPerSecond(read: Read, seconds: number, workers = 1): Promise
   return counts.reduce((a, b) => a + b, 0) / ((performance.now() - started) / 1000);
 }
 
-/** Best reads/s of each contender over alternating rounds, after a warm-up. */
-async function compare(contenders: Record<string, Read>, seconds: number, rounds: number): Promise<Record<string, number>> {
-  const best: Record<string, number> = {};
+/** Reads/s of contenders measured in interleaved slices. */
+interface Comparison {
+  /** The median reads/s of one contender. */
+  rate(name: string): number;
+  /**
+   * How long a read of `name` takes relative to one of `baseline`: the
+   * median over slices of their ratio, each from two slices run back to back.
+   */
+  timeRatio(name: string, baseline: string): number;
+}
+
+/**
+ * Measures each contender (as `workers` loops) in interleaved slices, after a
+ * warm-up: each round runs every contender for one short slice, so a burst
+ * of load from elsewhere on the shared machine hits all of them alike, and
+ * medians drop the rounds it hit hardest.
+ */
+async function compare(contenders: Record<string, Read>, sliceSeconds: number, slices: number, workers = 1): Promise<Comparison> {
+  const rates: Record<string, number[]> = {};
   for (const [name, read] of Object.entries(contenders)) {
-    await readsPerSecond(read, Math.min(0.3, seconds));
-    best[name] = 0;
+    await readsPerSecond(read, 0.3, workers);
+    rates[name] = [];
   }
-  for (let round = 0; round < rounds; round++) {
-    for (const [name, read] of Object.entries(contenders)) best[name] = Math.max(best[name]!, await readsPerSecond(read, seconds));
+  for (let slice = 0; slice < slices; slice++) {
+    for (const [name, read] of Object.entries(contenders)) rates[name]!.push(await readsPerSecond(read, sliceSeconds, workers));
   }
-  return best;
+  return {
+    rate: (name) => median(rates[name]!),
+    timeRatio: (name, baseline) => median(rates[name]!.map((rate, slice) => rates[baseline]![slice]! / rate)),
+  };
 }
 
 const perRead = (readsPerSecond: number) => `${(1_000_000 / readsPerSecond).toFixed(1)} µs`;
 
 export async function run(context: BenchContext): Promise<void> {
   const { redisUrl } = context;
-  const seconds = SECONDS_PER_ROUND;
-  const rounds = ROUNDS;
   const prefix = `tcbench:${randomBytes(4).toString('hex')}:`;
   await using database = await context.createDatabase('client_read');
   context.note(`seeding ${USERS.toLocaleString('en')} users`);
@@ -110,6 +141,7 @@ export async function run(context: BenchContext): Promise<void> {
     const rangeStart = (random: () => number) => 1 + Math.floor(random() * (USERS - RANGE));
 
     await raw.call('FUNCTION', 'LOAD', 'REPLACE', FLOOR_LIBRARY);
+    const sampleRange = await raw.hmgetBuffer(recordsKey, ...(await raw.zrangebyscore(indexKey, 1, `(${1 + RANGE}`)));
     const gets = await compare(
       {
         raw: async (random) => {
@@ -123,8 +155,8 @@ export async function run(context: BenchContext): Promise<void> {
         reader: (random) => reader.get(userId(random)),
         postgres: (random) => client.query({ name: 'get', text: GET_QUERY, values: [userId(random)] }),
       },
-      seconds,
-      rounds,
+      SECONDS_PER_SLICE,
+      SLICES,
     );
     const ranges = await compare(
       {
@@ -134,6 +166,12 @@ export async function run(context: BenchContext): Promise<void> {
           const values = await raw.hmgetBuffer(recordsKey, ...fields);
           return values.map((bytes) => bytes && codec.decode(bytes));
         },
+        floor: async (random) => {
+          const start = rangeStart(random);
+          const values = (await raw.callBuffer('FCALL_RO', 'tablecache_bench_floor_range', 2, indexKey, recordsKey, start, start + RANGE)) as Buffer[];
+          return values.map((bytes) => codec.decode(bytes));
+        },
+        decodeOnly: async () => sampleRange.map((bytes) => bytes && codec.decode(bytes)),
         reader: (random) => {
           const start = rangeStart(random);
           return reader.range('primary_key', start, start + RANGE);
@@ -143,8 +181,8 @@ export async function run(context: BenchContext): Promise<void> {
           return client.query({ name: 'range', text: JOINED_USERS_RANGE_QUERY, values: [start, start + RANGE] });
         },
       },
-      seconds,
-      rounds,
+      SECONDS_PER_SLICE,
+      SLICES,
     );
     const smallRanges = await compare(
       {
@@ -163,55 +201,73 @@ export async function run(context: BenchContext): Promise<void> {
           return client.query({ name: 'range', text: JOINED_USERS_RANGE_QUERY, values: [start, start + SMALL_RANGE] });
         },
       },
-      seconds,
-      rounds,
+      SECONDS_PER_SLICE,
+      SLICES,
     );
     await raw.call('FUNCTION', 'DELETE', 'tablecache_bench_floor');
     client.release();
     raw.disconnect();
 
-    const getRatio = gets.raw! / gets.reader!;
-    const rangeRatio = ranges.raw! / ranges.reader!;
-    const smallRangeRatio = smallRanges.raw! / smallRanges.reader!;
+    const getRatio = gets.timeRatio('reader', 'raw');
+    const rangeRatio = ranges.timeRatio('reader', 'raw');
+    const smallRangeRatio = smallRanges.timeRatio('reader', 'raw');
     context.printTable(
-      `Reads of one table of ${USERS.toLocaleString('en')} joined users, one read at a time (best of ${rounds} rounds of ${seconds} s)`,
+      `Reads of one table of ${USERS.toLocaleString('en')} joined users, one read at a time (medians of ${SLICES} interleaved slices of ${SECONDS_PER_SLICE} s; a ratio is the median of the ratios of slices run back to back)`,
       ['read', 'raw ioredis (baseline)', 'reader', 'reader time / raw time', 'target', 'Postgres join', 'reader time / Postgres time'],
       [
         [
           'get one record by primary key',
-          `${Math.round(gets.raw!)}/s (${perRead(gets.raw!)})`,
-          `${Math.round(gets.reader!)}/s (${perRead(gets.reader!)})`,
+          `${Math.round(gets.rate('raw'))}/s (${perRead(gets.rate('raw'))})`,
+          `${Math.round(gets.rate('reader'))}/s (${perRead(gets.rate('reader'))})`,
           getRatio.toFixed(2),
           `<= 1.15 ${getRatio <= 1.15 ? 'met' : 'MISSED'}`,
-          `${Math.round(gets.postgres!)}/s (${perRead(gets.postgres!)})`,
-          (gets.postgres! / gets.reader!).toFixed(2),
+          `${Math.round(gets.rate('postgres'))}/s (${perRead(gets.rate('postgres'))})`,
+          gets.timeRatio('reader', 'postgres').toFixed(2),
         ],
         [
           'floor: FCALL_RO of a function doing only HGET (+ decode)',
           '',
-          `${Math.round(gets.floor!)}/s (${perRead(gets.floor!)})`,
-          (gets.raw! / gets.floor!).toFixed(2),
+          `${Math.round(gets.rate('floor'))}/s (${perRead(gets.rate('floor'))})`,
+          gets.timeRatio('floor', 'raw').toFixed(2),
           'what any one-call script read costs',
           '',
           '',
         ],
         [
           `range of ${RANGE} records`,
-          `${Math.round(ranges.raw!)}/s (${perRead(ranges.raw!)})`,
-          `${Math.round(ranges.reader!)}/s (${perRead(ranges.reader!)})`,
+          `${Math.round(ranges.rate('raw'))}/s (${perRead(ranges.rate('raw'))})`,
+          `${Math.round(ranges.rate('reader'))}/s (${perRead(ranges.rate('reader'))})`,
           rangeRatio.toFixed(2),
           `<= 0.6 ${rangeRatio <= 0.6 ? 'met' : 'MISSED'}`,
-          `${Math.round(ranges.postgres!)}/s (${perRead(ranges.postgres!)})`,
-          (ranges.postgres! / ranges.reader!).toFixed(2),
+          `${Math.round(ranges.rate('postgres'))}/s (${perRead(ranges.rate('postgres'))})`,
+          ranges.timeRatio('reader', 'postgres').toFixed(2),
+        ],
+        [
+          `floor: FCALL_RO of a function doing only ZRANGEBYSCORE then HMGET (+ decode), ${RANGE} records`,
+          '',
+          `${Math.round(ranges.rate('floor'))}/s (${perRead(ranges.rate('floor'))})`,
+          ranges.timeRatio('floor', 'raw').toFixed(2),
+          'what any one-call script range costs',
+          '',
+          '',
+        ],
+        [
+          `decoding ${RANGE} records alone (no Redis; both sides pay it)`,
+          '',
+          `${Math.round(ranges.rate('decodeOnly'))}/s (${perRead(ranges.rate('decodeOnly'))})`,
+          ranges.timeRatio('decodeOnly', 'raw').toFixed(2),
+          '',
+          '',
+          '',
         ],
         [
           `range of ${SMALL_RANGE} records`,
-          `${Math.round(smallRanges.raw!)}/s (${perRead(smallRanges.raw!)})`,
-          `${Math.round(smallRanges.reader!)}/s (${perRead(smallRanges.reader!)})`,
+          `${Math.round(smallRanges.rate('raw'))}/s (${perRead(smallRanges.rate('raw'))})`,
+          `${Math.round(smallRanges.rate('reader'))}/s (${perRead(smallRanges.rate('reader'))})`,
           smallRangeRatio.toFixed(2),
           '(shows the round trip saved)',
-          `${Math.round(smallRanges.postgres!)}/s (${perRead(smallRanges.postgres!)})`,
-          (smallRanges.postgres! / smallRanges.reader!).toFixed(2),
+          `${Math.round(smallRanges.rate('postgres'))}/s (${perRead(smallRanges.rate('postgres'))})`,
+          smallRanges.timeRatio('reader', 'postgres').toFixed(2),
         ],
       ],
     );
@@ -220,15 +276,22 @@ export async function run(context: BenchContext): Promise<void> {
     for (const count of CONCURRENCY) {
       while (readers.length < count) readers.push(await openReader<JoinedUserRow>({ url: redisUrl, table: 'users', keyPrefix: prefix }));
       const active = readers.slice(0, count);
-      const getRate = await readsPerSecond((random) => active[Math.floor(random() * count)]!.get(userId(random)), seconds, count);
-      const rangeRate = await readsPerSecond((random) => {
-        const start = rangeStart(random);
-        return active[Math.floor(random() * count)]!.range('primary_key', start, start + RANGE);
-      }, seconds, count);
-      concurrencyRows.push([count, Math.round(getRate), Math.round(rangeRate)]);
+      const rates = await compare(
+        {
+          get: (random) => active[Math.floor(random() * count)]!.get(userId(random)),
+          range: (random) => {
+            const start = rangeStart(random);
+            return active[Math.floor(random() * count)]!.range('primary_key', start, start + RANGE);
+          },
+        },
+        SECONDS_PER_SLICE,
+        CONCURRENCY_SLICES,
+        count,
+      );
+      concurrencyRows.push([count, Math.round(rates.rate('get')), Math.round(rates.rate('range'))]);
     }
     context.printTable(
-      'Reads/s with concurrent readers (one connection each, in one Node process, sharing 2 cores with Redis)',
+      `Reads/s with concurrent readers (one connection each, in one Node process, sharing 2 cores with Redis; medians of ${CONCURRENCY_SLICES} interleaved slices of ${SECONDS_PER_SLICE} s)`,
       ['concurrent readers', 'get reads/s', `range (${RANGE} records) reads/s`],
       concurrencyRows,
     );
