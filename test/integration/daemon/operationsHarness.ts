@@ -43,15 +43,6 @@ export function parseMetrics(text: string): Map<string, number> {
   return series;
 }
 
-/** A free TCP port on 127.0.0.1 (nothing listens on it once this resolves). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /**
  * Forwards connections on 127.0.0.1:`port` to `target`: a server that
  * "comes up" at a moment the test chooses (the real one behind it never

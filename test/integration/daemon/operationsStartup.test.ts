@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { Redis } from 'ioredis';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { TablecacheDaemon } from '../../../daemon/tablecacheDaemon.ts';
@@ -8,7 +7,8 @@ import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts
 import { uniqueRedisPrefix } from '../../support/redis.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { createUsers, DaemonProcess, installConfigTriggers } from './daemonHarness.ts';
-import { freePort, get, healthUrl, parseMetrics, startTcpForwarder, writeOperationsConfig } from './operationsHarness.ts';
+import { freePort, startPrivateRedis } from '../../support/privateServers.ts';
+import { get, healthUrl, parseMetrics, startTcpForwarder, writeOperationsConfig } from './operationsHarness.ts';
 
 const USERS = 50;
 const CHANNEL = 'tc_operations_startup';
@@ -31,22 +31,6 @@ afterAll(async () => {
   removeConfig?.();
   await db?.drop();
 });
-
-/** Starts a Redis server of this test's own, without persistence, on `port`. */
-async function startPrivateRedis(port: number): Promise<ChildProcess> {
-  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await waitFor(`redis-server on port ${port}`, async () => {
-    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    probe.on('error', () => {});
-    try {
-      await probe.connect();
-      return (await probe.ping()) === 'PONG';
-    } finally {
-      probe.disconnect();
-    }
-  });
-  return server;
-}
 
 describe('a daemon started while Postgres and Redis are down', () => {
   it('stays up, says on /readyz what it waits for, becomes ready once they answer, and is not ready while LISTEN is down or the resync after it runs', async () => {

@@ -1,0 +1,172 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { waitFor } from './waitFor.ts';
+
+/**
+ * Postgres and Redis servers of a test's own, on free ports, for tests that
+ * kill, restart or pause a server: the shared servers on 5432 and 6379 serve
+ * every other test file in parallel and must never be touched.
+ */
+
+const run = promisify(execFile);
+
+/** A free TCP port on 127.0.0.1 (nothing listens on it once this resolves). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts a Redis server without persistence on `port` (a restart loses every key) and resolves once it answers PING. */
+export async function startPrivateRedis(port: number): Promise<ChildProcess> {
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  await waitFor(`redis-server on port ${port}`, async () => {
+    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      return (await probe.ping()) === 'PONG';
+    } finally {
+      probe.disconnect();
+    }
+  });
+  return server;
+}
+
+/** A private redis-server that can be restarted (losing its data) and paused. */
+export class PrivateRedis {
+  private constructor(
+    readonly port: number,
+    private server: ChildProcess,
+  ) {}
+
+  /** Starts one on a free port. */
+  static async start(): Promise<PrivateRedis> {
+    const port = await freePort();
+    return new PrivateRedis(port, await startPrivateRedis(port));
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** SIGKILLs the server and starts a new one on the same port: every key is gone. */
+  async restart(): Promise<void> {
+    await this.kill();
+    this.server = await startPrivateRedis(this.port);
+  }
+
+  /** `CLIENT PAUSE ms ALL`: every client's commands wait until the pause ends (this returns at once). */
+  async pause(ms: number): Promise<void> {
+    const admin = new Redis(this.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    try {
+      await admin.call('CLIENT', 'PAUSE', String(Math.round(ms)), 'ALL');
+    } finally {
+      admin.disconnect();
+    }
+  }
+
+  /** Stops the server for good. */
+  async stop(): Promise<void> {
+    await this.kill();
+  }
+
+  private async kill(): Promise<void> {
+    if (this.server.exitCode !== null || this.server.signalCode !== null) return;
+    const exited = new Promise((resolve) => this.server.once('exit', resolve));
+    this.server.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** The Postgres 15 binaries of the Debian/Ubuntu packages (override with TABLECACHE_PG_BIN). */
+const PG_BIN = process.env['TABLECACHE_PG_BIN'] ?? '/usr/lib/postgresql/15/bin';
+
+/**
+ * A private Postgres cluster in a temporary directory. Postgres refuses to
+ * run as root, so as root initdb and the server run as the OS user
+ * `postgres` (`runuser`), which then owns the directory.
+ */
+export class PrivatePostgres {
+  private stopped = false;
+
+  private constructor(
+    readonly port: number,
+    private readonly directory: string,
+  ) {}
+
+  /** Runs initdb (trust authentication, superuser `postgres`) and starts the server on a free port. */
+  static async start(): Promise<PrivatePostgres> {
+    const directory = mkdtempSync(path.join(tmpdir(), 'tc-private-pg-'));
+    const server = new PrivatePostgres(await freePort(), directory);
+    try {
+      if (process.getuid?.() === 0) {
+        const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
+        chownSync(directory, Number(uid.stdout.trim()), Number(gid.stdout.trim()));
+      }
+      await server.asPostgres('initdb', ['-D', server.dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
+      await server.startServer();
+      return server;
+    } catch (error) {
+      rmSync(directory, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  private get dataDir(): string {
+    return path.join(this.directory, 'data');
+  }
+
+  /**
+   * Stops the server with `mode` (`immediate`: like a crash, recovery at the
+   * next start; `fast`: a clean shutdown) and starts it again; resolves once
+   * it accepts connections.
+   */
+  async restart(mode: 'immediate' | 'fast' = 'immediate'): Promise<void> {
+    await this.asPostgres('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', 'stop']);
+    await this.startServer();
+  }
+
+  /** Stops the server and removes its directory. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.asPostgres('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']).catch(() => {});
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  private async startServer(): Promise<void> {
+    // fsync off: the data is thrown away, and a crash restart (immediate) still runs WAL recovery.
+    const options = `-p ${this.port} -k ${this.directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`;
+    await this.asPostgres('pg_ctl', ['-D', this.dataDir, '-l', path.join(this.directory, 'postgres.log'), '-o', options, '-w', '-t', '60', 'start']);
+    await waitFor(`private Postgres on port ${this.port}`, async () => {
+      const client = new pg.Client({ connectionString: this.url });
+      client.on('error', () => {});
+      try {
+        await client.connect();
+        await client.query('SELECT 1');
+        return true;
+      } finally {
+        await client.end().catch(() => {});
+      }
+    });
+  }
+
+  private async asPostgres(program: string, args: readonly string[]): Promise<void> {
+    const binary = path.join(PG_BIN, program);
+    const [command, commandArgs] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', binary, ...args]] : [binary, [...args]];
+    await run(command, commandArgs as string[], { cwd: this.directory });
+  }
+}
