@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../lib/core/logger.ts';
-import { RedisConnectionError } from '../lib/redis/redisErrors.ts';
+import { connectFailure, RedisConnectionError, type ConnectFailureKind } from '../lib/redis/redisErrors.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
 
@@ -33,23 +33,35 @@ export function redisOptions(config: TablecacheConfig['redis'], connectionName: 
             rejectUnauthorized: tls.rejectUnauthorized,
             ...(tls.servername === undefined ? {} : { servername: tls.servername }),
             ...(tls.caFile === undefined ? {} : { ca: readFileSync(tls.caFile) }),
+            ...(tls.certFile === undefined ? {} : { cert: readFileSync(tls.certFile) }),
+            ...(tls.keyFile === undefined ? {} : { key: readFileSync(tls.keyFile) }),
           },
         }),
   };
 }
 
+/** Which settings to check, by what made connecting fail. */
+const CONNECT_ADVICE: Record<ConnectFailureKind, string> = {
+  credentials: 'Check redis.username and redis.password (or the user and password in redis.url) and that user\'s ACL.',
+  tls: 'Check redis.tls: caFile must hold the CA that signed the server\'s certificate, and the host in redis.url (or servername) a name in it.',
+  unreachable: 'Check redis.url and that Redis runs.',
+};
+
 /** Connects to the configured Redis. The caller closes the connection (`quit()`). */
 export async function connectRedis(config: TablecacheConfig['redis'], connectionName: string): Promise<Redis> {
   const redis = new Redis(config.url, redisOptions(config, connectionName));
+  let lastError: Error | undefined;
   // Connection errors surface through the commands; unhandled, the event would crash the process.
-  redis.on('error', () => {});
+  redis.on('error', (error: Error) => {
+    lastError = error;
+  });
   try {
     await redis.connect();
   } catch (error) {
     // ioredis would go on reconnecting in the background and keep the process alive.
     redis.disconnect();
-    const cause = (error instanceof Error ? error.message : String(error)).replace(/\.$/, '');
-    throw new RedisConnectionError(`Redis at ${redactUrl(config.url)} is not reachable: ${cause}. Check redis.url and that Redis runs.`, { cause: error });
+    const { cause, kind } = connectFailure(error, lastError);
+    throw new RedisConnectionError(`Redis at ${redactUrl(config.url)} ${kind === 'unreachable' ? 'is not reachable' : 'refused the connection'}: ${cause}. ${CONNECT_ADVICE[kind]}`, { cause: error });
   }
   return redis;
 }

@@ -94,14 +94,46 @@ const tlsSchema = z.union(
     booleanSetting(),
     strictObject({
       caFile: z.string().min(1).optional(),
+      certFile: z.string().min(1).optional(),
+      keyFile: z.string().min(1).optional(),
       rejectUnauthorized: booleanSetting().default(true),
       servername: z.string().min(1).optional(),
+    }).refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), {
+      error: 'give certFile and keyFile together (a client certificate and its private key), or neither',
     }),
   ],
-  { error: 'expected true, false, or { caFile, rejectUnauthorized, servername }' },
+  { error: 'expected true, false, or { caFile, certFile, keyFile, rejectUnauthorized, servername }' },
 );
 
 const { redis: redisDefaults, triggers: triggerDefaults, daemon: daemonDefaults } = CONFIG_DEFAULTS;
+
+/**
+ * A cached table's name: it goes into Redis key names (inside the hash tag,
+ * where "{" or "}" would move the key to another Cluster slot), ACL key
+ * patterns (where `*`, `?`, `[` are globs), metric labels and command-line
+ * arguments, so it is kept to characters that mean nothing in any of them.
+ */
+const CACHED_TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+/** Distinct characters of `text` that `allowed` does not match, quoted, for messages: `"{", " "`. */
+function badCharacters(text: string, allowed: RegExp): string {
+  return [...new Set([...text].filter((character) => !allowed.test(character)))].map((character) => JSON.stringify(character)).join(', ');
+}
+
+function describeBadTableName(name: string): string {
+  if (name === '') return 'a cached table name must not be empty';
+  const bad = badCharacters(name, /[A-Za-z0-9_-]/);
+  const why = bad === '' ? 'it starts with a digit or "-"' : `it contains ${bad}`;
+  return `the cached table name ${JSON.stringify(name)} is not allowed: ${why}. Use letters, digits, _ and - (starting with a letter or _): the name becomes part of Redis key names, ACL patterns and metric labels. The source tables keep their own names.`;
+}
+
+/** The key prefix goes inside the Redis hash tag: a brace would end it early or open another. */
+const keyPrefixSchema = z
+  .string()
+  .min(1)
+  .refine((prefix) => !/[{}]/.test(prefix), {
+    error: (issue) => `the key prefix ${JSON.stringify(issue.input)} contains ${badCharacters(String(issue.input), /[^{}]/)}, which would break the Redis hash tag {<keyPrefix><table>}; choose a prefix without braces`,
+  });
 
 /** The zod schema of a configuration file, before names are parsed; {@link loadConfig} applies it. */
 export const configFileSchema = strictObject({
@@ -111,7 +143,7 @@ export const configFileSchema = strictObject({
   }),
   redis: strictObject({
     url: url(['redis:', 'rediss:']),
-    keyPrefix: z.string().min(1).default(redisDefaults.keyPrefix),
+    keyPrefix: keyPrefixSchema.default(redisDefaults.keyPrefix),
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
     tls: tlsSchema.default(false),
@@ -134,11 +166,10 @@ export const configFileSchema = strictObject({
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(daemonDefaults.logLevel),
   }).prefault({}),
   tables: z
-    .record(
-      z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, { error: 'expected a table name of letters, digits, _ and -' }),
-      tableSchema,
-      { error: 'expected a map of cached table name to { query, primaryKey, sources }' },
-    )
+    .record(z.string().regex(CACHED_TABLE_NAME), tableSchema, {
+      error: (issue) =>
+        issue.code === 'invalid_key' ? describeBadTableName(String(issue.input)) : 'expected a map of cached table name to { query, primaryKey, sources }',
+    })
     .refine((tables) => Object.keys(tables).length > 0, { error: 'expected at least one cached table' }),
 });
 
@@ -175,8 +206,20 @@ export interface TableConfig {
   readonly configPath: string;
 }
 
-/** TLS settings for Redis: `false`, or the options to connect with TLS (`caFile` absolute). */
-export type RedisTlsConfig = false | { readonly caFile?: string; readonly rejectUnauthorized: boolean; readonly servername?: string };
+/**
+ * TLS settings for Redis: `false`, or the options to connect with TLS. The
+ * file paths are absolute: `caFile` the CA to trust (PEM), `certFile` and
+ * `keyFile` a client certificate and its key (for `tls-auth-clients yes`).
+ */
+export type RedisTlsConfig =
+  | false
+  | {
+      readonly caFile?: string;
+      readonly certFile?: string;
+      readonly keyFile?: string;
+      readonly rejectUnauthorized: boolean;
+      readonly servername?: string;
+    };
 
 /** A validated configuration: every default applied, every name parsed, every path absolute. */
 export interface TablecacheConfig {

@@ -18,7 +18,7 @@ type ParsedSource = ParsedTable['sources'][string];
 export interface ConfigOrigin {
   /** The file's path (messages name it). */
   readonly file: string;
-  /** Relative `module` and `caFile` paths are resolved against this directory (default: the file's). */
+  /** Relative `module` and TLS file paths are resolved against this directory (default: the file's). */
   readonly baseDirectory?: string;
   /** Values for `${VAR}` (default: `process.env`). */
   readonly env?: NodeJS.ProcessEnv;
@@ -124,6 +124,8 @@ function normalize(parsed: ParsedFile, file: string, baseDirectory: string): Tab
           rejectUnauthorized: tls.rejectUnauthorized,
           ...(tls.servername === undefined ? {} : { servername: tls.servername }),
           ...(tls.caFile === undefined ? {} : { caFile: existingFile(problems, ['redis', 'tls', 'caFile'], baseDirectory, tls.caFile, 'CA file') }),
+          ...(tls.certFile === undefined ? {} : { certFile: existingFile(problems, ['redis', 'tls', 'certFile'], baseDirectory, tls.certFile, 'certificate file') }),
+          ...(tls.keyFile === undefined ? {} : { keyFile: existingFile(problems, ['redis', 'tls', 'keyFile'], baseDirectory, tls.keyFile, 'key file') }),
         };
   const tables = Object.entries(parsed.tables).map(([name, table]) => normalizeTable(problems, name, table, baseDirectory));
   if (problems.messages.length > 0) throw configError(file, problems.messages);

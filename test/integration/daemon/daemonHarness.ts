@@ -28,6 +28,10 @@ export interface SeedConfigOptions {
   readonly channel: string;
   /** The cached table's query (default {@link USERS_QUERY}). */
   readonly query?: string;
+  /** More `redis` settings (username, password, tls). */
+  readonly redis?: Record<string, unknown>;
+  /** More `daemon` settings (leaseTtlMs, say). */
+  readonly daemon?: Record<string, unknown>;
 }
 
 /** A configuration file for the seed schema, written to a temporary directory, with the health endpoint on a free port. */
@@ -36,10 +40,10 @@ export function writeSeedConfig(options: SeedConfigOptions): { file: string; con
   const file = path.join(directory, 'tablecache.json');
   const raw = {
     postgres: { url: options.postgresUrl },
-    redis: { url: options.redisUrl, keyPrefix: options.keyPrefix },
+    redis: { url: options.redisUrl, keyPrefix: options.keyPrefix, ...options.redis },
     triggers: { schema: 'tablecache', channel: options.channel },
     // Port 0: test files run daemons side by side, each on a free port.
-    daemon: { batchWindowMs: 1, logLevel: 'info', http: { port: 0 } },
+    daemon: { batchWindowMs: 1, logLevel: 'info', http: { port: 0 }, ...options.daemon },
     tables: {
       users: {
         query: options.query ?? USERS_QUERY,

@@ -96,11 +96,11 @@ describe('loadConfig', () => {
     const error = await configError(loadConfig(write('missing-env.yaml', seedYaml), { env: { TABLECACHE_REDIS_URL: 'redis://x' } }));
     expect(error.message).toMatch(/postgres\.url: environment variable TABLECACHE_POSTGRES_URL is not set/);
     const config = parseConfig(
-      minimal({ postgres: { url: '${PG:-postgres://fallback/db}' }, redis: { url: 'redis://h', keyPrefix: 'p$${x}' } }),
+      minimal({ postgres: { url: '${PG:-postgres://fallback/db}' }, redis: { url: 'redis://h', password: 'p$${x}' } }),
       { file: 'inline.yaml', env: {} },
     );
     expect(config.postgres.url).toBe('postgres://fallback/db');
-    expect(config.redis.keyPrefix).toBe('p${x}');
+    expect(config.redis.password).toBe('p${x}');
   });
 
   it('lists every bad key with its path and what was expected', async () => {
@@ -121,7 +121,7 @@ describe('loadConfig', () => {
     const lines = error.message.split('\n');
     expect(lines[0]).toMatch(/^Invalid configuration in .*bad\.yaml:$/);
     expect(error.message).toContain('postgres.url: expected a URL starting with postgres:// or postgresql://');
-    expect(error.message).toContain('redis.tls: expected true, false, or { caFile, rejectUnauthorized, servername }');
+    expect(error.message).toContain('redis.tls: expected true, false, or { caFile, certFile, keyFile, rejectUnauthorized, servername }');
     expect(error.message).toContain('daemon.http.port: expected an integer from 0 to 65535');
     expect(error.message).toContain('tables.users: unknown key "primarykey" (did you mean "primaryKey"?)');
     expect(error.message).toContain('tables.users.primaryKey: missing: expected a column name or a non-empty list of column names');
