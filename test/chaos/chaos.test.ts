@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { chaosPassed, formatChaosReport, runChaos } from './chaosRun.ts';
+import { SCHEMA } from '../integration/daemon/daemonHarness.ts';
+import { FAULT_KINDS } from './faultInjectors.ts';
+
+/**
+ * The short version of `npm run chaos`: the same workload, faults and
+ * measurements on a private Postgres and Redis, one round of every fault
+ * kind (in seeded order, with shorter pauses between faults).
+ */
+describe('the chaos suite, short', () => {
+  it('after every kind of fault under load, nothing diverges, no read is stale, and every fault is recovered from', { timeout: 240_000 }, async ({ signal }) => {
+    // The signal aborts on a test timeout: the run then still stops its servers and processes.
+    const report = await runChaos({ seed: 7, durationMs: 10_000, faultGapMs: [300, 1_000], users: 500, cities: 20, writers: 2, readers: 2, signal });
+    console.info(`chaos (short):\n${formatChaosReport(report)}`);
+
+    expect(report.verification.differences).toEqual([]);
+    expect(report.divergent).toBe(0);
+    expect(report.probe).toMatchObject({ stale: 0, firstStale: null });
+    expect(report.probe.checked).toBeGreaterThan(0);
+    for (const kind of FAULT_KINDS) {
+      const outcome = report.faults[kind];
+      expect(outcome.injected, kind).toBeGreaterThanOrEqual(1);
+      expect(outcome.recovered, `${kind} recovered every time`).toBe(outcome.injected);
+    }
+    expect(report.daemonCrashes).toEqual([]);
+    expect(report.reads.served).toBeGreaterThan(0);
+    expect(Object.values(report.writes.committed).reduce((sum, count) => sum + count, 0)).toBeGreaterThan(0);
+  });
+
+  it('fails when the cache misses changes: with the trigger on users disabled, reads after a barrier are stale and records diverge', { timeout: 120_000 }, async ({ signal }) => {
+    const report = await runChaos({
+      seed: 7,
+      durationMs: 2_000,
+      // A pause makes no reload (every other fault does, and a reload would repair what the missing trigger broke).
+      faults: ['redisPaused'],
+      faultGapMs: [300, 300],
+      recoveryTimeoutMs: 3_000,
+      users: 100,
+      cities: 5,
+      writers: 1,
+      readers: 1,
+      signal,
+      afterSetup: (pool) => pool.query(`ALTER TABLE ${SCHEMA}.users DISABLE TRIGGER USER`).then(() => {}),
+    });
+
+    expect(report.probe.stale).toBeGreaterThan(0);
+    expect(report.divergent).toBeGreaterThan(0);
+    expect(chaosPassed(report)).toBe(false);
+  });
+});

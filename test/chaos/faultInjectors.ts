@@ -1,0 +1,166 @@
+import type { Redis } from 'ioredis';
+import pg from 'pg';
+import { DaemonProcess } from '../integration/daemon/daemonHarness.ts';
+import type { PrivatePostgres, PrivateRedis } from '../support/privateServers.ts';
+import { waitFor } from '../support/waitFor.ts';
+import type { SeededRandom } from './seededRandom.ts';
+
+/** Every fault the chaos suite injects. */
+export const FAULT_KINDS = ['listenerTerminated', 'postgresRestart', 'redisRestart', 'redisPaused', 'daemonKilled', 'standbyTakeover', 'foreignNotify'] as const;
+/** One of {@link FAULT_KINDS}. */
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/**
+ * The daemons of a chaos run: one writer and one standby for the same
+ * configuration. Which is which is decided by the writer lease in Redis
+ * (its value starts with `<host>:<pid>:`), and can change by itself: after a
+ * Redis restart either may take the new lease.
+ */
+export class ChaosDaemons {
+  private readonly live = new Set<DaemonProcess>();
+  private closed = false;
+  /** Daemons that exited without being killed by the suite (a crash): each is a finding. */
+  readonly unexpectedExits: string[] = [];
+
+  constructor(
+    private readonly configFile: string,
+    private readonly redis: Redis,
+    private readonly leaseKey: string,
+  ) {}
+
+  /** Starts daemons until two run (the writer and a standby); none once closed. */
+  startMissing(): void {
+    while (!this.closed && this.live.size < 2) this.startOne();
+  }
+
+  /** SIGKILLs every daemon, for good: a fault still in flight cannot start new ones. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.killAll();
+  }
+
+  /** SIGKILLs the daemon holding the lease (waiting up to `timeoutMs` for the lease to name one); the standby is left to take over. */
+  async killWriter(timeoutMs = 20_000): Promise<void> {
+    const writer = await waitFor('a daemon to hold the writer lease', () => this.writer(), { timeoutMs, intervalMs: 50 });
+    await this.kill(writer);
+  }
+
+  /** SIGKILLs every daemon. */
+  async killAll(): Promise<void> {
+    await Promise.all([...this.live].map((daemon) => this.kill(daemon)));
+  }
+
+  private async writer(): Promise<DaemonProcess | undefined> {
+    const holder = await this.redis.get(this.leaseKey).catch(() => null);
+    if (holder === null) return undefined;
+    return [...this.live].find((daemon) => holder.split(':')[1] === String(daemon.child.pid));
+  }
+
+  private startOne(): void {
+    const daemon = DaemonProcess.start(this.configFile);
+    this.live.add(daemon);
+    void daemon.waitForExit().then((code) => {
+      if (!this.live.delete(daemon)) return;
+      this.unexpectedExits.push(`daemon ${daemon.child.pid} exited with ${code}: ${daemon.stderrText.slice(-500)}`);
+    });
+  }
+
+  private async kill(daemon: DaemonProcess): Promise<void> {
+    this.live.delete(daemon);
+    await daemon.stop('SIGKILL');
+  }
+}
+
+/** What a fault needs to reach. */
+export interface FaultTargets {
+  readonly postgres: PrivatePostgres;
+  readonly redis: PrivateRedis;
+  readonly daemons: ChaosDaemons;
+  /** The daemon's NOTIFY channel, for the foreign client's payloads. */
+  readonly channel: string;
+  readonly random: SeededRandom;
+}
+
+/**
+ * Injects one fault and resolves once the fault is over: the server is back,
+ * the killed daemon restarted, the pause elapsed, the payloads sent. From
+ * then on the daemon is expected to recover by itself.
+ */
+export async function injectFault(kind: FaultKind, targets: FaultTargets): Promise<void> {
+  switch (kind) {
+    case 'listenerTerminated':
+      await withForeignClient(targets.postgres.url, (client) => client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tablecache-listener'`));
+      return;
+    case 'postgresRestart':
+      // Immediate: like a crash (every connection cut, WAL recovery at start).
+      await targets.postgres.restart('immediate');
+      return;
+    case 'redisRestart':
+      await targets.redis.restart();
+      return;
+    case 'redisPaused': {
+      const ms = targets.random.int(2_000, 4_000);
+      await targets.redis.pause(ms);
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      return;
+    }
+    case 'daemonKilled':
+      await targets.daemons.killAll();
+      targets.daemons.startMissing();
+      return;
+    case 'standbyTakeover':
+      await targets.daemons.killWriter();
+      return;
+    case 'foreignNotify':
+      await withForeignClient(targets.postgres.url, async (client) => {
+        for (const payload of foreignPayloads(targets.random)) await client.query('SELECT pg_notify($1, $2)', [targets.channel, payload]);
+      });
+      return;
+  }
+}
+
+/** Just under Postgres's NOTIFY limit of 8000 bytes. */
+const NEAR_LIMIT_BYTES = 7_990;
+
+/**
+ * Payloads no trigger sends, from a client that is not the triggers: short
+ * garbage, 7,990 bytes of garbage, JSON of a wrong version, and JSON of the
+ * right shape with thousands of keys (for a table the config does not know,
+ * and as a change of keys that do not exist).
+ */
+export function foreignPayloads(random: SeededRandom): string[] {
+  const garbage = Array.from({ length: NEAR_LIMIT_BYTES }, () => String.fromCharCode(random.int(33, 126))).join('');
+  const head = { v: 1, op: 'U', t: 'app.users', xid: '1', ts: Date.now(), c: ['user_id'] };
+  return [
+    'garbage',
+    '{',
+    '{"v":1}',
+    'null',
+    garbage,
+    JSON.stringify({ ...head, v: 99, k: [[1]] }),
+    fillJson((i) => `"x${i}":${i}`, `{"v":1,"op":"U","t":"app.nowhere","xid":"1","ts":0,"c":["id"],"k":[[1]],`, '}'),
+    fillJson((i) => `[${-1 - i}]`, `${JSON.stringify(head).slice(0, -1)},"k":[`, ']}'),
+  ];
+}
+
+/** `open` + as many `item(i)` as fit under {@link NEAR_LIMIT_BYTES}, comma-separated, + `close`. */
+function fillJson(item: (i: number) => string, open: string, close: string): string {
+  const items: string[] = [];
+  let length = open.length + close.length;
+  for (let i = 0; length + item(i).length + 1 < NEAR_LIMIT_BYTES; i++) {
+    items.push(item(i));
+    length += item(i).length + 1;
+  }
+  return open + items.join(',') + close;
+}
+
+async function withForeignClient<T>(url: string, action: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, application_name: 'tablecache-chaos-foreign' });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await action(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * A reader process of the chaos suite: reads the cached `users` table
+ * through the client (get, getMany, range) as fast as it can until its
+ * stdin closes, then prints one JSON line: reads served, and errors by code
+ * (expected while Redis is down, paused or restarted: they are counted, not
+ * failures).
+ *
+ * `node --import tsx chaosReader.ts <redis url> <key prefix> <max user id> <seed>`
+ */
+import { openReader } from '../../../lib/client/index.ts';
+import { SeededRandom } from '../seededRandom.ts';
+
+const [url, keyPrefix, maxUserId, seed] = process.argv.slice(2);
+const random = new SeededRandom(Number(seed));
+const maxId = Number(maxUserId);
+const counts = { served: 0, errors: {} as Record<string, number> };
+let running = true;
+// The parent may be gone (it crashed or was killed): nobody reads the summary then.
+process.stdout.on('error', () => {});
+process.stdin.resume();
+process.stdin.on('end', () => {
+  running = false;
+});
+
+function countError(error: unknown): void {
+  const code = (error as { code?: unknown }).code;
+  const key = typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown';
+  counts.errors[key] = (counts.errors[key] ?? 0) + 1;
+}
+
+// Opening may fail while Redis restarts: retry until it works or the run ends.
+let reader: Awaited<ReturnType<typeof openReader>> | undefined;
+while (running && reader === undefined) {
+  try {
+    reader = await openReader({ url: url!, table: 'users', keyPrefix: keyPrefix!, timeoutMs: 1_000 });
+  } catch (error) {
+    countError(error);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+while (running && reader) {
+  const id = random.int(1, maxId);
+  try {
+    const kind = random.int(0, 2);
+    if (kind === 0) await reader.get(id);
+    else if (kind === 1) await reader.getMany(Array.from({ length: 10 }, (_, i) => id + i));
+    else await reader.range('primary_key', id, id + 20);
+    counts.served++;
+  } catch (error) {
+    countError(error);
+    // A failing read returns at once (no offline queue); pause so that an outage is not a busy loop.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  // Let the stdin 'end' event through between reads.
+  await new Promise((resolve) => setImmediate(resolve));
+}
+await reader?.close();
+process.stdout.write(`${JSON.stringify(counts)}\n`);
