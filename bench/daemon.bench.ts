@@ -1,7 +1,8 @@
 /**
  * The daemon end to end: commit-to-visible latency of single-row UPDATEs
  * through the reader client at several commit rates, the highest rate it
- * sustains, and a 100,000-row UPDATE. The daemon runs as a child process
+ * sustains, and a 100,000-row UPDATE (reloaded after the trigger's coarse
+ * message, and refreshed by key when every key is notified). The daemon runs as a child process
  * (bench/daemonProcess.ts), as in production; the baseline is the bare NOTIFY
  * round trip (commit to a listener receiving it) at the same rate.
  */
@@ -220,12 +221,7 @@ export async function run(context: BenchContext): Promise<void> {
   const redis = new Redis(context.redisUrl);
   const configs = [0, 10].map((windowMs) => ({ windowMs, ...writeConfig(db.url, context.redisUrl, keyPrefix, windowMs) }));
   try {
-    const client = await pool.connect();
-    try {
-      await installTriggers(client, triggerSpecFromConfig(parseConfig(configs[0]!.raw, { file: configs[0]!.file })));
-    } finally {
-      client.release();
-    }
+    await installBenchTriggers(pool, configs[0]!.raw, {});
     const reader = await openReader<User>({ redis, table: 'users', keyPrefix, timeoutMs: 10_000 });
     const rows: (string | number | null)[][] = [];
     const baselines = new Map<number, number[]>();
@@ -236,7 +232,7 @@ export async function run(context: BenchContext): Promise<void> {
     context.note('baseline: unpaced UPDATEs with the triggers on and no daemon');
     const ceiling = await measureWriteCeiling(pool);
     rows.push(['baseline: no daemon (Postgres with the triggers)', 'max', Math.round(ceiling), null, null, null, null, null, '']);
-    let bulk: { reloadMs: number; readMs: number } | null = null;
+    let bulk: { reloadMs: number; byKeyMs: number; readMs: number } | null = null;
     for (const config of configs) {
       context.note(`daemon with batchWindowMs ${config.windowMs}: loading ${USERS} users`);
       const stop = await startDaemon(config.file);
@@ -247,7 +243,16 @@ export async function run(context: BenchContext): Promise<void> {
           const bounded = result.lastSecondP99 <= Math.max(50, 3 * result.firstSecondP99) ? 'yes' : `no (p99 ${Math.round(result.firstSecondP99)} → ${Math.round(result.lastSecondP99)} ms)`;
           rows.push(latencyRow(`window ${config.windowMs} ms`, rate, result.achievedRate, result.latencies, rate === null ? null : baselines.get(rate)!, bounded));
         }
-        if (config.windowMs === 0) bulk = await measureBulkUpdate(db.url, pool, redis, keyPrefix, reader);
+        if (config.windowMs === 0) {
+          context.note('  a 100,000-row UPDATE, reloaded (the trigger sends one coarse message)');
+          const readMs = await measureFullRead(db.url);
+          const reloadMs = await measureBulkUpdate(pool, redis, keyPrefix, reader, 'reloaded');
+          context.note('  a 100,000-row UPDATE, refreshed by key (maxKeysPerStatement raised so every key travels)');
+          await installBenchTriggers(pool, config.raw, { maxKeysPerStatement: USERS });
+          const byKeyMs = await measureBulkUpdate(pool, redis, keyPrefix, reader, 'by key');
+          await installBenchTriggers(pool, config.raw, {});
+          bulk = { reloadMs, byKeyMs, readMs };
+        }
       } finally {
         await stop();
       }
@@ -260,8 +265,10 @@ export async function run(context: BenchContext): Promise<void> {
     if (bulk !== null) {
       context.printTable(`A ${USERS.toLocaleString('en-US')}-row UPDATE: commit to fully visible (through a barrier)`, ['variant', 'ms', 'rows/s'], [
         ['baseline: reading the whole query once (PostgresAccess)', bulk.readMs, (USERS * 1000) / bulk.readMs],
-        ['tablecache daemon: UPDATE commit to barrier reached', bulk.reloadMs, (USERS * 1000) / bulk.reloadMs],
+        ['tablecache daemon, default triggers (one coarse message, table reloaded): UPDATE commit to barrier reached', bulk.reloadMs, (USERS * 1000) / bulk.reloadMs],
         ['ratio', bulk.reloadMs / bulk.readMs, null],
+        [`tablecache daemon, maxKeysPerStatement ${USERS.toLocaleString('en-US')} (every key notified, refreshed by key in = ANY batches)`, bulk.byKeyMs, (USERS * 1000) / bulk.byKeyMs],
+        ['ratio', bulk.byKeyMs / bulk.readMs, null],
       ]);
     }
     await reader.close();
@@ -293,20 +300,41 @@ async function measureWriteCeiling(pool: pg.Pool): Promise<number> {
   return (done * 1000) / elapsedMs(started);
 }
 
-async function measureBulkUpdate(url: string, pool: pg.Pool, redis: Redis, keyPrefix: string, reader: TableReader<User>): Promise<{ reloadMs: number; readMs: number }> {
+/** The baseline of the bulk UPDATE: reading the whole query once. */
+async function measureFullRead(url: string): Promise<number> {
   const access = new PostgresAccess({ connectionString: url });
-  const readStarted = performance.now();
+  const started = performance.now();
   let rows = 0;
   for await (const _ of access.getRecords(new QueryArgsDbRecordsSpec(JOINED_USERS_QUERY, []))) rows++;
-  const readMs = elapsedMs(readStarted);
+  const readMs = elapsedMs(started);
   await access.close();
   if (rows !== USERS) throw new Error(`expected ${USERS} rows, read ${rows}`);
+  return readMs;
+}
+
+/** Updates every user's name; resolves to the ms from the UPDATE to the daemon reaching a barrier sent after it. */
+async function measureBulkUpdate(pool: pg.Pool, redis: Redis, keyPrefix: string, reader: TableReader<User>, label: string): Promise<number> {
+  const suffix = ` ${label}`;
   const started = performance.now();
-  await pool.query("UPDATE users SET name = name || ' bulk'");
+  await pool.query('UPDATE users SET name = name || $1', [suffix]);
   const id = await sendBarrier(pool, { channel: CHANNEL });
   await waitForBarrier(redis, id, { keyPrefix, timeoutMs: 60_000 });
-  const reloadMs = elapsedMs(started);
-  const last = await reader.get(USERS);
-  if (!String(last?.['user_name']).endsWith(' bulk')) throw new Error(`user ${USERS} is not updated after the barrier: ${JSON.stringify(last)}`);
-  return { reloadMs, readMs };
+  const ms = elapsedMs(started);
+  for (const user of [1, USERS / 2, USERS]) {
+    const record = await reader.get(user);
+    if (!String(record?.['user_name']).endsWith(suffix)) throw new Error(`user ${user} is not updated after the barrier: ${JSON.stringify(record)}`);
+  }
+  return ms;
+}
+
+/** (Re)installs the triggers of the bench's configuration, with `triggers` settings overriding it. */
+async function installBenchTriggers(pool: pg.Pool, raw: object, triggers: object): Promise<void> {
+  const base = raw as { triggers: object };
+  const config = parseConfig({ ...base, triggers: { ...base.triggers, ...triggers } }, { file: 'bench' });
+  const client = await pool.connect();
+  try {
+    await installTriggers(client, triggerSpecFromConfig(config));
+  } finally {
+    client.release();
+  }
 }
