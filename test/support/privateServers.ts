@@ -101,12 +101,21 @@ export class PrivatePostgres {
   private constructor(
     readonly port: number,
     private readonly directory: string,
+    private readonly settings: Readonly<Record<string, string | number>>,
   ) {}
 
-  /** Runs initdb (trust authentication, superuser `postgres`) and starts the server on a free port. */
-  static async start(): Promise<PrivatePostgres> {
+  /**
+   * Runs initdb (trust authentication, superuser `postgres`) and starts the
+   * server on a free port. `settings` are passed as `-c name=value` after the
+   * defaults, so they override them (e.g. `{ wal_level: 'logical', fsync: 'on' }`).
+   */
+  static async start(settings: Readonly<Record<string, string | number>> = {}): Promise<PrivatePostgres> {
+    for (const [name, value] of Object.entries(settings)) {
+      // pg_ctl hands the options to a shell: allow only plain words.
+      if (!/^\w+$/.test(name) || !/^[\w.]+$/.test(String(value))) throw new Error(`Unsupported Postgres setting ${name}=${value}: use a plain name and value.`);
+    }
     const directory = mkdtempSync(path.join(tmpdir(), 'tc-private-pg-'));
-    const server = new PrivatePostgres(await freePort(), directory);
+    const server = new PrivatePostgres(await freePort(), directory, settings);
     try {
       if (process.getuid?.() === 0) {
         const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
@@ -149,7 +158,8 @@ export class PrivatePostgres {
 
   private async startServer(): Promise<void> {
     // fsync off: the data is thrown away, and a crash restart (immediate) still runs WAL recovery.
-    const options = `-p ${this.port} -k ${this.directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`;
+    const overrides = Object.entries(this.settings).map(([name, value]) => ` -c ${name}=${value}`);
+    const options = `-p ${this.port} -k ${this.directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100${overrides.join('')}`;
     await this.asPostgres('pg_ctl', ['-D', this.dataDir, '-l', path.join(this.directory, 'postgres.log'), '-o', options, '-w', '-t', '60', 'start']);
     await waitFor(`private Postgres on port ${this.port}`, async () => {
       const client = new pg.Client({ connectionString: this.url });
