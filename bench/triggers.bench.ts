@@ -22,7 +22,6 @@
  * TABLECACHE_BENCH_ROUNDS rounds (default 8); each round runs every variant
  * back to back, ratios are taken within a round, medians are reported.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +32,7 @@ import pg from 'pg';
 import { installTriggers, installTriggersScript } from '../sql-triggers/installTriggers.ts';
 import { uninstallTriggers } from '../sql-triggers/uninstallTriggers.ts';
 import type { SourceTableSpec } from '../sql-triggers/triggerSpec.ts';
+import { runPgbench } from './pgbench.ts';
 
 /** What the bench runner hands every benchmark. */
 export interface BenchContext {
@@ -181,31 +181,7 @@ async function startConsumer(url: string): Promise<{ stop(): Promise<{ notificat
 }
 
 function pgbench(url: string, script: string, writers: number, seconds: number): Promise<number> {
-  const parsed = new URL(url);
-  const args = [
-    '-n',
-    '-M', 'prepared',
-    '-c', String(writers),
-    '-j', String(Math.min(writers, 2)),
-    '-T', String(seconds),
-    '-f', script,
-    '-h', parsed.hostname,
-    '-p', parsed.port || '5432',
-    '-U', decodeURIComponent(parsed.username) || 'postgres',
-    decodeURIComponent(parsed.pathname.slice(1)),
-  ];
-  const env = { ...process.env, PGPASSWORD: decodeURIComponent(parsed.password) };
-  return new Promise((resolve, reject) => {
-    execFile('pgbench', args, { env, timeout: (seconds + 60) * 1000 }, (error, stdout, stderr) => {
-      if (error) {
-        reject(new Error(`pgbench failed (is it installed? it ships with the Postgres client tools): ${error.message}\n${stderr}`));
-        return;
-      }
-      const match = /tps = ([\d.]+) \(without initial connection time\)/.exec(stdout);
-      if (!match) reject(new Error(`Could not read tps from pgbench output:\n${stdout}`));
-      else resolve(Number(match[1]));
-    });
-  });
+  return runPgbench(url, script, writers, seconds).then((result) => result.tps);
 }
 
 async function bulkUpdateMs(pool: pg.Pool): Promise<number> {
