@@ -24,6 +24,7 @@ import { triggerSpecFromConfig } from '../daemon/config/triggerSpecFromConfig.ts
 import { installTriggers } from '../sql-triggers/installTriggers.ts';
 import type { BenchContext } from './benchContext.ts';
 import { elapsedMs, percentiles } from './benchTable.ts';
+import { deleteKeys } from './redisLoad.bench.ts';
 import { JOINED_USERS_QUERY, seedJoinedUsers } from './seedDatabase.ts';
 
 const USERS = 100_000;
@@ -274,12 +275,7 @@ export async function run(context: BenchContext): Promise<void> {
     await reader.close();
   } finally {
     for (const config of configs) config.remove();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `*${keyPrefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
+    await deleteKeys(redis, `*${keyPrefix}*`);
     redis.disconnect();
     await pool.end();
   }

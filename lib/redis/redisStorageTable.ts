@@ -365,8 +365,6 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    * reader sees, it is finished now.
    */
   private async settleInterruptedMerge(): Promise<void> {
-    // An allocation started ahead (see scratchDiscardRecords) must have landed before anything looks at the session.
-    await this.stagingAllocation?.catch(() => {});
     const staging = this.staging;
     const generation = this.generation;
     if (staging === null || !staging.merging || generation === null) return;
