@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { abortableDelay } from '../lib/core/abortableDelay.ts';
+import { TablecacheError } from '../lib/core/errors.ts';
 import type { Logger } from '../lib/core/logger.ts';
 import { ConnectionFailedError } from '../lib/postgres/errors.ts';
 import { checkConfigAgainstDatabase } from './config/checkConfigAgainstDatabase.ts';
@@ -95,8 +96,8 @@ async function checkOnce(url: string, config: TablecacheConfig | null): Promise<
     if (config !== null) await checkConfigAgainstDatabase(client, config);
     return undefined;
   } catch (error) {
-    // A server error is the check's verdict; anything else (the connection broke) is retried.
-    if (error instanceof pg.DatabaseError || (error instanceof Error && 'code' in error && String(error.code).startsWith('TC_'))) throw error;
+    // The check's verdict (ConfigError, ConfigQueryError) ends the start; anything else (the connection broke, the server restarted) is retried.
+    if (error instanceof TablecacheError) throw error;
     return error;
   } finally {
     await client.end().catch(() => undefined);

@@ -106,7 +106,8 @@ async function describeQuery(client: pg.ClientBase, sql: string, args: unknown[]
     const result = await client.query(`SELECT * FROM (${sql}\n) AS checked LIMIT 0`, args);
     return { fields: result.fields.map((field) => field.name) };
   } catch (error) {
-    if (!(error instanceof pg.DatabaseError)) throw error;
+    // The connection broke or the server shuts down (08xxx, 57P0x, 53xxx): that says nothing about the query.
+    if (!(error instanceof pg.DatabaseError) || /^(08|57P|53)/.test(error.code ?? '')) throw error;
     return { error: `${error.message} (SQLSTATE ${error.code ?? 'unknown'})`, missingName: MISSING_NAME_STATES.has(error.code ?? '') };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
