@@ -1,6 +1,23 @@
+import { createRequire } from 'node:module';
 import { CommanderError } from 'commander';
-import pg from 'pg';
+import type pg from 'pg';
 import { TablecacheError } from '../lib/core/errors.ts';
+
+/**
+ * Whether `error` is a statement Postgres refused. pg is required here, not
+ * imported at the top, so that `tablecache --help` does not load it: an error
+ * from pg means pg is loaded already (this is a cache hit), and without pg
+ * installed (an optional peer dependency) there is no such error.
+ */
+function isDatabaseError(error: unknown): error is pg.DatabaseError {
+  let DatabaseError: typeof pg.DatabaseError;
+  try {
+    DatabaseError = (createRequire(import.meta.url)('pg') as typeof pg).DatabaseError;
+  } catch {
+    return false;
+  }
+  return error instanceof DatabaseError;
+}
 
 /** The CLI's exit codes; the README's table mirrors this. */
 export const EXIT_CODES = {
@@ -39,7 +56,7 @@ export function describeFailure(error: unknown): { readonly exitCode: number; re
     // Every other TablecacheError is raised on purpose with a message for the operator, not a bug.
     return { exitCode: EXIT_CODES.checkFailed, message: error.message };
   }
-  if (error instanceof pg.DatabaseError) {
+  if (isDatabaseError(error)) {
     const hint = error.code === undefined ? undefined : DATABASE_HINTS[error.code];
     return {
       exitCode: EXIT_CODES.database,

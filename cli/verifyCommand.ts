@@ -1,6 +1,5 @@
 import { Option, type Command } from 'commander';
-import { loadConfig } from '../daemon/config/loadConfig.ts';
-import { verifyCache, type TableVerification } from '../daemon/verifyCache.ts';
+import type { TableVerification } from '../daemon/verifyCache.ts';
 import type { CliContext } from './cliContext.ts';
 import { EXIT_CODES } from './exitCodes.ts';
 import { formatTextTable } from './textTable.ts';
@@ -34,6 +33,8 @@ function formatVerification(results: readonly TableVerification[]): string {
 }
 
 async function verify(context: CliContext, options: VerifyCommandOptions): Promise<number> {
+  // Imported here, not at the top: `tablecache --help` should not pay for loading the daemon.
+  const [{ loadConfig }, { verifyCache }] = await Promise.all([import('../daemon/config/loadConfig.ts'), import('../daemon/verifyCache.ts')]);
   const config = await loadConfig(options.config);
   const results = await verifyCache(config, options.table === undefined ? {} : { tables: options.table });
   context.out(options.json ? `${JSON.stringify(results, null, 2)}\n` : formatVerification(results));
