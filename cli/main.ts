@@ -1,12 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { createCliContext, type CliContext } from './cliContext.ts';
 import { describeFailure, EXIT_CODES } from './exitCodes.ts';
 import { addDaemonCommand } from './daemonCommand.ts';
 import { addTriggersCommand } from './triggersCommand.ts';
 import { addVerifyCommand } from './verifyCommand.ts';
-
-const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+import { packageVersion } from './packageVersion.ts';
 
 const EXIT_CODE_HELP = `
 Exit codes:
@@ -22,7 +20,7 @@ Exit codes:
 export function buildProgram(context: CliContext): Command {
   const program = new Command('tablecache')
     .description('Keep a Postgres result set cached in Redis and correct: install change triggers, run the daemon, verify the cache.')
-    .version(packageJson.version, '-V, --version', 'print the version and exit')
+    .version(packageVersion, '-V, --version', 'print the version and exit')
     .configureOutput({ writeOut: (text) => context.out(text), writeErr: (text) => context.err(text) })
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
