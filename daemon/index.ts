@@ -1,5 +1,6 @@
 /**
- * The daemon: LISTENs for the change triggers' notifications, maps each change
+ * tablecache/daemon. `startDaemon` runs the daemon inside your process from a
+ * configuration object. The rest is its parts. The daemon LISTENs for the change triggers' notifications, maps each change
  * to the cached records it affects, and keeps every configured table in Redis
  * (or in process) equal to its query in Postgres; its health endpoint,
  * Prometheus metrics and logging; plus `verifyCache`, the comparison behind
@@ -7,6 +8,7 @@
  *
  * @packageDocumentation
  */
+export { startDaemon, type DaemonListeners, type RunningDaemon, type StartDaemonOptions } from './startDaemon.ts';
 export { TablecacheDaemon, tableIndexes, type DaemonOptions, type DaemonPhase, type DaemonReadiness } from './tablecacheDaemon.ts';
 export type {
   BatchAppliedEvent,
