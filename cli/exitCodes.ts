@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { CommanderError } from 'commander';
 import type pg from 'pg';
 import { TablecacheError } from '../lib/core/errors.ts';
+import { missingPackageAdvice } from './missingPackage.ts';
 
 /**
  * Whether `error` is a statement Postgres refused. pg is required here, not
@@ -30,7 +31,7 @@ export const EXIT_CODES = {
    * timeout, data in Redis it cannot read).
    */
   checkFailed: 1,
-  /** Bad usage or a bad configuration file (including names the database does not know). */
+  /** Bad usage or a bad configuration file (including names the database does not know), or a package the command needs is not installed. */
   usage: 2,
   /** Postgres could not be reached or refused the login. */
   connection: 3,
@@ -63,5 +64,7 @@ export function describeFailure(error: unknown): { readonly exitCode: number; re
       message: `Postgres refused: ${error.message} (SQLSTATE ${error.code ?? 'unknown'})${hint ? `\n${hint}` : ''}`,
     };
   }
+  const advice = missingPackageAdvice(error);
+  if (advice !== undefined) return { exitCode: EXIT_CODES.usage, message: advice };
   return { exitCode: EXIT_CODES.internal, message: `Unexpected error (a bug in tablecache; please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}` };
 }

@@ -11,7 +11,8 @@ Exit codes:
   ${EXIT_CODES.ok}   success (status: every source table current)
   ${EXIT_CODES.checkFailed}   a check failed (status: triggers missing, stale or disabled; verify: the cache differs), or the
       operation was refused for a reason printed (another daemon holds a table, a timeout)
-  ${EXIT_CODES.usage}   bad usage or configuration (including tables or columns the database does not have)
+  ${EXIT_CODES.usage}   bad usage or configuration (including tables or columns the database does not have), or a
+      package the command needs is not installed
   ${EXIT_CODES.connection}   Postgres or Redis could not be reached, or refused the login
   ${EXIT_CODES.database}   Postgres refused a statement or query (privileges, lock timeout, an error in a configured query)
   ${EXIT_CODES.internal}  unexpected error (a bug)`;

@@ -5,18 +5,21 @@ import YAML from 'yaml';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
 import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix, withRedis } from '../../support/redis.ts';
 import { repositoryRoot } from './consumerLockfile.ts';
-import { installPackedProject, runCommand, type PackedProject } from './packedProject.ts';
+import { installPackedProject, packRepository, runCommand, type PackedProject, type PackedTarball } from './packedProject.ts';
 
 // The package as a user installs it: `npm pack` (its prepack runs the build),
 // then the tarball installed into a temporary project with plain Node, no
-// tsx and no TypeScript, and the daemon's optional peer dependencies.
-// One project serves every check; they run in order.
+// tsx and no TypeScript: one project with the daemon's optional peer
+// dependencies serves every check (they run in order), one with none is what a
+// service that only reads gets.
 
 const DAEMON_PEERS = ['pg', 'pg-cursor', 'pg-listen', 'zod', 'prom-client', 'pino', 'commander', 'yaml'];
 const TYPESCRIPT = path.join(repositoryRoot, 'node_modules/typescript/bin/tsc');
 const ESBUILD = path.join(repositoryRoot, 'node_modules/esbuild/lib/main.js');
 
+let tarball: PackedTarball | undefined;
 let project: PackedProject | null = null;
+let readerProject: PackedProject | null = null;
 let skipReason: string | null = null;
 let db: TestDatabase;
 let keyPrefix: string;
@@ -31,14 +34,18 @@ async function runScript(file: string, ...args: string[]): Promise<unknown> {
   return JSON.parse(result.stdout.trim().split('\n').at(-1)!);
 }
 
-function requireProject(skip: (note?: string) => never): PackedProject {
-  if (project === null) skip(`the packed package could not be installed offline: ${skipReason}`);
-  return project;
+function requireProject(skip: (note?: string) => never, which: 'consumer' | 'reader-only' = 'consumer'): PackedProject {
+  const chosen = which === 'consumer' ? project : readerProject;
+  if (chosen === null) skip(`the packed package could not be installed offline: ${skipReason}`);
+  return chosen;
 }
 
 beforeAll(async () => {
-  ({ project, skipReason } = await installPackedProject(DAEMON_PEERS));
+  tarball = await packRepository();
+  ({ project, skipReason } = await installPackedProject(tarball, 'consumer', DAEMON_PEERS));
   if (project === null) return;
+  ({ project: readerProject, skipReason } = await installPackedProject(tarball, 'reader-only', []));
+  if (readerProject === null) return;
   db = await createTestDatabase('package');
   await db.pool.query(`
     CREATE SCHEMA app;
@@ -60,11 +67,11 @@ beforeAll(async () => {
 afterAll(async () => {
   if (keyPrefix) await withRedis((redis) => deleteKeysWithPrefix(redis, keyPrefix));
   await db?.drop();
-  project?.remove();
+  tarball?.remove();
 });
 
 // tsc and npm take tens of seconds on a loaded 2-core machine.
-describe('the packed package, installed into an empty project', { timeout: 180_000 }, () => {
+describe('the packed package, installed into an empty project', { timeout: 300_000 }, () => {
   it('holds the build and no tests, benches or examples; the daemon packages are optional peers, tsx none', ({ skip }) => {
     const { directory } = requireProject(skip);
     const installed = path.join(directory, 'node_modules/tablecache');
@@ -208,5 +215,42 @@ console.log(JSON.stringify(items));
     const result = await runCommand(process.execPath, [bundleFile, testRedisUrl(), keyPrefix], path.dirname(bundleFile), env);
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual([1, 2, 3].map((id) => ({ item_id: id, name: `Item ${id}` })));
+  });
+
+  it('gives a service that only reads ioredis and msgpackr, no pg, and a CLI that says what to install', async ({ skip }) => {
+    const { directory, write } = requireProject(skip, 'reader-only');
+    for (const name of ['ioredis', 'msgpackr']) expect(existsSync(path.join(directory, 'node_modules', name)), name).toBe(true);
+    for (const name of [...DAEMON_PEERS, 'pino-pretty', 'tsx', 'esbuild']) expect(existsSync(path.join(directory, 'node_modules', name)), name).toBe(false);
+    const script = write(
+      'reader.mjs',
+      `import { openReader } from 'tablecache/client';
+const reader = await openReader({ url: process.argv[2], keyPrefix: process.argv[3], table: 'items' });
+console.log(JSON.stringify(await reader.get(5)));
+await reader.close();
+`,
+    );
+    const read = await runCommand(process.execPath, [script, testRedisUrl(), keyPrefix], directory, env);
+    expect(read.code, read.stderr).toBe(0);
+    expect(JSON.parse(read.stdout)).toEqual({ item_id: 5, name: 'Item 5' });
+    const cli = await runCommand(path.join(directory, 'node_modules/.bin/tablecache'), ['--help'], directory, env);
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toContain('npm install pg pg-cursor pg-listen zod prom-client pino commander yaml');
+  });
+
+  it('logs JSON lines, with one warning, when readable logs are asked for and pino-pretty is not installed', async ({ skip }) => {
+    const { write } = requireProject(skip);
+    const script = write(
+      'prettyLogger.mjs',
+      `import { createDaemonLogger } from 'tablecache/daemon';
+const { logger, statusLine } = createDaemonLogger({ level: 'info', pretty: true });
+logger.info({ table: 'items' }, 'table loaded');
+console.log(JSON.stringify({ statusLine }));
+`,
+    );
+    const result = await runCommand(process.execPath, [script], project!.directory, env);
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg?: string; statusLine?: null });
+    expect(lines.map((line) => line.msg)).toEqual([expect.stringContaining('pino-pretty is not installed'), 'table loaded', undefined]);
+    expect(lines.at(-1)).toEqual({ statusLine: null });
   });
 });

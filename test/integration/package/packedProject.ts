@@ -29,26 +29,24 @@ export async function runCommand(file: string, args: readonly string[], cwd: str
 export interface PackedProject {
   /** The project folder (package.json, node_modules, the consumer's files). */
   readonly directory: string;
-  /** The tarball `npm pack` made. */
-  readonly tarball: string;
   /** Writes a file into the project. */
   write(file: string, text: string): string;
-  /** Removes the project and the tarball. */
+  /** Removes the project. */
   remove(): void;
 }
 
 /** Why the project could not be installed without the network, or null when it was. */
 export type OfflineInstall = { readonly project: PackedProject; readonly skipReason: null } | { readonly project: null; readonly skipReason: string };
 
-/**
- * Packs this repository (`npm pack`, whose prepack runs the build) and
- * installs the tarball, with the optional peer dependencies `peers`, into a
- * new project in the temporary folder, without the network: `npm ci
- * --offline` from a lock whose versions `npm ci` of this repository put in
- * the npm cache (see {@link consumerLockfile}). Only when a package is not
- * in that cache does it give up, with `skipReason` saying which.
- */
-export async function installPackedProject(peers: readonly string[]): Promise<OfflineInstall> {
+/** A tarball made by `npm pack` of this repository, in a temporary folder. */
+export interface PackedTarball {
+  readonly file: string;
+  /** Removes the folder with the tarball and every project installed from it. */
+  remove(): void;
+}
+
+/** Packs this repository (`npm pack`, whose prepack runs the build) into a new temporary folder. */
+export async function packRepository(): Promise<PackedTarball> {
   const root = mkdtempSync(path.join(tmpdir(), 'tc-package-'));
   const remove = () => rmSync(root, { recursive: true, force: true });
   const packed = await runCommand('npm', ['pack', '--pack-destination', root, '--json'], repositoryRoot);
@@ -57,9 +55,21 @@ export async function installPackedProject(peers: readonly string[]): Promise<Of
     throw new Error(`npm pack failed (exit ${packed.code}):\n${packed.stderr}\n${packed.stdout}`);
   }
   const [{ filename }] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as [{ filename: string }];
-  const tarball = path.join(root, filename);
-  const directory = path.join(root, 'consumer');
+  return { file: path.join(root, filename), remove };
+}
+
+/**
+ * Installs the packed tarball, with the optional peer dependencies `peers`,
+ * into a new project `name` beside the tarball, without the network: `npm ci
+ * --offline` from a lock whose versions `npm ci` of this repository put in
+ * the npm cache (see {@link consumerLockfile}). Only when a package is not
+ * in that cache does it give up, with `skipReason` saying which.
+ */
+export async function installPackedProject(tarball: PackedTarball, name: string, peers: readonly string[]): Promise<OfflineInstall> {
+  const root = path.dirname(tarball.file);
+  const directory = path.join(root, name);
   mkdirSync(directory);
+  const remove = () => rmSync(directory, { recursive: true, force: true });
   const manifest = JSON.parse(readFileSync(path.join(repositoryRoot, 'package.json'), 'utf8')) as {
     name: string;
     version: string;
@@ -68,7 +78,7 @@ export async function installPackedProject(peers: readonly string[]): Promise<Of
     peerDependenciesMeta: Record<string, { optional?: boolean }>;
     bin: Record<string, string>;
   };
-  const lock = consumerLockfile(path.join(repositoryRoot, 'package-lock.json'), { ...manifest, tarball: path.relative(directory, tarball) }, peers);
+  const lock = consumerLockfile(path.join(repositoryRoot, 'package-lock.json'), { ...manifest, tarball: path.relative(directory, tarball.file) }, peers);
   writeFileSync(path.join(directory, 'package.json'), JSON.stringify(consumerPackageJson(lock), null, 2));
   writeFileSync(path.join(directory, 'package-lock.json'), JSON.stringify(lock, null, 2));
   const installed = await runCommand('npm', ['ci', '--offline', '--omit=dev', '--no-audit', '--no-fund'], directory);
@@ -83,7 +93,6 @@ export async function installPackedProject(peers: readonly string[]): Promise<Of
     skipReason: null,
     project: {
       directory,
-      tarball,
       write(file, text) {
         const target = path.join(directory, file);
         mkdirSync(path.dirname(target), { recursive: true });
