@@ -70,6 +70,7 @@ describe('startDaemon (tablecache/daemon)', () => {
     expect(daemon.config.tables.map((table) => table.name)).toEqual(['users']);
 
     await waitFor('the embedded daemon to be ready', () => daemon.readiness().ready, { timeoutMs: 30_000 });
+    await waitFor('the loaded event, heard by the listener given to startDaemon', () => loaded.length > 0);
     expect(loaded.map((event) => event.table)).toEqual(['users']);
     expect(await reader.get(3)).toMatchObject({ user_id: 3, user_name: 'User 3' });
 
