@@ -31,6 +31,7 @@ describe('tablecache/client', () => {
       'lib/redis/luaScript.ts',
       'lib/redis/recordCodec.ts',
       'lib/redis/redisErrors.ts',
+      'lib/redis/scripts/luaSources.ts',
       'lib/redis/scripts/readerScripts.ts',
     ]);
     expect(modules.filter((file) => file.startsWith('lib/core/'))).not.toContain('lib/core/cachedTable.ts');
