@@ -1,5 +1,5 @@
 import { barrierPayloadSchema, type BarrierPayload } from '../lib/postgres/barrier.ts';
-import { parseChangePayload, PAYLOAD_VERSION, type ChangePayload } from '../sql-triggers/payload.ts';
+import { parseChangePayload, payloadShapeProblem, PAYLOAD_VERSION, type ChangePayload } from '../sql-triggers/payload.ts';
 
 /** How much of a bad payload a log line or event carries. */
 export const PAYLOAD_EXCERPT_LENGTH = 200;
@@ -18,15 +18,30 @@ export function payloadExcerpt(text: string): string {
 }
 
 /**
- * Classifies the raw text of a notification. Never throws: anyone may NOTIFY
- * on the channel (by hand, a foreign application), and a bad payload must cost
- * a log line and a counter, never the daemon (invariant 6).
+ * Classifies the raw text of a notification. Never throws, and costs at most
+ * one linear scan, one `JSON.parse` and one validation of a bounded payload:
+ * anyone may NOTIFY on the channel (by hand, a foreign application, a hostile
+ * role with nothing but CONNECT), and a bad payload must cost a log line and
+ * a counter, never the daemon (invariant 6). Text larger than a trigger ever
+ * sends (`MAX_PAYLOAD_BYTES`) or nested deeper than
+ * `MAX_PAYLOAD_DEPTH` is malformed without being parsed.
  *
  * A JSON object whose `v` is not a version this daemon knows is not
  * malformed: it comes from newer (or older) triggers, whose changes this
  * daemon cannot read, so the tables it names are reloaded instead.
  */
 export function classifyNotification(text: string): Notification {
+  try {
+    return classify(text);
+  } catch (error) {
+    // Not expected after the shape check; kept so that no input, ever, escapes as an exception.
+    return { kind: 'malformed', error: `could not be read (${String((error as Error)?.message ?? error).slice(0, PAYLOAD_EXCERPT_LENGTH)})`, excerpt: payloadExcerpt(text) };
+  }
+}
+
+function classify(text: string): Notification {
+  const shapeProblem = payloadShapeProblem(text);
+  if (shapeProblem !== null) return { kind: 'malformed', error: shapeProblem, excerpt: payloadExcerpt(text) };
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -41,10 +56,12 @@ export function classifyNotification(text: string): Notification {
     const barrier = barrierPayloadSchema.safeParse(json);
     if (barrier.success) return { kind: 'barrier', payload: barrier.data as BarrierPayload };
   }
-  if ('v' in object && object['v'] !== PAYLOAD_VERSION) {
-    return { kind: 'unknownVersion', version: object['v'], table: typeof object['t'] === 'string' ? object['t'] : null };
+  if (Object.hasOwn(object, 'v') && object['v'] !== PAYLOAD_VERSION) {
+    const version = typeof object['v'] === 'string' ? payloadExcerpt(object['v']) : object['v'];
+    const table = typeof object['t'] === 'string' && object['t'].length <= PAYLOAD_EXCERPT_LENGTH ? object['t'] : null;
+    return { kind: 'unknownVersion', version, table };
   }
-  const parsed = parseChangePayload(text);
+  const parsed = parseChangePayload(text, json);
   if (parsed.ok) return { kind: 'change', payload: parsed.payload };
   return { kind: 'malformed', error: parsed.error.slice(0, PAYLOAD_EXCERPT_LENGTH), excerpt: payloadExcerpt(text) };
 }
