@@ -8,7 +8,8 @@ import type { ChangeMapper } from './changeMapper.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import type { TableChanges } from './changeBatch.ts';
-import { classifyNotification } from './notificationText.ts';
+import { classifyNotification, payloadExcerpt } from './notificationText.ts';
+import { ReloadThrottle } from './reloadThrottle.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
 
 /** What the pipeline needs of a cached table ({@link TableSync} in the daemon). */
@@ -40,6 +41,19 @@ export interface ChangePipelineOptions {
   readonly maxBatchKeys: number;
   /** Queued keys beyond which the queue is replaced by one reload of every table (default 50 × `maxBatchKeys`). */
   readonly maxQueuedKeys?: number;
+  /**
+   * Least time between two reloads of one table that notifications ask for
+   * (coarse, truncate, unknown version, unmappable keys, key flood); more
+   * requests within it are coalesced into one reload at its end (default 0:
+   * no limit). See {@link ReloadThrottle}.
+   */
+  readonly minReloadIntervalMs?: number;
+  /**
+   * Distinct keys queued for one table beyond which they are dropped and the
+   * table is reloaded instead (kind `key_flood`), bounding memory under a
+   * flood of key payloads (default 5 × `maxBatchKeys`).
+   */
+  readonly maxQueuedKeysPerTable?: number;
   /** How often Redis is checked for lost data (default 1,000 ms). */
   readonly storageCheckIntervalMs?: number;
   /** Where events go. */
@@ -79,11 +93,40 @@ export class ChangePipeline {
   private readonly storageCheckIntervalMs: number;
   /** Per queued batch, the trigger time of its oldest change. */
   private readonly oldestChangeAt = new WeakMap<ChangeBatch, number>();
+  private readonly maxQueuedKeysPerTable: number;
+  private readonly throttle: ReloadThrottle;
+  /** Sends a notification's reload requests through the throttle. */
+  private readonly throttledReload = (table: string, reason: string, kind: ReloadKind): void => this.requestThrottledReload(table, reason, kind);
 
   constructor(private readonly options: ChangePipelineOptions) {
     this.tables = new Map(options.tables.map((table) => [table.name, table]));
     this.maxQueuedKeys = options.maxQueuedKeys ?? 50 * options.maxBatchKeys;
+    this.maxQueuedKeysPerTable = options.maxQueuedKeysPerTable ?? 5 * options.maxBatchKeys;
     this.storageCheckIntervalMs = options.storageCheckIntervalMs ?? 1_000;
+    this.throttle = new ReloadThrottle({
+      minIntervalMs: options.minReloadIntervalMs ?? 0,
+      onDue: (table, reload, barriers) => {
+        const batch = this.gathering();
+        const changes = batch.table(table);
+        for (const reason of reload.reasons) changes.requestReload(reason, [...reload.kinds][0]!);
+        for (const kind of reload.kinds) changes.reloadKinds.add(kind);
+        batch.barriers.push(...barriers);
+        this.options.logger.info({ table, reasons: [...reload.reasons] }, 'reloading after the least interval between reloads');
+        this.wake?.();
+      },
+    });
+  }
+
+  /** Distinct keys waiting to be refreshed, per table (queued batches, not the one in flight). */
+  queuedKeys(): Map<string, number> {
+    const queued = new Map<string, number>([...this.tables.keys()].map((name) => [name, 0]));
+    for (const batch of this.batches) for (const [name, changes] of batch.entries()) queued.set(name, (queued.get(name) ?? 0) + changes.keyCount);
+    return queued;
+  }
+
+  /** Whether `table` was loaded once: readers see a complete load of it, even while it is reloaded. */
+  wasLoaded(table: string): boolean {
+    return this.loadedOnce.has(table);
   }
 
   /** Whether every table has been loaded once and none waits for a reload after a failure. */
@@ -102,6 +145,12 @@ export class ChangePipeline {
         for (const kind of changes.reloadKinds) if (!entry.kinds.includes(kind)) entry.kinds.push(kind);
         pending.set(name, entry);
       }
+    }
+    for (const [name, reload] of this.throttle.deferred()) {
+      const entry = pending.get(name) ?? { reasons: [], kinds: [] };
+      for (const reason of reload.reasons) if (!entry.reasons.includes(reason)) entry.reasons.push(`${reason} (deferred: at most one reload per interval)`);
+      for (const kind of reload.kinds) if (!entry.kinds.includes(kind)) entry.kinds.push(kind);
+      pending.set(name, entry);
     }
     return pending;
   }
@@ -122,26 +171,69 @@ export class ChangePipeline {
         this.options.events.emit('malformedPayload', { excerpt: notification.excerpt, error: notification.error });
         return;
       case 'unknownVersion': {
-        const tables = notification.table === null ? null : this.options.mapper.tablesOf(notification.table);
+        const tables = notification.table === null ? [...this.tables.keys()] : this.options.mapper.tablesOf(notification.table);
         this.options.logger.warn({ version: notification.version, table: notification.table }, 'a payload of an unknown format version; reloading what it may affect');
-        this.requestReload(tables, `a payload of unknown format version ${JSON.stringify(notification.version)}`, 'unknown_payload_version');
+        const reason = `a payload of unknown format version ${payloadExcerpt(JSON.stringify(notification.version) ?? 'undefined')}`;
+        for (const table of tables) this.requestThrottledReload(table, reason, 'unknown_payload_version');
         return;
       }
       case 'barrier':
-        this.gathering().barriers.push(notification.payload.id);
+        if (!this.throttle.holdBarrier(notification.payload.id)) this.gathering().barriers.push(notification.payload.id);
         break;
       case 'change': {
         const batch = this.gathering();
         batch.notifications++;
         batch.changeTimes.push(notification.payload.ts);
-        this.options.mapper.map(notification.payload, batch);
+        this.options.mapper.map(notification.payload, batch, this.throttledReload);
         const oldest = this.oldestChangeAt.get(batch);
         if (oldest === undefined || notification.payload.ts < oldest) this.oldestChangeAt.set(batch, notification.payload.ts);
+        if (notification.payload.op !== 'T' && notification.payload.op !== 'X') this.boundQueuedKeys(this.options.mapper.tablesOf(notification.payload.t));
         break;
       }
     }
     this.collapseIfBehind();
     this.wake?.();
+  }
+
+  /**
+   * A reload a notification asks for: queued now, unless the table was
+   * reloaded less than `minReloadIntervalMs` ago; then it is deferred to the
+   * end of the interval (never dropped), joined by every request meanwhile.
+   */
+  private requestThrottledReload(table: string, reason: string, kind: ReloadKind): void {
+    if (!this.tables.has(table)) return;
+    if (!this.throttle.admit(table, reason, kind)) return;
+    this.gathering().table(table).requestReload(reason, kind);
+    this.wake?.();
+  }
+
+  /**
+   * Bounds the memory a flood of key payloads can take: past
+   * `maxQueuedKeysPerTable` distinct keys queued for a table, they are
+   * dropped and the table is reloaded instead (throttled like any reload a
+   * notification asks for; a deferred reload covers the keys dropped
+   * meanwhile, since it starts after they arrived).
+   */
+  private boundQueuedKeys(tables: readonly string[]): void {
+    for (const name of tables) {
+      let queued = 0;
+      for (const batch of this.batches) for (const [table, changes] of batch.entries()) if (table === name) queued += changes.keyCount;
+      if (queued <= this.maxQueuedKeysPerTable) continue;
+      for (const batch of this.batches) {
+        let held = 0;
+        for (const [table, changes] of batch.entries()) {
+          if (table === name) {
+            changes.keysByIndex.clear();
+            changes.resolveKeys.clear();
+          }
+          held += changes.keyCount;
+        }
+        // What the batch holds now: the global bound (maxQueuedKeys) and the batch size count what is held, not what was dropped.
+        batch.receivedKeys = Math.min(batch.receivedKeys, held);
+      }
+      this.options.logger.warn({ table: name, queuedKeys: queued, bound: this.maxQueuedKeysPerTable }, 'too many changed keys queued for a table; reloading it instead');
+      this.requestThrottledReload(name, `more than ${this.maxQueuedKeysPerTable} changed keys were queued`, 'key_flood');
+    }
   }
 
   /** Reloads `tables` (every table when `null`) in the next batch; `kind` is the reason's class for metrics. */
@@ -154,6 +246,7 @@ export class ChangePipeline {
   /** Finishes the batch in flight and stops; queued batches are dropped (the next start reloads everything). */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.throttle.close();
     this.wake?.();
     await this.loop;
   }
@@ -216,6 +309,8 @@ export class ChangePipeline {
     for (const [name, changes] of batch.entries()) {
       if (!changes.needsReload && this.tables.get(name)?.isLoaded !== false) continue;
       for (const queued of this.batches) queued.forget(name);
+      // It covers a deferred reload too; barriers that waited only for that one are marked with this batch.
+      batch.barriers.push(...this.throttle.reloadStarted(name));
     }
   }
 

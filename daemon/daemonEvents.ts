@@ -28,6 +28,8 @@ export type ReloadKind =
   | 'lease_lost'
   /** The daemon fell so far behind that its queue was replaced by a reload. */
   | 'fell_behind'
+  /** More changed keys were queued for the table than `daemon.maxQueuedKeysPerTable`: they were replaced by a reload. */
+  | 'key_flood'
   /** A refresh or reload failed (Postgres or Redis down); this is the retry. */
   | 'failure';
 

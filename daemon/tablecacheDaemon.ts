@@ -54,7 +54,7 @@ export interface DaemonOptions {
  * TRUNCATE or a bulk change it follows as usual): until they are done, the
  * data readers see may be behind, so the daemon is not ready.
  */
-const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set(['listen_lost', 'queue_full', 'storage_lost', 'lease_lost', 'fell_behind', 'failure']);
+const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set(['listen_lost', 'queue_full', 'storage_lost', 'lease_lost', 'fell_behind', 'key_flood', 'failure']);
 
 /** Where a daemon is in its life. */
 export type DaemonPhase = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -248,6 +248,8 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       keyPrefix: config.redis.keyPrefix,
       batchWindowMs: config.daemon.batchWindowMs,
       maxBatchKeys: config.daemon.maxBatchKeys,
+      minReloadIntervalMs: config.daemon.minReloadIntervalMs,
+      ...(config.daemon.maxQueuedKeysPerTable === undefined ? {} : { maxQueuedKeysPerTable: config.daemon.maxQueuedKeysPerTable }),
       events: this,
       logger,
       ...(options.storageCheckIntervalMs === undefined ? {} : { storageCheckIntervalMs: options.storageCheckIntervalMs }),
@@ -329,7 +331,11 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   readiness(): DaemonReadiness {
     const reasons: string[] = [];
     const tables: Record<string, { loaded: boolean }> = {};
-    for (const table of this.config.tables) tables[table.name] = { loaded: this.tables.find((sync) => sync.name === table.name)?.isLoaded ?? false };
+    for (const table of this.config.tables) {
+      // A reload keeps the last load published until it is done: readers see a complete table meanwhile.
+      const reloading = (this.pipeline?.wasLoaded(table.name) ?? false) && !this.failedLoads.has(table.name);
+      tables[table.name] = { loaded: (this.tables.find((sync) => sync.name === table.name)?.isLoaded ?? false) || reloading };
+    }
     switch (this.phase) {
       case 'created':
         reasons.push('not started');
@@ -364,6 +370,11 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   /** The names of the cached tables. */
   get tableNames(): string[] {
     return this.config.tables.map((table) => table.name);
+  }
+
+  /** Distinct changed keys queued and not applied yet, per table (0 before the start). */
+  queuedKeys(): Map<string, number> {
+    return this.pipeline?.queuedKeys() ?? new Map(this.tableNames.map((name) => [name, 0]));
   }
 
   /** Records readers see per table; `null` where the storage cannot tell now (not loaded, or not answering). */

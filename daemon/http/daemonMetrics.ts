@@ -7,6 +7,8 @@ import type { DaemonReadiness } from '../tablecacheDaemon.ts';
 export interface MetricsSource extends EventEmitter<DaemonEvents> {
   readiness(): DaemonReadiness;
   recordCounts(): Promise<ReadonlyMap<string, number | null>>;
+  /** Distinct changed keys queued and not applied yet, per table. */
+  queuedKeys?(): ReadonlyMap<string, number>;
 }
 
 /** Options of {@link DaemonMetrics}. */
@@ -78,7 +80,7 @@ export class DaemonMetrics {
     });
     const reloads = new Counter({
       name: 'tablecache_reloads_total',
-      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, fell_behind, failure, unknown_payload_version, unmappable_key). A load with two reasons counts under both.',
+      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, fell_behind, key_flood, failure, unknown_payload_version, unmappable_key). A load with two reasons counts under both.',
       labelNames: ['table', 'reason'],
       registers,
     });
@@ -127,6 +129,19 @@ export class DaemonMetrics {
         for (const [table, count] of await source.recordCounts()) if (count !== null) this.set({ table }, count);
       },
     });
+    if (source.queuedKeys !== undefined) {
+      const queuedKeys = source.queuedKeys.bind(source);
+      new Gauge({
+        name: 'tablecache_queued_keys',
+        help: 'Distinct changed keys waiting to be refreshed, per table (read at scrape time). Bounded by daemon.maxQueuedKeysPerTable: past it they become one reload (reason key_flood).',
+        labelNames: ['table'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [table, count] of queuedKeys()) this.set({ table }, count);
+        },
+      });
+    }
     new Gauge({
       name: 'tablecache_ready',
       help: '1 when every table is loaded and LISTEN is connected (what /readyz says), else 0.',
