@@ -112,6 +112,15 @@ export interface MalformedPayloadEvent {
   readonly error: string;
 }
 
+/** Payload of the `resolveReturnedNull` event. */
+export interface ResolveReturnedNullEvent {
+  readonly table: string;
+  /** The source whose `resolve` query it was (canonical text). */
+  readonly source: string;
+  /** Rows whose primary key was NULL (in some column): skipped. */
+  readonly rows: number;
+}
+
 /** Payload of the `listenerReconnected` event. */
 export interface ListenerReconnectedEvent {
   /** How long LISTEN was down. */
@@ -174,6 +183,8 @@ export interface DaemonEvents {
   notificationReceived: [NotificationReceivedEvent];
   /** A notification on the channel was not a payload the daemon understands; it was skipped. */
   malformedPayload: [MalformedPayloadEvent];
+  /** A `resolve` query returned rows with a NULL primary key; they were skipped (and logged). */
+  resolveReturnedNull: [ResolveReturnedNullEvent];
   /** LISTEN is active again after a connection loss; every table is reloaded. */
   listenerReconnected: [ListenerReconnectedEvent];
   /** A connection the daemon keeps open was lost; it reconnects by itself. */

@@ -84,6 +84,12 @@ export class DaemonMetrics {
       labelNames: ['table', 'reason'],
       registers,
     });
+    const resolveNulls = new Counter({
+      name: 'tablecache_resolve_null_keys_total',
+      help: "Rows a source's resolve query returned with a NULL primary key, per table: they name no record and were skipped (each batch with some is logged).",
+      labelNames: ['table'],
+      registers,
+    });
     const lag = new Histogram({
       name: 'tablecache_invalidation_lag_seconds',
       help: "Per change: from its trigger (the payload's clock_timestamp(), Postgres' clock) to visible to readers. Includes the rest of the writing transaction and any clock skew between the hosts.",
@@ -171,6 +177,7 @@ export class DaemonMetrics {
     };
     this.listen(source, 'loaded', onLoaded);
     this.listen(source, 'reloaded', onLoaded);
+    this.listen(source, 'resolveReturnedNull', ({ table, rows }) => resolveNulls.inc({ table }, rows));
     this.listen(source, 'error', ({ source: from }) => errors.inc({ source: from ?? 'other' }));
     this.listen(source, 'connectionLost', ({ source: from }) => reconnects.inc({ source: from }));
     this.listen(source, 'notificationQueueUsage', ({ usage }) => queueUsage.set(usage));
