@@ -71,6 +71,11 @@ export class ChangeMapper {
     return [...new Set((this.routes.get(sourceTable) ?? []).map((route) => route.table.name))];
   }
 
+  /** Every source table (canonical text) some cached table uses. */
+  sourceTables(): string[] {
+    return [...this.routes.keys()];
+  }
+
   /**
    * Adds the payload's effect to `batch`; the reloads it asks for go to
    * `reload` (default: into `batch`).

@@ -8,7 +8,7 @@ import type { ChangeMapper } from './changeMapper.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import type { TableChanges } from './changeBatch.ts';
-import { classifyNotification, payloadExcerpt } from './notificationText.ts';
+import { classifyNotification, payloadExcerpt, type Notification } from './notificationText.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
 
@@ -163,7 +163,11 @@ export class ChangePipeline {
 
   /** Takes the raw text of one notification. */
   push(text: string): void {
-    const notification = classifyNotification(text);
+    this.pushClassified(classifyNotification(text));
+  }
+
+  /** Takes one notification, classified already (by whoever checked its sender first). */
+  pushClassified(notification: Notification): void {
     this.options.events.emit('notificationReceived', { kind: notification.kind });
     switch (notification.kind) {
       case 'malformed':
@@ -193,6 +197,14 @@ export class ChangePipeline {
     }
     this.collapseIfBehind();
     this.wake?.();
+  }
+
+  /**
+   * Reloads `tables` like a reload a notification asks for (throttled by
+   * `minReloadIntervalMs`): for a change whose sender could not be checked.
+   */
+  requestNotifiedReload(tables: readonly string[], reason: string, kind: ReloadKind): void {
+    for (const table of tables) this.requestThrottledReload(table, reason, kind);
   }
 
   /**

@@ -28,6 +28,8 @@ export type ReloadKind =
   | 'lease_lost'
   /** The daemon fell so far behind that its queue was replaced by a reload. */
   | 'fell_behind'
+  /** A change came from a session that had exited before its role could be checked (`daemon.verifySenders`). */
+  | 'unverified_sender'
   /** More changed keys were queued for the table than `daemon.maxQueuedKeysPerTable`: they were replaced by a reload. */
   | 'key_flood'
   /** A refresh or reload failed (Postgres or Redis down); this is the retry. */
@@ -101,8 +103,11 @@ export interface TableLoadedEvent {
 
 /** Payload of the `notificationReceived` event. */
 export interface NotificationReceivedEvent {
-  /** `change` and `barrier`: understood; `malformed`: skipped; `unknownVersion`: its tables are reloaded. */
-  readonly kind: 'change' | 'barrier' | 'malformed' | 'unknownVersion';
+  /**
+   * `change` and `barrier`: understood; `malformed`: skipped; `unknownVersion`: its tables are reloaded;
+   * `rejected`: sent by a role that may not write the table it names (`daemon.verifySenders`), skipped.
+   */
+  readonly kind: 'change' | 'barrier' | 'malformed' | 'unknownVersion' | 'rejected';
 }
 
 /** Payload of the `malformedPayload` event. */

@@ -27,6 +27,7 @@ const NOTIFICATION_KINDS: Record<NotificationReceivedEvent['kind'], string> = {
   barrier: 'barrier',
   malformed: 'malformed',
   unknownVersion: 'unknown_version',
+  rejected: 'rejected',
 };
 
 /**
@@ -54,7 +55,7 @@ export class DaemonMetrics {
     const registers = [this.registry];
     const notifications = new Counter({
       name: 'tablecache_notifications_received_total',
-      help: 'Notifications received on the trigger channel, by kind: change, barrier, malformed (skipped), unknown_version (its tables reloaded).',
+      help: 'Notifications received on the trigger channel, by kind: change, barrier, malformed (skipped), unknown_version (its tables reloaded), rejected (a sender that may not write the table, skipped; daemon.verifySenders).',
       labelNames: ['kind'],
       registers,
     });
@@ -80,7 +81,7 @@ export class DaemonMetrics {
     });
     const reloads = new Counter({
       name: 'tablecache_reloads_total',
-      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, fell_behind, key_flood, failure, unknown_payload_version, unmappable_key). A load with two reasons counts under both.',
+      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, fell_behind, key_flood, failure, unknown_payload_version, unmappable_key, unverified_sender). A load with two reasons counts under both.',
       labelNames: ['table', 'reason'],
       registers,
     });
