@@ -9,6 +9,7 @@ import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.
 import { errorSource } from './errorSource.ts';
 import type { TableChanges } from './changeBatch.ts';
 import { classifyNotification, payloadExcerpt, type Notification } from './notificationText.ts';
+import { dropQueuedKeys, queuedKeysOf, queuedKeysPerTable } from './queuedKeys.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
 
@@ -119,9 +120,7 @@ export class ChangePipeline {
 
   /** Distinct keys waiting to be refreshed, per table (queued batches, not the one in flight). */
   queuedKeys(): Map<string, number> {
-    const queued = new Map<string, number>([...this.tables.keys()].map((name) => [name, 0]));
-    for (const batch of this.batches) for (const [name, changes] of batch.entries()) queued.set(name, (queued.get(name) ?? 0) + changes.keyCount);
-    return queued;
+    return queuedKeysPerTable(this.batches, this.tables.keys());
   }
 
   /** Whether `table` was loaded once: readers see a complete load of it, even while it is reloaded. */
@@ -228,21 +227,9 @@ export class ChangePipeline {
    */
   private boundQueuedKeys(tables: readonly string[]): void {
     for (const name of tables) {
-      let queued = 0;
-      for (const batch of this.batches) for (const [table, changes] of batch.entries()) if (table === name) queued += changes.keyCount;
+      const queued = queuedKeysOf(this.batches, name);
       if (queued <= this.maxQueuedKeysPerTable) continue;
-      for (const batch of this.batches) {
-        let held = 0;
-        for (const [table, changes] of batch.entries()) {
-          if (table === name) {
-            changes.keysByIndex.clear();
-            changes.resolveKeys.clear();
-          }
-          held += changes.keyCount;
-        }
-        // What the batch holds now: the global bound (maxQueuedKeys) and the batch size count what is held, not what was dropped.
-        batch.receivedKeys = Math.min(batch.receivedKeys, held);
-      }
+      dropQueuedKeys(this.batches, name);
       this.options.logger.warn({ table: name, queuedKeys: queued, bound: this.maxQueuedKeysPerTable }, 'too many changed keys queued for a table; reloading it instead');
       this.requestThrottledReload(name, `more than ${this.maxQueuedKeysPerTable} changed keys were queued`, 'key_flood');
     }

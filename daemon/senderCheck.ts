@@ -176,3 +176,33 @@ export class SenderGate {
     this.draining = false;
   }
 }
+
+/** Options of {@link createSenderGate}. */
+export interface DaemonSenderGateOptions extends Omit<SenderGateOptions, 'check' | 'onRejected'> {
+  readonly pool: SenderCheckOptions['pool'];
+  /** Called for each rejected notification (the daemon counts it). */
+  readonly onRejected: () => void;
+}
+
+/**
+ * The daemon's {@link SenderGate} (`daemon.verifySenders`): rejected
+ * notifications are counted each, and logged at most once a second (a
+ * forger's flood must not flood the log), with how many since the last line.
+ */
+export function createSenderGate(options: DaemonSenderGateOptions): SenderGate {
+  let lastLogged = -Infinity;
+  let unlogged = 0;
+  return new SenderGate({
+    ...options,
+    check: new SenderCheck({ pool: options.pool }),
+    onRejected: (processId, notification) => {
+      options.onRejected();
+      unlogged++;
+      if (performance.now() - lastLogged < 1_000) return;
+      const table = notification.kind === 'change' ? notification.payload.t : notification.kind === 'unknownVersion' ? notification.table : null;
+      options.logger.warn({ processId, table, rejected: unlogged }, 'rejected notifications from a session whose role may not write the table they name');
+      lastLogged = performance.now();
+      unlogged = 0;
+    },
+  });
+}

@@ -15,7 +15,7 @@ import { errorSource } from './errorSource.ts';
 import { NotificationQueueWatch } from './notificationQueueWatch.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
-import { SenderCheck, SenderGate } from './senderCheck.ts';
+import { createSenderGate } from './senderCheck.ts';
 import { TableSync } from './tableSync.ts';
 import { abortableDelay } from '../lib/core/abortableDelay.ts';
 
@@ -269,7 +269,9 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       signal,
     );
     this.listener = listener;
-    const gate = config.daemon.verifySenders ? this.senderGate(db, mapper, pipeline) : null;
+    const gate = config.daemon.verifySenders
+      ? createSenderGate({ pool: db.pool, mapper, pipeline, tables: this.tableNames, logger, onRejected: () => this.emit('notificationReceived', { kind: 'rejected' }) })
+      : null;
     listener.on('notification', (text, processId) => (gate === null ? pipeline.push(text) : gate.push(text, processId)));
     listener.on('reconnecting', (attempt) => {
       if (attempt <= 1 || !this.down.has('postgres')) this.emit('connectionLost', { source: 'postgres', attempt });
@@ -291,28 +293,6 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     });
     this.queueWatch.start();
     logger.info({ tables: this.tableNames, channel: config.triggers.channel, storage: this.storage.description }, 'daemon started');
-  }
-
-  /** The check of each change notification's sender (`daemon.verifySenders`); rejections are counted and logged at most once a second. */
-  private senderGate(db: PostgresAccess, mapper: ChangeMapper, pipeline: ChangePipeline): SenderGate {
-    let lastLogged = -Infinity;
-    let unlogged = 0;
-    return new SenderGate({
-      check: new SenderCheck({ pool: db.pool }),
-      mapper,
-      pipeline,
-      tables: this.tableNames,
-      logger: this.logger,
-      onRejected: (processId, notification) => {
-        this.emit('notificationReceived', { kind: 'rejected' });
-        unlogged++;
-        if (performance.now() - lastLogged < 1_000) return;
-        const table = notification.kind === 'change' ? notification.payload.t : notification.kind === 'unknownVersion' ? notification.table : null;
-        this.logger.warn({ processId, table, rejected: unlogged }, 'rejected notifications from a session whose role may not write the table they name');
-        lastLogged = performance.now();
-        unlogged = 0;
-      },
-    });
   }
 
   /**
