@@ -107,33 +107,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe('a hostile payload on the channel', () => {
-  it('of 1,500 nested arrays (3 KB) crashes neither the daemon nor a standby: counted as malformed, logged, and a real change still arrives', async () => {
-    const standby = DaemonProcess.start(configFile);
-    daemons.push(standby);
-    const standbyUrl = await healthUrl(standby);
-    await waitFor('the standby to wait for the lease', async () => /waiting for the writer lease/.test((await get(`${standbyUrl}/readyz`)).body.reasons[0] ?? ''));
-    const before = (await metrics()).get('tablecache_notifications_received_total{kind="malformed"}')!;
-
-    const nested = `${'['.repeat(1500)}${']'.repeat(1500)}`;
-    await notify(nested);
-    await notify(`{"v":1,"t":"${SCHEMA}.users","op":"U","xid":"1","ts":1,"c":["user_id"],"k":[${nested}]}`);
-    await barrier();
-
-    expect(daemon.child.exitCode).toBeNull();
-    expect(standby.child.exitCode).toBeNull();
-    expect((await get(`${standbyUrl}/healthz`)).status).toBe(200);
-    expect((await metrics()).get('tablecache_notifications_received_total{kind="malformed"}')).toBe(before + 2);
-    const logged = daemon.logged('skipped a malformed notification payload').slice(-2);
-    expect(logged.map((line) => line['problem'])).toEqual([expect.stringMatching(/nested deeper than/), expect.stringMatching(/nested deeper than/)]);
-    expect(String(logged[0]!['payload']).length).toBeLessThanOrEqual(201);
-
-    await db.pool.query(`UPDATE ${SCHEMA}.users SET name = 'After the crash payload' WHERE user_id = 3`);
-    await waitFor('user 3 renamed in Redis', async () => (await reader.get(3))?.['user_name'] === 'After the crash payload');
-    await standby.stop('SIGKILL');
-  });
-});
-
 describe('forged coarse payloads, 50 a second', () => {
   it('cause at most one reload per interval, leave /readyz ready, and real changes still appear', async () => {
     const reloadsBefore = daemon.logged('table reloaded').length;
@@ -218,5 +191,41 @@ describe('a resolve query returning NULL', () => {
       source: `${SCHEMA}.cities`,
       nullRows: 1,
     });
+  });
+});
+
+describe('a hostile payload on the channel', () => {
+  it('of 1,500 nested arrays (3 KB) crashes neither the daemon nor its standby (before and after it takes over): counted as malformed, logged, and real changes still arrive', async () => {
+    const standby = DaemonProcess.start(configFile);
+    daemons.push(standby);
+    const standbyUrl = await healthUrl(standby);
+    await waitFor('the standby to wait for the lease', async () => /waiting for the writer lease/.test((await get(`${standbyUrl}/readyz`)).body.reasons[0] ?? ''));
+    const before = (await metrics()).get('tablecache_notifications_received_total{kind="malformed"}')!;
+
+    const nested = `${'['.repeat(1500)}${']'.repeat(1500)}`;
+    await notify(nested);
+    await notify(`{"v":1,"t":"${SCHEMA}.users","op":"U","xid":"1","ts":1,"c":["user_id"],"k":[${nested}]}`);
+    await barrier();
+
+    expect(daemon.child.exitCode).toBeNull();
+    expect(standby.child.exitCode).toBeNull();
+    expect((await get(`${standbyUrl}/healthz`)).status).toBe(200);
+    expect((await metrics()).get('tablecache_notifications_received_total{kind="malformed"}')).toBe(before + 2);
+    const logged = daemon.logged('skipped a malformed notification payload').slice(-2);
+    expect(logged.map((line) => line['problem'])).toEqual([expect.stringMatching(/nested deeper than/), expect.stringMatching(/nested deeper than/)]);
+    expect(String(logged[0]!['payload']).length).toBeLessThanOrEqual(201);
+
+    await db.pool.query(`UPDATE ${SCHEMA}.users SET name = 'After the crash payload' WHERE user_id = 3`);
+    await waitFor('user 3 renamed in Redis', async () => (await reader.get(3))?.['user_name'] === 'After the crash payload');
+
+    // The standby, once it writes (and LISTENs), survives the same payload.
+    await daemon.stop('SIGKILL');
+    await waitFor('the standby to take over', async () => (await get(`${standbyUrl}/readyz`)).status === 200, { timeoutMs: 20_000, intervalMs: 50 });
+    await notify(nested);
+    await barrier();
+    expect(standby.child.exitCode).toBeNull();
+    expect(parseMetrics((await get(`${standbyUrl}/metrics`)).text).get('tablecache_notifications_received_total{kind="malformed"}')).toBe(1);
+    await db.pool.query(`UPDATE ${SCHEMA}.users SET name = 'After the takeover' WHERE user_id = 3`);
+    await waitFor('user 3 renamed again in Redis', async () => (await reader.get(3))?.['user_name'] === 'After the takeover');
   });
 });
