@@ -172,6 +172,9 @@ export class ChangePipeline {
       case 'malformed':
         this.options.logger.warn({ payload: notification.excerpt, problem: notification.error }, 'skipped a malformed notification payload');
         this.options.events.emit('malformedPayload', { excerpt: notification.excerpt, error: notification.error });
+        for (const table of notification.table === undefined ? [] : this.options.mapper.tablesOf(notification.table)) {
+          this.requestThrottledReload(table, `a payload of ${notification.table} too deeply nested to read`, 'unmappable_key');
+        }
         return;
       case 'unknownVersion': {
         const tables = notification.table === null ? [...this.tables.keys()] : this.options.mapper.tablesOf(notification.table);

@@ -10,7 +10,13 @@ export type Notification =
   | { readonly kind: 'barrier'; readonly payload: BarrierPayload }
   /** A payload of another format version: its table (`null` when it names none) must be reloaded. */
   | { readonly kind: 'unknownVersion'; readonly version: unknown; readonly table: string | null }
-  | { readonly kind: 'malformed'; readonly error: string; readonly excerpt: string };
+  /**
+   * Not a payload this daemon can read. `table`, when set, is the source table
+   * a payload of the current version names although it is nested too deep to
+   * validate (a deeply nested json key value could do that): its tables are
+   * reloaded, so that a real change is never lost to the depth cap.
+   */
+  | { readonly kind: 'malformed'; readonly error: string; readonly excerpt: string; readonly table?: string };
 
 /** The start of a payload, cut so that a huge or hostile payload cannot flood a log. */
 export function payloadExcerpt(text: string): string {
@@ -39,9 +45,30 @@ export function classifyNotification(text: string): Notification {
   }
 }
 
+/**
+ * The table a too-deeply nested payload of the current version names, or
+ * `null`. `JSON.parse` itself is safe at any depth (V8 parses iteratively, and
+ * the text is at most 7,999 bytes); only the recursive validation is not.
+ */
+function tableOfDeepPayload(text: string): string | null {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return null;
+  const object = json as Record<string, unknown>;
+  const table = object['t'];
+  return Object.hasOwn(object, 'v') && object['v'] === PAYLOAD_VERSION && typeof table === 'string' && table.length <= PAYLOAD_EXCERPT_LENGTH ? table : null;
+}
+
 function classify(text: string): Notification {
   const shapeProblem = payloadShapeProblem(text);
-  if (shapeProblem !== null) return { kind: 'malformed', error: shapeProblem, excerpt: payloadExcerpt(text) };
+  if (shapeProblem !== null) {
+    const table = shapeProblem.startsWith('nested') ? tableOfDeepPayload(text) : null;
+    return { kind: 'malformed', error: shapeProblem, excerpt: payloadExcerpt(text), ...(table === null ? {} : { table }) };
+  }
   let json: unknown;
   try {
     json = JSON.parse(text);

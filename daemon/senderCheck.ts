@@ -158,6 +158,10 @@ export class SenderGate {
       const cached = this.options.mapper.tablesOf(notification.payload.t);
       return cached.length === 0 ? null : { sources: [notification.payload.t], cached };
     }
+    if (notification.kind === 'malformed' && notification.table !== undefined) {
+      const cached = this.options.mapper.tablesOf(notification.table);
+      return cached.length === 0 ? null : { sources: [notification.table], cached };
+    }
     if (notification.kind === 'unknownVersion') {
       const cached = notification.table === null ? [...this.options.tables] : this.options.mapper.tablesOf(notification.table);
       if (cached.length === 0) return null;
@@ -199,7 +203,7 @@ export function createSenderGate(options: DaemonSenderGateOptions): SenderGate {
       options.onRejected();
       unlogged++;
       if (performance.now() - lastLogged < 1_000) return;
-      const table = notification.kind === 'change' ? notification.payload.t : notification.kind === 'unknownVersion' ? notification.table : null;
+      const table = notification.kind === 'change' ? notification.payload.t : notification.kind === 'unknownVersion' || notification.kind === 'malformed' ? (notification.table ?? null) : null;
       options.logger.warn({ processId, table, rejected: unlogged }, 'rejected notifications from a session whose role may not write the table they name');
       lastLogged = performance.now();
       unlogged = 0;

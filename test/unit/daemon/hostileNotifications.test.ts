@@ -17,6 +17,18 @@ describe('classifyNotification under hostile input', () => {
     }
   });
 
+  it('names the table of a too-deep payload of the current version, so that its tables are reloaded rather than a change lost', () => {
+    const deepKey = `${'['.repeat(40)}1${']'.repeat(40)}`;
+    expect(classifyNotification(`{"v":1,"t":"public.users","op":"U","xid":"1","ts":1,"c":["doc"],"k":[[${deepKey}]]}`)).toMatchObject({
+      kind: 'malformed',
+      table: 'public.users',
+    });
+    // Not for another version, a table name of the wrong type, or no object at all.
+    expect(classifyNotification(`{"v":7,"t":"public.users","k":[${deepKey}]}`)).not.toHaveProperty('table');
+    expect(classifyNotification(`{"v":1,"t":5,"k":[${deepKey}]}`)).not.toHaveProperty('table');
+    expect(classifyNotification(`[${deepKey}]`)).not.toHaveProperty('table');
+  });
+
   it('survives nesting far past any stack: 100,000 levels', () => {
     expect(() => classifyNotification('['.repeat(100_000))).not.toThrow();
     expect(classifyNotification('['.repeat(100_000)).kind).toBe('malformed');

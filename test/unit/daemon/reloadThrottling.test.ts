@@ -146,6 +146,19 @@ describe('ChangePipeline with minReloadIntervalMs', () => {
   });
 });
 
+describe('ChangePipeline and a payload too deeply nested to read', () => {
+  it('reloads the tables of the source it names (a deeply nested json key is legal), and skips one that names none', async () => {
+    const { table, log, pipeline, reloadKinds } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    const deepKey = `${'['.repeat(40)}1${']'.repeat(40)}`;
+    pipeline.push(`[${deepKey}]`);
+    pipeline.push(`{"v":1,"t":"public.users","op":"U","xid":"1","ts":1,"c":["user_id"],"k":[[${deepKey}]]}`);
+    await waitFor('the reload', () => reloadKinds.length === 1);
+    expect(reloadKinds[0]).toEqual(['unmappable_key']);
+    expect(reloads(log)).toBe(2);
+  });
+});
+
 describe('ChangePipeline under a key flood', () => {
   it('never queues more than maxQueuedKeysPerTable keys for a table: past it they become one reload, shown as a catch-up reason', async () => {
     const { table, log, pipeline, reloadKinds } = startPipeline({ maxBatchKeys: 10, maxQueuedKeysPerTable: 30, minReloadIntervalMs: 0 });
