@@ -148,11 +148,39 @@ export class NearCache<R> {
     return this.entries.get(field);
   }
 
-  /** Counts one `get`/`getMany` call by how it was answered. */
-  count(outcome: 'hit' | 'miss' | 'bypass'): void {
-    if (outcome === 'hit') this.hits++;
-    else if (outcome === 'miss') this.misses++;
-    else this.bypasses++;
+  /** A `get` from the cache: the entry, or undefined when the caller must read Redis (counted as a hit, miss or bypass). */
+  answerOne(field: string): NearCacheEntry<R> | undefined {
+    if (!this.usable) {
+      this.bypasses++;
+      return undefined;
+    }
+    const entry = this.entries.get(field);
+    if (entry === undefined) this.misses++;
+    else this.hits++;
+    return entry;
+  }
+
+  /**
+   * A `getMany` from the cache: every record asked for (one snapshot, since
+   * all entries are valid at the stream's step), or null when one is
+   * missing and the caller must read them all from Redis.
+   */
+  answerAll(fields: readonly string[]): (R | undefined)[] | null {
+    if (!this.usable) {
+      this.bypasses++;
+      return null;
+    }
+    const records: (R | undefined)[] = new Array(fields.length);
+    for (let i = 0; i < fields.length; i++) {
+      const entry = this.entries.get(fields[i]!);
+      if (entry === undefined) {
+        this.misses++;
+        return null;
+      }
+      records[i] = entry.record;
+    }
+    this.hits++;
+    return records;
   }
 
   /**

@@ -156,17 +156,9 @@ export class TableReader<R> implements AsyncDisposable {
       return Promise.reject(error);
     }
     const cache = this.nearCache;
-    if (cache !== null) {
-      if (cache.usable) {
-        const entry = cache.lookup(field);
-        if (entry !== undefined && !this.closed) {
-          cache.count('hit');
-          return Promise.resolve(entry.record);
-        }
-        cache.count('miss');
-      } else {
-        cache.count('bypass');
-      }
+    if (cache !== null && !this.closed) {
+      const entry = cache.answerOne(field);
+      if (entry !== undefined) return Promise.resolve(entry.record);
     }
     const epoch = cache?.epoch ?? 0;
     return this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, field], this.readingByKey, (reply) => {
@@ -192,8 +184,8 @@ export class TableReader<R> implements AsyncDisposable {
     if (keys.length === 1) return [await this.get(keys[0]!)];
     const fields = keys.map((key) => primaryKeyField(key));
     const cache = this.nearCache;
-    if (cache !== null) {
-      const cached = this.fromNearCache(cache, fields);
+    if (cache !== null && !this.closed) {
+      const cached = cache.answerAll(fields);
       if (cached !== null) return cached;
     }
     const epoch = cache?.epoch ?? 0;
@@ -203,25 +195,6 @@ export class TableReader<R> implements AsyncDisposable {
     if (cache !== null) {
       cache.fill(epoch, Number(reply[0]), fields, records, values.map((bytes) => bytes?.length ?? 0));
     }
-    return records;
-  }
-
-  /** Every record asked for, from the near-cache (one snapshot: all entries are valid at the stream's step), or null when one is missing. */
-  private fromNearCache(cache: NearCache<R>, fields: readonly string[]): (R | undefined)[] | null {
-    if (!cache.usable) {
-      cache.count('bypass');
-      return null;
-    }
-    const records: (R | undefined)[] = new Array(fields.length);
-    for (let i = 0; i < fields.length; i++) {
-      const entry = cache.lookup(fields[i]!);
-      if (entry === undefined) {
-        cache.count('miss');
-        return null;
-      }
-      records[i] = entry.record;
-    }
-    cache.count('hit');
     return records;
   }
 
