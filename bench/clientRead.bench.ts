@@ -149,7 +149,7 @@ export async function run(context: BenchContext): Promise<void> {
       recordsKey,
       codec,
       writer,
-      sampleRow: async (id: number) => codec.decode((await raw.hgetBuffer(recordsKey, String(id)))!),
+      databaseUrl: database.url,
       random: pseudoRandom(7),
     });
     const rangeStart = (random: () => number) => 1 + Math.floor(random() * (USERS - RANGE));
@@ -158,7 +158,6 @@ export async function run(context: BenchContext): Promise<void> {
       await runNearCacheRows(context, nearCacheSetup());
       client.release();
       raw.disconnect();
-      await writer.close();
       return;
     }
     await raw.call('FUNCTION', 'LOAD', 'REPLACE', FLOOR_LIBRARY);
@@ -314,10 +313,10 @@ export async function run(context: BenchContext): Promise<void> {
       ['concurrent readers', 'get reads/s', `range (${RANGE} records) reads/s`],
       concurrencyRows,
     );
+    // Last: it closes the writer and hands the table to a daemon.
     await runNearCacheRows(context, nearCacheSetup());
     client.release();
     raw.disconnect();
-    await writer.close();
   } finally {
     for (const reader of readers) await reader.close();
     await deleteKeys(redis, `{${prefix}*`);
