@@ -64,6 +64,16 @@ export class ChangeSubscription {
     }
   }
 
+  /**
+   * Empties the cache and establishes the step again (subscribe, read the
+   * step), as after a reconnect: for when the caller could not learn what
+   * the cache must not answer from before (a failed read after a barrier).
+   */
+  resync(): void {
+    if (this.subscriber.status === 'ready') this.sync();
+    else this.cache.deactivate();
+  }
+
   /** Unsubscribes and closes the connection. */
   async close(): Promise<void> {
     this.closed = true;

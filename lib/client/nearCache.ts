@@ -121,6 +121,7 @@ export class NearCache<R> {
   private misses = 0;
   private bypasses = 0;
   private invalidations = 0;
+  private stalenessSamples = 0;
   private readonly staleness = new Float64Array(STALENESS_SAMPLES);
 
   /** @throws {@link InvalidArgumentError} when `maxRecords` or `maxBytes` is not a positive integer. */
@@ -226,7 +227,7 @@ export class NearCache<R> {
     }
     this.promotePending();
     const stalenessMs = Math.max(0, (nowMicros - announcement.atMicros) / 1000);
-    if (Number.isFinite(stalenessMs)) this.staleness[this.invalidations % STALENESS_SAMPLES] = stalenessMs;
+    if (Number.isFinite(stalenessMs)) this.staleness[this.stalenessSamples++ % STALENESS_SAMPLES] = stalenessMs;
     this.invalidations++;
     this.options.onInvalidation?.({ step: announcement.step, keys: announcement.keys === 'all' ? 'all' : announcement.keys.length, stalenessMs });
   }
@@ -254,7 +255,7 @@ export class NearCache<R> {
 
   /** Counters, occupancy and staleness percentiles. */
   stats(): NearCacheStats {
-    const samples = Math.min(this.invalidations, STALENESS_SAMPLES);
+    const samples = Math.min(this.stalenessSamples, STALENESS_SAMPLES);
     let staleness: NearCacheStats['staleness'] = null;
     if (samples > 0) {
       const sorted = this.staleness.slice(0, samples).sort();

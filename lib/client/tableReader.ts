@@ -216,10 +216,19 @@ export class TableReader<R> implements AsyncDisposable {
     await this.subscription.start(this.connection.timeoutMs);
   }
 
-  /** Read-your-writes after a barrier: the near-cache answers nothing until its stream has reached the table's step now. */
+  /**
+   * Read-your-writes after a barrier: the near-cache answers nothing until
+   * its stream has reached the table's step now. When the step cannot be
+   * read (Redis unreachable), the near-cache is emptied and set up again
+   * instead, which is as safe, so the barrier wait does not fail for it.
+   */
   private async raiseNearCacheFloor(): Promise<void> {
-    const step = (await this.info()).step;
-    this.nearCache?.raiseFloor(step);
+    try {
+      const step = (await this.info()).step;
+      this.nearCache?.raiseFloor(step);
+    } catch {
+      this.subscription?.resync();
+    }
   }
 
   /** The records whose score in `indexName` lies in `[ge, lt)`, in ascending score order. */
