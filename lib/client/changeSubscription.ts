@@ -94,13 +94,9 @@ export class ChangeSubscription {
     void (async () => {
       try {
         await this.subscriber.subscribe(this.channel);
-        if (generation !== this.generation) return;
-        const step = await this.currentStep();
-        if (generation !== this.generation || this.closed) return;
-        this.cache.activate(step);
-        this.settleFirstSync();
       } catch (error) {
         if (error instanceof Error && /NOPERM/.test(error.message)) {
+          // Refused: the cache stays bypassed; openReader reports it when this is its first subscription.
           this.settleFirstSync(
             new TablecacheError(
               'TC_STORAGE_FAILED',
@@ -111,15 +107,30 @@ export class ChangeSubscription {
           );
           return;
         }
+        this.retryLater(generation);
+        return;
+      }
+      // openReader waits for the first SUBSCRIBE only; the cache is used once the step below is known.
+      this.settleFirstSync();
+      if (generation !== this.generation || this.closed) return;
+      try {
+        const step = await this.currentStep();
         if (generation !== this.generation || this.closed) return;
-        // The reader's connection may be down while this one is up: try again.
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = null;
-          if (generation === this.generation) this.retrySync();
-        }, RESYNC_RETRY_MS);
-        this.retryTimer.unref();
+        this.cache.activate(step);
+      } catch {
+        // The reader's connection may be down (or the table in an unknown format) while this one is up.
+        this.retryLater(generation);
       }
     })();
+  }
+
+  private retryLater(generation: number): void {
+    if (generation !== this.generation || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (generation === this.generation) this.retrySync();
+    }, RESYNC_RETRY_MS);
+    this.retryTimer.unref();
   }
 
   private retrySync(): void {

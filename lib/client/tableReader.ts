@@ -84,6 +84,14 @@ export async function openReader<R = Record<string, unknown>>(options: ReaderOpt
   const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULT_KEY_PREFIX);
   const connection = await ReaderConnection.open(options, `reading table "${options.table}"`);
   const reader = new TableReader<R>(connection, keys, options.codec ?? (new MessagePackRecordCodec() as unknown as RecordCodec<R>));
+  if (options.nearCache !== undefined) {
+    try {
+      await reader.attachNearCache(new NearCache<R>(options.nearCache));
+    } catch (error) {
+      await reader.close();
+      throw error;
+    }
+  }
   try {
     // One read proves that Redis answers and that this user may run the reader's scripts.
     await reader.info();
@@ -95,14 +103,6 @@ export async function openReader<R = Record<string, unknown>>(options: ReaderOpt
       });
     }
     if (!(error instanceof StorageFormatError)) throw error;
-  }
-  if (options.nearCache !== undefined) {
-    try {
-      await reader.attachNearCache(new NearCache<R>(options.nearCache));
-    } catch (error) {
-      await reader.close();
-      throw error;
-    }
   }
   return reader;
 }
