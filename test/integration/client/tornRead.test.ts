@@ -59,5 +59,5 @@ describe('readers in other processes, while a writer refreshes, adjusts and relo
       expect(result.stamps).toBeGreaterThanOrEqual(3);
     }
     expect(steps).toBeGreaterThanOrEqual(3);
-  });
+  }, 90_000);
 });
