@@ -95,7 +95,7 @@ interface LoadPass {
 }
 
 /** What the pass being measured built, kept reachable here (not in a local the compiler may drop) until its heap is measured. */
-let builtByPass: unknown;
+const heldForMeasurement: { built?: unknown } = {};
 
 /**
  * Times one load from a settled heap, sampling RSS while it runs; then
@@ -109,9 +109,9 @@ async function measureLoad(load: () => Promise<{ rows: number; built: unknown }>
   const ms = elapsedMs(started);
   const { peakBytes } = sampler.stop();
   if (rows !== ROWS) throw new Error(`A load pass stored ${rows} rows; expected ${ROWS}.`);
-  builtByPass = built;
+  heldForMeasurement.built = built;
   const keptHeapBytes = settledHeapBytes() - heapBefore;
-  builtByPass = undefined;
+  heldForMeasurement.built = undefined;
   return { rowsPerSecond: opsPerSecond(rows, ms), peakRssBytes: peakBytes, keptHeapBytes };
 }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The `tablecache` command of the published package (compiled to dist/cli/bin.js).
+import type * as MainModule from './main.ts';
 import { missingPackageAdvice } from './missingPackage.ts';
 
 // Imported, not linked statically, so that a missing optional package (commander,
 // which main.ts needs at once) gets advice instead of a stack trace.
-let main: typeof import('./main.ts').main;
+let main: typeof MainModule.main;
 try {
   ({ main } = await import('./main.ts'));
 } catch (error) {

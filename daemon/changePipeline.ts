@@ -318,13 +318,12 @@ export class ChangePipeline {
 
   private waitForWork(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      const self = this;
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        self.wake = null;
+        this.wake = null;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, timeoutMs);
       this.wake = done;
     });
   }

@@ -365,7 +365,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       case 'stopped':
         reasons.push(this.phase);
         break;
-      case 'running':
+      case 'running': {
         if (this.down.has('postgres')) reasons.push('the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)');
         if (this.down.has('redis')) reasons.push(`the connection to ${this.storage.description} is down; reconnecting`);
         const pending = this.pipeline?.pendingReloads() ?? new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
@@ -381,6 +381,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
           else reasons.push(`table ${name} is not loaded yet`);
         }
         break;
+      }
     }
     return { ready: reasons.length === 0, phase: this.phase, reasons, tables };
   }

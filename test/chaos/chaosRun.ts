@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { waitForBarrier } from '../../lib/client/barrier.ts';
-import { openReader, type TableReader } from '../../lib/client/index.ts';
+import { openReader } from '../../lib/client/index.ts';
 import { sendBarrier } from '../../lib/postgres/barrier.ts';
 import { verifyCache, type TableVerification } from '../../daemon/verifyCache.ts';
 import { createUsers, installConfigTriggers, writeSeedConfig } from '../integration/daemon/daemonHarness.ts';

@@ -25,7 +25,6 @@ const CHANNEL = 'tc_forged_senders_test';
 const FORGER = `tc_forger_${randomBytes(4).toString('hex')}`;
 
 let db: TestDatabase;
-let admin: pg.Client;
 let forger: pg.Client;
 let redis: Redis;
 let reader: TableReader<User>;

@@ -94,7 +94,7 @@ describe('a running daemon, as an operator sees it', () => {
   it('answers an unknown path with 404 listing the endpoints, and a POST with 405', async () => {
     const unknown = await get(`${url}/nope`);
     expect(unknown.status).toBe(404);
-    expect(Object.keys(unknown.body.endpoints)).toEqual(['/healthz', '/readyz', '/metrics']);
+    expect(Object.keys(unknown.body.endpoints ?? {})).toEqual(['/healthz', '/readyz', '/metrics']);
     expect((await fetch(`${url}/readyz`, { method: 'POST' })).status).toBe(405);
   });
 
@@ -148,7 +148,7 @@ describe('a standby daemon', () => {
     const standbyUrl = await healthUrl(standby);
     await waitFor('the standby to say it waits for the lease', async () => {
       const { status, body } = await get(`${standbyUrl}/readyz`);
-      return status === 503 && /waiting for the writer lease of table users, held by .*standby/.test(body.reasons[0]);
+      return status === 503 && /waiting for the writer lease of table users, held by .*standby/.test(body.reasons?.[0] ?? '');
     });
     expect(await get(`${standbyUrl}/healthz`)).toMatchObject({ status: 200 });
 

@@ -21,12 +21,22 @@ export async function healthUrl(daemon: DaemonProcess): Promise<string> {
   return String(daemon.logged('serving health and metrics')[0]!['url']);
 }
 
-/** GET `url`; the status and the body (parsed when JSON). */
-export async function get(url: string): Promise<{ status: number; body: any; text: string }> {
+/** The JSON bodies of the health endpoints, every field optional since each endpoint sends some. */
+export interface EndpointBody {
+  readonly status?: string;
+  readonly ready?: boolean;
+  readonly phase?: string;
+  readonly reasons?: string[];
+  readonly tables?: Record<string, { readonly loaded: boolean }>;
+  readonly endpoints?: Record<string, string>;
+}
+
+/** GET `url`; the status and the body (parsed when JSON, else empty). */
+export async function get(url: string): Promise<{ status: number; body: EndpointBody; text: string }> {
   const response = await fetch(url);
   const text = await response.text();
   const json = (response.headers.get('content-type') ?? '').startsWith('application/json');
-  return { status: response.status, body: json ? JSON.parse(text) : undefined, text };
+  return { status: response.status, body: json ? (JSON.parse(text) as EndpointBody) : {}, text };
 }
 
 /**

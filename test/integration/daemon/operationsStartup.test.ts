@@ -56,7 +56,8 @@ describe('a daemon started while Postgres and Redis are down', () => {
     redisServer = await startPrivateRedis(redisPort);
     await waitFor('/readyz to name Postgres', async () => {
       const { body } = await get(`${url}/readyz`);
-      return body.reasons[0]?.startsWith(`waiting for Postgres at postgres://`) && body.reasons[0].includes(`:${postgresPort}/`);
+      const reason = body.reasons?.[0] ?? '';
+      return reason.startsWith(`waiting for Postgres at postgres://`) && reason.includes(`:${postgresPort}/`);
     });
     await daemon.waitForLog('waiting for Postgres: it does not accept connections yet', 2);
     expect(daemon.child.exitCode).toBeNull();
@@ -70,7 +71,7 @@ describe('a daemon started while Postgres and Redis are down', () => {
     await forwarder.close();
     await waitFor('/readyz to report the LISTEN connection down', async () => {
       const { status, body } = await get(`${url}/readyz`);
-      return status === 503 && body.reasons.some((reason: string) => reason.startsWith('the LISTEN connection to Postgres is down'));
+      return status === 503 && (body.reasons ?? []).some((reason) => reason.startsWith('the LISTEN connection to Postgres is down'));
     });
     forwarder = await startTcpForwarder(postgresPort, target);
     await waitFor('/readyz to answer 200 again', async () => (await get(`${url}/readyz`)).status === 200, { timeoutMs: 20_000, intervalMs: 50 });

@@ -56,7 +56,7 @@ function tellsTheSeedStory(run: () => { lines: string[]; result: DemoResult }): 
 }
 
 describe('examples/demo.ts with Redis', () => {
-  let lines: string[] = [];
+  const lines: string[] = [];
   let result: DemoResult;
 
   beforeAll(async () => {
@@ -89,7 +89,7 @@ describe('examples/demo.ts with Redis', () => {
 });
 
 describe('examples/demo.ts without Redis', () => {
-  let lines: string[] = [];
+  const lines: string[] = [];
   let result: DemoResult;
 
   beforeAll(async () => {

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type * as Esbuild from 'esbuild';
 import YAML from 'yaml';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
 import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix, withRedis } from '../../support/redis.ts';
@@ -201,7 +202,7 @@ console.log(JSON.stringify(items));
 `,
     );
     const bundleFile = path.join(path.dirname(directory), 'bundle/reader.mjs');
-    const { build } = (await import(ESBUILD)) as typeof import('esbuild');
+    const { build } = (await import(ESBUILD)) as typeof Esbuild;
     await build({
       entryPoints: [entry],
       bundle: true,

@@ -33,7 +33,7 @@ describe('CachedTable argument types', () => {
       // @ts-expect-error the primary keys of these indexes are numbers
       table.getRecords('primary_key', 'one');
       // @ts-expect-error allPrimaryKeys must be true
-      table.load('primary_key', { allPrimaryKeys: false });
+      void table.load('primary_key', { allPrimaryKeys: false });
       // @ts-expect-error a spec of other Indexes is not accepted
       table.getRecords(new PrimaryKeyRangeIndexes((user: User) => user.user_id, 'range').createSpec('primary_key', { ge: 0, lt: 1 }));
     };

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { QueryArgsDbRecordsSpec } from '../../../lib/core/dbAccess.ts';
 import { InvalidArgumentError } from '../../../lib/core/errors.ts';
 import { Interval } from '../../../lib/core/interval.ts';
-import { PrimaryKeyIndexes, PrimaryKeySpec } from '../../../lib/core/primaryKeyIndexes.ts';
+import { PrimaryKeyIndexes, type PrimaryKeySpec } from '../../../lib/core/primaryKeyIndexes.ts';
 import { primaryKeyScore } from '../../../lib/core/primaryKeyScore.ts';
 import type { PrimaryKey } from '../../../lib/core/storageTable.ts';
 
