@@ -9,16 +9,19 @@ import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.
 import { errorSource } from './errorSource.ts';
 import type { TableChanges } from './changeBatch.ts';
 import { classifyNotification } from './notificationText.ts';
+import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
+import type { ChangePayload } from '../sql-triggers/payload.ts';
 
 /** What the pipeline needs of a cached table ({@link TableSync} in the daemon). */
 export interface SyncedTable {
   readonly name: string;
   /** Whether a load succeeded and no reload failed since. */
   readonly isLoaded: boolean;
-  /** Loads every record anew; `reasons` are for its log line and events. */
-  reload(reasons: readonly string[]): Promise<{ readonly records: number; readonly ms: number }>;
-  refresh(changes: TableChanges): Promise<TableRefreshCounts>;
+  /** Loads every record anew, reading `snapshot`; `reasons` are for its log line and events. */
+  reload(reasons: readonly string[], snapshot: StepSnapshot): Promise<{ readonly records: number; readonly ms: number }>;
+  /** Refreshes the records `changes` names, reading them (and resolving keys) in `snapshot`. */
+  refresh(changes: TableChanges, snapshot: StepSnapshot): Promise<TableRefreshCounts>;
   /** Whether Redis still holds what the table published. */
   storageIntact(): Promise<boolean>;
 }
@@ -27,6 +30,8 @@ export interface SyncedTable {
 export interface ChangePipelineOptions {
   readonly tables: readonly SyncedTable[];
   readonly mapper: ChangeMapper;
+  /** Gives each step its snapshot S and makes sure every notification visible in S has arrived. */
+  readonly snapshots: StepSnapshotSource;
   /** Where barrier marks are written; absent when no reader can wait on them (in-process storage). */
   readonly redis?: Pick<Redis, 'pipeline'> | undefined;
   readonly keyPrefix: string;
@@ -36,7 +41,7 @@ export interface ChangePipelineOptions {
    * gather for the next one anyway, so under load batches grow by themselves.
    */
   readonly batchWindowMs: number;
-  /** A batch takes notifications until their keys reach this many. */
+  /** Queued keys at which a gathering step stops waiting for its window. */
   readonly maxBatchKeys: number;
   /** Queued keys beyond which the queue is replaced by one reload of every table (default 50 × `maxBatchKeys`). */
   readonly maxQueuedKeys?: number;
@@ -50,21 +55,55 @@ export interface ChangePipelineOptions {
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
 
+/** A change notification waiting for the first step whose snapshot includes its transaction. */
+interface PendingChange {
+  readonly xid: bigint;
+  readonly payload: ChangePayload;
+  /** Keys it carries (what `maxQueuedKeys` bounds). */
+  readonly keys: number;
+}
+
 /**
- * The daemon's one loop: notifications are classified and mapped as they
- * arrive into the batch being gathered (so duplicates fold at once); the loop
- * takes batches in order and applies each to every table it touches — a
- * reload, or one refresh of all its keys — then marks the batch's barriers.
+ * The daemon's one loop, in steps. Each step:
  *
- * One batch at a time, in arrival order: a barrier is marked only after every
- * change received before it is visible, and a reload that starts after a
- * batch's notifications arrived includes all of their changes, so the keys of
- * a reloaded table are dropped from its batch. A table whose reload or
- * refresh fails is reloaded in the next batch, after a growing pause; its
- * barriers wait for that.
+ * 1. takes the barriers and reload requests received so far;
+ * 2. opens a snapshot S ({@link StepSnapshotSource}: S is fixed first, then a
+ *    tick NOTIFY makes sure every notification of a transaction visible in S
+ *    has arrived);
+ * 3. cuts the queue: the change notifications whose transaction is visible
+ *    in S are mapped into one {@link ChangeBatch} (duplicates fold); the
+ *    rest stay queued for a later step;
+ * 4. applies the batch to every table it touches, all reads in S — a reload,
+ *    or one refresh of all its keys, one merge per table;
+ * 5. marks the barriers of step 1 (everything committed before a barrier
+ *    that arrived before S was opened is visible in S, so it is applied).
+ *
+ * So after every step each table in Redis is the query's result in S: whole
+ * transactions only, never two snapshots mixed (design invariant 7). Steps
+ * take their snapshots one after another, so what readers see never goes
+ * back in time, also from a reload to the refresh after it.
+ *
+ * A table whose reload or refresh fails is reloaded in a later step, after a
+ * growing pause; its barriers wait for that. A step whose snapshot cannot be
+ * had (Postgres down, the tick lost with the LISTEN connection) changes
+ * nothing and is retried.
+ *
+ * Tables share a step today; the per-table state (`TableChanges`, the
+ * reload requests) is kept per table so that tables could later step on
+ * their own snapshots.
  */
 export class ChangePipeline {
-  private readonly batches: ChangeBatch[] = [];
+  /** Change notifications not applied yet, in arrival (commit) order. */
+  private pending: PendingChange[] = [];
+  private pendingKeys = 0;
+  /** Barriers received and not yet taken by a step, in arrival order. */
+  private pendingBarriers: string[] = [];
+  /** Reloads requested and not yet taken by a step (keys are never added to it). */
+  private requestedReloads = new ChangeBatch();
+  /** When the oldest queued item arrived (ms, `performance.now()`), for the batch window; `null` when nothing is queued. */
+  private queuedSince: number | null = null;
+  /** Trigger times of changes dropped by {@link collapseIfBehind}, reported with the next step. */
+  private droppedChangeTimes: number[] = [];
   /** The batch being applied. */
   private inFlight: ChangeBatch | null = null;
   private readonly tables: ReadonlyMap<string, SyncedTable>;
@@ -77,8 +116,6 @@ export class ChangePipeline {
   private lastStorageCheck = performance.now();
   private readonly maxQueuedKeys: number;
   private readonly storageCheckIntervalMs: number;
-  /** Per queued batch, the trigger time of its oldest change. */
-  private readonly oldestChangeAt = new WeakMap<ChangeBatch, number>();
 
   constructor(private readonly options: ChangePipelineOptions) {
     this.tables = new Map(options.tables.map((table) => [table.name, table]));
@@ -94,7 +131,7 @@ export class ChangePipeline {
   /** Per table, the reloads requested and not finished yet (queued, or in flight): their reasons and kinds. */
   pendingReloads(): Map<string, { readonly reasons: string[]; readonly kinds: ReloadKind[] }> {
     const pending = new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
-    for (const batch of this.inFlight === null ? this.batches : [this.inFlight, ...this.batches]) {
+    for (const batch of this.inFlight === null ? [this.requestedReloads] : [this.inFlight, this.requestedReloads]) {
       for (const [name, changes] of batch.entries()) {
         if (!changes.needsReload) continue;
         const entry = pending.get(name) ?? { reasons: [], kinds: [] };
@@ -106,7 +143,7 @@ export class ChangePipeline {
     return pending;
   }
 
-  /** Starts the loop. The first batch reloads every table (`reason`), with whatever notifications arrived meanwhile. */
+  /** Starts the loop. The first step reloads every table (`reason`), with whatever notifications arrived meanwhile. */
   start(reason: string): void {
     this.requestReload(null, reason, 'start');
     this.loop ??= this.run();
@@ -114,6 +151,7 @@ export class ChangePipeline {
 
   /** Takes the raw text of one notification. */
   push(text: string): void {
+    if (this.options.snapshots.acceptTick(text)) return;
     const notification = classifyNotification(text);
     this.options.events.emit('notificationReceived', { kind: notification.kind });
     switch (notification.kind) {
@@ -128,15 +166,15 @@ export class ChangePipeline {
         return;
       }
       case 'barrier':
-        this.gathering().barriers.push(notification.payload.id);
+        this.queuedSince ??= performance.now();
+        this.pendingBarriers.push(notification.payload.id);
         break;
       case 'change': {
-        const batch = this.gathering();
-        batch.notifications++;
-        batch.changeTimes.push(notification.payload.ts);
-        this.options.mapper.map(notification.payload, batch);
-        const oldest = this.oldestChangeAt.get(batch);
-        if (oldest === undefined || notification.payload.ts < oldest) this.oldestChangeAt.set(batch, notification.payload.ts);
+        const { payload } = notification;
+        const keys = payload.op === 'T' || payload.op === 'X' ? 1 : payload.k.length + (payload.ok?.length ?? 0);
+        this.queuedSince ??= performance.now();
+        this.pending.push({ xid: BigInt(payload.xid), payload, keys });
+        this.pendingKeys += keys;
         break;
       }
     }
@@ -144,79 +182,115 @@ export class ChangePipeline {
     this.wake?.();
   }
 
-  /** Reloads `tables` (every table when `null`) in the next batch; `kind` is the reason's class for metrics. */
+  /** Reloads `tables` (every table when `null`) in the next step; `kind` is the reason's class for metrics. */
   requestReload(tables: readonly string[] | null, reason: string, kind: ReloadKind): void {
-    const batch = this.gathering();
-    for (const table of tables ?? this.tables.keys()) batch.table(table).requestReload(reason, kind);
+    this.queuedSince ??= performance.now();
+    for (const table of tables ?? this.tables.keys()) this.requestedReloads.table(table).requestReload(reason, kind);
     this.wake?.();
   }
 
-  /** Finishes the batch in flight and stops; queued batches are dropped (the next start reloads everything). */
+  /** Finishes the step in flight and stops; queued work is dropped (the next start reloads everything). */
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
     await this.loop;
   }
 
-  /** The batch notifications are gathered into: the newest queued one, unless it is full. */
-  private gathering(): ChangeBatch {
-    const last = this.batches.at(-1);
-    if (last !== undefined && last.receivedKeys < this.options.maxBatchKeys) return last;
-    const batch = new ChangeBatch();
-    this.batches.push(batch);
-    return batch;
+  private get hasWork(): boolean {
+    return this.pending.length > 0 || this.pendingBarriers.length > 0 || !this.requestedReloads.isEmpty;
   }
 
   /**
    * Bounds memory when the daemon falls behind (Postgres slow, a standby
-   * wait): queued key changes are replaced by one reload of every table,
-   * which costs the same as catching up and holds nothing per key.
+   * wait): queued changes are replaced by one reload of every table, which
+   * costs the same as catching up and holds nothing per key. Every queued
+   * change has committed, so the reload's snapshot includes it.
    */
   private collapseIfBehind(): void {
-    const queued = this.batches.reduce((sum, batch) => sum + batch.receivedKeys, 0);
-    if (queued <= this.maxQueuedKeys) return;
-    const collapsed = new ChangeBatch();
-    for (const batch of this.batches) {
-      collapsed.barriers.push(...batch.barriers);
-      for (const time of batch.changeTimes) collapsed.changeTimes.push(time);
-    }
-    for (const table of this.tables.keys()) collapsed.table(table).requestReload(`the daemon fell behind by ${queued} keys`, 'fell_behind');
+    if (this.pendingKeys <= this.maxQueuedKeys) return;
+    const queued = this.pendingKeys;
+    for (const change of this.pending) this.droppedChangeTimes.push(change.payload.ts);
+    this.pending = [];
+    this.pendingKeys = 0;
     this.options.logger.warn({ queuedKeys: queued }, 'fell behind; replacing the queued changes by a reload of every table');
-    this.batches.length = 0;
-    this.batches.push(collapsed);
+    this.requestReload(null, `the daemon fell behind by ${queued} keys`, 'fell_behind');
   }
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      if (this.batches.length === 0) await this.waitForWork(this.storageCheckIntervalMs);
+      if (!this.hasWork) await this.waitForWork(this.storageCheckIntervalMs);
       if (this.stopping) return;
       await this.checkStorage();
-      const first = this.batches[0];
-      if (first === undefined) continue;
-      await this.waitForWindow(first);
-      const batch = this.batches.shift()!;
-      this.coverByReloads(batch);
-      this.inFlight = batch;
-      const failed = await this.apply(batch).finally(() => {
-        this.inFlight = null;
-      });
+      if (!this.hasWork) continue;
+      await this.waitForWindow();
+      if (this.stopping) return;
+      const failed = await this.step();
       if (this.stopping) return;
       if (failed > 0) await this.pauseAfterFailure();
       else this.consecutiveFailures = 0;
     }
   }
 
-  /**
-   * Every notification queued now arrived before the batch's reloads start,
-   * so the reloads include their changes: queued work for a table about to be
-   * reloaded is dropped (keys and further reloads alike). What arrives from
-   * now on is kept.
-   */
-  private coverByReloads(batch: ChangeBatch): void {
-    for (const [name, changes] of batch.entries()) {
-      if (!changes.needsReload && this.tables.get(name)?.isLoaded !== false) continue;
-      for (const queued of this.batches) queued.forget(name);
+  /** One step: snapshot, cut, apply, barriers. Returns how many tables (or the snapshot) failed. */
+  private async step(): Promise<number> {
+    const startedAt = this.queuedSince ?? performance.now();
+    this.queuedSince = null;
+    // Taken before S is opened: everything committed before them is visible in S.
+    const barriers = this.pendingBarriers;
+    this.pendingBarriers = [];
+    const reloads = this.requestedReloads;
+    this.requestedReloads = new ChangeBatch();
+    let snapshot: StepSnapshot;
+    try {
+      snapshot = await this.options.snapshots.open();
+    } catch (error) {
+      this.pendingBarriers.unshift(...barriers);
+      reloads.absorb(this.requestedReloads);
+      this.requestedReloads = reloads;
+      this.queuedSince ??= startedAt;
+      this.reportError(error, 'opening a snapshot for the next step');
+      return 1;
     }
+    try {
+      const batch = this.cut(snapshot, reloads, startedAt);
+      batch.barriers.push(...barriers);
+      this.inFlight = batch;
+      return await this.apply(batch, snapshot);
+    } finally {
+      this.inFlight = null;
+      await snapshot.close();
+    }
+  }
+
+  /**
+   * The batch of a step: every queued change whose transaction is visible in
+   * `snapshot`, mapped; the requested reloads; a reload for each table not
+   * loaded. A table reloaded in S needs none of its visible changes (their
+   * keys are dropped as the reload request clears them).
+   */
+  private cut(snapshot: StepSnapshot, reloads: ChangeBatch, startedAt: number): ChangeBatch {
+    const batch = new ChangeBatch(startedAt);
+    for (const time of this.droppedChangeTimes) batch.changeTimes.push(time);
+    this.droppedChangeTimes = [];
+    for (const [name, changes] of reloads.entries()) batch.table(name).absorb(changes);
+    for (const [name, table] of this.tables) if (!table.isLoaded && !batch.table(name).needsReload) batch.table(name).requestReload('its last reload failed', 'failure');
+    const kept: PendingChange[] = [];
+    for (const change of this.pending) {
+      if (!snapshot.isVisible(change.xid)) {
+        kept.push(change);
+        continue;
+      }
+      batch.notifications++;
+      batch.changeTimes.push(change.payload.ts);
+      this.options.mapper.map(change.payload, batch);
+    }
+    if (kept.length !== this.pending.length) {
+      this.pending = kept;
+      this.pendingKeys = kept.reduce((sum, change) => sum + change.keys, 0);
+    }
+    // Changes left for a later step: the window of that step started when they arrived.
+    if (kept.length > 0) this.queuedSince ??= startedAt;
+    return batch;
   }
 
   private waitForWork(timeoutMs: number): Promise<void> {
@@ -232,11 +306,11 @@ export class ChangePipeline {
     });
   }
 
-  /** Lets a young batch gather more notifications, unless it is full or the daemon is stopping. */
-  private async waitForWindow(batch: ChangeBatch): Promise<void> {
+  /** Lets young work gather more notifications, unless enough keys are queued or the daemon is stopping. */
+  private async waitForWindow(): Promise<void> {
     for (;;) {
-      const left = batch.startedAt + this.options.batchWindowMs - performance.now();
-      if (left <= 0 || this.stopping || batch.receivedKeys >= this.options.maxBatchKeys || this.batches.length > 1) return;
+      const left = (this.queuedSince ?? 0) + this.options.batchWindowMs - performance.now();
+      if (left <= 0 || this.stopping || this.pendingKeys >= this.options.maxBatchKeys) return;
       await this.waitForWork(left);
     }
   }
@@ -249,23 +323,23 @@ export class ChangePipeline {
     while (!this.stopping && performance.now() < until) await this.waitForWork(until - performance.now());
   }
 
-  /** Applies a batch; returns how many tables failed (they are reloaded in the next batch). */
-  private async apply(batch: ChangeBatch): Promise<number> {
+  /** Applies a batch in `snapshot`; returns how many tables failed (they are reloaded in a later step). */
+  private async apply(batch: ChangeBatch, snapshot: StepSnapshot): Promise<number> {
     const results: TableBatchResult[] = [];
     const failed: string[] = [];
     for (const [name, changes] of batch.entries()) {
       const table = this.tables.get(name);
       if (table === undefined) continue;
-      const reload = changes.needsReload || !table.isLoaded;
+      const reload = changes.needsReload;
       try {
         if (reload) {
-          const reasons = changes.needsReload ? [...changes.reloadReasons] : ['its last reload failed'];
-          const kinds: ReloadKind[] = changes.needsReload ? [...changes.reloadKinds] : ['failure'];
-          const { records, ms } = await table.reload(reasons);
+          const reasons = [...changes.reloadReasons];
+          const kinds: ReloadKind[] = [...changes.reloadKinds];
+          const { records, ms } = await table.reload(reasons, snapshot);
           results.push({ table: name, action: 'reload', keys: 0, expired: 0, loaded: records });
           this.reportLoaded(name, records, ms, reasons, kinds);
         } else {
-          const counts = await table.refresh(changes);
+          const counts = await table.refresh(changes, snapshot);
           results.push({ table: name, action: 'refresh', ...counts });
         }
       } catch (error) {
@@ -287,7 +361,8 @@ export class ChangePipeline {
       tables: results,
       barriers: failed.length > 0 ? 0 : barriers.length,
       ms: performance.now() - batch.startedAt,
-      oldestChangeAt: this.oldestChangeAt.get(batch) ?? null,
+      tickMs: snapshot.tickMs,
+      oldestChangeAt: batch.changeTimes.reduce<number | null>((oldest, time) => (oldest === null || time < oldest ? time : oldest), null),
       changeTimes: failed.length > 0 ? [] : batch.changeTimes,
     });
     return failed.length;

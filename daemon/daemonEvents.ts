@@ -54,6 +54,11 @@ export interface BatchAppliedEvent {
   /** From the batch's first notification to the end of its last merge. */
   readonly ms: number;
   /**
+   * Of `ms`, the wait for the step's snapshot tick to come back (the cost of
+   * the snapshot-consistent cut: one NOTIFY round trip).
+   */
+  readonly tickMs: number;
+  /**
    * The trigger time (`ts`, epoch ms) of the oldest change in the batch, or
    * `null` when it held none: `Date.now() - oldestChangeAt` at this event is
    * the batch's worst change-to-visible delay.

@@ -15,6 +15,7 @@ import { errorSource } from './errorSource.ts';
 import { NotificationQueueWatch } from './notificationQueueWatch.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
+import { PostgresStepSnapshots } from './stepSnapshot.ts';
 import { TableSync } from './tableSync.ts';
 import { abortableDelay } from '../lib/core/abortableDelay.ts';
 
@@ -241,9 +242,11 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         }),
       );
     }
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: config.triggers.channel });
     const pipeline = new ChangePipeline({
       tables: this.tables,
       mapper: new ChangeMapper(mapped),
+      snapshots,
       redis: this.storage.barrierMarks,
       keyPrefix: config.redis.keyPrefix,
       batchWindowMs: config.daemon.batchWindowMs,
@@ -267,6 +270,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     this.listener = listener;
     listener.on('notification', (text) => pipeline.push(text));
     listener.on('reconnecting', (attempt) => {
+      snapshots.listenerReset();
       if (attempt <= 1 || !this.down.has('postgres')) this.emit('connectionLost', { source: 'postgres', attempt });
     });
     listener.on('reconnected', (downMs, attempts) => {
