@@ -70,6 +70,8 @@ export async function runTransferWriter(
   random: SeededRandom,
   signal: AbortSignal,
   counts: TransferCounts,
+  /** A pause after each transaction (default none: as fast as the connection allows). */
+  pauseMs = 0,
 ): Promise<void> {
   const accounts = `${table.schema}.accounts`;
   let nextId = (writer + 1) * 1_000_000;
@@ -123,6 +125,8 @@ export async function runTransferWriter(
     } finally {
       client.release(broken);
     }
+    // A failed transaction pauses too, so that a server outage is not a busy loop.
+    if (pauseMs > 0 || broken !== undefined) await new Promise((resolve) => setTimeout(resolve, Math.max(pauseMs, broken === undefined ? 0 : 50)));
   }
 }
 
