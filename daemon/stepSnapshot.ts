@@ -67,7 +67,11 @@ export interface StepSnapshotSource {
   open(): Promise<StepSnapshot>;
   /** Takes a notification's raw text; `true` when it was one of this source's ticks (consumed). */
   acceptTick(text: string): boolean;
-  /** The LISTEN connection was lost: notifications may be missing, so a step waiting for its tick fails. */
+  /**
+   * The LISTEN connection was lost, or is back after a loss: notifications
+   * (ticks too) sent meanwhile are gone, so a step waiting for its tick, or
+   * whose snapshot was opened before, fails (and is retried).
+   */
   listenerReset(): void;
 }
 
@@ -168,7 +172,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   listenerReset(): void {
     this.resets++;
     for (const waiter of this.waiting.values()) {
-      waiter.reject(new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost while waiting for a snapshot tick; the step is retried after the resync.'));
+      waiter.reject(new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost (or restored) while waiting for a snapshot tick; the step is retried.'));
     }
   }
 

@@ -274,6 +274,8 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       if (attempt <= 1 || !this.down.has('postgres')) this.emit('connectionLost', { source: 'postgres', attempt });
     });
     listener.on('reconnected', (downMs, attempts) => {
+      // A tick sent while LISTEN was down never comes: the waiting step gives up and is retried.
+      snapshots.listenerReset();
       this.emit('connectionRestored', { source: 'postgres' });
       this.emit('listenerReconnected', { downMs, attempts });
       pipeline.requestReload(null, `resync: LISTEN was down for ${Math.round(downMs)} ms`, 'listen_lost');
