@@ -106,6 +106,8 @@ export class ChangePipeline {
   private droppedChangeTimes: number[] = [];
   /** The batch being applied. */
   private inFlight: ChangeBatch | null = null;
+  /** The last step's snapshot, being closed. */
+  private closingSnapshot: Promise<void> = Promise.resolve();
   private readonly tables: ReadonlyMap<string, SyncedTable>;
   private readonly loadedOnce = new Set<string>();
   private deferredBarriers: string[] = [];
@@ -194,6 +196,7 @@ export class ChangePipeline {
     this.stopping = true;
     this.wake?.();
     await this.loop;
+    await this.closingSnapshot;
   }
 
   private get hasWork(): boolean {
@@ -258,7 +261,8 @@ export class ChangePipeline {
       return await this.apply(batch, snapshot);
     } finally {
       this.inFlight = null;
-      await snapshot.close();
+      // Ending the read-only transaction is off the path to the next step (close never rejects).
+      this.closingSnapshot = snapshot.close();
     }
   }
 

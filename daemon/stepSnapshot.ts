@@ -54,7 +54,7 @@ export interface StepSnapshot {
   readonly text: string;
   /** Time spent waiting for the tick: the cost of the cut. */
   readonly tickMs: number;
-  /** Ends the transaction and returns the session. */
+  /** Ends the transaction and returns the session; never rejects. */
   close(): Promise<void>;
 }
 
@@ -126,9 +126,9 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       client.release(error ?? lost);
     };
     try {
-      await client.query(BEGIN_SNAPSHOT);
-      const result = await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s');
-      const text = result.rows[0]!.s;
+      // One round trip: a simple query of two statements.
+      const results = (await client.query(`${BEGIN_SNAPSHOT}; SELECT pg_current_snapshot()::text AS s`)) as unknown as pg.QueryResult<{ s: string }>[];
+      const text = results[1]!.rows[0]!.s;
       const snapshot = parsePgSnapshot(text);
       const started = performance.now();
       await this.tick();
@@ -191,7 +191,8 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     // Handled below; until then a rejection (reset, timeout) must not count as unhandled.
     arrived.catch(() => undefined);
     try {
-      await this.options.pool.query('SELECT pg_notify($1, $2)', [this.options.channel, `${TICK_PREFIX}${id}"}`]);
+      // The tick needs ordering, not durability: its commit need not wait for the WAL flush.
+      await this.options.pool.query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)", [this.options.channel, `${TICK_PREFIX}${id}"}`]);
       await arrived;
     } finally {
       clearTimeout(timer);
