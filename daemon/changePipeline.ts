@@ -3,7 +3,8 @@ import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import { BARRIER_MARK_TTL_MS, barrierMarkKey } from '../lib/client/barrier.ts';
 import type { Logger } from '../lib/core/logger.ts';
-import { ChangeBatch } from './changeBatch.ts';
+import type { ChangeBatch } from './changeBatch.ts';
+import { ChangeQueue } from './changeQueue.ts';
 import type { ChangeMapper } from './changeMapper.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
@@ -11,7 +12,6 @@ import type { TableChanges } from './changeBatch.ts';
 import { classifyNotification } from './notificationText.ts';
 import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
-import type { ChangePayload } from '../sql-triggers/payload.ts';
 
 /** What the pipeline needs of a cached table ({@link TableSync} in the daemon). */
 export interface SyncedTable {
@@ -55,14 +55,6 @@ export interface ChangePipelineOptions {
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
 
-/** A change notification waiting for the first step whose snapshot includes its transaction. */
-interface PendingChange {
-  readonly xid: bigint;
-  readonly payload: ChangePayload;
-  /** Keys it carries (what `maxQueuedKeys` bounds). */
-  readonly keys: number;
-}
-
 /**
  * The daemon's one loop, in steps. Each step:
  *
@@ -93,17 +85,8 @@ interface PendingChange {
  * their own snapshots.
  */
 export class ChangePipeline {
-  /** Change notifications not applied yet, in arrival (commit) order. */
-  private pending: PendingChange[] = [];
-  private pendingKeys = 0;
-  /** Barriers received and not yet taken by a step, in arrival order. */
-  private pendingBarriers: string[] = [];
-  /** Reloads requested and not yet taken by a step (keys are never added to it). */
-  private requestedReloads = new ChangeBatch();
-  /** When the oldest queued item arrived (ms, `performance.now()`), for the batch window; `null` when nothing is queued. */
-  private queuedSince: number | null = null;
-  /** Trigger times of changes dropped by {@link collapseIfBehind}, reported with the next step. */
-  private droppedChangeTimes: number[] = [];
+  /** What was received and not applied yet. */
+  private readonly queue = new ChangeQueue();
   /** The batch being applied. */
   private inFlight: ChangeBatch | null = null;
   /** The last step's snapshot, being closed. */
@@ -133,7 +116,7 @@ export class ChangePipeline {
   /** Per table, the reloads requested and not finished yet (queued, or in flight): their reasons and kinds. */
   pendingReloads(): Map<string, { readonly reasons: string[]; readonly kinds: ReloadKind[] }> {
     const pending = new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
-    for (const batch of this.inFlight === null ? [this.requestedReloads] : [this.inFlight, this.requestedReloads]) {
+    for (const batch of this.inFlight === null ? [this.queue.requestedReloads] : [this.inFlight, this.queue.requestedReloads]) {
       for (const [name, changes] of batch.entries()) {
         if (!changes.needsReload) continue;
         const entry = pending.get(name) ?? { reasons: [], kinds: [] };
@@ -168,17 +151,11 @@ export class ChangePipeline {
         return;
       }
       case 'barrier':
-        this.queuedSince ??= performance.now();
-        this.pendingBarriers.push(notification.payload.id);
+        this.queue.addBarrier(notification.payload.id);
         break;
-      case 'change': {
-        const { payload } = notification;
-        const keys = payload.op === 'T' || payload.op === 'X' ? 1 : payload.k.length + (payload.ok?.length ?? 0);
-        this.queuedSince ??= performance.now();
-        this.pending.push({ xid: BigInt(payload.xid), payload, keys });
-        this.pendingKeys += keys;
+      case 'change':
+        this.queue.addChange(notification.payload);
         break;
-      }
     }
     this.collapseIfBehind();
     this.wake?.();
@@ -186,8 +163,7 @@ export class ChangePipeline {
 
   /** Reloads `tables` (every table when `null`) in the next step; `kind` is the reason's class for metrics. */
   requestReload(tables: readonly string[] | null, reason: string, kind: ReloadKind): void {
-    this.queuedSince ??= performance.now();
-    for (const table of tables ?? this.tables.keys()) this.requestedReloads.table(table).requestReload(reason, kind);
+    this.queue.requestReload(tables ?? this.tables.keys(), reason, kind);
     this.wake?.();
   }
 
@@ -199,10 +175,6 @@ export class ChangePipeline {
     await this.closingSnapshot;
   }
 
-  private get hasWork(): boolean {
-    return this.pending.length > 0 || this.pendingBarriers.length > 0 || !this.requestedReloads.isEmpty;
-  }
-
   /**
    * Bounds memory when the daemon falls behind (Postgres slow, a standby
    * wait): queued changes are replaced by one reload of every table, which
@@ -210,21 +182,18 @@ export class ChangePipeline {
    * change has committed, so the reload's snapshot includes it.
    */
   private collapseIfBehind(): void {
-    if (this.pendingKeys <= this.maxQueuedKeys) return;
-    const queued = this.pendingKeys;
-    for (const change of this.pending) this.droppedChangeTimes.push(change.payload.ts);
-    this.pending = [];
-    this.pendingKeys = 0;
+    if (this.queue.queuedKeys <= this.maxQueuedKeys) return;
+    const queued = this.queue.dropChanges();
     this.options.logger.warn({ queuedKeys: queued }, 'fell behind; replacing the queued changes by a reload of every table');
     this.requestReload(null, `the daemon fell behind by ${queued} keys`, 'fell_behind');
   }
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      if (!this.hasWork) await this.waitForWork(this.storageCheckIntervalMs);
+      if (!this.queue.hasWork) await this.waitForWork(this.storageCheckIntervalMs);
       if (this.stopping) return;
       await this.checkStorage();
-      if (!this.hasWork) continue;
+      if (!this.queue.hasWork) continue;
       await this.waitForWindow();
       if (this.stopping) return;
       const failed = await this.step();
@@ -236,27 +205,24 @@ export class ChangePipeline {
 
   /** One step: snapshot, cut, apply, barriers. Returns how many tables (or the snapshot) failed. */
   private async step(): Promise<number> {
-    const startedAt = this.queuedSince ?? performance.now();
-    this.queuedSince = null;
-    // Taken before S is opened: everything committed before them is visible in S.
-    const barriers = this.pendingBarriers;
-    this.pendingBarriers = [];
-    const reloads = this.requestedReloads;
-    this.requestedReloads = new ChangeBatch();
+    // Taken before S is opened: everything committed before these barriers and requests is visible in S.
+    const start = this.queue.takeStart();
+    // Until the batch is cut, its reloads are the ones in flight (health reports them as pending).
+    this.inFlight = start.reloads;
     let snapshot: StepSnapshot;
     try {
       snapshot = await this.options.snapshots.open();
     } catch (error) {
-      this.pendingBarriers.unshift(...barriers);
-      reloads.absorb(this.requestedReloads);
-      this.requestedReloads = reloads;
-      this.queuedSince ??= startedAt;
+      this.inFlight = null;
+      this.queue.giveBack(start);
       this.reportError(error, 'opening a snapshot for the next step');
       return 1;
     }
     try {
-      const batch = this.cut(snapshot, reloads, startedAt);
-      batch.barriers.push(...barriers);
+      for (const [name, table] of this.tables) {
+        if (!table.isLoaded && !start.reloads.table(name).needsReload) start.reloads.table(name).requestReload('its last reload failed', 'failure');
+      }
+      const batch = this.queue.cut(start, snapshot, this.options.mapper);
       this.inFlight = batch;
       return await this.apply(batch, snapshot);
     } finally {
@@ -264,37 +230,6 @@ export class ChangePipeline {
       // Ending the read-only transaction is off the path to the next step (close never rejects).
       this.closingSnapshot = snapshot.close();
     }
-  }
-
-  /**
-   * The batch of a step: every queued change whose transaction is visible in
-   * `snapshot`, mapped; the requested reloads; a reload for each table not
-   * loaded. A table reloaded in S needs none of its visible changes (their
-   * keys are dropped as the reload request clears them).
-   */
-  private cut(snapshot: StepSnapshot, reloads: ChangeBatch, startedAt: number): ChangeBatch {
-    const batch = new ChangeBatch(startedAt);
-    for (const time of this.droppedChangeTimes) batch.changeTimes.push(time);
-    this.droppedChangeTimes = [];
-    for (const [name, changes] of reloads.entries()) batch.table(name).absorb(changes);
-    for (const [name, table] of this.tables) if (!table.isLoaded && !batch.table(name).needsReload) batch.table(name).requestReload('its last reload failed', 'failure');
-    const kept: PendingChange[] = [];
-    for (const change of this.pending) {
-      if (!snapshot.isVisible(change.xid)) {
-        kept.push(change);
-        continue;
-      }
-      batch.notifications++;
-      batch.changeTimes.push(change.payload.ts);
-      this.options.mapper.map(change.payload, batch);
-    }
-    if (kept.length !== this.pending.length) {
-      this.pending = kept;
-      this.pendingKeys = kept.reduce((sum, change) => sum + change.keys, 0);
-    }
-    // Changes left for a later step: the window of that step started when they arrived.
-    if (kept.length > 0) this.queuedSince ??= startedAt;
-    return batch;
   }
 
   private waitForWork(timeoutMs: number): Promise<void> {
@@ -313,8 +248,8 @@ export class ChangePipeline {
   /** Lets young work gather more notifications, unless enough keys are queued or the daemon is stopping. */
   private async waitForWindow(): Promise<void> {
     for (;;) {
-      const left = (this.queuedSince ?? 0) + this.options.batchWindowMs - performance.now();
-      if (left <= 0 || this.stopping || this.pendingKeys >= this.options.maxBatchKeys) return;
+      const left = (this.queue.queuedSince ?? 0) + this.options.batchWindowMs - performance.now();
+      if (left <= 0 || this.stopping || this.queue.queuedKeys >= this.options.maxBatchKeys) return;
       await this.waitForWork(left);
     }
   }
