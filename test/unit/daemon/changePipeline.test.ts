@@ -52,10 +52,16 @@ class FakeTable implements SyncedTable {
 class FakeSnapshots implements StepSnapshotSource {
   visibleBelow = 2n ** 63n;
   opened = 0;
+  /** Snapshots still to refuse (Postgres down, the tick lost). */
+  refuse = 0;
   /** Runs after a snapshot is fixed, before the step cuts its batch: where a notification "arrives with the tick". */
   onOpen: (() => void) | null = null;
 
   async open(): Promise<StepSnapshot> {
+    if (this.refuse > 0) {
+      this.refuse--;
+      throw new Error('the tick did not come back');
+    }
     const below = this.visibleBelow;
     this.opened++;
     this.onOpen?.();
@@ -253,6 +259,19 @@ describe('ChangePipeline', () => {
     await waitFor('the reload after the failure', () => table.steps.length === 3 && table.isLoaded);
     expect(table.steps.slice(1)).toEqual([{ kind: 'refresh', keys: [1] }, { kind: 'reload' }]);
     await waitFor('the barrier', () => redis.marked.length === 1);
+  });
+
+  it('retries a step whose snapshot could not be opened, with its changes, reloads and barriers', async () => {
+    const { table, redis, pipeline, snapshots } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    snapshots.refuse = 2;
+    pipeline.push(change(4));
+    pipeline.push(barrier('b4'));
+    pipeline.requestReload(null, 'a test asks', 'storage_lost');
+    await waitFor('the barrier', () => redis.marked.length === 1);
+    expect(snapshots.refuse).toBe(0);
+    expect(table.steps.slice(1)).toEqual([{ kind: 'reload' }]);
+    expect(redis.marked).toEqual(['b4']);
   });
 
   it('reloads a table whose data Redis lost', async () => {
