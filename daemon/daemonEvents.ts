@@ -54,8 +54,8 @@ export interface BatchAppliedEvent {
   /** From the batch's first notification to the end of its last merge. */
   readonly ms: number;
   /**
-   * Of `ms`, the wait for the step's snapshot tick to come back (the cost of
-   * the snapshot-consistent cut: one NOTIFY round trip).
+   * Of `ms`, opening the step's snapshot and waiting for its tick to come
+   * back (the cost of the snapshot-consistent cut: about one NOTIFY round trip).
    */
   readonly tickMs: number;
   /**

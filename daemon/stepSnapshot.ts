@@ -52,8 +52,10 @@ export interface StepSnapshot {
   readonly session: pg.ClientBase | null;
   /** S as text (`xmin:xmax:xip`), for logs. */
   readonly text: string;
-  /** Time spent waiting for the tick: the cost of the cut. */
+  /** Time spent opening S and waiting for its tick: the cost of the cut. */
   readonly tickMs: number;
+  /** Ticks it took: 1, or 2 when the first (sent with the snapshot's query) committed before S was taken. */
+  readonly ticks: number;
   /** Ends the transaction and returns the session; never rejects. */
   close(): Promise<void>;
 }
@@ -95,11 +97,14 @@ const TICK_PREFIX = '{"op":"tablecache_tick","id":"';
  *
  * 1. opens a REPEATABLE READ transaction and reads `pg_current_snapshot()`:
  *    S is fixed by that first statement;
- * 2. sends a "tick" NOTIFY on the daemon's channel from another session,
- *    committed after S was taken;
- * 3. waits for the tick on the LISTEN connection. Notifications are
- *    delivered in commit order, and every transaction visible in S committed
- *    before the tick did, so all of their notifications have arrived.
+ * 2. at the same time sends a "tick" NOTIFY on the daemon's channel from
+ *    another session, and reads the tick transaction's id;
+ * 3. waits for the tick on the LISTEN connection. When the tick's xid is not
+ *    visible in S, the tick committed after S was taken: notifications are
+ *    delivered in commit order (notifying commits are serialised), and
+ *    every transaction visible in S committed before the tick did, so all
+ *    of their notifications have arrived. When it is visible (the tick won
+ *    the race), a second tick, sent after S is known, proves the same.
  *
  * A tick carries a random id per daemon and a counter, so the ticks of
  * another daemon on the same channel are ignored.
@@ -126,12 +131,20 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       client.release(error ?? lost);
     };
     try {
-      // One round trip: a simple query of two statements.
-      const results = (await client.query(`${BEGIN_SNAPSHOT}; SELECT pg_current_snapshot()::text AS s`)) as unknown as pg.QueryResult<{ s: string }>[];
-      const text = results[1]!.rows[0]!.s;
-      const snapshot = parsePgSnapshot(text);
       const started = performance.now();
-      await this.tick();
+      // The first tick goes out with the snapshot's query, saving a round
+      // trip; it proves the cut only if it committed after S was taken (its
+      // xid is not visible in S). Otherwise a second tick, sent now, does.
+      const reading = client.query(`${BEGIN_SNAPSHOT}; SELECT pg_current_snapshot()::text AS s`) as unknown as Promise<pg.QueryResult<{ s: string }>[]>;
+      const firstTick = this.tick();
+      firstTick.catch(() => undefined);
+      const text = (await reading)[1]!.rows[0]!.s;
+      const snapshot = parsePgSnapshot(text);
+      let ticks = 1;
+      if (visibleInSnapshot(snapshot, await firstTick)) {
+        ticks++;
+        await this.tick();
+      }
       if (this.resets !== resetsBefore) {
         // Notifications committed while LISTEN was down may be visible in S and never arrive.
         throw new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost while a snapshot was open; the step is retried after the resync.');
@@ -143,6 +156,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
         session: client,
         text,
         tickMs,
+        ticks,
         close: async () => {
           if (closed) return;
           closed = true;
@@ -176,8 +190,8 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     }
   }
 
-  /** Sends a tick and waits for it to come back on the LISTEN connection. */
-  private async tick(): Promise<void> {
+  /** Sends a tick, waits for it to come back on the LISTEN connection, and returns the tick transaction's id. */
+  private async tick(): Promise<bigint> {
     const id = `${this.nonce}-${++this.counter}`;
     const timeoutMs = this.options.tickTimeoutMs ?? 10_000;
     let timer: NodeJS.Timeout | undefined;
@@ -192,8 +206,12 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     arrived.catch(() => undefined);
     try {
       // The tick needs ordering, not durability: its commit need not wait for the WAL flush.
-      await this.options.pool.query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)", [this.options.channel, `${TICK_PREFIX}${id}"}`]);
+      const sent = await this.options.pool.query<{ xid: string }>(
+        "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2), pg_current_xact_id()::text AS xid",
+        [this.options.channel, `${TICK_PREFIX}${id}"}`],
+      );
       await arrived;
+      return BigInt(sent.rows[0]!.xid);
     } finally {
       clearTimeout(timer);
       this.waiting.delete(id);

@@ -50,6 +50,8 @@ describe('PostgresStepSnapshots', () => {
         expect(snapshot.isVisible(after)).toBe(false);
         const { rows } = await snapshot.session!.query<{ v: number }>('SELECT v FROM t WHERE id = 1');
         expect(rows).toEqual([{ v: 1 }]);
+        // The first tick races the snapshot's query; a second is sent only when the first committed before S.
+        expect([1, 2]).toContain(snapshot.ticks);
       } finally {
         await snapshot.close();
       }
@@ -77,6 +79,47 @@ describe('PostgresStepSnapshots', () => {
     }
     // The session went back to the pool (discarded): the pool still works.
     expect((await db.pool.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('has received, once open, the notification of every transaction visible in its snapshot, while writers commit', async () => {
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL });
+    const received = new Set<bigint>();
+    const forward = (message: pg.Notification) => {
+      if (!snapshots.acceptTick(message.payload ?? '') && /^\d+$/.test(message.payload ?? '')) received.add(BigInt(message.payload!));
+    };
+    listener.on('notification', forward);
+    const committed: bigint[] = [];
+    let writing = true;
+    // Notifying transactions whose payload is their own xid, committed as fast as two connections go.
+    const writers = Array.from({ length: 2 }, async () => {
+      while (writing) {
+        const { rows } = await db.pool.query<{ xid: string }>(`SELECT pg_notify('${CHANNEL}', pg_current_xact_id()::text), pg_current_xact_id()::text AS xid`);
+        committed.push(BigInt(rows[0]!.xid));
+      }
+    });
+    try {
+      let checked = 0;
+      for (let step = 0; step < 100; step++) {
+        const snapshot = await snapshots.open();
+        const seen = new Set(received);
+        // Includes transactions that committed while the snapshot was being opened: the ones the tick is for.
+        const known = [...committed];
+        try {
+          for (const xid of known) {
+            if (!snapshot.isVisible(xid)) continue;
+            checked++;
+            expect(seen.has(xid), `transaction ${xid} is visible in ${snapshot.text} but its notification had not arrived`).toBe(true);
+          }
+        } finally {
+          await snapshot.close();
+        }
+      }
+      expect(checked).toBeGreaterThan(0);
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+      listener.off('notification', forward);
+    }
   });
 
   it('gives up after tickTimeoutMs with TC_TIMEOUT when the tick never comes back', async () => {
