@@ -59,9 +59,9 @@ const RETRY_MAX_MS = 5_000;
  * The daemon's one loop, in steps. Each step:
  *
  * 1. takes the barriers and reload requests received so far;
- * 2. opens a snapshot S ({@link StepSnapshotSource}: S is fixed first, then a
- *    tick NOTIFY makes sure every notification of a transaction visible in S
- *    has arrived);
+ * 2. opens a snapshot S ({@link StepSnapshotSource}: a tick NOTIFY that
+ *    committed after S was taken makes sure every notification of a
+ *    transaction visible in S has arrived);
  * 3. cuts the queue: the change notifications whose transaction is visible
  *    in S are mapped into one {@link ChangeBatch} (duplicates fold); the
  *    rest stay queued for a later step;
