@@ -266,7 +266,10 @@ export class ChangePipeline {
   private async apply(batch: ChangeBatch, snapshot: StepSnapshot): Promise<number> {
     const results: TableBatchResult[] = [];
     const failed: string[] = [];
-    for (const [name, changes] of batch.entries()) {
+    const entries = batch.entries();
+    // With several tables, one table's failed read must not abort the snapshot for the others.
+    const isolate = entries.length > 1 ? <T>(work: () => Promise<T>) => snapshot.isolate(work) : <T>(work: () => Promise<T>) => work();
+    for (const [name, changes] of entries) {
       const table = this.tables.get(name);
       if (table === undefined) continue;
       const reload = changes.needsReload;
@@ -274,11 +277,11 @@ export class ChangePipeline {
         if (reload) {
           const reasons = [...changes.reloadReasons];
           const kinds: ReloadKind[] = [...changes.reloadKinds];
-          const { records, ms } = await table.reload(reasons, snapshot);
+          const { records, ms } = await isolate(() => table.reload(reasons, snapshot));
           results.push({ table: name, action: 'reload', keys: 0, expired: 0, loaded: records });
           this.reportLoaded(name, records, ms, reasons, kinds);
         } else {
-          const counts = await table.refresh(changes, snapshot);
+          const counts = await isolate(() => table.refresh(changes, snapshot));
           results.push({ table: name, action: 'refresh', ...counts });
         }
       } catch (error) {

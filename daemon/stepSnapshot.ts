@@ -56,6 +56,12 @@ export interface StepSnapshot {
   readonly tickMs: number;
   /** Ticks it took: 1, or 2 when the first (sent with the snapshot's query) committed before S was taken. */
   readonly ticks: number;
+  /**
+   * Runs one table's reads so that their failure leaves the snapshot usable
+   * for the next table (a savepoint: an error aborts the whole transaction
+   * otherwise), and rethrows it.
+   */
+  isolate<T>(work: () => Promise<T>): Promise<T>;
   /** Ends the transaction and returns the session; never rejects. */
   close(): Promise<void>;
 }
@@ -157,6 +163,16 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
         text,
         tickMs,
         ticks,
+        isolate: async (work) => {
+          await client.query('SAVEPOINT tablecache_table');
+          try {
+            return await work();
+          } catch (error) {
+            // Back to before this table's reads; if that fails too, later tables fail on their own.
+            await client.query('ROLLBACK TO SAVEPOINT tablecache_table').catch(() => undefined);
+            throw error;
+          }
+        },
         close: async () => {
           if (closed) return;
           closed = true;

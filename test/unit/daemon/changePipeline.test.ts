@@ -65,7 +65,7 @@ class FakeSnapshots implements StepSnapshotSource {
     const below = this.visibleBelow;
     this.opened++;
     this.onOpen?.();
-    return { isVisible: (xid) => xid < below, session: null, text: '', tickMs: 0, ticks: 1, close: async () => {} };
+    return { isVisible: (xid) => xid < below, session: null, text: '', tickMs: 0, ticks: 1, isolate: (work) => work(), close: async () => {} };
   }
 
   acceptTick(): boolean {
