@@ -108,7 +108,7 @@ export async function runNearCacheRows(context: BenchContext, setup: NearCacheBe
     try {
       await installBenchTriggers(pool, config.raw, {});
       context.note('near-cache: starting the daemon (it reloads the table)');
-      const stopDaemon = await startDaemon(config.file);
+      const daemon = await startDaemon(config.file);
       try {
         await loop(1, () => reader.get(zipf()));
         writes = startUpdates(pool, zipfSampler(users, random));
@@ -118,7 +118,7 @@ export async function runNearCacheRows(context: BenchContext, setup: NearCacheBe
           await writes.stop();
         }
       } finally {
-        await stopDaemon();
+        await daemon.stop();
       }
     } finally {
       config.remove();

@@ -4,7 +4,9 @@
  * sustains, and a 100,000-row UPDATE (reloaded after the trigger's coarse
  * message, and refreshed by key when every key is notified). The daemon runs as a child process
  * (bench/daemonProcess.ts), as in production; the baseline is the bare NOTIFY
- * round trip (commit to a listener receiving it) at the same rate.
+ * round trip (commit to a listener receiving it) at the same rate. Per
+ * phase it also reports the daemon's steps and the wait for each step's
+ * snapshot tick (issue #12's cut: one NOTIFY round trip per step).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -71,10 +73,28 @@ export function writeConfig(url: string, redisUrl: string, keyPrefix: string, ba
   return { file, raw, remove: () => rmSync(directory, { recursive: true, force: true }) };
 }
 
-/** Starts the daemon as a child process; resolves once it has loaded the table, to a function that stops it. */
-export async function startDaemon(file: string): Promise<() => Promise<void>> {
-  const child = spawn(process.execPath, ['--import', 'tsx', DAEMON_MAIN, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** A daemon child process: `stepStats` gives the tick waits of the steps since the last call; `stop` ends it. */
+export interface RunningDaemon {
+  stepStats(): Promise<number[]>;
+  stop(): Promise<void>;
+}
+
+/** Starts the daemon as a child process; resolves once it has loaded the table. */
+export async function startDaemon(file: string): Promise<RunningDaemon> {
+  const child = spawn(process.execPath, ['--import', 'tsx', DAEMON_MAIN, file], { stdio: ['pipe', 'pipe', 'inherit'] });
   let output = '';
+  let statsWaiter: ((tickMs: number[]) => void) | null = null;
+  let pending = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      if (!line.includes('"step stats"')) continue;
+      statsWaiter?.((JSON.parse(line) as { tickMs: number[] }).tickMs);
+      statsWaiter = null;
+    }
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
@@ -82,10 +102,17 @@ export async function startDaemon(file: string): Promise<() => Promise<void>> {
     });
     child.once('exit', (code) => reject(new Error(`the daemon exited with ${code} before loading: ${output.slice(-2000)}`)));
   });
-  return async () => {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
+  return {
+    stepStats: () =>
+      new Promise((resolve) => {
+        statsWaiter = resolve;
+        child.stdin.write('stats\n');
+      }),
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
   };
 }
 
@@ -196,9 +223,18 @@ async function measureNotifyRoundTrip(url: string, pool: pg.Pool, rate: number):
   return latencies;
 }
 
-function latencyRow(label: string, rate: number | null, achieved: number, latencies: number[], baseline: number[] | null, bounded: string): (string | number | null)[] {
+function latencyRow(
+  label: string,
+  rate: number | null,
+  achieved: number,
+  latencies: number[],
+  baseline: number[] | null,
+  bounded: string,
+  tickMs: number[],
+): (string | number | null)[] {
   const ours = percentiles(latencies, [50, 95, 99]);
   const base = baseline === null ? null : percentiles(baseline, [50, 99]);
+  const ticks = percentiles(tickMs, [50, 99]);
   return [
     label,
     rate ?? 'max',
@@ -209,6 +245,9 @@ function latencyRow(label: string, rate: number | null, achieved: number, latenc
     base?.[50] ?? null,
     base === null ? null : ours[50]! / base[50]!,
     bounded,
+    tickMs.length,
+    tickMs.length === 0 ? null : ticks[50]!,
+    tickMs.length === 0 ? null : ticks[99]!,
   ];
 }
 
@@ -233,17 +272,19 @@ export async function run(context: BenchContext): Promise<void> {
     }
     context.note('baseline: unpaced UPDATEs with the triggers on and no daemon');
     const ceiling = await measureWriteCeiling(pool);
-    rows.push(['baseline: no daemon (Postgres with the triggers)', 'max', Math.round(ceiling), null, null, null, null, null, '']);
+    rows.push(['baseline: no daemon (Postgres with the triggers)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null]);
     let bulk: { reloadMs: number; byKeyMs: number; readMs: number } | null = null;
     for (const config of configs) {
       context.note(`daemon with batchWindowMs ${config.windowMs}: loading ${USERS} users`);
-      const stop = await startDaemon(config.file);
+      const daemon = await startDaemon(config.file);
       try {
         for (const rate of [...RATES, null]) {
           context.note(`  ${rate ?? 'unpaced'} updates/s for ${PHASE_MS} ms`);
+          await daemon.stepStats();
           const result = await measureUpdates(pool, reader, rate, `w${config.windowMs}r${rate ?? 'max'}`);
           const bounded = result.lastSecondP99 <= Math.max(50, 3 * result.firstSecondP99) ? 'yes' : `no (p99 ${Math.round(result.firstSecondP99)} → ${Math.round(result.lastSecondP99)} ms)`;
-          rows.push(latencyRow(`window ${config.windowMs} ms`, rate, result.achievedRate, result.latencies, rate === null ? null : baselines.get(rate)!, bounded));
+          const tickMs = await daemon.stepStats();
+          rows.push(latencyRow(`window ${config.windowMs} ms`, rate, result.achievedRate, result.latencies, rate === null ? null : baselines.get(rate)!, bounded, tickMs));
         }
         if (config.windowMs === 0) {
           context.note('  a 100,000-row UPDATE, reloaded (the trigger sends one coarse message)');
@@ -256,12 +297,12 @@ export async function run(context: BenchContext): Promise<void> {
           bulk = { reloadMs, byKeyMs, readMs };
         }
       } finally {
-        await stop();
+        await daemon.stop();
       }
     }
     context.printTable(
       `Commit-to-visible latency (ms) of single-row UPDATEs through the reader client, ${USERS.toLocaleString('en-US')} cached users, daemon in a child process`,
-      ['daemon', 'target/s', 'achieved/s', 'p50', 'p95', 'p99', 'baseline: NOTIFY round trip p50', 'p50 ratio', 'lag bounded'],
+      ['daemon', 'target/s', 'achieved/s', 'p50', 'p95', 'p99', 'baseline: NOTIFY round trip p50', 'p50 ratio', 'lag bounded', 'steps', 'tick wait p50', 'tick wait p99'],
       rows,
     );
     if (bulk !== null) {

@@ -2,7 +2,11 @@
  * The daemon as a child process of bench/daemon.bench.ts:
  * `node --import tsx bench/daemonProcess.ts <config file>`. Logs pino JSON
  * lines to stdout and `daemon ready` once every table is loaded; stops on SIGTERM.
+ * A line `stats` on stdin makes it print `{"msg":"step stats","tickMs":[…]}`:
+ * the wait for each step's snapshot tick since the last `stats` (the cost
+ * of the snapshot-consistent cut).
  */
+import { createInterface } from 'node:readline';
 import { pino } from 'pino';
 import { loadConfig } from '../daemon/config/loadConfig.ts';
 import { TablecacheDaemon } from '../daemon/tablecacheDaemon.ts';
@@ -14,5 +18,12 @@ const loaded = new Set<string>();
 daemon.on('loaded', ({ table }) => {
   loaded.add(table);
   if (loaded.size === daemon.tableNames.length) process.stdout.write(`${JSON.stringify({ msg: 'daemon ready' })}\n`);
+});
+let tickMs: number[] = [];
+daemon.on('batchApplied', (event) => tickMs.push(event.tickMs));
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim() !== 'stats') return;
+  process.stdout.write(`${JSON.stringify({ msg: 'step stats', tickMs })}\n`);
+  tickMs = [];
 });
 process.once('SIGTERM', () => void daemon.close().then(() => process.exit(0)));

@@ -72,10 +72,10 @@ export class TableChanges {
 }
 
 /**
- * Changes gathered from notifications until the pipeline applies them: per
- * cached table what to refresh or reload, and the barriers to mark once all
- * of it is applied. Adding a key to a table that reloads in this batch is a
- * no-op: everything committed before the batch is applied is in the reload.
+ * What one pipeline step applies: per cached table what to refresh or
+ * reload, and the barriers to mark once all of it is applied. Adding a key to
+ * a table that reloads in this batch is a no-op: the reload reads the same
+ * snapshot as the key's refresh would.
  */
 export class ChangeBatch {
   private readonly tables = new Map<string, TableChanges>();
@@ -85,8 +85,11 @@ export class ChangeBatch {
   notifications = 0;
   /** Keys carried by those notifications, before deduplication: what `maxBatchKeys` bounds. */
   receivedKeys = 0;
-  /** When the first item arrived (ms, `performance.now()`), for latency metrics. */
-  readonly startedAt = performance.now();
+  /**
+   * @param startedAt When the first item arrived (ms, `performance.now()`), for latency metrics.
+   */
+  constructor(readonly startedAt: number = performance.now()) {}
+
   /** The trigger time (`ts`) of every change notification, in arrival order, for the lag metric. */
   readonly changeTimes: number[] = [];
 

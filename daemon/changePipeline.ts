@@ -3,14 +3,14 @@ import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import { BARRIER_MARK_TTL_MS, barrierMarkKey } from '../lib/client/barrier.ts';
 import type { Logger } from '../lib/core/logger.ts';
-import { ChangeBatch } from './changeBatch.ts';
+import type { ChangeBatch, TableChanges } from './changeBatch.ts';
+import { ChangeQueue } from './changeQueue.ts';
 import type { ChangeMapper } from './changeMapper.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
-import type { TableChanges } from './changeBatch.ts';
 import { classifyNotification, payloadExcerpt, type Notification } from './notificationText.ts';
-import { dropQueuedKeys, queuedKeysOf, queuedKeysPerTable } from './queuedKeys.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
+import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
 
 /** What the pipeline needs of a cached table ({@link TableSync} in the daemon). */
@@ -18,9 +18,10 @@ export interface SyncedTable {
   readonly name: string;
   /** Whether a load succeeded and no reload failed since. */
   readonly isLoaded: boolean;
-  /** Loads every record anew; `reasons` are for its log line and events. */
-  reload(reasons: readonly string[]): Promise<{ readonly records: number; readonly ms: number }>;
-  refresh(changes: TableChanges): Promise<TableRefreshCounts>;
+  /** Loads every record anew, reading `snapshot`; `reasons` are for its log line and events. */
+  reload(reasons: readonly string[], snapshot: StepSnapshot): Promise<{ readonly records: number; readonly ms: number }>;
+  /** Refreshes the records `changes` names, reading them (and resolving keys) in `snapshot`. */
+  refresh(changes: TableChanges, snapshot: StepSnapshot): Promise<TableRefreshCounts>;
   /** Whether Redis still holds what the table published. */
   storageIntact(): Promise<boolean>;
 }
@@ -29,6 +30,8 @@ export interface SyncedTable {
 export interface ChangePipelineOptions {
   readonly tables: readonly SyncedTable[];
   readonly mapper: ChangeMapper;
+  /** Gives each step its snapshot S and makes sure every notification visible in S has arrived. */
+  readonly snapshots: StepSnapshotSource;
   /** Where barrier marks are written; absent when no reader can wait on them (in-process storage). */
   readonly redis?: Pick<Redis, 'pipeline'> | undefined;
   readonly keyPrefix: string;
@@ -38,7 +41,7 @@ export interface ChangePipelineOptions {
    * gather for the next one anyway, so under load batches grow by themselves.
    */
   readonly batchWindowMs: number;
-  /** A batch takes notifications until their keys reach this many. */
+  /** Queued keys at which a gathering step stops waiting for its window. */
   readonly maxBatchKeys: number;
   /** Queued keys beyond which the queue is replaced by one reload of every table (default 50 × `maxBatchKeys`). */
   readonly maxQueuedKeys?: number;
@@ -66,22 +69,41 @@ const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
 
 /**
- * The daemon's one loop: notifications are classified and mapped as they
- * arrive into the batch being gathered (so duplicates fold at once); the loop
- * takes batches in order and applies each to every table it touches — a
- * reload, or one refresh of all its keys — then marks the batch's barriers.
+ * The daemon's one loop, in steps. Each step:
  *
- * One batch at a time, in arrival order: a barrier is marked only after every
- * change received before it is visible, and a reload that starts after a
- * batch's notifications arrived includes all of their changes, so the keys of
- * a reloaded table are dropped from its batch. A table whose reload or
- * refresh fails is reloaded in the next batch, after a growing pause; its
- * barriers wait for that.
+ * 1. takes the barriers and reload requests received so far;
+ * 2. opens a snapshot S ({@link StepSnapshotSource}: a tick NOTIFY that
+ *    committed after S was taken makes sure every notification of a
+ *    transaction visible in S has arrived);
+ * 3. cuts the queue: the change notifications whose transaction is visible
+ *    in S are mapped into one {@link ChangeBatch} (duplicates fold); the
+ *    rest stay queued for a later step;
+ * 4. applies the batch to every table it touches, all reads in S — a reload,
+ *    or one refresh of all its keys, one merge per table;
+ * 5. marks the barriers of step 1 (everything committed before a barrier
+ *    that arrived before S was opened is visible in S, so it is applied).
+ *
+ * So after every step each table in Redis is the query's result in S: whole
+ * transactions only, never two snapshots mixed (design invariant 7). Steps
+ * take their snapshots one after another, so what readers see never goes
+ * back in time, also from a reload to the refresh after it.
+ *
+ * A table whose reload or refresh fails is reloaded in a later step, after a
+ * growing pause; its barriers wait for that. A step whose snapshot cannot be
+ * had (Postgres down, the tick lost with the LISTEN connection) changes
+ * nothing and is retried.
+ *
+ * Tables share a step today; the per-table state (`TableChanges`, the
+ * reload requests) is kept per table so that tables could later step on
+ * their own snapshots.
  */
 export class ChangePipeline {
-  private readonly batches: ChangeBatch[] = [];
+  /** What was received and not applied yet. */
+  private readonly queue = new ChangeQueue();
   /** The batch being applied. */
   private inFlight: ChangeBatch | null = null;
+  /** The last step's snapshot, being closed. */
+  private closingSnapshot: Promise<void> = Promise.resolve();
   private readonly tables: ReadonlyMap<string, SyncedTable>;
   private readonly loadedOnce = new Set<string>();
   private deferredBarriers: string[] = [];
@@ -92,12 +114,8 @@ export class ChangePipeline {
   private lastStorageCheck = performance.now();
   private readonly maxQueuedKeys: number;
   private readonly storageCheckIntervalMs: number;
-  /** Per queued batch, the trigger time of its oldest change. */
-  private readonly oldestChangeAt = new WeakMap<ChangeBatch, number>();
   private readonly maxQueuedKeysPerTable: number;
   private readonly throttle: ReloadThrottle;
-  /** Sends a notification's reload requests through the throttle. */
-  private readonly throttledReload = (table: string, reason: string, kind: ReloadKind): void => this.requestThrottledReload(table, reason, kind);
 
   constructor(private readonly options: ChangePipelineOptions) {
     this.tables = new Map(options.tables.map((table) => [table.name, table]));
@@ -107,20 +125,22 @@ export class ChangePipeline {
     this.throttle = new ReloadThrottle({
       minIntervalMs: options.minReloadIntervalMs ?? 0,
       onDue: (table, reload, barriers) => {
-        const batch = this.gathering();
-        const changes = batch.table(table);
-        for (const reason of reload.reasons) changes.requestReload(reason, [...reload.kinds][0]!);
-        for (const kind of reload.kinds) changes.reloadKinds.add(kind);
-        batch.barriers.push(...barriers);
+        for (const reason of reload.reasons) this.queue.requestReload([table], reason, [...reload.kinds][0]!);
+        for (const kind of reload.kinds) this.queue.requestedReloads.table(table).reloadKinds.add(kind);
+        for (const id of barriers) this.queue.addBarrier(id);
         this.options.logger.info({ table, reasons: [...reload.reasons] }, 'reloading after the least interval between reloads');
         this.wake?.();
       },
     });
   }
 
-  /** Distinct keys waiting to be refreshed, per table (queued batches, not the one in flight). */
+  /** Keys waiting for a step, per table (queued changes, not the step in flight). */
   queuedKeys(): Map<string, number> {
-    return queuedKeysPerTable(this.batches, this.tables.keys());
+    const queued = new Map<string, number>([...this.tables.keys()].map((name) => [name, 0]));
+    for (const [source, keys] of this.queue.keysPerSource()) {
+      for (const name of this.options.mapper.tablesOf(source)) queued.set(name, (queued.get(name) ?? 0) + keys);
+    }
+    return queued;
   }
 
   /** Whether `table` was loaded once: readers see a complete load of it, even while it is reloaded. */
@@ -136,7 +156,7 @@ export class ChangePipeline {
   /** Per table, the reloads requested and not finished yet (queued, or in flight): their reasons and kinds. */
   pendingReloads(): Map<string, { readonly reasons: string[]; readonly kinds: ReloadKind[] }> {
     const pending = new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
-    for (const batch of this.inFlight === null ? this.batches : [this.inFlight, ...this.batches]) {
+    for (const batch of this.inFlight === null ? [this.queue.requestedReloads] : [this.inFlight, this.queue.requestedReloads]) {
       for (const [name, changes] of batch.entries()) {
         if (!changes.needsReload) continue;
         const entry = pending.get(name) ?? { reasons: [], kinds: [] };
@@ -154,7 +174,7 @@ export class ChangePipeline {
     return pending;
   }
 
-  /** Starts the loop. The first batch reloads every table (`reason`), with whatever notifications arrived meanwhile. */
+  /** Starts the loop. The first step reloads every table (`reason`), with whatever notifications arrived meanwhile. */
   start(reason: string): void {
     this.requestReload(null, reason, 'start');
     this.loop ??= this.run();
@@ -162,6 +182,7 @@ export class ChangePipeline {
 
   /** Takes the raw text of one notification. */
   push(text: string): void {
+    if (this.options.snapshots.acceptTick(text)) return;
     this.pushClassified(classifyNotification(text));
   }
 
@@ -184,18 +205,12 @@ export class ChangePipeline {
         return;
       }
       case 'barrier':
-        if (!this.throttle.holdBarrier(notification.payload.id)) this.gathering().barriers.push(notification.payload.id);
+        this.queue.addBarrier(notification.payload.id);
         break;
-      case 'change': {
-        const batch = this.gathering();
-        batch.notifications++;
-        batch.changeTimes.push(notification.payload.ts);
-        this.options.mapper.map(notification.payload, batch, this.throttledReload);
-        const oldest = this.oldestChangeAt.get(batch);
-        if (oldest === undefined || notification.payload.ts < oldest) this.oldestChangeAt.set(batch, notification.payload.ts);
-        if (notification.payload.op !== 'T' && notification.payload.op !== 'X') this.boundQueuedKeys(this.options.mapper.tablesOf(notification.payload.t));
+      case 'change':
+        this.queue.addChange(notification.payload);
+        if (notification.payload.op !== 'T' && notification.payload.op !== 'X') this.boundQueuedKeys(notification.payload.t);
         break;
-      }
     }
     this.collapseIfBehind();
     this.wake?.();
@@ -217,103 +232,117 @@ export class ChangePipeline {
   private requestThrottledReload(table: string, reason: string, kind: ReloadKind): void {
     if (!this.tables.has(table)) return;
     if (!this.throttle.admit(table, reason, kind)) return;
-    this.gathering().table(table).requestReload(reason, kind);
+    this.queue.requestReload([table], reason, kind);
     this.wake?.();
   }
 
   /**
    * Bounds the memory a flood of key payloads can take: past
-   * `maxQueuedKeysPerTable` distinct keys queued for a table, they are
-   * dropped and the table is reloaded instead (throttled like any reload a
-   * notification asks for; a deferred reload covers the keys dropped
-   * meanwhile, since it starts after they arrived).
+   * `maxQueuedKeysPerTable` keys queued from one source table, its queued
+   * changes are dropped and the tables it feeds are reloaded instead
+   * (throttled like any reload a notification asks for; the reload's
+   * snapshot is taken after the dropped changes arrived, so it holds them).
    */
-  private boundQueuedKeys(tables: readonly string[]): void {
-    for (const name of tables) {
-      const queued = queuedKeysOf(this.batches, name);
-      if (queued <= this.maxQueuedKeysPerTable) continue;
-      dropQueuedKeys(this.batches, name);
-      this.options.logger.warn({ table: name, queuedKeys: queued, bound: this.maxQueuedKeysPerTable }, 'too many changed keys queued for a table; reloading it instead');
+  private boundQueuedKeys(sourceTable: string): void {
+    const queued = this.queue.keysFrom(sourceTable);
+    if (queued <= this.maxQueuedKeysPerTable) return;
+    this.queue.dropChangesFrom(sourceTable);
+    for (const name of this.options.mapper.tablesOf(sourceTable)) {
+      this.options.logger.warn({ table: name, source: sourceTable, queuedKeys: queued, bound: this.maxQueuedKeysPerTable }, 'too many changed keys queued for a table; reloading it instead');
       this.requestThrottledReload(name, `more than ${this.maxQueuedKeysPerTable} changed keys were queued`, 'key_flood');
     }
   }
 
-  /** Reloads `tables` (every table when `null`) in the next batch; `kind` is the reason's class for metrics. */
+  /** Reloads `tables` (every table when `null`) in the next step; `kind` is the reason's class for metrics. */
   requestReload(tables: readonly string[] | null, reason: string, kind: ReloadKind): void {
-    const batch = this.gathering();
-    for (const table of tables ?? this.tables.keys()) batch.table(table).requestReload(reason, kind);
+    this.queue.requestReload(tables ?? this.tables.keys(), reason, kind);
     this.wake?.();
   }
 
-  /** Finishes the batch in flight and stops; queued batches are dropped (the next start reloads everything). */
+  /** Finishes the step in flight and stops; queued work is dropped (the next start reloads everything). */
   async stop(): Promise<void> {
     this.stopping = true;
     this.throttle.close();
     this.wake?.();
     await this.loop;
-  }
-
-  /** The batch notifications are gathered into: the newest queued one, unless it is full. */
-  private gathering(): ChangeBatch {
-    const last = this.batches.at(-1);
-    if (last !== undefined && last.receivedKeys < this.options.maxBatchKeys) return last;
-    const batch = new ChangeBatch();
-    this.batches.push(batch);
-    return batch;
+    await this.closingSnapshot;
   }
 
   /**
    * Bounds memory when the daemon falls behind (Postgres slow, a standby
-   * wait): queued key changes are replaced by one reload of every table,
-   * which costs the same as catching up and holds nothing per key.
+   * wait): queued changes are replaced by one reload of every table, which
+   * costs the same as catching up and holds nothing per key. Every queued
+   * change has committed, so the reload's snapshot includes it.
    */
   private collapseIfBehind(): void {
-    const queued = this.batches.reduce((sum, batch) => sum + batch.receivedKeys, 0);
-    if (queued <= this.maxQueuedKeys) return;
-    const collapsed = new ChangeBatch();
-    for (const batch of this.batches) {
-      collapsed.barriers.push(...batch.barriers);
-      for (const time of batch.changeTimes) collapsed.changeTimes.push(time);
-    }
-    for (const table of this.tables.keys()) collapsed.table(table).requestReload(`the daemon fell behind by ${queued} keys`, 'fell_behind');
+    if (this.queue.queuedKeys <= this.maxQueuedKeys) return;
+    const queued = this.queue.dropChanges();
     this.options.logger.warn({ queuedKeys: queued }, 'fell behind; replacing the queued changes by a reload of every table');
-    this.batches.length = 0;
-    this.batches.push(collapsed);
+    this.requestReload(null, `the daemon fell behind by ${queued} keys`, 'fell_behind');
   }
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      if (this.batches.length === 0) await this.waitForWork(this.storageCheckIntervalMs);
+      if (!this.queue.hasWork) await this.waitForWork(this.storageCheckIntervalMs);
       if (this.stopping) return;
       await this.checkStorage();
-      const first = this.batches[0];
-      if (first === undefined) continue;
-      await this.waitForWindow(first);
-      const batch = this.batches.shift()!;
-      this.coverByReloads(batch);
-      this.inFlight = batch;
-      const failed = await this.apply(batch).finally(() => {
-        this.inFlight = null;
-      });
+      if (!this.queue.hasWork) continue;
+      await this.waitForWindow();
+      if (this.stopping) return;
+      const failed = await this.step();
       if (this.stopping) return;
       if (failed > 0) await this.pauseAfterFailure();
       else this.consecutiveFailures = 0;
     }
   }
 
-  /**
-   * Every notification queued now arrived before the batch's reloads start,
-   * so the reloads include their changes: queued work for a table about to be
-   * reloaded is dropped (keys and further reloads alike). What arrives from
-   * now on is kept.
-   */
-  private coverByReloads(batch: ChangeBatch): void {
-    for (const [name, changes] of batch.entries()) {
-      if (!changes.needsReload && this.tables.get(name)?.isLoaded !== false) continue;
-      for (const queued of this.batches) queued.forget(name);
-      // It covers a deferred reload too; barriers that waited only for that one are marked with this batch.
-      batch.barriers.push(...this.throttle.reloadStarted(name));
+  /** One step: snapshot, cut, apply, barriers. Returns how many tables (or the snapshot) failed. */
+  private async step(): Promise<number> {
+    // Taken before S is opened: everything committed before these barriers and requests is visible in S.
+    const start = this.queue.takeStart();
+    // Until the batch is cut, its reloads are the ones in flight (health reports them as pending).
+    this.inFlight = start.reloads;
+    let snapshot: StepSnapshot;
+    try {
+      snapshot = await this.options.snapshots.open();
+    } catch (error) {
+      this.inFlight = null;
+      this.queue.giveBack(start);
+      this.reportError(error, 'opening a snapshot for the next step');
+      return 1;
     }
+    try {
+      for (const [name, table] of this.tables) {
+        if (!table.isLoaded && !start.reloads.table(name).needsReload) start.reloads.table(name).requestReload('its last reload failed', 'failure');
+      }
+      const batch = this.queue.cut(start, snapshot, this.options.mapper, (table, reason, kind) => this.throttle.admit(table, reason, kind));
+      this.holdDeferredTables(batch);
+      this.inFlight = batch;
+      return await this.apply(batch, snapshot);
+    } finally {
+      this.inFlight = null;
+      // Ending the read-only transaction is off the path to the next step (close never rejects).
+      this.closingSnapshot = snapshot.close();
+    }
+  }
+
+  /**
+   * Throttle bookkeeping for a cut batch. A table reloaded in this step
+   * covers its deferred reload (barriers that waited only for that one are
+   * marked with this step). A table whose reload is still deferred stays at
+   * its last step: its keys are dropped from the batch, since refreshing
+   * part of what the deferred reload stands for would publish part of a
+   * transaction; the deferred reload, in a later snapshot, holds them. And
+   * while any reload is deferred, this step's barriers wait for it.
+   */
+  private holdDeferredTables(batch: ChangeBatch): void {
+    const released: string[] = [];
+    for (const [name, changes] of batch.entries()) {
+      if (changes.needsReload || this.tables.get(name)?.isLoaded === false) released.push(...this.throttle.reloadStarted(name));
+    }
+    for (const name of this.throttle.deferred().keys()) batch.forget(name);
+    const waiting = batch.barriers.filter((id) => this.throttle.holdBarrier(id));
+    batch.barriers.splice(0, batch.barriers.length, ...batch.barriers.filter((id) => !waiting.includes(id)), ...released);
   }
 
   private waitForWork(timeoutMs: number): Promise<void> {
@@ -328,11 +357,11 @@ export class ChangePipeline {
     });
   }
 
-  /** Lets a young batch gather more notifications, unless it is full or the daemon is stopping. */
-  private async waitForWindow(batch: ChangeBatch): Promise<void> {
+  /** Lets young work gather more notifications, unless enough keys are queued or the daemon is stopping. */
+  private async waitForWindow(): Promise<void> {
     for (;;) {
-      const left = batch.startedAt + this.options.batchWindowMs - performance.now();
-      if (left <= 0 || this.stopping || batch.receivedKeys >= this.options.maxBatchKeys || this.batches.length > 1) return;
+      const left = (this.queue.queuedSince ?? 0) + this.options.batchWindowMs - performance.now();
+      if (left <= 0 || this.stopping || this.queue.queuedKeys >= this.options.maxBatchKeys) return;
       await this.waitForWork(left);
     }
   }
@@ -345,23 +374,26 @@ export class ChangePipeline {
     while (!this.stopping && performance.now() < until) await this.waitForWork(until - performance.now());
   }
 
-  /** Applies a batch; returns how many tables failed (they are reloaded in the next batch). */
-  private async apply(batch: ChangeBatch): Promise<number> {
+  /** Applies a batch in `snapshot`; returns how many tables failed (they are reloaded in a later step). */
+  private async apply(batch: ChangeBatch, snapshot: StepSnapshot): Promise<number> {
     const results: TableBatchResult[] = [];
     const failed: string[] = [];
-    for (const [name, changes] of batch.entries()) {
+    const entries = batch.entries();
+    // With several tables, one table's failed read must not abort the snapshot for the others.
+    const isolate = entries.length > 1 ? <T>(work: () => Promise<T>) => snapshot.isolate(work) : <T>(work: () => Promise<T>) => work();
+    for (const [name, changes] of entries) {
       const table = this.tables.get(name);
       if (table === undefined) continue;
-      const reload = changes.needsReload || !table.isLoaded;
+      const reload = changes.needsReload;
       try {
         if (reload) {
-          const reasons = changes.needsReload ? [...changes.reloadReasons] : ['its last reload failed'];
-          const kinds: ReloadKind[] = changes.needsReload ? [...changes.reloadKinds] : ['failure'];
-          const { records, ms } = await table.reload(reasons);
+          const reasons = [...changes.reloadReasons];
+          const kinds: ReloadKind[] = [...changes.reloadKinds];
+          const { records, ms } = await isolate(() => table.reload(reasons, snapshot));
           results.push({ table: name, action: 'reload', keys: 0, expired: 0, loaded: records });
           this.reportLoaded(name, records, ms, reasons, kinds);
         } else {
-          const counts = await table.refresh(changes);
+          const counts = await isolate(() => table.refresh(changes, snapshot));
           results.push({ table: name, action: 'refresh', ...counts });
         }
       } catch (error) {
@@ -383,7 +415,8 @@ export class ChangePipeline {
       tables: results,
       barriers: failed.length > 0 ? 0 : barriers.length,
       ms: performance.now() - batch.startedAt,
-      oldestChangeAt: this.oldestChangeAt.get(batch) ?? null,
+      tickMs: snapshot.tickMs,
+      oldestChangeAt: batch.changeTimes.reduce<number | null>((oldest, time) => (oldest === null || time < oldest ? time : oldest), null),
       changeTimes: failed.length > 0 ? [] : batch.changeTimes,
     });
     return failed.length;

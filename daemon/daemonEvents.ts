@@ -58,6 +58,11 @@ export interface BatchAppliedEvent {
   /** From the batch's first notification to the end of its last merge. */
   readonly ms: number;
   /**
+   * Of `ms`, opening the step's snapshot and waiting for its tick to come
+   * back (the cost of the snapshot-consistent cut: about one NOTIFY round trip).
+   */
+  readonly tickMs: number;
+  /**
    * The trigger time (`ts`, epoch ms) of the oldest change in the batch, or
    * `null` when it held none: `Date.now() - oldestChangeAt` at this event is
    * the batch's worst change-to-visible delay.

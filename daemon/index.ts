@@ -44,6 +44,16 @@ export { verifyCache, type RecordDifference, type TableVerification, type Verify
 export { ChangeMapper, type MapOutcome, type MappedTable } from './changeMapper.ts';
 export { ChangeBatch, TableChanges } from './changeBatch.ts';
 export { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from './changePipeline.ts';
+export { ChangeQueue, type StepStart } from './changeQueue.ts';
+export {
+  parsePgSnapshot,
+  PostgresStepSnapshots,
+  visibleInSnapshot,
+  type PgSnapshot,
+  type PostgresStepSnapshotsOptions,
+  type StepSnapshot,
+  type StepSnapshotSource,
+} from './stepSnapshot.ts';
 export { ChangeListener, reconnectDelay, type ChangeListenerEvents, type ChangeListenerOptions } from './changeListener.ts';
 export { classifyNotification, payloadExcerpt, PAYLOAD_EXCERPT_LENGTH, type Notification } from './notificationText.ts';
 export { TableSync, type TableRefreshCounts, type TableSyncOptions } from './tableSync.ts';

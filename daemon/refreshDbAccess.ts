@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import Cursor from 'pg-cursor';
 import type { DbAccess, DbRecordsSpec } from '../lib/core/dbAccess.ts';
 import { QueryFailedError } from '../lib/postgres/errors.ts';
 import type { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
@@ -15,12 +16,18 @@ import { exactTypeParsers } from '../lib/postgres/typeParsers.ts';
  * of keys' records, so it runs as one plain statement, which is its own
  * snapshot: one round trip instead of the cursor's five (BEGIN, bind, fetch,
  * close, ROLLBACK), which is most of a small refresh's time.
+ *
+ * While {@link session} is set (the daemon's pipeline sets it for a step),
+ * every read runs in that session's transaction instead, so that loads,
+ * refreshes and `resolve` queries all read the step's one snapshot.
  */
 export class RefreshDbAccess implements DbAccess {
   /** Rows the running (or last) load has read so far. */
   streamedRows = 0;
   /** Part of prepared statements' names; bumped to prepare them again. */
   private statementEpoch = 0;
+  /** The session whose snapshot every read uses; `null`: each read takes its own. */
+  session: pg.ClientBase | null = null;
 
   constructor(
     private readonly streaming: PostgresAccess,
@@ -29,6 +36,10 @@ export class RefreshDbAccess implements DbAccess {
   ) {}
 
   async *getRecords<R>(spec: DbRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
+    if (spec.args.length === 0 && this.session !== null) {
+      yield* this.streamInSession(this.session, spec);
+      return;
+    }
     if (spec.args.length === 0) {
       this.streamedRows = 0;
       for await (const record of this.streaming.getRecords(spec)) {
@@ -48,6 +59,39 @@ export class RefreshDbAccess implements DbAccess {
     for (const row of rows) yield parse(row);
   }
 
+  /** Streams a load through a cursor in `session`'s open transaction, so that it reads that transaction's snapshot. */
+  private async *streamInSession<R>(session: pg.ClientBase, spec: DbRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
+    this.streamedRows = 0;
+    const parse = spec.recordParser ?? ((row: Record<string, unknown>) => row as R);
+    let cursor: Cursor<Record<string, unknown>>;
+    try {
+      cursor = session.query(new Cursor<Record<string, unknown>>(spec.query, [...spec.args], { types: exactTypeParsers }));
+    } catch (error) {
+      throw new QueryFailedError(spec.query, error);
+    }
+    let failed = false;
+    try {
+      for (;;) {
+        let rows: Record<string, unknown>[];
+        try {
+          rows = await cursor.read(LOAD_BATCH_ROWS);
+        } catch (error) {
+          failed = true;
+          throw new QueryFailedError(spec.query, error);
+        }
+        for (const row of rows) {
+          this.abandonLoads?.throwIfAborted();
+          this.streamedRows++;
+          yield parse(row);
+        }
+        if (rows.length < LOAD_BATCH_ROWS) return;
+      }
+    } finally {
+      // A failed cursor has already synced and has no portal left to close.
+      if (!failed) await cursor.close().catch(() => undefined);
+    }
+  }
+
   /**
    * A refresh of few keys runs as a prepared statement: planning the cached
    * query's joins costs more than running them for a handful of keys. Larger
@@ -57,14 +101,26 @@ export class RefreshDbAccess implements DbAccess {
   private async selectKeys(spec: DbRecordsSpec<unknown>): Promise<Record<string, unknown>[]> {
     const keys = Math.max(...spec.args.map((values) => (Array.isArray(values) ? values.length : 1)));
     const query = { text: spec.query, values: [...spec.args], types: exactTypeParsers };
-    if (keys > PREPARED_MAX_KEYS) return (await this.pool.query<Record<string, unknown>>(query)).rows;
+    const db = this.session ?? this.pool;
+    if (keys > PREPARED_MAX_KEYS) return (await db.query<Record<string, unknown>>(query)).rows;
+    if (this.session !== null) {
+      try {
+        return (await db.query<Record<string, unknown>>({ ...query, name: this.statementName(spec.query) })).rows;
+      } catch (error) {
+        // An error aborts the step's transaction, so a stale statement cannot be
+        // retried there: the step fails, the table is reloaded, and the next
+        // refresh prepares the statement again under a new name.
+        if (isStalePreparedStatement(error)) this.statementEpoch++;
+        throw error;
+      }
+    }
     try {
-      return (await this.pool.query<Record<string, unknown>>({ ...query, name: this.statementName(spec.query) })).rows;
+      return (await db.query<Record<string, unknown>>({ ...query, name: this.statementName(spec.query) })).rows;
     } catch (error) {
       if (!isStalePreparedStatement(error)) throw error;
       // The source tables' columns changed since the statement was prepared: prepare it again under a new name.
       this.statementEpoch++;
-      return (await this.pool.query<Record<string, unknown>>({ ...query, name: this.statementName(spec.query) })).rows;
+      return (await db.query<Record<string, unknown>>({ ...query, name: this.statementName(spec.query) })).rows;
     }
   }
 
@@ -72,6 +128,9 @@ export class RefreshDbAccess implements DbAccess {
     return `tablecache_refresh_${createHash('sha256').update(query).digest('hex').slice(0, 24)}_${this.statementEpoch}`;
   }
 }
+
+/** Rows per cursor read of a load in a step's session. */
+const LOAD_BATCH_ROWS = 1000;
 
 /** Refreshes of at most this many keys per key column run as a prepared statement. */
 const PREPARED_MAX_KEYS = 64;

@@ -40,8 +40,9 @@ export interface ReloadThrottleOptions {
  * reloaded a 200,000-row table back to back). A reload asked for within the
  * interval after the table's last reload started is deferred, never dropped:
  * it runs once the interval is over, and every further request meanwhile
- * joins it. Changes keep being refreshed by key meanwhile, so real changes
- * stay prompt; the deferred reload covers whatever the coarse requests stood
+ * joins it. The pipeline holds the table at its last step meanwhile (a
+ * refresh by key could publish part of a transaction the deferred reload
+ * stands for); the deferred reload covers whatever the coarse requests stood
  * for.
  *
  * Barriers keep their meaning (everything committed before is visible): a

@@ -3,6 +3,7 @@ import type { Logger } from '../lib/core/logger.ts';
 import type { ChangeMapper } from './changeMapper.ts';
 import type { ChangePipeline } from './changePipeline.ts';
 import { classifyNotification, type Notification } from './notificationText.ts';
+import { isTickText } from './stepSnapshot.ts';
 
 /** What {@link SenderCheck.verdict} found about the sender of a notification. */
 export type SenderVerdict =
@@ -84,7 +85,7 @@ export class SenderCheck {
 export interface SenderGateOptions {
   readonly check: SenderCheck;
   readonly mapper: ChangeMapper;
-  readonly pipeline: Pick<ChangePipeline, 'pushClassified' | 'requestNotifiedReload'>;
+  readonly pipeline: Pick<ChangePipeline, 'push' | 'pushClassified' | 'requestNotifiedReload'>;
   /** Every cached table (an unknown version naming no table may affect them all). */
   readonly tables: readonly string[];
   /** Called for a rejected notification (counted as `rejected`, logged). */
@@ -101,24 +102,26 @@ export interface SenderGateOptions {
  * it. Most verdicts come from the cache, synchronously.
  */
 export class SenderGate {
-  private readonly held: { notification: Notification; processId: number }[] = [];
+  /** Notifications waiting behind a check, in arrival order; `null` for the daemon's own snapshot ticks. */
+  private readonly held: { text: string; notification: Notification | null; processId: number }[] = [];
   private draining = false;
 
   constructor(private readonly options: SenderGateOptions) {}
 
   /** Takes the raw text of a notification and its sender's process id. */
   push(text: string, processId: number): void {
-    const notification = classifyNotification(text);
+    // A tick proves that every notification before it has arrived, so it keeps its place behind held ones.
+    const notification = isTickText(text) ? null : classifyNotification(text);
     if (this.draining) {
-      if (this.held.length >= (this.options.maxHeld ?? 10_000) && notification.kind !== 'barrier') {
+      if (this.held.length >= (this.options.maxHeld ?? 10_000) && notification !== null && notification.kind !== 'barrier') {
         // Bounded memory while Postgres is slow to answer: what cannot be held becomes a reload.
         this.options.pipeline.requestNotifiedReload(this.options.tables, 'too many notifications waited for their sender check', 'unverified_sender');
         return;
       }
-      this.held.push({ notification, processId });
+      this.held.push({ text, notification, processId });
       return;
     }
-    const done = this.pass(notification, processId);
+    const done = this.pass(text, notification, processId);
     if (done !== undefined) {
       this.draining = true;
       void done.then(() => this.drain());
@@ -126,7 +129,11 @@ export class SenderGate {
   }
 
   /** Passes one notification on, or returns a promise when its check needs a query. */
-  private pass(notification: Notification, processId: number): Promise<void> | undefined {
+  private pass(text: string, notification: Notification | null, processId: number): Promise<void> | undefined {
+    if (notification === null) {
+      this.options.pipeline.push(text);
+      return undefined;
+    }
     const tables = this.tablesOf(notification);
     if (tables === null) {
       this.options.pipeline.pushClassified(notification);
@@ -174,7 +181,7 @@ export class SenderGate {
     for (;;) {
       const next = this.held.shift();
       if (next === undefined) break;
-      const done = this.pass(next.notification, next.processId);
+      const done = this.pass(next.text, next.notification, next.processId);
       if (done !== undefined) await done;
     }
     this.draining = false;

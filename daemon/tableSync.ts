@@ -13,6 +13,7 @@ import type { DaemonEvents } from './daemonEvents.ts';
 import type { DaemonStorage, Row, TableWriter } from './daemonStorage.ts';
 import type { RefreshDbAccess } from './refreshDbAccess.ts';
 import { estimateRows } from './rowEstimate.ts';
+import type { StepSnapshot } from './stepSnapshot.ts';
 
 /** How often a running load reports its progress (`loadProgress` events). */
 const PROGRESS_INTERVAL_MS = 250;
@@ -104,12 +105,17 @@ export class TableSync {
    * writer): readers see the old data until the new is complete. A writer
    * whose lease is lost is replaced first (waiting as a standby if another
    * daemon now holds the table). Reports `loadStarted` with the planner's
-   * row estimate, then `loadProgress` a few times a second.
+   * row estimate, then `loadProgress` a few times a second. The records are
+   * read in `snapshot`.
    *
    * Until a load succeeds, {@link refresh} must not be called: the writer's
    * generation is then the unfinished one.
    */
-  async reload(reasons: readonly string[] = []): Promise<{ readonly records: number; readonly ms: number }> {
+  async reload(reasons: readonly string[], snapshot: StepSnapshot): Promise<{ readonly records: number; readonly ms: number }> {
+    return this.inSnapshot(snapshot, () => this.load(reasons));
+  }
+
+  private async load(reasons: readonly string[]): Promise<{ readonly records: number; readonly ms: number }> {
     const started = performance.now();
     this.table = null;
     if (!(await this.writer.writable())) await this.replaceWriter();
@@ -135,15 +141,29 @@ export class TableSync {
   }
 
   /**
-   * Refreshes the records `changes` names: runs the `resolve` queries (one
+   * Refreshes the records `changes` names, every read in `snapshot`: runs the `resolve` queries (one
    * per source, all keys in one array per key column), invalidates one spec
    * per index holding all of its keys, and refreshes them in one merge, one
    * database query per index.
    */
-  async refresh(changes: TableChanges): Promise<TableRefreshCounts> {
+  async refresh(changes: TableChanges, snapshot: StepSnapshot): Promise<TableRefreshCounts> {
+    return this.inSnapshot(snapshot, () => this.refreshKeys(changes, snapshot.session));
+  }
+
+  /** Runs `read` with every database read (load, refresh, resolve) in `snapshot`'s session. */
+  private async inSnapshot<T>(snapshot: StepSnapshot, read: () => Promise<T>): Promise<T> {
+    this.options.db.session = snapshot.session;
+    try {
+      return await read();
+    } finally {
+      this.options.db.session = null;
+    }
+  }
+
+  private async refreshKeys(changes: TableChanges, session: pg.ClientBase | null): Promise<TableRefreshCounts> {
     const table = this.table;
     if (table === null) throw new NotLoadedError(`Table "${this.name}" is not loaded; reload it before refreshing.`);
-    for (const [source, keys] of changes.resolveKeys) await this.resolve(source, [...keys.values()], changes);
+    for (const [source, keys] of changes.resolveKeys) await this.resolve(session ?? this.options.pool, source, [...keys.values()], changes);
     let keys = 0;
     for (const [indexName, byKey] of changes.keysByIndex) {
       if (byKey.size === 0) continue;
@@ -158,14 +178,14 @@ export class TableSync {
   }
 
   /** Runs a source's `resolve` query with `$1…$n` = the changed keys' values per key column; adds the primary keys it returns. */
-  private async resolve(source: SourceConfig, tuples: readonly (readonly unknown[])[], changes: TableChanges): Promise<void> {
+  private async resolve(db: pg.ClientBase | pg.Pool, source: SourceConfig, tuples: readonly (readonly unknown[])[], changes: TableChanges): Promise<void> {
     const parameters = source.key.map((_, column) =>
       tuples.map((tuple) => {
         const value = canonicalKeyValue(tuple[column]);
         return value === null ? null : String(value);
       }),
     );
-    const result = await this.options.pool.query<unknown[]>({ text: source.resolve!, values: parameters, rowMode: 'array', types: exactTypeParsers });
+    const result = await db.query<unknown[]>({ text: source.resolve!, values: parameters, rowMode: 'array', types: exactTypeParsers });
     const width = this.options.indexes.primaryKeyColumns.length;
     let nullRows = 0;
     for (const row of result.rows) {

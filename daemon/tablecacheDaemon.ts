@@ -17,6 +17,7 @@ import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
 import { createSenderGate } from './senderCheck.ts';
 import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
+import { PostgresStepSnapshots } from './stepSnapshot.ts';
 import { TableSync } from './tableSync.ts';
 import { abortableDelay } from '../lib/core/abortableDelay.ts';
 
@@ -256,9 +257,11 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       );
     }
     const mapper = new ChangeMapper(mapped);
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: config.triggers.channel });
     const pipeline = new ChangePipeline({
       tables: this.tables,
       mapper,
+      snapshots,
       redis: this.storage.barrierMarks,
       keyPrefix: config.redis.keyPrefix,
       batchWindowMs: config.daemon.batchWindowMs,
@@ -287,9 +290,12 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       : null;
     listener.on('notification', (text, processId) => (gate === null ? pipeline.push(text) : gate.push(text, processId)));
     listener.on('reconnecting', (attempt) => {
+      snapshots.listenerReset();
       if (attempt <= 1 || !this.down.has('postgres')) this.emit('connectionLost', { source: 'postgres', attempt });
     });
     listener.on('reconnected', (downMs, attempts) => {
+      // A tick sent while LISTEN was down never comes: the waiting step gives up and is retried.
+      snapshots.listenerReset();
       this.emit('connectionRestored', { source: 'postgres' });
       this.emit('listenerReconnected', { downMs, attempts });
       pipeline.requestReload(null, `resync: LISTEN was down for ${Math.round(downMs)} ms`, 'listen_lost');

@@ -25,6 +25,8 @@ describe('the chaos suite, short', () => {
     }
     expect(report.daemonCrashes).toEqual([]);
     expect(report.reads.served).toBeGreaterThan(0);
+    expect(report.reads).toMatchObject({ transferTorn: 0, firstTorn: null });
+    expect(report.reads.transferChecked).toBeGreaterThan(0);
     expect(Object.values(report.writes.committed).reduce((sum, count) => sum + count, 0)).toBeGreaterThan(0);
   });
 

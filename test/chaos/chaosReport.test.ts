@@ -10,7 +10,8 @@ function cleanReport(): ChaosReport {
     workload: { writers: 2, transactionsPerSecond: 100, readers: 2, users: 10 },
     writes: { committed: { renameUser: 1, renameCity: 1, moveUser: 1, insertUser: 1, deleteUser: 1, updateMany: 1, rollback: 1 }, failed: 0 },
     probe: { checked: 5, stale: 0, firstStale: null, barrierTimeouts: 1, errors: 0 },
-    reads: { served: 100, errors: { TC_TIMEOUT: 2 } },
+    reads: { served: 100, transferChecked: 20, transferTorn: 0, firstTorn: null, errors: { TC_TIMEOUT: 2 } },
+    transfers: { transfers: 30, replacements: 5, abandoned: 1 },
     faults: Object.fromEntries(FAULT_KINDS.map((kind) => [kind, { injected: 2, recovered: 2, recoveryMs: [100, 300] }])) as ChaosReport['faults'],
     verification: { table: 'users', loaded: true, postgresRecords: 10, redisRecords: 10, missing: 0, extra: 0, changed: 0, differences: [], equal: true },
     divergent: 0,
@@ -19,10 +20,11 @@ function cleanReport(): ChaosReport {
 }
 
 describe('a chaos report', () => {
-  it('passes only with no divergent record, no stale read, every fault recovered from and no daemon crash', () => {
+  it('passes only with no divergent record, no stale read, no torn transfer read, every fault recovered from and no daemon crash', () => {
     expect(chaosPassed(cleanReport())).toBe(true);
     expect(chaosPassed({ ...cleanReport(), divergent: 1 })).toBe(false);
     expect(chaosPassed({ ...cleanReport(), probe: { ...cleanReport().probe, stale: 1 } })).toBe(false);
+    expect(chaosPassed({ ...cleanReport(), reads: { ...cleanReport().reads, transferTorn: 1, firstTorn: '200 accounts holding 199988' } })).toBe(false);
     expect(chaosPassed({ ...cleanReport(), daemonCrashes: ['daemon 12 exited with 1'] })).toBe(false);
     const unrecovered = cleanReport();
     unrecovered.faults.redisRestart.recovered = 1;
@@ -34,6 +36,7 @@ describe('a chaos report', () => {
     expect(text).toContain('| **divergent records at the end** | **0** (of 10) |');
     expect(text).toContain('| changes committed | 6 (');
     expect(text).toContain('| redisRestart | 2 | 2 | 300 | 300 |');
+    expect(text).toContain('| **torn transfer reads** (wrong account count or total) | **0** |');
   });
 });
 

@@ -12,6 +12,7 @@ import { PrivatePostgres, PrivateRedis } from '../support/privateServers.ts';
 import { waitFor } from '../support/waitFor.ts';
 import { ChaosWriters, StaleReadProbe, createProbeUsers, resilientPool, timeUntilWriteVisible, type ProbeCounts, type ProbeTarget, type WriterCounts } from './chaosWorkload.ts';
 import { ChaosDaemons, FAULT_KINDS, injectFault, type FaultKind } from './faultInjectors.ts';
+import { accountsTableConfig, createAccounts, runTransferWriter, type TransferCounts, type TransferTable } from '../integration/daemon/transferWorkload.ts';
 import { SeededRandom } from './seededRandom.ts';
 
 /** Options of {@link runChaos}. */
@@ -57,13 +58,32 @@ export interface ChaosReport {
   readonly workload: { readonly writers: number; readonly transactionsPerSecond: number; readonly readers: number; readonly users: number };
   readonly writes: WriterCounts;
   readonly probe: ProbeCounts;
-  readonly reads: { served: number; errors: Record<string, number> };
+  readonly reads: ChaosReads;
+  /** What the transfer writers committed (the accounts table the readers check). */
+  readonly transfers: TransferCounts;
   readonly faults: Record<FaultKind, FaultOutcome>;
   readonly verification: TableVerification;
   /** Missing + extra + changed records at the end: must be 0. */
   readonly divergent: number;
   readonly daemonCrashes: readonly string[];
 }
+
+/** What the reader processes did, summed. */
+export interface ChaosReads {
+  served: number;
+  /** Whole-table reads of `accounts` checked against the transfer invariant. */
+  transferChecked: number;
+  /** Of those, reads with a wrong account count or total: must be 0. */
+  transferTorn: number;
+  firstTorn: string | null;
+  errors: Record<string, number>;
+}
+
+/** The transfer workload's table in the chaos run: its invariant is checked by every reader process. */
+const TRANSFER_TABLE: TransferTable = { schema: 'bank', accounts: 200, balance: 1_000 };
+/** Transfer writers, and each one's pause between transactions. */
+const TRANSFER_WRITERS = 2;
+const TRANSFER_PAUSE_MS = 10;
 
 const CHANNEL = 'tc_chaos';
 const KEY_PREFIX = 'tcchaos:';
@@ -119,7 +139,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     cleanups.push(() => pool.end());
     await createUsers(pool, users, cities);
     await createProbeUsers(pool);
-    const seedConfig = writeSeedConfig({ postgresUrl: postgres.url, redisUrl: redisServer.url, keyPrefix: KEY_PREFIX, channel: CHANNEL, daemon: { logLevel: 'warn' } });
+    await createAccounts(pool, TRANSFER_TABLE);
+    const seedConfig = writeSeedConfig({
+      postgresUrl: postgres.url,
+      redisUrl: redisServer.url,
+      keyPrefix: KEY_PREFIX,
+      channel: CHANNEL,
+      daemon: { logLevel: 'warn' },
+      tables: { accounts: accountsTableConfig(TRANSFER_TABLE) },
+    });
     cleanups.push(() => seedConfig.remove());
     await installConfigTriggers(pool, seedConfig.config);
     await options.afterSetup?.(pool);
@@ -140,21 +168,42 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     log('daemons up, table loaded; starting the workload');
 
     const readers = Array.from({ length: workload.readers }, (_, index) =>
-      // The first reader reads through a near-cache.
-      spawn(process.execPath, ['--import', 'tsx', READER_MAIN, redisServer.url, KEY_PREFIX, String(users), String(random.derive(`reader ${index}`).int(1, 2 ** 31)), index === 0 ? 'near' : 'plain'], {
-        stdio: ['pipe', 'pipe', 'inherit'],
-      }),
+      spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          READER_MAIN,
+          redisServer.url,
+          KEY_PREFIX,
+          String(users),
+          String(random.derive(`reader ${index}`).int(1, 2 ** 31)),
+          String(TRANSFER_TABLE.accounts),
+          String(TRANSFER_TABLE.balance),
+          // The first reader reads through a near-cache.
+          index === 0 ? 'near' : 'plain',
+        ],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      ),
     );
     cleanups.push(() => readers.forEach((child) => child.kill('SIGKILL')));
     const readerResults = readers.map(lastLine);
     const writers = new ChaosWriters(pool, random.derive('writers'), workload.writers, users, cities, workload.transactionsPerSecond);
     const probe = new StaleReadProbe(target);
-    cleanups.push(() => writers.stop(), () => probe.stop());
+    const transfers: TransferCounts = { transfers: 0, replacements: 0, abandoned: 0 };
+    const stopTransfers = new AbortController();
+    const accountIds = Array.from({ length: TRANSFER_TABLE.accounts }, (_, i) => i + 1);
+    const transferWriters = Array.from({ length: TRANSFER_WRITERS }, (_, index) =>
+      runTransferWriter(pool, TRANSFER_TABLE, index, accountIds, random.derive(`transfer writer ${index}`), stopTransfers.signal, transfers, TRANSFER_PAUSE_MS),
+    );
+    cleanups.push(() => writers.stop(), () => probe.stop(), () => stopTransfers.abort());
 
     const faults = await injectFaults(kinds, options, random.derive('faults'), { postgres, redis: redisServer, daemons, target, log });
 
     log('quiescence: stopping the writers, waiting for a barrier');
     const writes = await writers.stop();
+    stopTransfers.abort();
+    await Promise.all(transferWriters);
     const probeCounts = await probe.stop();
     for (const child of readers) child.stdin!.end();
     const reads = sumReads(await Promise.all(readerResults));
@@ -167,6 +216,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       writes,
       probe: probeCounts,
       reads,
+      transfers,
       faults,
       verification: verification!,
       divergent: verification!.missing + verification!.extra + verification!.changed,
@@ -232,20 +282,23 @@ async function lastLine(child: ChildProcess): Promise<string> {
   return last;
 }
 
-function sumReads(lines: readonly string[]): ChaosReport['reads'] {
-  const total = { served: 0, errors: {} as Record<string, number> };
+function sumReads(lines: readonly string[]): ChaosReads {
+  const total: ChaosReads = { served: 0, transferChecked: 0, transferTorn: 0, firstTorn: null, errors: {} };
   for (const line of lines) {
-    const counts = JSON.parse(line || '{"served":0,"errors":{"noSummary":1}}') as { served: number; errors: Record<string, number> };
+    const counts = JSON.parse(line || '{"served":0,"transferChecked":0,"transferTorn":0,"firstTorn":null,"errors":{"noSummary":1}}') as ChaosReads;
     total.served += counts.served;
+    total.transferChecked += counts.transferChecked;
+    total.transferTorn += counts.transferTorn;
+    total.firstTorn ??= counts.firstTorn;
     for (const [code, count] of Object.entries(counts.errors)) total.errors[code] = (total.errors[code] ?? 0) + count;
   }
   return total;
 }
 
-/** Whether a report passes: nothing divergent, no stale read, every injected kind recovered every time, no daemon crash. */
+/** Whether a report passes: nothing divergent, no stale read, no torn transfer read, every injected kind recovered every time, no daemon crash. */
 export function chaosPassed(report: ChaosReport): boolean {
   const everyRecovery = Object.values(report.faults).every((outcome) => outcome.recovered === outcome.injected);
-  return report.divergent === 0 && report.probe.stale === 0 && everyRecovery && report.daemonCrashes.length === 0;
+  return report.divergent === 0 && report.probe.stale === 0 && report.reads.transferTorn === 0 && everyRecovery && report.daemonCrashes.length === 0;
 }
 
 function percentile(sorted: readonly number[], fraction: number): number {
@@ -272,6 +325,9 @@ export function formatChaosReport(report: ChaosReport): string {
     `| read errors, by code (expected during faults) | ${errors} |`,
     `| probes: write, barrier reached, read | ${report.probe.checked} |`,
     `| probes: barrier not reached in 2 s / failed | ${report.probe.barrierTimeouts} / ${report.probe.errors} |`,
+    `| transfers committed (accounts table) | ${report.transfers.transfers} transfers, ${report.transfers.replacements} replacements |`,
+    `| whole-table transfer reads checked | ${report.reads.transferChecked} |`,
+    `| **torn transfer reads** (wrong account count or total) | **${report.reads.transferTorn}**${report.reads.firstTorn ? ` (first: ${report.reads.firstTorn})` : ''} |`,
     `| **stale reads** (older than the barrier allowed) | **${report.probe.stale}**${report.probe.firstStale ? ` (${report.probe.firstStale})` : ''} |`,
     `| **divergent records at the end** | **${report.divergent}** (of ${report.verification.postgresRecords}) |`,
     `| daemon crashes | ${report.daemonCrashes.length} |`,

@@ -1,25 +1,37 @@
 /**
  * A reader process of the chaos suite: reads the cached `users` table
  * through the client (get, getMany, range) as fast as it can until its
- * stdin closes, then prints one JSON line: reads served, and errors by code
- * (expected while Redis is down, paused or restarted: they are counted, not
- * failures).
+ * stdin closes, and every fourth read the whole `accounts` table of the
+ * transfer workload, checking its invariant (the account count and the
+ * total never change). Then prints one JSON line: reads served, whole-table
+ * transfer reads checked and torn (with the first torn one), and errors by
+ * code (expected while Redis is down, paused or restarted: they are counted,
+ * not failures).
  *
- * With a fifth argument "near" it reads through a near-cache (the reader
- * client's in-process cache, coherent through the change stream), on a hot
- * tenth of the users so that many reads are answered from it; the summary
- * then also counts near-cache hits.
+ * With a seventh argument "near" it reads users through a near-cache (the
+ * reader client's in-process cache, coherent through the change stream), on
+ * a hot tenth of the users so that many reads are answered from it; the
+ * summary then also counts near-cache hits.
  *
- * `node --import tsx chaosReader.ts <redis url> <key prefix> <max user id> <seed> [near]`
+ * `node --import tsx chaosReader.ts <redis url> <key prefix> <max user id> <seed> <accounts> <account balance> [near]`
  */
-import { openReader } from '../../../lib/client/index.ts';
+import { openReader, type TableReader } from '../../../lib/client/index.ts';
+import { checkTransferRead, type TransferTable } from '../../integration/daemon/transferWorkload.ts';
 import { SeededRandom } from '../seededRandom.ts';
 
-const [url, keyPrefix, maxUserId, seed, mode] = process.argv.slice(2);
+const [url, keyPrefix, maxUserId, seed, accounts, balance, mode] = process.argv.slice(2);
 const near = mode === 'near';
 const random = new SeededRandom(Number(seed));
 const maxId = Number(maxUserId);
-const counts = { served: 0, errors: {} as Record<string, number>, nearCacheHits: null as number | null };
+const transferTable: TransferTable = { schema: 'unused', accounts: Number(accounts), balance: Number(balance) };
+const counts = {
+  served: 0,
+  transferChecked: 0,
+  transferTorn: 0,
+  firstTorn: null as string | null,
+  errors: {} as Record<string, number>,
+  nearCacheHits: null as number | null,
+};
 let running = true;
 // The parent may be gone (it crashed or was killed): nobody reads the summary then.
 process.stdout.on('error', () => {});
@@ -35,21 +47,32 @@ function countError(error: unknown): void {
 }
 
 // Opening may fail while Redis restarts: retry until it works or the run ends.
-let reader: Awaited<ReturnType<typeof openReader>> | undefined;
-while (running && reader === undefined) {
-  try {
-    reader = await openReader({ url: url!, table: 'users', keyPrefix: keyPrefix!, timeoutMs: 1_000, ...(near ? { nearCache: { maxRecords: 1_000 } } : {}) });
-  } catch (error) {
-    countError(error);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+async function openUntilRunEnds(table: string): Promise<TableReader<Record<string, unknown>> | undefined> {
+  while (running) {
+    try {
+      return await openReader<Record<string, unknown>>({ url: url!, table, keyPrefix: keyPrefix!, timeoutMs: 1_000, ...(near ? { nearCache: { maxRecords: 1_000 } } : {}) });
+    } catch (error) {
+      countError(error);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
+  return undefined;
 }
+const reader = await openUntilRunEnds('users');
+const accountsReader = await openUntilRunEnds('accounts');
 
-while (running && reader) {
+while (running && reader && accountsReader) {
   const id = random.int(1, near ? Math.max(1, Math.floor(maxId / 10)) : maxId);
   try {
-    const kind = random.int(0, 2);
-    if (kind === 0) await reader.get(id);
+    const kind = random.int(0, 3);
+    if (kind === 3) {
+      const check = checkTransferRead(transferTable, await accountsReader.range('primary_key', 0, 2 ** 40));
+      counts.transferChecked++;
+      if (!check.ok) {
+        counts.transferTorn++;
+        counts.firstTorn ??= `${check.count} accounts holding ${check.total}`;
+      }
+    } else if (kind === 0) await reader.get(id);
     else if (kind === 1) await reader.getMany(Array.from({ length: 10 }, (_, i) => id + i));
     else await reader.range('primary_key', id, id + 20);
     counts.served++;
@@ -63,4 +86,5 @@ while (running && reader) {
 }
 counts.nearCacheHits = reader?.nearCacheStats()?.hits ?? null;
 await reader?.close();
+await accountsReader?.close();
 process.stdout.write(`${JSON.stringify(counts)}\n`);

@@ -32,6 +32,8 @@ export interface SeedConfigOptions {
   readonly redis?: Record<string, unknown>;
   /** More `daemon` settings (leaseTtlMs, say). */
   readonly daemon?: Record<string, unknown>;
+  /** More cached tables beside `users` (name → table configuration). */
+  readonly tables?: Record<string, unknown>;
 }
 
 /** A configuration file for the seed schema, written to a temporary directory, with the health endpoint on a free port. */
@@ -54,6 +56,7 @@ export function writeSeedConfig(options: SeedConfigOptions): { file: string; con
           [`${SCHEMA}.cities`]: { key: 'city_id', match: 'city_id' },
         },
       },
+      ...options.tables,
     },
   };
   writeFileSync(file, JSON.stringify(raw, null, 2));

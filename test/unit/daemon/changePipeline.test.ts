@@ -8,6 +8,7 @@ import { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from '..
 import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
 import { deferred, type Deferred } from '../core/deferred.ts';
 import { waitFor } from '../../support/waitFor.ts';
+import { FakeSnapshots } from './fakeSnapshots.ts';
 
 /** A table that records what the pipeline asks of it; a test may hold a step until it releases it. */
 class FakeTable implements SyncedTable {
@@ -70,7 +71,11 @@ const indexes = new KeyColumnIndexes({ query: 'SELECT * FROM users', primaryKey:
 const usersSource = { name: 'public.users', schema: 'public', table: 'users', key: ['user_id'], match: ['user_id'], configPath: 'tables.users.sources.users' };
 
 function change(...keys: number[]): string {
-  return JSON.stringify({ v: 1, t: 'public.users', op: 'U', xid: '1', ts: Date.now(), c: ['user_id'], k: keys.map((key) => [key]) });
+  return changeIn(1n, ...keys);
+}
+
+function changeIn(xid: bigint, ...keys: number[]): string {
+  return JSON.stringify({ v: 1, t: 'public.users', op: 'U', xid: String(xid), ts: Date.now(), c: ['user_id'], k: keys.map((key) => [key]) });
 }
 
 function coarse(): string {
@@ -87,9 +92,11 @@ function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
   const table = new FakeTable('users');
   const redis = new FakeRedis();
   const events = new EventEmitter<DaemonEvents>();
+  const snapshots = new FakeSnapshots();
   const pipeline = new ChangePipeline({
     tables: [table],
     mapper: new ChangeMapper([{ name: 'users', indexes, sources: [usersSource] }]),
+    snapshots,
     redis: redis as never,
     keyPrefix: 'tc:',
     batchWindowMs: 0,
@@ -100,7 +107,7 @@ function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
   });
   pipelines.push(pipeline);
   pipeline.start('start');
-  return { table, redis, events, pipeline };
+  return { table, redis, events, pipeline, snapshots };
 }
 
 afterEach(async () => {
@@ -136,7 +143,7 @@ describe('ChangePipeline', () => {
     ]);
   });
 
-  it('turns a burst of 10,000 changes into a few batches of at most maxBatchKeys keys', async () => {
+  it('applies a burst of 10,000 changes that arrived during a step in one step', async () => {
     const { table, pipeline } = startPipeline({ maxBatchKeys: 4000 });
     await waitFor('the load', () => table.isLoaded);
     table.hold = deferred();
@@ -146,9 +153,44 @@ describe('ChangePipeline', () => {
     table.hold.resolve();
     table.hold = null;
     await waitFor('every key refreshed', () => table.steps.flatMap((step) => (step.kind === 'refresh' ? step.keys : [])).length === 10_001);
-    const refreshes = table.steps.filter((step) => step.kind === 'refresh');
-    expect(refreshes.length).toBeLessThanOrEqual(5);
-    for (const step of refreshes) expect(step.kind === 'refresh' && step.keys.length).toBeLessThanOrEqual(4000);
+    expect(table.steps.filter((step) => step.kind === 'refresh')).toHaveLength(2);
+  });
+
+  it('leaves the changes of a transaction not visible in the step snapshot for the next step', async () => {
+    const { table, pipeline, snapshots } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    // Transaction 7 commits after the snapshot was taken, and its notification arrives before the tick.
+    snapshots.visibleBelow = 7n;
+    snapshots.onOpen = () => {
+      snapshots.onOpen = null;
+      pipeline.push(changeIn(7n, 2, 3));
+      // The next step's snapshot includes it.
+      snapshots.visibleBelow = 8n;
+    };
+    pipeline.push(changeIn(5n, 1));
+    await waitFor('two refreshes', () => table.steps.length >= 3);
+    expect(table.steps.slice(1)).toEqual([
+      { kind: 'refresh', keys: [1] },
+      { kind: 'refresh', keys: [2, 3] },
+    ]);
+  });
+
+  it('marks a barrier that arrived with the tick only after the next step', async () => {
+    const { table, redis, pipeline, snapshots } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    snapshots.visibleBelow = 7n;
+    snapshots.onOpen = () => {
+      snapshots.onOpen = null;
+      pipeline.push(changeIn(7n, 2));
+      pipeline.push(barrier('after-7'));
+      snapshots.visibleBelow = 8n;
+    };
+    pipeline.push(changeIn(5n, 1));
+    await waitFor('the barrier', () => redis.marked.length === 1);
+    expect(table.steps.slice(1)).toEqual([
+      { kind: 'refresh', keys: [1] },
+      { kind: 'refresh', keys: [2] },
+    ]);
   });
 
   it('follows several coarse changes that arrive during a reload with one more reload, not one each', async () => {
@@ -190,6 +232,19 @@ describe('ChangePipeline', () => {
     await waitFor('the reload after the failure', () => table.steps.length === 3 && table.isLoaded);
     expect(table.steps.slice(1)).toEqual([{ kind: 'refresh', keys: [1] }, { kind: 'reload' }]);
     await waitFor('the barrier', () => redis.marked.length === 1);
+  });
+
+  it('retries a step whose snapshot could not be opened, with its changes, reloads and barriers', async () => {
+    const { table, redis, pipeline, snapshots } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    snapshots.refuse = 2;
+    pipeline.push(change(4));
+    pipeline.push(barrier('b4'));
+    pipeline.requestReload(null, 'a test asks', 'storage_lost');
+    await waitFor('the barrier', () => redis.marked.length === 1);
+    expect(snapshots.refuse).toBe(0);
+    expect(table.steps.slice(1)).toEqual([{ kind: 'reload' }]);
+    expect(redis.marked).toEqual(['b4']);
   });
 
   it('reloads a table whose data Redis lost', async () => {

@@ -50,6 +50,7 @@ describe('DaemonMetrics', () => {
       tables: [{ table: 'users', action: 'refresh', keys: 3, expired: 3, loaded: 2 }],
       barriers: 0,
       ms: 4,
+      tickMs: 0.2,
       oldestChangeAt: now - 20_000,
       changeTimes: [now - 20_000, now - 3, now + 50],
     });

@@ -38,6 +38,7 @@ function gate(pool: ReturnType<typeof fakePool>) {
     check: new SenderCheck({ pool: pool as never }),
     mapper: new ChangeMapper([{ name: 'users', indexes, sources: [usersSource] }]),
     pipeline: {
+      push: (text) => pushed.push(`raw ${text}`),
       pushClassified: (notification) => pushed.push(describe(notification)),
       requestNotifiedReload: (tables, _reason, kind) => reloads.push([...tables, kind]),
     },
@@ -73,6 +74,21 @@ describe('SenderGate', () => {
     hold.resolve();
     await waitFor('all three', () => pushed.length === 3);
     expect(pushed).toEqual(['change [[1]]', 'barrier b', 'change [[2]]']);
+  });
+
+  it('passes the daemon snapshot ticks on unchecked, in their place behind changes whose check is running', async () => {
+    // A tick says every notification before it has arrived: overtaking a held change would let a step miss it.
+    const hold = deferred();
+    const pool = fakePool(hold);
+    const { senderGate, pushed } = gate(pool);
+    const tick = '{"op":"tablecache_tick","id":"n-1"}';
+    senderGate.push(change(1), 1);
+    senderGate.push(tick, 2);
+    expect(pushed).toEqual([]);
+    hold.resolve();
+    await waitFor('both', () => pushed.length === 2);
+    expect(pushed).toEqual(['change [[1]]', `raw ${tick}`]);
+    expect(pool.queries).toBe(1);
   });
 
   it('asks Postgres once per sender, then answers from its cache', async () => {

@@ -1,0 +1,180 @@
+import { performance } from 'node:perf_hooks';
+import type { ChangePayload } from '../sql-triggers/payload.ts';
+import { ChangeBatch } from './changeBatch.ts';
+import type { ChangeMapper } from './changeMapper.ts';
+import type { ReloadKind } from './daemonEvents.ts';
+import type { StepSnapshot } from './stepSnapshot.ts';
+
+/** A change notification waiting for the first step whose snapshot holds its transaction. */
+interface PendingChange {
+  readonly xid: bigint;
+  readonly payload: ChangePayload;
+  /** Keys it carries (what the queue bound counts). */
+  readonly keys: number;
+}
+
+/** What a step takes from the queue before it opens its snapshot. */
+export interface StepStart {
+  /** Barriers received so far: everything committed before them is visible in any snapshot opened from now on. */
+  readonly barriers: readonly string[];
+  /** Reloads requested so far, per table (no keys). */
+  readonly reloads: ChangeBatch;
+  /** When the step's oldest queued item arrived (`performance.now()` ms). */
+  readonly startedAt: number;
+}
+
+/**
+ * What the pipeline has received and not applied yet: change notifications
+ * by transaction id, in arrival (commit) order, barriers, and reload
+ * requests. A step takes barriers and reloads before it opens its snapshot
+ * ({@link takeStart}), then {@link cut}s the changes that snapshot holds;
+ * the rest stay for a later step.
+ *
+ * Changes are mapped to keys only when a step cuts them: until then the
+ * transaction a key came from matters, and mapping is cheap.
+ */
+export class ChangeQueue {
+  private changes: PendingChange[] = [];
+  private changeKeys = 0;
+  /** Keys queued per source table (what the per-table flood bound counts). */
+  private readonly sourceKeys = new Map<string, number>();
+  private barriers: string[] = [];
+  private reloads = new ChangeBatch();
+  /** When the oldest queued item arrived; `null` when nothing is queued. */
+  private since: number | null = null;
+  /** Trigger times of changes dropped by {@link dropChanges}, reported with the next step. */
+  private droppedChangeTimes: number[] = [];
+
+  /** Whether anything waits for a step. */
+  get hasWork(): boolean {
+    return this.changes.length > 0 || this.barriers.length > 0 || !this.reloads.isEmpty;
+  }
+
+  /** Keys the queued change notifications carry. */
+  get queuedKeys(): number {
+    return this.changeKeys;
+  }
+
+  /** When the oldest queued item arrived (`performance.now()` ms), or `null`. */
+  get queuedSince(): number | null {
+    return this.since;
+  }
+
+  /** The reloads requested and not yet taken by a step. */
+  get requestedReloads(): ChangeBatch {
+    return this.reloads;
+  }
+
+  addChange(payload: ChangePayload): void {
+    const keys = payload.op === 'T' || payload.op === 'X' ? 1 : payload.k.length + (payload.ok?.length ?? 0);
+    this.since ??= performance.now();
+    this.changes.push({ xid: BigInt(payload.xid), payload, keys });
+    this.changeKeys += keys;
+    this.sourceKeys.set(payload.t, (this.sourceKeys.get(payload.t) ?? 0) + keys);
+  }
+
+  /** Keys queued from source table `source`. */
+  keysFrom(source: string): number {
+    return this.sourceKeys.get(source) ?? 0;
+  }
+
+  /** Keys queued per source table. */
+  keysPerSource(): ReadonlyMap<string, number> {
+    return this.sourceKeys;
+  }
+
+  /**
+   * Drops the queued changes of source table `source` (the caller reloads
+   * the tables it feeds instead; those changes have committed, so a later
+   * snapshot holds them).
+   */
+  dropChangesFrom(source: string): void {
+    const kept: PendingChange[] = [];
+    for (const change of this.changes) {
+      if (change.payload.t === source) this.droppedChangeTimes.push(change.payload.ts);
+      else kept.push(change);
+    }
+    this.keep(kept);
+  }
+
+  addBarrier(id: string): void {
+    this.since ??= performance.now();
+    this.barriers.push(id);
+  }
+
+  requestReload(tables: Iterable<string>, reason: string, kind: ReloadKind): void {
+    this.since ??= performance.now();
+    for (const table of tables) this.reloads.table(table).requestReload(reason, kind);
+  }
+
+  /**
+   * Drops every queued change (the caller requests a reload of every table
+   * instead). Every queued change has committed, so the next step's snapshot,
+   * and its reload, hold it. Returns how many keys were dropped.
+   */
+  dropChanges(): number {
+    const dropped = this.changeKeys;
+    for (const change of this.changes) this.droppedChangeTimes.push(change.payload.ts);
+    this.keep([]);
+    return dropped;
+  }
+
+  private keep(changes: PendingChange[]): void {
+    this.changes = changes;
+    this.changeKeys = 0;
+    this.sourceKeys.clear();
+    for (const change of changes) {
+      this.changeKeys += change.keys;
+      this.sourceKeys.set(change.payload.t, (this.sourceKeys.get(change.payload.t) ?? 0) + change.keys);
+    }
+  }
+
+  /** Takes the barriers and reload requests; call before opening the step's snapshot. */
+  takeStart(): StepStart {
+    const start: StepStart = { barriers: this.barriers, reloads: this.reloads, startedAt: this.since ?? performance.now() };
+    this.barriers = [];
+    this.reloads = new ChangeBatch();
+    this.since = null;
+    return start;
+  }
+
+  /** Puts back what {@link takeStart} took, when the step could not open its snapshot. */
+  giveBack(start: StepStart): void {
+    this.barriers.unshift(...start.barriers);
+    start.reloads.absorb(this.reloads);
+    this.reloads = start.reloads;
+    this.since = Math.min(this.since ?? start.startedAt, start.startedAt);
+  }
+
+  /**
+   * The step's batch: the reloads taken at its start, then every queued
+   * change whose transaction is visible in `snapshot`, mapped (a reloaded
+   * table ignores its keys: the reload reads the same snapshot), and the
+   * barriers taken at its start. The other changes stay queued. A reload a
+   * change asks for (coarse, truncate, unmappable keys) is added when
+   * `admitReload` lets it run now (else it was deferred by the caller).
+   */
+  cut(start: StepStart, snapshot: StepSnapshot, mapper: ChangeMapper, admitReload: (table: string, reason: string, kind: ReloadKind) => boolean): ChangeBatch {
+    const batch = new ChangeBatch(start.startedAt);
+    for (const time of this.droppedChangeTimes) batch.changeTimes.push(time);
+    this.droppedChangeTimes = [];
+    for (const [name, changes] of start.reloads.entries()) batch.table(name).absorb(changes);
+    const kept: PendingChange[] = [];
+    for (const change of this.changes) {
+      if (!snapshot.isVisible(change.xid)) {
+        kept.push(change);
+        continue;
+      }
+      batch.notifications++;
+      batch.changeTimes.push(change.payload.ts);
+      mapper.map(change.payload, batch, (table, reason, kind) => {
+        if (admitReload(table, reason, kind)) batch.table(table).requestReload(reason, kind);
+      });
+    }
+    if (kept.length !== this.changes.length) this.keep(kept);
+    // Changes left for a later step have waited since this step's start.
+    if (kept.length > 0) this.since = Math.min(this.since ?? start.startedAt, start.startedAt);
+    batch.barriers.push(...start.barriers);
+    return batch;
+  }
+}

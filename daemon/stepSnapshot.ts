@@ -1,0 +1,241 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
+
+/**
+ * A Postgres snapshot as `pg_current_snapshot()` prints it
+ * (`xmin:xmax:xip,…`), with full 64-bit transaction ids.
+ */
+export interface PgSnapshot {
+  /** Every transaction id below it had finished when the snapshot was taken. */
+  readonly xmin: bigint;
+  /** Every transaction id at or above it had not started yet. */
+  readonly xmax: bigint;
+  /** The transactions between xmin and xmax that were still running. */
+  readonly xip: ReadonlySet<bigint>;
+}
+
+const SNAPSHOT_TEXT = /^(\d+):(\d+):((?:\d+(?:,\d+)*)?)$/;
+
+/**
+ * Parses the text form of a `pg_snapshot` (`pg_current_snapshot()::text`).
+ *
+ * @throws {@link InvalidArgumentError} for text that is not `xmin:xmax:xip,…`.
+ */
+export function parsePgSnapshot(text: string): PgSnapshot {
+  const match = SNAPSHOT_TEXT.exec(text);
+  if (match === null) throw new InvalidArgumentError(`Expected a Postgres snapshot as "xmin:xmax:xip,…" (pg_current_snapshot()::text), got ${JSON.stringify(text)}.`);
+  const xip = match[3] === '' ? [] : match[3]!.split(',').map(BigInt);
+  return { xmin: BigInt(match[1]!), xmax: BigInt(match[2]!), xip: new Set(xip) };
+}
+
+/**
+ * Whether the changes of committed transaction `xid` are visible in
+ * `snapshot`: `pg_visible_in_snapshot` for a transaction known to have
+ * committed (every transaction that sent a notification has).
+ */
+export function visibleInSnapshot(snapshot: PgSnapshot, xid: bigint): boolean {
+  if (xid < snapshot.xmin) return true;
+  if (xid >= snapshot.xmax) return false;
+  return !snapshot.xip.has(xid);
+}
+
+/**
+ * One pipeline step's view of Postgres: a REPEATABLE READ transaction whose
+ * snapshot S is fixed, opened before the step decides what to apply.
+ */
+export interface StepSnapshot {
+  /** Whether transaction `xid`'s changes are in S. */
+  isVisible(xid: bigint): boolean;
+  /** The session holding S, for reads that must see exactly S; `null` in tests without Postgres. */
+  readonly session: pg.ClientBase | null;
+  /** S as text (`xmin:xmax:xip`), for logs. */
+  readonly text: string;
+  /** Time spent opening S and waiting for its tick: the cost of the cut. */
+  readonly tickMs: number;
+  /** Ticks it took: 1, or 2 when the first (sent with the snapshot's query) committed before S was taken. */
+  readonly ticks: number;
+  /**
+   * Runs one table's reads so that their failure leaves the snapshot usable
+   * for the next table (a savepoint: an error aborts the whole transaction
+   * otherwise), and rethrows it.
+   */
+  isolate<T>(work: () => Promise<T>): Promise<T>;
+  /** Ends the transaction and returns the session; never rejects. */
+  close(): Promise<void>;
+}
+
+/** Where the pipeline gets each step's snapshot. */
+export interface StepSnapshotSource {
+  /**
+   * Opens S and returns once every notification of a transaction visible in
+   * S has been handed to the pipeline.
+   */
+  open(): Promise<StepSnapshot>;
+  /** Takes a notification's raw text; `true` when it was one of this source's ticks (consumed). */
+  acceptTick(text: string): boolean;
+  /**
+   * The LISTEN connection was lost, or is back after a loss: notifications
+   * (ticks too) sent meanwhile are gone, so a step waiting for its tick, or
+   * whose snapshot was opened before, fails (and is retried).
+   */
+  listenerReset(): void;
+}
+
+/** Options of {@link PostgresStepSnapshots}. */
+export interface PostgresStepSnapshotsOptions {
+  /** Sessions for snapshots and ticks (on the primary, where the daemon LISTENs). */
+  readonly pool: pg.Pool;
+  /** The daemon's LISTEN channel. */
+  readonly channel: string;
+  /** How long a tick may take to come back before the step is abandoned (default 10,000 ms). */
+  readonly tickTimeoutMs?: number;
+}
+
+const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
+/** The start of every tick payload: the daemon's own marker, never a trigger's or a barrier's. */
+const TICK_PREFIX = '{"op":"tablecache_tick","id":"';
+
+/** Whether a notification's text is a snapshot tick (of any daemon on the channel), not a change or a barrier. */
+export function isTickText(text: string): boolean {
+  return text.startsWith(TICK_PREFIX);
+}
+
+/**
+ * The snapshot-consistent cut, on Postgres. Each step:
+ *
+ * 1. opens a REPEATABLE READ transaction and reads `pg_current_snapshot()`:
+ *    S is fixed by that first statement;
+ * 2. at the same time sends a "tick" NOTIFY on the daemon's channel from
+ *    another session, and reads the tick transaction's id;
+ * 3. waits for the tick on the LISTEN connection. When the tick's xid is not
+ *    visible in S, the tick committed after S was taken: notifications are
+ *    delivered in commit order (notifying commits are serialised), and
+ *    every transaction visible in S committed before the tick did, so all
+ *    of their notifications have arrived. When it is visible (the tick won
+ *    the race), a second tick, sent after S is known, proves the same.
+ *
+ * A tick carries a random id per daemon and a counter, so the ticks of
+ * another daemon on the same channel are ignored.
+ */
+export class PostgresStepSnapshots implements StepSnapshotSource {
+  private readonly nonce = randomUUID();
+  private counter = 0;
+  private readonly waiting = new Map<string, { resolve: () => void; reject: (error: Error) => void }>();
+  /** Counts {@link listenerReset} calls: a step whose S spans one cannot trust its tick. */
+  private resets = 0;
+
+  constructor(private readonly options: PostgresStepSnapshotsOptions) {}
+
+  async open(): Promise<StepSnapshot> {
+    const resetsBefore = this.resets;
+    const client = await this.options.pool.connect();
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost = error;
+    };
+    client.on('error', onError);
+    const release = (error?: Error) => {
+      client.removeListener('error', onError);
+      client.release(error ?? lost);
+    };
+    try {
+      const started = performance.now();
+      // The first tick goes out with the snapshot's query, saving a round
+      // trip; it proves the cut only if it committed after S was taken (its
+      // xid is not visible in S). Otherwise a second tick, sent now, does.
+      const reading = client.query(`${BEGIN_SNAPSHOT}; SELECT pg_current_snapshot()::text AS s`) as unknown as Promise<pg.QueryResult<{ s: string }>[]>;
+      const firstTick = this.tick();
+      firstTick.catch(() => undefined);
+      const text = (await reading)[1]!.rows[0]!.s;
+      const snapshot = parsePgSnapshot(text);
+      let ticks = 1;
+      if (visibleInSnapshot(snapshot, await firstTick)) {
+        ticks++;
+        await this.tick();
+      }
+      if (this.resets !== resetsBefore) {
+        // Notifications committed while LISTEN was down may be visible in S and never arrive.
+        throw new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost while a snapshot was open; the step is retried after the resync.');
+      }
+      const tickMs = performance.now() - started;
+      let closed = false;
+      return {
+        isVisible: (xid) => visibleInSnapshot(snapshot, xid),
+        session: client,
+        text,
+        tickMs,
+        ticks,
+        isolate: async (work) => {
+          await client.query('SAVEPOINT tablecache_table');
+          try {
+            return await work();
+          } catch (error) {
+            // Back to before this table's reads; if that fails too, later tables fail on their own.
+            await client.query('ROLLBACK TO SAVEPOINT tablecache_table').catch(() => undefined);
+            throw error;
+          }
+        },
+        close: async () => {
+          if (closed) return;
+          closed = true;
+          try {
+            // Read only: nothing to commit.
+            if (lost === undefined) await client.query('ROLLBACK');
+            release();
+          } catch (error) {
+            release(error instanceof Error ? error : new Error(String(error)));
+          }
+        },
+      };
+    } catch (error) {
+      // The transaction may be half open: discard the session rather than reuse it.
+      release(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    }
+  }
+
+  acceptTick(text: string): boolean {
+    if (!isTickText(text)) return false;
+    const id = text.slice(TICK_PREFIX.length, -2);
+    this.waiting.get(id)?.resolve();
+    return true;
+  }
+
+  listenerReset(): void {
+    this.resets++;
+    for (const waiter of this.waiting.values()) {
+      waiter.reject(new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost (or restored) while waiting for a snapshot tick; the step is retried.'));
+    }
+  }
+
+  /** Sends a tick, waits for it to come back on the LISTEN connection, and returns the tick transaction's id. */
+  private async tick(): Promise<bigint> {
+    const id = `${this.nonce}-${++this.counter}`;
+    const timeoutMs = this.options.tickTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const arrived = new Promise<void>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      timer = setTimeout(
+        () => reject(new TablecacheError('TC_TIMEOUT', `A snapshot tick did not come back on the LISTEN connection within ${timeoutMs} ms; retrying the step.`)),
+        timeoutMs,
+      );
+    });
+    // Handled below; until then a rejection (reset, timeout) must not count as unhandled.
+    arrived.catch(() => undefined);
+    try {
+      // The tick needs ordering, not durability: its commit need not wait for the WAL flush.
+      const sent = await this.options.pool.query<{ xid: string }>(
+        "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2), pg_current_xact_id()::text AS xid",
+        [this.options.channel, `${TICK_PREFIX}${id}"}`],
+      );
+      await arrived;
+      return BigInt(sent.rows[0]!.xid);
+    } finally {
+      clearTimeout(timer);
+      this.waiting.delete(id);
+    }
+  }
+}

@@ -1,0 +1,129 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PostgresStepSnapshots } from '../../../daemon/stepSnapshot.ts';
+import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
+
+const CHANNEL = 'tc_step_snapshot_test';
+
+let db: TestDatabase;
+let listener: pg.Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase('step_snapshot');
+  await db.pool.query('CREATE TABLE t (id integer PRIMARY KEY, v integer NOT NULL); INSERT INTO t VALUES (1, 0)');
+  listener = new pg.Client({ connectionString: db.url });
+  await listener.connect();
+  await listener.query(`LISTEN ${CHANNEL}`);
+});
+
+afterAll(async () => {
+  await listener?.end();
+  await db?.drop();
+});
+
+/** Commits an update of row 1 and returns its transaction id. */
+async function commitUpdate(value: number): Promise<bigint> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('UPDATE t SET v = $1 WHERE id = 1', [value]);
+    const { rows } = await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
+    await client.query('COMMIT');
+    return BigInt(rows[0]!.xid);
+  } finally {
+    client.release();
+  }
+}
+
+describe('PostgresStepSnapshots', () => {
+  it('returns once its tick is back; sees exactly the transactions committed before the snapshot, and its session reads that snapshot', async () => {
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL });
+    const forward = (message: pg.Notification) => snapshots.acceptTick(message.payload ?? '');
+    listener.on('notification', forward);
+    try {
+      const before = await commitUpdate(1);
+      const opening = snapshots.open();
+      const snapshot = await opening;
+      try {
+        const after = await commitUpdate(2);
+        expect(snapshot.isVisible(before)).toBe(true);
+        expect(snapshot.isVisible(after)).toBe(false);
+        const { rows } = await snapshot.session!.query<{ v: number }>('SELECT v FROM t WHERE id = 1');
+        expect(rows).toEqual([{ v: 1 }]);
+        // The first tick races the snapshot's query; a second is sent only when the first committed before S.
+        expect([1, 2]).toContain(snapshot.ticks);
+      } finally {
+        await snapshot.close();
+      }
+    } finally {
+      listener.off('notification', forward);
+    }
+  });
+
+  it('gives up the tick wait when the listener is reset (its tick may be lost), with TC_CONNECTION_FAILED', async () => {
+    // Nobody forwards this source's ticks: only the reset can end the wait.
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, tickTimeoutMs: 120_000 });
+    let tickSent = false;
+    const seen = (message: pg.Notification) => {
+      if (message.payload?.includes('tablecache_tick')) tickSent = true;
+    };
+    listener.on('notification', seen);
+    try {
+      const opening = snapshots.open();
+      opening.catch(() => undefined);
+      await expect.poll(() => tickSent, { timeout: 10_000 }).toBe(true);
+      snapshots.listenerReset();
+      await expect(opening).rejects.toMatchObject({ code: 'TC_CONNECTION_FAILED' });
+    } finally {
+      listener.off('notification', seen);
+    }
+    // The session went back to the pool (discarded): the pool still works.
+    expect((await db.pool.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('has received, once open, the notification of every transaction visible in its snapshot, while writers commit', async () => {
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL });
+    const received = new Set<bigint>();
+    const forward = (message: pg.Notification) => {
+      if (!snapshots.acceptTick(message.payload ?? '') && /^\d+$/.test(message.payload ?? '')) received.add(BigInt(message.payload!));
+    };
+    listener.on('notification', forward);
+    const committed: bigint[] = [];
+    let writing = true;
+    // Notifying transactions whose payload is their own xid, committed as fast as two connections go.
+    const writers = Array.from({ length: 2 }, async () => {
+      while (writing) {
+        const { rows } = await db.pool.query<{ xid: string }>(`SELECT pg_notify('${CHANNEL}', pg_current_xact_id()::text), pg_current_xact_id()::text AS xid`);
+        committed.push(BigInt(rows[0]!.xid));
+      }
+    });
+    try {
+      let checked = 0;
+      for (let step = 0; step < 100; step++) {
+        const snapshot = await snapshots.open();
+        const seen = new Set(received);
+        // Includes transactions that committed while the snapshot was being opened: the ones the tick is for.
+        const known = [...committed];
+        try {
+          for (const xid of known) {
+            if (!snapshot.isVisible(xid)) continue;
+            checked++;
+            expect(seen.has(xid), `transaction ${xid} is visible in ${snapshot.text} but its notification had not arrived`).toBe(true);
+          }
+        } finally {
+          await snapshot.close();
+        }
+      }
+      expect(checked).toBeGreaterThan(0);
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+      listener.off('notification', forward);
+    }
+  });
+
+  it('gives up after tickTimeoutMs with TC_TIMEOUT when the tick never comes back', async () => {
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: 'tc_nobody_listens', tickTimeoutMs: 50 });
+    await expect(snapshots.open()).rejects.toMatchObject({ code: 'TC_TIMEOUT' });
+  });
+});
