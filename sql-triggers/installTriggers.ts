@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { quoteIdentifier, quoteLiteral, quoteQualifiedName } from './identifiers.ts';
-import { readInstalledTriggers, SCHEMA_COMMENT, type InstalledTriggers } from './installedTriggers.ts';
+import { functionsOfChannel, readInstalledTriggers, SCHEMA_COMMENT, type InstalledFunction, type InstalledTriggers } from './installedTriggers.ts';
+import { readSourceRelations, type SourceRelation } from './sourceChildren.ts';
 import { doBlock, TRIGGER_DEFINITION_VERSION, type SourceTriggerDefinition } from './sourceTriggers.ts';
 import { compareInstalledTriggers, sourceTriggerDefinitions } from './triggerStatus.ts';
 import { resolveTriggerSpec, type TriggerSpec } from './triggerSpec.ts';
@@ -29,40 +30,59 @@ BEGIN
 END`);
 }
 
-/** DROP statements for every trigger calling our functions that the definitions do not expect. */
-function unexpectedTriggerDrops(installed: InstalledTriggers, definitions: readonly SourceTriggerDefinition[]): string[] {
-  const expected = new Map(definitions.map((definition) => [definition.functionName, definition]));
-  return installed.functions.flatMap((fn) =>
+/**
+ * DROP statements for every trigger calling this deployment's functions that
+ * the definitions do not expect (on the source table or one of its
+ * partitions or children), e.g. on a table detached from a partitioned source.
+ */
+function unexpectedTriggerDrops(own: readonly InstalledFunction[], definitions: readonly SourceTriggerDefinition[], relations: readonly SourceRelation[]): string[] {
+  const expected = new Map(definitions.map((definition, index) => [definition.functionName, { definition, relation: relations[index]! }]));
+  return own.flatMap((fn) =>
     fn.triggers
       .filter((trigger) => {
-        const definition = expected.get(fn.name);
-        if (definition === undefined) return true;
-        const onSource = trigger.schema === definition.source.schema && trigger.table === definition.source.table;
-        return !(onSource && definition.triggers.some((expectedTrigger) => expectedTrigger.name === trigger.name));
+        const entry = expected.get(fn.name);
+        if (entry === undefined) return true;
+        const { definition, relation } = entry;
+        const tables = [definition.source, ...relation.children];
+        const onExpectedTable = tables.some((table) => trigger.schema === table.schema && trigger.table === table.table);
+        return !(onExpectedTable && definition.triggers.some((expectedTrigger) => expectedTrigger.name === trigger.name));
       })
       .map((trigger) => `DROP TRIGGER IF EXISTS ${quoteIdentifier(trigger.name)} ON ${quoteQualifiedName(trigger)}`),
   );
 }
 
 /**
- * The statements that bring `installed` to `definitions`: create the schema if
- * needed, drop our triggers and functions the definitions do not name,
- * (re)create every source that is not current. Empty when all is current.
+ * The statements that bring this deployment's (`channel`'s) part of
+ * `installed` to `definitions`: create the schema if needed, drop its
+ * triggers and functions the definitions do not name, (re)create every
+ * source that is not current, with the triggers of its partitions and
+ * children. Another channel's functions and triggers are not touched. Empty
+ * when all is current.
  */
-function planInstall(schema: string, installed: InstalledTriggers, definitions: readonly SourceTriggerDefinition[]) {
-  const statuses = compareInstalledTriggers(installed, definitions);
-  const notCurrent = definitions.filter((_, index) => statuses[index]!.state !== 'current');
+function planInstall(
+  schema: string,
+  channel: string,
+  installed: InstalledTriggers,
+  definitions: readonly SourceTriggerDefinition[],
+  relations: readonly SourceRelation[],
+) {
+  const statuses = compareInstalledTriggers(installed, definitions, relations, channel);
+  const notCurrent = definitions.flatMap((definition, index) => (statuses[index]!.state === 'current' ? [] : [{ definition, relation: relations[index]! }]));
   const expectedNames = new Set(definitions.map((definition) => definition.functionName));
-  const removed = installed.functions.filter((fn) => !expectedNames.has(fn.name));
+  const own = functionsOfChannel(installed, channel);
+  const removed = own.filter((fn) => !expectedNames.has(fn.name));
   const statements = [
     ...(installed.schemaExists ? [] : [createSchemaStatement(schema)]),
-    ...unexpectedTriggerDrops(installed, definitions),
-    ...notCurrent.flatMap((definition) => definition.createStatements),
+    ...unexpectedTriggerDrops(own, definitions, relations),
+    ...notCurrent.flatMap(({ definition, relation }) => [
+      ...definition.createStatements,
+      ...relation.children.flatMap((child) => definition.triggerStatementsOn(child)),
+    ]),
     ...removed.map((fn) => `DROP FUNCTION IF EXISTS ${quoteIdentifier(schema)}.${quoteIdentifier(fn.name)}()`),
   ];
   return {
     statements,
-    installedSources: notCurrent.map((definition) => definition.sourceName),
+    installedSources: notCurrent.map(({ definition }) => definition.sourceName),
     removedSources: removed.map((fn) => fn.comment.source),
   };
 }
@@ -112,7 +132,53 @@ export async function installTriggers(client: pg.ClientBase, spec: TriggerSpec, 
   const resolved = resolveTriggerSpec(spec);
   const definitions = sourceTriggerDefinitions(resolved);
   const plan = await runTriggerTransaction(client, resolved.schema, options, async () =>
-    planInstall(resolved.schema, await readInstalledTriggers(client, resolved.schema), definitions),
+    planInstall(resolved.schema, resolved.channel, await readInstalledTriggers(client, resolved.schema), definitions, await readSourceRelations(client, resolved.sources)),
   );
   return { ...plan, dryRun: options.dryRun ?? false };
+}
+
+/** What {@link installChildTriggers} did. */
+export interface ChildInstallResult {
+  readonly statements: readonly string[];
+  /** Partitions and children (canonical names) that got their triggers. */
+  readonly installedTables: readonly string[];
+  /** Partitions and children without current triggers that the connected role does not own: `triggers install` must run as their owner. */
+  readonly notOwnedTables: readonly string[];
+}
+
+/**
+ * Creates the triggers of partitions and inheritance children that lack them
+ * (a partition attached or created after install), for every source whose
+ * function is installed and current, on the tables the connected role owns;
+ * nothing else. What the daemon does by itself when it finds a new
+ * partition: unlike {@link installTriggers} it never replaces a function or
+ * touches a source table, so it needs no more than ownership of the new tables.
+ *
+ * @throws {@link InvalidArgumentError} for a malformed spec; the driver's error when a statement fails.
+ */
+export async function installChildTriggers(client: pg.ClientBase, spec: TriggerSpec, options: TriggerTransactionOptions = {}): Promise<ChildInstallResult> {
+  const resolved = resolveTriggerSpec(spec);
+  const definitions = sourceTriggerDefinitions(resolved);
+  return runTriggerTransaction(client, resolved.schema, options, async () => {
+    const installed = await readInstalledTriggers(client, resolved.schema);
+    const relations = await readSourceRelations(client, resolved.sources);
+    const statuses = compareInstalledTriggers(installed, definitions, relations, resolved.channel);
+    const current = new Map(functionsOfChannel(installed, resolved.channel).map((fn) => [fn.name, fn.comment.hash]));
+    const statements: string[] = [];
+    const installedTables: string[] = [];
+    const notOwnedTables: string[] = [];
+    definitions.forEach((definition, index) => {
+      if (current.get(definition.functionName) !== definition.hash) return;
+      for (const child of statuses[index]!.children) {
+        if (child.state === 'current') continue;
+        if (!child.ownedByCurrentRole) {
+          notOwnedTables.push(child.name);
+          continue;
+        }
+        statements.push(...definition.triggerStatementsOn(child));
+        installedTables.push(child.name);
+      }
+    });
+    return { statements, installedTables, notOwnedTables };
+  });
 }
