@@ -3,6 +3,7 @@ import { pino, type Logger } from 'pino';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
 import { KeyColumnIndexes } from '../lib/core/keyColumnIndexes.ts';
 import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
+import { CaptureCheck } from './captureCheck.ts';
 import { ChangeListener } from './changeListener.ts';
 import { ChangeMapper, type MappedTable } from './changeMapper.ts';
 import { ChangePipeline } from './changePipeline.ts';
@@ -47,6 +48,8 @@ export interface DaemonOptions {
   readonly listenerCheckMs?: number;
   /** How often `pg_notification_queue_usage()` is read (default 5,000 ms). */
   readonly queueCheckIntervalMs?: number;
+  /** How often the source tables' triggers and shapes are checked (default: the config's `daemon.captureCheckIntervalMs`). */
+  readonly captureCheckIntervalMs?: number;
 }
 
 /**
@@ -54,7 +57,16 @@ export interface DaemonOptions {
  * TRUNCATE or a bulk change it follows as usual): until they are done, the
  * data readers see may be behind, so the daemon is not ready.
  */
-const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set(['listen_lost', 'queue_full', 'storage_lost', 'lease_lost', 'fell_behind', 'failure']);
+const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set([
+  'listen_lost',
+  'queue_full',
+  'storage_lost',
+  'lease_lost',
+  'fell_behind',
+  'failure',
+  'schema_change',
+  'capture_restored',
+]);
 
 /** Where a daemon is in its life. */
 export type DaemonPhase = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -141,6 +153,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   private pipeline: ChangePipeline | null = null;
   private listener: ChangeListener | null = null;
   private queueWatch: NotificationQueueWatch | null = null;
+  private captureCheck: CaptureCheck | null = null;
   private waitingFor: WaitingEvent | null = null;
   private readonly loading = new Map<string, LoadProgressEvent>();
   /** Tables whose last load failed (they are retried). */
@@ -274,6 +287,18 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       this.emit('listenerReconnected', { downMs, attempts });
       pipeline.requestReload(null, `resync: LISTEN was down for ${Math.round(downMs)} ms`, 'listen_lost');
     });
+    const captureCheck = new CaptureCheck({
+      config,
+      pool: db.pool,
+      intervalMs: options.captureCheckIntervalMs ?? config.daemon.captureCheckIntervalMs,
+      logger,
+      events: this,
+      requestReload: (tables, reason, kind) => pipeline.requestReload(tables, reason, kind),
+    });
+    this.captureCheck = captureCheck;
+    // Before the first load: the shapes it records are the baseline, so a change between them and the load's snapshot
+    // shows up at the next check (a reload too many) rather than never.
+    await captureCheck.start();
     pipeline.start('start');
     this.queueWatch = new NotificationQueueWatch({
       pool: db.pool,
@@ -344,6 +369,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       case 'running':
         if (this.down.has('postgres')) reasons.push('the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)');
         if (this.down.has('redis')) reasons.push(`the connection to ${this.storage.description} is down; reconnecting`);
+        for (const problem of this.captureCheck?.problems() ?? []) reasons.push(problem.message);
         const pending = this.pipeline?.pendingReloads() ?? new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
         for (const [name, { loaded }] of Object.entries(tables)) {
           const reload = pending.get(name);
@@ -406,6 +432,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
 
   /** Stops listening, waits for the batch in flight, gives the leases up, closes the connections. */
   private async release(): Promise<void> {
+    await this.captureCheck?.close();
     await this.queueWatch?.close();
     await this.listener?.close();
     await this.pipeline?.stop();

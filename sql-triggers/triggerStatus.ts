@@ -34,6 +34,13 @@ export interface SourceTriggerStatus {
   readonly exists: boolean;
   /** Every partition (at any level) and inheritance child of the table, with the state of its triggers. */
   readonly children: readonly ChildTriggerStatus[];
+  /**
+   * Every change to the table reaches the channel: the function is current
+   * and its triggers are present and enabled on the table and on every
+   * partition and child. (A `stale` source whose only fault is triggers left
+   * on a table that is no longer a child still captures.)
+   */
+  readonly capturesChanges: boolean;
 }
 
 /** The state of an installation against a spec. */
@@ -89,7 +96,7 @@ function childStatuses(definition: SourceTriggerDefinition, installed: Installed
 function sourceStatus(definition: SourceTriggerDefinition, installed: InstalledFunction | undefined, relation: SourceRelation): SourceTriggerStatus {
   const exists = relation.oid !== null;
   const children = childStatuses(definition, installed, relation.children);
-  const base = { source: definition.sourceName, installedVersion: installed?.comment.version ?? null, exists, children };
+  const base = { source: definition.sourceName, installedVersion: installed?.comment.version ?? null, exists, children, capturesChanges: false };
   if (!exists) return { ...base, state: 'missing', detail: 'the table does not exist' };
   if (installed === undefined) return { ...base, state: 'missing', detail: 'not installed' };
   if (installed.comment.hash !== definition.hash) {
@@ -114,9 +121,9 @@ function sourceStatus(definition: SourceTriggerDefinition, installed: InstalledF
   const elsewhere = installed.triggers.filter((trigger) => !matched.has(trigger));
   if (elsewhere.length > 0) {
     const names = elsewhere.map((trigger) => `${trigger.name} on ${trigger.schema}.${trigger.table}`).join(', ');
-    return { ...base, state: 'stale', detail: `the function also fires from ${names}` };
+    return { ...base, state: 'stale', detail: `the function also fires from ${names}`, capturesChanges: true };
   }
-  return { ...base, state: 'current', detail: '' };
+  return { ...base, state: 'current', detail: '', capturesChanges: true };
 }
 
 /**
@@ -144,6 +151,7 @@ export function compareInstalledTriggers(
         detail: 'installed, but the config names no such source table: install or uninstall removes it',
         exists: false,
         children: [],
+        capturesChanges: false,
       }),
     );
   return [...configured, ...extra];
