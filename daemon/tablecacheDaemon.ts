@@ -3,6 +3,7 @@ import { pino, type Logger } from 'pino';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
 import { KeyColumnIndexes } from '../lib/core/keyColumnIndexes.ts';
 import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
+import { LeaseLostError } from '../lib/redis/redisErrors.ts';
 import { CaptureCheck } from './captureCheck.ts';
 import { ChangeListener } from './changeListener.ts';
 import { ChangeMapper, type MappedTable } from './changeMapper.ts';
@@ -250,7 +251,10 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
           events: this,
           standby: options.standby ?? false,
           signal,
-          onLeaseLost: (name) => this.pipeline?.requestReload([name], 'the writer lease was lost', 'lease_lost'),
+          onLeaseLost: (name, error) =>
+            error instanceof LeaseLostError && error.dataLost
+              ? this.pipeline?.requestReload([name], 'Redis lost the writer lease with the table data (eviction, flush or restart)', 'storage_lost')
+              : this.pipeline?.requestReload([name], 'the writer lease was lost', 'lease_lost'),
         }),
       );
     }
