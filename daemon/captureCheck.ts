@@ -117,7 +117,7 @@ export class CaptureCheck {
     const client = await this.options.pool.connect();
     try {
       const status = await readTriggerStatus(client, this.spec);
-      const ownedWithout = status.sources.some((source) => source.children.some((child) => child.state !== 'current' && child.ownedByCurrentRole));
+      const ownedWithout = status.sources.some((source) => source.children.some((child) => child.state === 'missing' && child.ownedByCurrentRole));
       if (!ownedWithout) return status.sources;
       let installed;
       try {

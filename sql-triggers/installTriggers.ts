@@ -142,13 +142,14 @@ export interface ChildInstallResult {
   readonly statements: readonly string[];
   /** Partitions and children (canonical names) that got their triggers. */
   readonly installedTables: readonly string[];
-  /** Partitions and children without current triggers that the connected role does not own: `triggers install` must run as their owner. */
+  /** Partitions and children without triggers that the connected role does not own: `triggers install` must run as their owner. */
   readonly notOwnedTables: readonly string[];
 }
 
 /**
  * Creates the triggers of partitions and inheritance children that lack them
- * (a partition attached or created after install), for every source whose
+ * (a partition attached or created after install; a disabled trigger is left
+ * as it is, since disabling may be an operator's decision), for every source whose
  * function is installed and current, on the tables the connected role owns;
  * nothing else. What the daemon does by itself when it finds a new
  * partition: unlike {@link installTriggers} it never replaces a function or
@@ -170,7 +171,8 @@ export async function installChildTriggers(client: pg.ClientBase, spec: TriggerS
     definitions.forEach((definition, index) => {
       if (current.get(definition.functionName) !== definition.hash) return;
       for (const child of statuses[index]!.children) {
-        if (child.state === 'current') continue;
+        // A disabled trigger may be an operator's decision: only install or status' report changes that.
+        if (child.state !== 'missing') continue;
         if (!child.ownedByCurrentRole) {
           notOwnedTables.push(child.name);
           continue;

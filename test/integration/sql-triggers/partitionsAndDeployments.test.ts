@@ -98,6 +98,16 @@ describe('partitions and inheritance children', () => {
     expect(opsAndKeys(await listener.drain(db.pool))).toEqual([['I', 'public.orders', [[600]]]]);
   });
 
+  it('installChildTriggers leaves a disabled partition trigger alone: disabling may be the operator\'s decision', async () => {
+    await createPartitionedSchema();
+    await install(ordersSpec);
+    await db.pool.query(`ALTER TABLE orders_low DISABLE TRIGGER tablecache_insert`);
+    const result = await withPoolClient(db.pool, (client) => installChildTriggers(client, ordersSpec));
+    expect(result).toEqual({ statements: [], installedTables: [], notOwnedTables: [] });
+    const disabled = await status(ordersSpec);
+    expect(disabled.sources[0]).toMatchObject({ state: 'disabled', capturesChanges: false, detail: 'trigger(s) disabled on partition public.orders_low' });
+  });
+
   it('install drops the triggers of a detached partition, which is no longer part of the source', async () => {
     await createPartitionedSchema();
     await install(ordersSpec);
