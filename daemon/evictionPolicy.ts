@@ -13,19 +13,21 @@ export function evictsTableKeys(policy: string): boolean {
 }
 
 /**
- * The server's `maxmemory-policy`: from `CONFIG GET`, or where an ACL refuses
- * it from `INFO memory` (`maxmemory_policy`); `null` when neither is allowed.
+ * The server's `maxmemory-policy`: from `INFO memory` (`maxmemory_policy`),
+ * which the daemon's ACL user may run anyway (the client's ready check needs
+ * it), so a least-privilege user causes no refusal in the ACL log; else from
+ * `CONFIG GET`; `null` when neither is allowed.
  */
 export async function readEvictionPolicy(redis: Pick<Redis, 'config' | 'info'>): Promise<string | null> {
   try {
-    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
-    if (reply[1] !== undefined) return reply[1];
+    const policy = /^maxmemory_policy:(\S+)/m.exec(await redis.info('memory'))?.[1];
+    if (policy !== undefined) return policy;
   } catch {
-    // NOPERM (ACL) or a managed Redis that renames CONFIG: INFO may still say.
+    // NOPERM (ACL), or a managed Redis that restricts INFO: CONFIG may still say.
   }
   try {
-    const info = await redis.info('memory');
-    return /^maxmemory_policy:(\S+)/m.exec(info)?.[1] ?? null;
+    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    return reply[1] ?? null;
   } catch {
     return null;
   }

@@ -24,7 +24,7 @@ describe('the eviction policy check', () => {
     expect(['noeviction', 'volatile-lru', 'volatile-ttl'].map(evictsTableKeys)).toEqual([false, false, false]);
   });
 
-  it('reads the policy from INFO memory when CONFIG is refused, and gives up when both are', async () => {
+  it('reads the policy from INFO memory, from CONFIG GET when INFO is refused, and gives up when both are', async () => {
     expect(await readEvictionPolicy(redisAnswering('volatile-lru', noperm))).toBe('volatile-lru');
     expect(await readEvictionPolicy(redisAnswering(noperm, '# Memory\r\nused_memory:1\r\nmaxmemory_policy:allkeys-lru\r\n'))).toBe('allkeys-lru');
     expect(await readEvictionPolicy(redisAnswering(noperm, noperm))).toBeNull();
