@@ -1,6 +1,7 @@
 import { CommanderError } from 'commander';
 import pg from 'pg';
 import { TablecacheError } from '../lib/core/errors.ts';
+import { MISSING_NAME_STATES } from '../daemon/config/checkConfigAgainstDatabase.ts';
 
 /** The CLI's exit codes; the README's table mirrors this. */
 export const EXIT_CODES = {
@@ -13,11 +14,16 @@ export const EXIT_CODES = {
    * timeout, data in Redis it cannot read).
    */
   checkFailed: 1,
-  /** Bad usage or a bad configuration file (including names the database does not know). */
+  /**
+   * Bad usage or a bad configuration file, including tables, columns or
+   * schemas the database does not have (SQLSTATE 42P01, 42703, 3F000, …):
+   * the same in every command, since each checks the configuration against
+   * the database first (`checkConfigAgainstDatabase`).
+   */
   usage: 2,
-  /** Postgres could not be reached or refused the login. */
+  /** Postgres or Redis could not be reached or refused the login (wrong password or user, unknown database: 28P01, 28000, 3D000, WRONGPASS). */
   connection: 3,
-  /** Postgres refused a statement (privileges, a lock timeout, …). */
+  /** Postgres refused a statement or a configured query (privileges, a lock timeout, a syntax error, …). */
   database: 4,
   /** A bug: an unexpected error (printed with its stack). */
   internal: 70,
@@ -26,7 +32,6 @@ export const EXIT_CODES = {
 const DATABASE_HINTS: Record<string, string> = {
   '42501': 'The role in postgres.url must own the source tables (DROP/CREATE TRIGGER need it) and may need CREATE on the database for the trigger schema.',
   '55P03': 'A source table stayed locked by another transaction past --lock-timeout; retry when it is quieter, or raise --lock-timeout.',
-  '42P01': 'A table named in the configuration does not exist.',
 };
 
 /** The message to print and the exit code for an error that ended a command. */
@@ -35,9 +40,16 @@ export function describeFailure(error: unknown): { readonly exitCode: number; re
   if (error instanceof TablecacheError) {
     if (error.code === 'TC_CONNECTION_FAILED') return { exitCode: EXIT_CODES.connection, message: error.message };
     if (error.code === 'TC_CONFIG_INVALID' || error.code === 'TC_INVALID_ARGUMENT') return { exitCode: EXIT_CODES.usage, message: error.message };
-    if (error.code === 'TC_QUERY_FAILED') return { exitCode: EXIT_CODES.database, message: error.message };
+    if (error.code === 'TC_QUERY_FAILED') {
+      const missingName = MISSING_NAME_STATES.has((error as { sqlState?: string }).sqlState ?? '');
+      return { exitCode: missingName ? EXIT_CODES.usage : EXIT_CODES.database, message: error.message };
+    }
     // Every other TablecacheError is raised on purpose with a message for the operator, not a bug.
     return { exitCode: EXIT_CODES.checkFailed, message: error.message };
+  }
+  // A statement named something the database does not have: the configuration is wrong for it, as checkConfigAgainstDatabase says.
+  if (error instanceof pg.DatabaseError && MISSING_NAME_STATES.has(error.code ?? '')) {
+    return { exitCode: EXIT_CODES.usage, message: `The database does not have what the configuration names: ${error.message} (SQLSTATE ${error.code})` };
   }
   if (error instanceof pg.DatabaseError) {
     const hint = error.code === undefined ? undefined : DATABASE_HINTS[error.code];

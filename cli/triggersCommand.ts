@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type pg from 'pg';
-import { checkConfigAgainstDatabase, ConfigError, loadConfig, triggerSpecFromConfig, type TablecacheConfig } from '../daemon/config/index.ts';
+import { checkConfigAgainstDatabase, ConfigError, ConfigQueryError, loadConfig, triggerSpecFromConfig, type TablecacheConfig } from '../daemon/config/index.ts';
 import {
   DEFAULT_LOCK_TIMEOUT_MS,
   installLockStatement,
@@ -11,7 +11,7 @@ import {
   type TriggerStatus,
 } from '../sql-triggers/index.ts';
 import type { CliContext } from './cliContext.ts';
-import { EXIT_CODES } from './exitCodes.ts';
+import { describeFailure, EXIT_CODES } from './exitCodes.ts';
 import { withPostgresClient } from './postgresConnection.ts';
 import { formatTextTable } from './textTable.ts';
 
@@ -79,14 +79,17 @@ async function uninstall(context: CliContext, options: ConfigOption & { dryRun?:
   });
 }
 
-/** The config check's problems, or `[]`: status reports them instead of stopping at them. */
-async function configProblems(client: pg.ClientBase, config: TablecacheConfig): Promise<string[]> {
+/**
+ * The config check's failure, or `null`: status prints the trigger status
+ * anyway, then the problems, and exits with the code every command gives them.
+ */
+async function configProblems(client: pg.ClientBase, config: TablecacheConfig): Promise<ConfigError | ConfigQueryError | null> {
   try {
     await checkConfigAgainstDatabase(client, config);
-    return [];
+    return null;
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    return [error.message];
+    if (!(error instanceof ConfigError) && !(error instanceof ConfigQueryError)) throw error;
+    return error;
   }
 }
 
@@ -118,14 +121,15 @@ function formatStatus(status: TriggerStatus): string {
 async function status(context: CliContext, options: ConfigOption & { json?: boolean }): Promise<number> {
   const config = await loadConfig(options.config);
   return withPostgresClient(config.postgres.url, async (client) => {
-    const problems = await configProblems(client, config);
+    const problem = await configProblems(client, config);
     const result = await readTriggerStatus(client, triggerSpecFromConfig(config));
-    if (options.json) context.out(`${JSON.stringify({ ...result, configProblems: problems }, null, 2)}\n`);
+    if (options.json) context.out(`${JSON.stringify({ ...result, configProblems: problem === null ? [] : [problem.message] }, null, 2)}\n`);
     else {
       context.out(formatStatus(result));
-      for (const problem of problems) context.err(`${problem}\n`);
+      if (problem !== null) context.err(`${problem.message}\n`);
     }
-    return result.allCurrent && problems.length === 0 ? EXIT_CODES.ok : EXIT_CODES.checkFailed;
+    if (problem !== null) return describeFailure(problem).exitCode;
+    return result.allCurrent ? EXIT_CODES.ok : EXIT_CODES.checkFailed;
   });
 }
 

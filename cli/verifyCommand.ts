@@ -1,8 +1,10 @@
 import { Option, type Command } from 'commander';
+import { checkConfigAgainstDatabase } from '../daemon/config/checkConfigAgainstDatabase.ts';
 import { loadConfig } from '../daemon/config/loadConfig.ts';
 import { verifyCache, type TableVerification } from '../daemon/verifyCache.ts';
 import type { CliContext } from './cliContext.ts';
 import { EXIT_CODES } from './exitCodes.ts';
+import { withPostgresClient } from './postgresConnection.ts';
 import { formatTextTable } from './textTable.ts';
 
 interface VerifyCommandOptions {
@@ -35,6 +37,9 @@ function formatVerification(results: readonly TableVerification[]): string {
 
 async function verify(context: CliContext, options: VerifyCommandOptions): Promise<number> {
   const config = await loadConfig(options.config);
+  // The same check as `triggers install` and the daemon's start, so a table the database lacks is exit code 2 in each.
+  const checked = options.table === undefined ? config : { ...config, tables: config.tables.filter((table) => options.table!.includes(table.name)) };
+  await withPostgresClient(config.postgres.url, (client) => checkConfigAgainstDatabase(client, checked));
   const results = await verifyCache(config, options.table === undefined ? {} : { tables: options.table });
   context.out(options.json ? `${JSON.stringify(results, null, 2)}\n` : formatVerification(results));
   return results.every((result) => result.equal) ? EXIT_CODES.ok : EXIT_CODES.checkFailed;

@@ -81,19 +81,31 @@ export interface RedisWaitOptions {
  * of exiting, so an orchestrator restarting everything at once does not end
  * in a crash loop. ioredis retries by itself (200 ms more per attempt, at
  * most 5 s apart); every failed attempt is logged with its cause.
+ *
+ * @throws {@link RedisConnectionError} (`TC_CONNECTION_FAILED`) at once for what waiting cannot heal: a refused
+ * login (WRONGPASS, an unknown ACL user, NOAUTH) or a certificate the configured CA does not accept.
  */
 export async function connectRedisWhenReachable(config: TablecacheConfig['redis'], connectionName: string, options: RedisWaitOptions): Promise<Redis> {
   options.signal?.throwIfAborted();
   const redis = new Redis(config.url, redisOptions(config, connectionName));
   const target = redactUrl(config.url);
   let lastError = 'no answer';
+  let lastKind: ConnectFailureKind = 'unreachable';
   let attempt = 0;
+  let refused: (error: RedisConnectionError) => void = () => {};
   const onError = (error: Error) => {
-    lastError = error.message || error.name;
+    const { cause, kind } = connectFailure(undefined, error);
+    lastError = cause;
+    lastKind = kind;
+    // A refused login or a certificate the CA did not sign stays so: fail now, with the settings to check.
+    if (kind === 'credentials' || (kind === 'tls' && /certificate|self.signed|Hostname\/IP does not match/i.test(cause))) {
+      refused(new RedisConnectionError(`Redis at ${target} refused the connection: ${cause}. ${CONNECT_ADVICE[kind]}`, { cause: error }));
+    }
   };
   const onReconnecting = (delayMs: number) => {
     attempt++;
-    options.logger.warn({ redis: target, attempt, retryInMs: delayMs, cause: lastError }, 'waiting for Redis: it does not answer yet');
+    const message = lastKind === 'unreachable' ? 'waiting for Redis: it does not answer yet' : 'waiting for Redis: it refused the connection; retrying';
+    options.logger.warn({ redis: target, attempt, retryInMs: delayMs, cause: lastError }, message);
     options.onRetry?.(attempt, lastError, delayMs);
   };
   redis.on('error', onError);
@@ -107,6 +119,11 @@ export async function connectRedisWhenReachable(config: TablecacheConfig['redis'
       const onReady = () => {
         options.signal?.removeEventListener('abort', onAbort);
         resolve();
+      };
+      refused = (error) => {
+        redis.off('ready', onReady);
+        options.signal?.removeEventListener('abort', onAbort);
+        reject(error);
       };
       redis.once('ready', onReady);
       options.signal?.addEventListener('abort', onAbort, { once: true });

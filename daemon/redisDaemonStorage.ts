@@ -81,6 +81,9 @@ export class RedisDaemonStorage implements DaemonStorage {
       const holder = await redis.get(keys.lease);
       if (holder !== null) this.events?.emit('waiting', { for: 'lease', detail: `the writer lease of table ${options.table}, held by ${holder} (standby)` });
     }
+    // A renewal during open() may find the lease lost before the writer exists: remember it for the writer.
+    let writer: RedisTableWriter | undefined;
+    let lostWhileOpening = false;
     const storage = await RedisStorageTable.open<Row>({
       redis,
       table: options.table,
@@ -91,11 +94,13 @@ export class RedisDaemonStorage implements DaemonStorage {
       ...(options.signal === undefined ? {} : { signal: options.signal }),
       logger: options.logger,
       onLeaseLost: (error) => {
-        writer.lost = true;
+        if (writer === undefined) lostWhileOpening = true;
+        else writer.lost = true;
         options.onLost(error);
       },
     });
-    const writer = new RedisTableWriter(redis, keys, storage, this.options.readTimeoutMs ?? 1_000);
+    writer = new RedisTableWriter(redis, keys, storage, this.options.readTimeoutMs ?? 1_000);
+    writer.lost = lostWhileOpening;
     return writer;
   }
 

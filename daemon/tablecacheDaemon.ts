@@ -17,6 +17,7 @@ import { errorSource } from './errorSource.ts';
 import { NotificationQueueWatch } from './notificationQueueWatch.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
+import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
 import { TableSync } from './tableSync.ts';
 import { abortableDelay } from '../lib/core/abortableDelay.ts';
 
@@ -115,8 +116,10 @@ export async function tableIndexes(table: TableConfig): Promise<KeyColumnIndexes
  * {@link LocalDaemonStorage}, in this process) equal to its query in
  * Postgres, for as long as it runs.
  *
- * Start: connect to Redis (waiting, with backoff, for as long as it takes),
- * take every table's writer lease (as a standby: waiting for it), LISTEN
+ * Start: connect to Redis (waiting, with backoff, while it is down), check
+ * the configuration against Postgres (waiting likewise; a refused login or a
+ * configuration the database does not match ends the start), take every
+ * table's writer lease (as a standby: waiting for it), LISTEN
  * (waiting for Postgres likewise), then load every table (notifications that
  * arrive during the load are applied after it, so nothing committed
  * meanwhile is missed). Then, per batch of notifications: refresh exactly the
@@ -203,12 +206,16 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   }
 
   /**
-   * Connects (waiting for Redis and Postgres as long as it takes), takes
+   * Connects (waiting for Redis and Postgres as long as they are down or
+   * starting up), checks the configuration against the database, takes
    * every table's writer lease, LISTENs, and starts loading. Resolves once
    * LISTEN is active; the loads go on in the background (see
    * {@link readiness} and the `loaded` events).
    *
-   * @throws {@link ConfigError} for a table whose Indexes cannot be built.
+   * @throws {@link ConfigError} for a table whose Indexes cannot be built, or a configuration naming tables or
+   * columns the database does not have.
+   * @throws `ConfigQueryError` (`TC_QUERY_FAILED`) when Postgres refuses a configured query.
+   * @throws `TC_CONNECTION_FAILED` when Postgres or Redis refuses the login (wrong password or user, unknown database).
    * @throws `LeaseHeldError` (`TC_LEASE_HELD`) when another daemon writes a table and `standby` is off.
    * @throws the signal's reason when `signal` aborts, or `TC_CLOSED` when {@link close} is called, during the start.
    * @throws {@link InvalidArgumentError} when called twice.
@@ -240,6 +247,12 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     this.db = db;
     logger.info({ storage: this.storage.description, tables: mapped.map((table) => table.name) }, 'starting');
     await this.storage.connect({ logger, events: this, signal });
+    // A wrong login or a configuration the database does not match ends the start here, with its exit code, instead of a retry loop.
+    await checkDatabaseAtStart(config, {
+      logger,
+      signal,
+      onRetry: (attempt, cause) => this.emit('waiting', { for: 'postgres', detail: `Postgres at ${redactUrl(config.postgres.url)} (${cause}; attempt ${attempt})` }),
+    });
     for (const table of mapped) {
       this.tables.push(
         await this.openTable({

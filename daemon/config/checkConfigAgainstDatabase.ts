@@ -1,4 +1,5 @@
-import type pg from 'pg';
+import pg from 'pg';
+import { TablecacheError } from '../../lib/core/errors.ts';
 import { formatQualifiedName } from '../../sql-triggers/identifiers.ts';
 import { ConfigError } from './configError.ts';
 import type { SourceConfig, TableConfig, TablecacheConfig } from './configSchema.ts';
@@ -62,38 +63,76 @@ function checkSourceTable(problems: string[], source: SourceConfig, catalog: Map
   if (source.columns !== undefined) checkColumns(problems, `${source.configPath}.columns`, 'column', source.columns, found.columns, source.name);
 }
 
-/** Runs `sql` with `args` under LIMIT 0 in a read-only transaction and returns its column names, or the error message. */
-async function describeQuery(client: pg.ClientBase, sql: string, args: unknown[]): Promise<{ fields: string[] } | { error: string }> {
+/**
+ * The configured query did not run for a reason other than a name the
+ * database does not have: privileges, a syntax error, the check's statement
+ * timeout. Code `TC_QUERY_FAILED` (the CLI's exit code 4); the message lists
+ * every such query with its config path and the server's error.
+ */
+export class ConfigQueryError extends TablecacheError {
+  /** The configuration file. */
+  readonly file: string;
+
+  constructor(message: string, file: string) {
+    super('TC_QUERY_FAILED', message);
+    this.file = file;
+  }
+}
+
+/**
+ * SQLSTATEs that say a query names something the database does not have: a
+ * table, column, schema, function or other object. The configuration is then
+ * wrong for this database (exit code 2), unlike a query Postgres refuses.
+ */
+export const MISSING_NAME_STATES: ReadonlySet<string> = new Set(['42P01', '42703', '3F000', '42883', '42704']);
+
+/** Where a configured query's problem goes: `missing` names make a {@link ConfigError}, `refused` queries a {@link ConfigQueryError}. */
+interface Problems {
+  readonly missing: string[];
+  readonly refused: string[];
+}
+
+type Described = { fields: string[] } | { error: string; missingName: boolean };
+
+/**
+ * Runs `sql` with `args` under LIMIT 0 in a read-only transaction and returns
+ * its column names, or the server's error. An error that is not the
+ * server's (the connection broke) is thrown: it says nothing about the query.
+ */
+async function describeQuery(client: pg.ClientBase, sql: string, args: unknown[]): Promise<Described> {
   await client.query('BEGIN READ ONLY');
   try {
     await client.query(`SET LOCAL statement_timeout = ${QUERY_CHECK_TIMEOUT_MS}`);
     const result = await client.query(`SELECT * FROM (${sql}\n) AS checked LIMIT 0`, args);
     return { fields: result.fields.map((field) => field.name) };
   } catch (error) {
-    return { error: (error as Error).message };
+    // The connection broke or the server shuts down (08xxx, 57P0x, 53xxx): that says nothing about the query.
+    if (!(error instanceof pg.DatabaseError) || /^(08|57P|53)/.test(error.code ?? '')) throw error;
+    return { error: `${error.message} (SQLSTATE ${error.code ?? 'unknown'})`, missingName: MISSING_NAME_STATES.has(error.code ?? '') };
   } finally {
-    await client.query('ROLLBACK');
+    await client.query('ROLLBACK').catch(() => undefined);
   }
 }
 
-async function checkTableQueries(client: pg.ClientBase, problems: string[], table: TableConfig): Promise<void> {
+async function checkTableQueries(client: pg.ClientBase, problems: Problems, table: TableConfig): Promise<void> {
   if (table.query === undefined) return;
   const described = await describeQuery(client, table.query, []);
   if ('error' in described) {
-    problems.push(`${table.configPath}.query: the query fails: ${described.error}`);
+    (described.missingName ? problems.missing : problems.refused).push(`${table.configPath}.query: the query fails: ${described.error}`);
     return;
   }
   const resultName = `the result of tables.${table.name}.query`;
-  checkColumns(problems, `${table.configPath}.primaryKey`, 'primary key column', table.primaryKey, described.fields, resultName);
+  checkColumns(problems.missing, `${table.configPath}.primaryKey`, 'primary key column', table.primaryKey, described.fields, resultName);
   for (const source of table.sources) {
-    if (source.match !== undefined) checkColumns(problems, `${source.configPath}.match`, 'match column', source.match, described.fields, resultName);
+    if (source.match !== undefined) checkColumns(problems.missing, `${source.configPath}.match`, 'match column', source.match, described.fields, resultName);
     if (source.resolve === undefined) continue;
     const resolved = await describeQuery(client, source.resolve, source.key.map(() => []));
     if ('error' in resolved) {
-      problems.push(`${source.configPath}.resolve: the query fails with empty key arrays ($1…$${source.key.length}): ${resolved.error}`);
+      const problem = `${source.configPath}.resolve: the query fails with empty key arrays ($1…$${source.key.length}): ${resolved.error}`;
+      (resolved.missingName ? problems.missing : problems.refused).push(problem);
       continue;
     }
-    checkColumns(problems, `${source.configPath}.resolve`, 'primary key column', table.primaryKey, resolved.fields, 'the result of the resolve query');
+    checkColumns(problems.missing, `${source.configPath}.resolve`, 'primary key column', table.primaryKey, resolved.fields, 'the result of the resolve query');
   }
 }
 
@@ -102,20 +141,27 @@ async function checkTableQueries(client: pg.ClientBase, problems: string[], tabl
  * exists and is a table, its key and filter columns exist, every `query` and
  * `resolve` query runs (planned under `LIMIT 0`, read-only) and returns the
  * primary key and `match` columns. Messages list the names that do exist,
- * nearest first.
+ * nearest first. Every command that reads the configuration against a
+ * database runs this first, so one mistake gets one exit code everywhere.
  *
- * @throws {@link ConfigError} listing every problem with its config path.
+ * @throws {@link ConfigError} (`TC_CONFIG_INVALID`, exit code 2) listing every problem with its config path, when
+ * anything names a table, column or other object the database does not have.
+ * @throws {@link ConfigQueryError} (`TC_QUERY_FAILED`, exit code 4) when, otherwise, a configured query fails
+ * (privileges, syntax, the check's 15 s statement timeout).
+ * @throws the connection's error when the connection breaks during the check.
  */
 export async function checkConfigAgainstDatabase(client: pg.ClientBase, config: TablecacheConfig): Promise<void> {
   const catalog = await readCatalog(client);
-  const problems: string[] = [];
+  const problems: Problems = { missing: [], refused: [] };
   for (const table of config.tables) {
-    for (const source of table.sources) checkSourceTable(problems, source, catalog);
+    for (const source of table.sources) checkSourceTable(problems.missing, source, catalog);
     await checkTableQueries(client, problems, table);
   }
-  if (problems.length === 0) return;
-  throw new ConfigError(
-    `The configuration in ${config.file} does not match the database:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
-    { file: config.file },
-  );
+  const list = (lines: readonly string[]) => lines.map((problem) => `  - ${problem}`).join('\n');
+  if (problems.missing.length > 0) {
+    throw new ConfigError(`The configuration in ${config.file} does not match the database:\n${list([...problems.missing, ...problems.refused])}`, { file: config.file });
+  }
+  if (problems.refused.length > 0) {
+    throw new ConfigQueryError(`Postgres refused a query of the configuration in ${config.file}:\n${list(problems.refused)}`, config.file);
+  }
 }

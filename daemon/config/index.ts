@@ -19,7 +19,7 @@ export {
 export { defineConfig } from './defineConfig.ts';
 export { substituteEnvironment } from './environment.ts';
 export { loadConfig, parseConfig, type ConfigOrigin } from './loadConfig.ts';
-export { checkConfigAgainstDatabase } from './checkConfigAgainstDatabase.ts';
+export { checkConfigAgainstDatabase, ConfigQueryError } from './checkConfigAgainstDatabase.ts';
 export { triggerSpecFromConfig } from './triggerSpecFromConfig.ts';
 export { redactUrl } from './redactUrl.ts';
 export { nearestNames } from './nearestNames.ts';

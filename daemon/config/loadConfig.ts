@@ -1,6 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import { TablecacheError } from '../../lib/core/errors.ts';
@@ -9,6 +8,7 @@ import { checkTriggerChannel, checkTriggerSchema } from '../../sql-triggers/trig
 import { ConfigError, formatConfigPath } from './configError.ts';
 import { configFileSchema, type SourceConfig, type TableConfig, type TablecacheConfig } from './configSchema.ts';
 import { substituteEnvironment } from './environment.ts';
+import { importModule } from './moduleImport.ts';
 
 type ParsedFile = z.output<typeof configFileSchema>;
 type ParsedTable = ParsedFile['tables'][string];
@@ -176,12 +176,7 @@ export function parseConfig(raw: unknown, origin: ConfigOrigin): TablecacheConfi
 async function readRaw(file: string): Promise<unknown> {
   const extension = path.extname(file).toLowerCase();
   if (MODULE_EXTENSIONS.has(extension)) {
-    let module: { default?: unknown; config?: unknown };
-    try {
-      module = (await import(pathToFileURL(file).href)) as typeof module;
-    } catch (error) {
-      throw new ConfigError(`Could not load ${file}: ${(error as Error).message}`, { file, cause: error });
-    }
+    const module = await importModule(file, { what: 'the configuration' });
     const exported = module.default ?? module.config;
     if (exported === undefined) throw new ConfigError(`${file} exports no configuration: expected \`export default defineConfig({ … })\`.`, { file });
     return typeof exported === 'function' ? await (exported as () => unknown)() : exported;

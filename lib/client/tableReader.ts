@@ -61,6 +61,11 @@ export interface TableInfo {
  * @throws {@link RedisConnectionError} when Redis cannot be reached, or does not answer, within `timeoutMs`.
  * @throws `RedisCommandError` (`TC_STORAGE_FAILED`) when Redis refuses the reader's scripts (an ACL without EVALSHA_RO, say;
  * docs/redis-key-layout.md lists the permissions a reader needs).
+ *
+ * A table not loaded yet, or stored in a key layout format this reader does
+ * not know, does not make it throw: the reader opens, its reads throw
+ * `TC_NOT_LOADED` or `TC_STORAGE_FORMAT`, and they succeed once a writer
+ * (of this version) has loaded the table, without reopening.
  * @example
  * ```ts
  * await using users = await openReader<User>({ url: 'redis://127.0.0.1:6379', table: 'users' });
@@ -76,13 +81,16 @@ export async function openReader<R = Record<string, unknown>>(options: ReaderOpt
     // One read proves that Redis answers and that this user may run the reader's scripts.
     await reader.info();
   } catch (error) {
+    // Like a table not loaded yet, data in a format this reader does not know can heal (a writer of
+    // this version reloads), so the reader stays open and its reads throw TC_STORAGE_FORMAT until then.
+    if (error instanceof StorageFormatError) return reader;
     await reader.close();
     if (error instanceof TablecacheError && error.code === 'TC_TIMEOUT') {
       throw new RedisConnectionError(`Redis accepted the connection for table "${options.table}" but did not answer within ${connection.timeoutMs} ms.`, {
         cause: error,
       });
     }
-    if (!(error instanceof StorageFormatError)) throw error;
+    throw error;
   }
   return reader;
 }

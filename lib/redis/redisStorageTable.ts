@@ -299,7 +299,9 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
       const staging = await staged;
       // Set before the call: a script that fails half way may have staged some puts.
       staging.putsStaged = true;
-      staging.delta += Number(await this.write(writerScripts.stagePut, this.stagingScriptKeys(staging), batch.args, 'staging records'));
+      // Read the delta after the await: `delta += await …` would add to the value from before it and lose the other batches' shares.
+      const delta = Number(await this.write(writerScripts.stagePut, this.stagingScriptKeys(staging), batch.args, 'staging records'));
+      staging.delta += delta;
     });
   }
 
@@ -490,7 +492,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
 
   private async stageDiscard(mode: 'live' | 'staged', fields: readonly string[]): Promise<void> {
     const staging = await this.ensureStaging();
-    staging.delta += Number(await this.write(writerScripts.stageDiscard, this.stagingScriptKeys(staging), [mode, ...fields], 'staging deletions'));
+    const delta = Number(await this.write(writerScripts.stageDiscard, this.stagingScriptKeys(staging), [mode, ...fields], 'staging deletions'));
+    staging.delta += delta;
   }
 
   /** Whether `changes` more changes (of `bytes` encoded bytes) may stay in memory instead of being staged in Redis. */
@@ -524,7 +527,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     const staging = await this.ensureStaging();
     if (held === null || held.putCount === 0) return staging;
     staging.putsStaged = true;
-    staging.delta += Number(await this.write(writerScripts.stagePut, this.stagingScriptKeys(staging), [held.putCount, ...held.puts], 'staging records'));
+    const delta = Number(await this.write(writerScripts.stagePut, this.stagingScriptKeys(staging), [held.putCount, ...held.puts], 'staging records'));
+    staging.delta += delta;
     return staging;
   }
 

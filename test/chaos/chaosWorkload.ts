@@ -17,6 +17,13 @@ import type { SeededRandom } from './seededRandom.ts';
 export const PROBE_USER_ID = 1_000_001;
 /** The user whose nickname the recovery measurement stamps. */
 export const RECOVERY_USER_ID = 1_000_002;
+/**
+ * The city of both probe users. No writer renames it or moves a user into
+ * it (writers pick cities 1…cities), so only the probe's own writes change
+ * their records: a missed change to them stays missed (the negative control
+ * relies on that), instead of being repaired by a rename of their city.
+ */
+export const PROBE_CITY_ID = 1_000_001;
 
 /** The writers' operations; `rollback` is a transaction that changes a row and rolls back. */
 export const WRITE_OPERATIONS = ['renameUser', 'renameCity', 'moveUser', 'insertUser', 'deleteUser', 'updateMany', 'rollback'] as const;
@@ -31,10 +38,11 @@ export interface WriterCounts {
   readonly failed: number;
 }
 
-/** Adds the two probe users to the seed tables (in city 1). */
+/** Adds the two probe users to the seed tables, in a city of their own ({@link PROBE_CITY_ID}). */
 export async function createProbeUsers(pool: pg.Pool): Promise<void> {
+  await pool.query(`INSERT INTO ${SCHEMA}.cities VALUES ($1, 'Probe city')`, [PROBE_CITY_ID]);
   await pool.query(`INSERT INTO ${SCHEMA}.users VALUES ($1, 'Probe', 'stamp:0'), ($2, 'Recovery probe', 'stamp:0')`, [PROBE_USER_ID, RECOVERY_USER_ID]);
-  await pool.query(`INSERT INTO ${SCHEMA}.users_cities VALUES ($1, 1), ($2, 1)`, [PROBE_USER_ID, RECOVERY_USER_ID]);
+  await pool.query(`INSERT INTO ${SCHEMA}.users_cities VALUES ($1, $3), ($2, $3)`, [PROBE_USER_ID, RECOVERY_USER_ID, PROBE_CITY_ID]);
 }
 
 /**

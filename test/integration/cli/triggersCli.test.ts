@@ -129,6 +129,24 @@ describe('tablecache triggers', () => {
     expect((await tablecache(['triggers', 'uninstall', '--config', seedConfig])).code).toBe(0);
   });
 
+  it('reads a TypeScript configuration in a folder without "type": "module", importing defineConfig or not', async () => {
+    const tables = `{ users: { query: 'SELECT * FROM users', primaryKey: 'user_id', sources: { users: { key: 'user_id' } } } }`;
+    const withDefineConfig = path.join(directory, 'tablecache.config.ts');
+    writeFileSync(
+      withDefineConfig,
+      `import { defineConfig } from ${JSON.stringify(path.resolve('daemon/config/index.ts'))};
+       export default defineConfig({ postgres: { url: 'postgres://db/app' }, redis: { url: 'redis://cache' }, tables: ${tables} });`,
+    );
+    const typed = path.join(directory, 'typed.config.cts');
+    writeFileSync(typed, `const channel: string = 'typed_changes';
+       export default { postgres: { url: 'postgres://db/app' }, redis: { url: 'redis://cache' }, triggers: { channel }, tables: ${tables} };`);
+    for (const [file, channel] of [[withDefineConfig, 'tablecache_changes'], [typed, 'typed_changes']] as const) {
+      const sql = await tablecache(['triggers', 'sql', '--config', file]);
+      expect(sql).toMatchObject({ code: 0, stderr: '' });
+      expect(sql.stdout).toContain(`channel ${channel}`);
+    }
+  });
+
   it('names an unknown source table with the tables that exist, nearest first (exit 2)', async () => {
     const config = writeConfig('unknown-table.yaml', '      userz: { key: user_id }');
     const run = await tablecache(['triggers', 'install', '--config', config]);

@@ -239,6 +239,23 @@ describe('data a reader cannot use', () => {
     }
   });
 
+  it('opens while Redis holds a layout format it does not know, refuses reads with TC_STORAGE_FORMAT, and reads again once a writer reloads', async () => {
+    const storage = await loaded([city(1)]);
+    const table = storage.name;
+    await storage.close();
+    await redis.hset(new TableKeys(table, prefix).meta, 'format', '99');
+    const cities = await reader(table);
+    await expect(cities.get(1)).rejects.toMatchObject({ code: 'TC_STORAGE_FORMAT' });
+    await expect(cities.info()).rejects.toThrow(/format "99".*Reload the cache/);
+
+    // An operator clears the table and a writer of this version loads it again.
+    await deleteKeysWithPrefix(redis, new TableKeys(table, prefix).base);
+    const reloaded = await writer({}, table);
+    await reloaded.putRecords([city(2)]);
+    await reloaded.markLoaded({ coverage: null });
+    expect(await cities.getMany([1, 2])).toEqual([undefined, city(2)]);
+  });
+
   it('refuses records encoded with a codec it does not have', async () => {
     const storage = await loaded([city(1)]);
     const codec = new MessagePackRecordCodec<City>({ columns: { name: { name: 'upper', encode: (v) => v, decode: (v) => v } } });

@@ -58,7 +58,7 @@ describe('a daemon started while Postgres and Redis are down', () => {
       const { body } = await get(`${url}/readyz`);
       return body.reasons[0]?.startsWith(`waiting for Postgres at postgres://`) && body.reasons[0].includes(`:${postgresPort}/`);
     });
-    await daemon.waitForLog('waiting for Postgres: could not LISTEN; retrying', 2);
+    await daemon.waitForLog('waiting for Postgres: it does not accept connections yet', 2);
     expect(daemon.child.exitCode).toBeNull();
 
     forwarder = await startTcpForwarder(postgresPort, target);

@@ -178,6 +178,26 @@ describe('RedisStorageTable', () => {
     expect(byScore.sort((a, b) => a.id - b.id)).toEqual(expected);
   });
 
+  it('counts every record of a large staged merge written in concurrent batches while the merge is under way', async () => {
+    const table = nextTable();
+    const connection = new Redis(testRedisUrl(), { lazyConnect: true });
+    await connection.connect();
+    const storage = await RedisStorageTable.open<Row>({ redis: connection, table, keyPrefix: prefix, scorer, mergeBatchSize: 1_000 });
+    try {
+      await storage.putRecords([{ id: 0, score: 0 }]);
+      await storage.markLoaded({ coverage: null });
+      // Nine write batches of 1,000, four in flight at once, each adding its share to the count the merge publishes.
+      await storage.scratchPutRecords(Array.from({ length: 9_000 }, (_, i) => ({ id: i + 1, score: i + 1 })));
+      // While the overlay is up, readers' recordCount is the count the merge published, not HLEN.
+      await mergeHalfWayAndDie(connection, storage as RedisStorageTable<unknown>);
+      await using reader = await openReader<Row>({ redis, table, keyPrefix: prefix });
+      expect((await reader.info()).recordCount).toBe(9_001);
+    } finally {
+      await storage.close().catch(() => undefined);
+      connection.disconnect();
+    }
+  });
+
   it('finishes a merge that was cut off after readers saw it, before the session is touched again', async () => {
     const table = nextTable();
     const connection = new Redis(testRedisUrl(), { lazyConnect: true });
