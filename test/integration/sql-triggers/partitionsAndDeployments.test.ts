@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { installChildTriggers, installTriggers, installTriggersScript } from '../../../sql-triggers/installTriggers.ts';
 import { triggerFunctionName, triggerName, type TriggerEvent } from '../../../sql-triggers/sourceTriggers.ts';
@@ -96,6 +98,27 @@ describe('partitions and inheritance children', () => {
     await using listener = await ChangeListener.listen(db.url, ordersSpec.channel);
     await db.pool.query(`INSERT INTO orders_mid VALUES (600, 'new partition')`);
     expect(opsAndKeys(await listener.drain(db.pool))).toEqual([['I', 'public.orders', [[600]]]]);
+  });
+
+  it('installChildTriggers only reports a new partition its role does not own, for its owner to install', async () => {
+    await createPartitionedSchema();
+    await install(ordersSpec);
+    await db.pool.query(`CREATE TABLE orders_mid PARTITION OF orders_high FOR VALUES FROM (500) TO (1000)`);
+    const role = `tc_reader_${randomBytes(4).toString('hex')}`;
+    await db.pool.query(`CREATE ROLE ${role} LOGIN`);
+    const url = new URL(db.url);
+    url.username = role;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      const result = await installChildTriggers(client, ordersSpec);
+      expect(result).toEqual({ statements: [], installedTables: [], notOwnedTables: ['public.orders_mid'] });
+      const seen = await readTriggerStatus(client, ordersSpec);
+      expect(seen.sources[0]!.children.find((child) => child.name === 'public.orders_mid')).toMatchObject({ state: 'missing', ownedByCurrentRole: false });
+    } finally {
+      await client.end();
+      await db.pool.query(`DROP ROLE ${role}`);
+    }
   });
 
   it('installChildTriggers leaves a disabled partition trigger alone: disabling may be the operator\'s decision', async () => {
