@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { quoteIdentifier, quoteLiteral, quoteQualifiedName } from './identifiers.ts';
+import { quoteIdentifier, quoteLiteral, quoteQualifiedName, type QualifiedTableName } from './identifiers.ts';
 import { functionsOfChannel, readInstalledTriggers, SCHEMA_COMMENT, type InstalledFunction, type InstalledTriggers } from './installedTriggers.ts';
 import { readSourceRelations, type SourceRelation } from './sourceChildren.ts';
 import { doBlock, TRIGGER_DEFINITION_VERSION, type SourceTriggerDefinition } from './sourceTriggers.ts';
@@ -87,10 +87,43 @@ function planInstall(
   };
 }
 
+// Stands for a partition or child in the trigger statements of the script's DO block; replaced by format()'s %s.
+const CHILD_PLACEHOLDER: QualifiedTableName = { schema: 'tc_child_schema', table: 'tc_child_table' };
+
+/**
+ * A DO block that gives every partition and inheritance child the source
+ * exists with at the time the script runs (found through pg_inherits,
+ * recursively) the source's triggers: the script is generated without a
+ * database, so it cannot list them itself.
+ */
+function childTriggersBlock(definition: SourceTriggerDefinition): string {
+  const placeholder = quoteQualifiedName(CHILD_PLACEHOLDER);
+  // format() reads % as a directive: a literal one (in a quoted name) is doubled first.
+  const executes = definition
+    .triggerStatementsOn(CHILD_PLACEHOLDER)
+    .map((statement) => `    EXECUTE format(${quoteLiteral(statement.replaceAll('%', '%%').replaceAll(placeholder, '%1$s'))}, child);`);
+  return doBlock(`
+DECLARE
+  child regclass;
+BEGIN
+  FOR child IN
+    WITH RECURSIVE tree(oid) AS (
+      SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = ${quoteLiteral(quoteQualifiedName(definition.source))}::regclass
+      UNION
+      SELECT i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.oid
+    )
+    SELECT oid::regclass FROM tree
+  LOOP
+${executes.join('\n')}
+  END LOOP;
+END`);
+}
+
 /**
  * The complete install script for `spec`, for migration tools: it creates the
  * schema if needed and creates or replaces every source's function and
- * triggers. It is idempotent, expects to run in one transaction (which
+ * triggers, on the source table and on every partition and inheritance child
+ * it has when the script runs. It is idempotent, expects to run in one transaction (which
  * migration tools provide), and, unlike {@link installTriggers}, cannot know
  * what an earlier config installed, so it removes nothing.
  *
@@ -101,7 +134,7 @@ export function installTriggersScript(spec: TriggerSpec): string {
   const statements = [
     installLockStatement(resolved.schema),
     createSchemaStatement(resolved.schema),
-    ...sourceTriggerDefinitions(resolved).flatMap((definition) => definition.createStatements),
+    ...sourceTriggerDefinitions(resolved).flatMap((definition) => [...definition.createStatements, childTriggersBlock(definition)]),
   ];
   const header = [
     `-- tablecache change triggers, definition version ${TRIGGER_DEFINITION_VERSION}: schema ${resolved.schema}, channel ${resolved.channel}.`,

@@ -100,6 +100,16 @@ describe('partitions and inheritance children', () => {
     expect(opsAndKeys(await listener.drain(db.pool))).toEqual([['I', 'public.orders', [[600]]]]);
   });
 
+  it('the printed install script (for migration tools) covers the partitions and children there are when it runs', async () => {
+    await createPartitionedSchema();
+    await db.pool.query(`BEGIN; ${installTriggersScript(ordersSpec)} COMMIT;`);
+    expect((await status(ordersSpec)).allCurrent).toBe(true);
+    expect((await install(ordersSpec)).statements).toEqual([]);
+    // Running it again changes nothing either.
+    await db.pool.query(`BEGIN; ${installTriggersScript(ordersSpec)} COMMIT;`);
+    expect((await status(ordersSpec)).allCurrent).toBe(true);
+  });
+
   it('installChildTriggers only reports a new partition its role does not own, for its owner to install', async () => {
     await createPartitionedSchema();
     await install(ordersSpec);
