@@ -152,8 +152,11 @@ class RedisTableWriter implements TableWriter {
    * under its lease: `false` after FLUSHALL, a restart without persistence
    * (or with an older snapshot), another writer taking over, or an eviction
    * that took some of the generation's keys: the records hash and every
-   * index must hold the same number of records (read in one atomic MULTI),
-   * and not none when the last load published some.
+   * index must hold the same number of records, and not none when the last
+   * load published some. Read in one pipeline, not a MULTI (which the
+   * documented least-privilege ACL user may not run): the pipeline calls this
+   * between its own writer steps, and this daemon is the table's only writer,
+   * so nothing changes the counts meanwhile.
    *
    * A table that became empty through refreshes looks like a lost one: it
    * costs one reload of an empty table.
@@ -165,9 +168,9 @@ class RedisTableWriter implements TableWriter {
     // A merge left half applied (the next one finishes it) has the counts in flux; the check after it looks again.
     if (overlay != null || indexes == null) return true;
     const id = Number(generation);
-    const transaction = this.redis.multi().hget(this.keys.meta, MetaField.generation).hlen(this.keys.records(id));
-    for (const name of JSON.parse(indexes) as string[]) transaction.zcard(this.keys.index(id, name));
-    const replies = (await transaction.exec()) ?? [];
+    const reads = this.redis.pipeline().hget(this.keys.meta, MetaField.generation).hlen(this.keys.records(id));
+    for (const name of JSON.parse(indexes) as string[]) reads.zcard(this.keys.index(id, name));
+    const replies = (await reads.exec()) ?? [];
     const failure = replies.find(([error]) => error !== null);
     if (failure) throw failure[0];
     const [sameGeneration, records, ...cardinalities] = replies.map(([, value]) => value);
