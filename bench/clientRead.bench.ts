@@ -12,6 +12,8 @@
  * row decoding 100 records without Redis shows the share of a range both
  * sides pay alike; a 10-record range shows the round trip the reader saves
  * when per-record work does not dominate.
+ * Then the near-cache rows (bench/clientReadNearCache.ts) on the same data.
+ * `TABLECACHE_BENCH_NEAR_CACHE_ONLY=1` runs only those (a quick check).
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -24,6 +26,7 @@ import { RedisStorageTable } from '../lib/redis/redisStorageTable.ts';
 import { TableKeys } from '../lib/redis/keyLayout.ts';
 import type { BenchContext } from './benchContext.ts';
 import { median } from './benchTable.ts';
+import { runNearCacheRows } from './clientReadNearCache.ts';
 import { deleteKeys, joinedUserScorer } from './redisLoad.bench.ts';
 import { JOINED_USERS_QUERY, JOINED_USERS_RANGE_QUERY, seedJoinedUsers, type JoinedUserRow } from './seedDatabase.ts';
 
@@ -138,8 +141,25 @@ export async function run(context: BenchContext): Promise<void> {
     const raw = new Redis(redisUrl);
     const client = await pool.connect();
     const userId = (random: () => number) => 1 + Math.floor(random() * USERS);
+    const nearCacheSetup = () => ({
+      redisUrl,
+      prefix,
+      users: USERS,
+      raw,
+      recordsKey,
+      codec,
+      writer,
+      databaseUrl: database.url,
+      random: pseudoRandom(7),
+    });
     const rangeStart = (random: () => number) => 1 + Math.floor(random() * (USERS - RANGE));
 
+    if (process.env.TABLECACHE_BENCH_NEAR_CACHE_ONLY === '1') {
+      await runNearCacheRows(context, nearCacheSetup());
+      client.release();
+      raw.disconnect();
+      return;
+    }
     await raw.call('FUNCTION', 'LOAD', 'REPLACE', FLOOR_LIBRARY);
     const sampleRange = await raw.hmgetBuffer(recordsKey, ...(await raw.zrangebyscore(indexKey, 1, `(${1 + RANGE}`)));
     const gets = await compare(
@@ -205,8 +225,6 @@ export async function run(context: BenchContext): Promise<void> {
       SLICES,
     );
     await raw.call('FUNCTION', 'DELETE', 'tablecache_bench_floor');
-    client.release();
-    raw.disconnect();
 
     const getRatio = gets.timeRatio('reader', 'raw');
     const rangeRatio = ranges.timeRatio('reader', 'raw');
@@ -295,7 +313,10 @@ export async function run(context: BenchContext): Promise<void> {
       ['concurrent readers', 'get reads/s', `range (${RANGE} records) reads/s`],
       concurrencyRows,
     );
-    await writer.close();
+    // Last: it closes the writer and hands the table to a daemon.
+    await runNearCacheRows(context, nearCacheSetup());
+    client.release();
+    raw.disconnect();
   } finally {
     for (const reader of readers) await reader.close();
     await deleteKeys(redis, `{${prefix}*`);

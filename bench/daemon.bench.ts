@@ -46,7 +46,8 @@ interface LatencyRun {
   readonly lastSecondP99: number;
 }
 
-function writeConfig(url: string, redisUrl: string, keyPrefix: string, batchWindowMs: number): { file: string; remove(): void; raw: object } {
+/** Writes the bench's daemon configuration (the `users` join) to a temporary file. Also used by the near-cache rows of clientRead. */
+export function writeConfig(url: string, redisUrl: string, keyPrefix: string, batchWindowMs: number): { file: string; remove(): void; raw: object } {
   const directory = mkdtempSync(path.join(tmpdir(), 'tc-bench-daemon-'));
   const file = path.join(directory, 'tablecache.json');
   const raw = {
@@ -71,7 +72,7 @@ function writeConfig(url: string, redisUrl: string, keyPrefix: string, batchWind
 }
 
 /** Starts the daemon as a child process; resolves once it has loaded the table, to a function that stops it. */
-async function startDaemon(file: string): Promise<() => Promise<void>> {
+export async function startDaemon(file: string): Promise<() => Promise<void>> {
   const child = spawn(process.execPath, ['--import', 'tsx', DAEMON_MAIN, file], { stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   await new Promise<void>((resolve, reject) => {
@@ -324,7 +325,7 @@ async function measureBulkUpdate(pool: pg.Pool, redis: Redis, keyPrefix: string,
 }
 
 /** (Re)installs the triggers of the bench's configuration, with `triggers` settings overriding it. */
-async function installBenchTriggers(pool: pg.Pool, raw: object, triggers: object): Promise<void> {
+export async function installBenchTriggers(pool: pg.Pool, raw: object, triggers: object): Promise<void> {
   const base = raw as { triggers: object };
   const config = parseConfig({ ...base, triggers: { ...base.triggers, ...triggers } }, { file: 'bench' });
   const client = await pool.connect();

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// The CLI is written in TypeScript; tsx compiles it on the fly so that a clean
-// clone works after `npm install`, with no build step.
+// The CLI from the TypeScript sources, for this repository (tests, the Docker
+// image's build stage, `node bin/tablecache.js …`): tsx compiles it on the fly.
+// The published package's `tablecache` command is the compiled dist/cli/bin.js.
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import('../cli/main.ts');
-process.exitCode = await main(process.argv);
+await import('../cli/bin.ts');

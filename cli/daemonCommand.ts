@@ -1,12 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { Logger } from 'pino';
 import { TablecacheError } from '../lib/core/errors.ts';
-import { loadConfig } from '../daemon/config/loadConfig.ts';
-import { createDaemonLogger } from '../daemon/daemonLogger.ts';
-import { DaemonMetrics } from '../daemon/http/daemonMetrics.ts';
-import { HealthServer } from '../daemon/http/healthServer.ts';
-import { reportLoadProgress } from '../daemon/loadProgressReport.ts';
-import { TablecacheDaemon } from '../daemon/tablecacheDaemon.ts';
+import type { HealthServer } from '../daemon/http/healthServer.ts';
 import type { CliContext } from './cliContext.ts';
 import { EXIT_CODES } from './exitCodes.ts';
 
@@ -80,6 +75,15 @@ function boundStop(logger: Logger): () => void {
  * previous lease, and a second daemon takes over when the first dies.
  */
 export async function runDaemon(context: CliContext, options: DaemonCommandOptions): Promise<number> {
+  // Imported here, not at the top: `tablecache --help` should not pay for loading the daemon.
+  const [{ loadConfig }, { createDaemonLogger }, { DaemonMetrics }, { HealthServer }, { reportLoadProgress }, { TablecacheDaemon }] = await Promise.all([
+    import('../daemon/config/loadConfig.ts'),
+    import('../daemon/daemonLogger.ts'),
+    import('../daemon/http/daemonMetrics.ts'),
+    import('../daemon/http/healthServer.ts'),
+    import('../daemon/loadProgressReport.ts'),
+    import('../daemon/tablecacheDaemon.ts'),
+  ]);
   const config = await loadConfig(options.config);
   const { logger, statusLine } = createDaemonLogger({ level: config.daemon.logLevel });
   const aborter = new AbortController();

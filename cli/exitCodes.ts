@@ -1,7 +1,25 @@
+import { createRequire } from 'node:module';
 import { CommanderError } from 'commander';
-import pg from 'pg';
+import type pg from 'pg';
 import { TablecacheError } from '../lib/core/errors.ts';
-import { MISSING_NAME_STATES } from '../daemon/config/checkConfigAgainstDatabase.ts';
+import { MISSING_NAME_STATES } from '../daemon/config/configError.ts';
+import { missingPackageAdvice } from './missingPackage.ts';
+
+/**
+ * Whether `error` is a statement Postgres refused. pg is required here, not
+ * imported at the top, so that `tablecache --help` does not load it: an error
+ * from pg means pg is loaded already (this is a cache hit), and without pg
+ * installed (an optional peer dependency) there is no such error.
+ */
+function isDatabaseError(error: unknown): error is pg.DatabaseError {
+  let DatabaseError: typeof pg.DatabaseError;
+  try {
+    DatabaseError = (createRequire(import.meta.url)('pg') as typeof pg).DatabaseError;
+  } catch {
+    return false;
+  }
+  return error instanceof DatabaseError;
+}
 
 /** The CLI's exit codes; the README's table mirrors this. */
 export const EXIT_CODES = {
@@ -48,15 +66,17 @@ export function describeFailure(error: unknown): { readonly exitCode: number; re
     return { exitCode: EXIT_CODES.checkFailed, message: error.message };
   }
   // A statement named something the database does not have: the configuration is wrong for it, as checkConfigAgainstDatabase says.
-  if (error instanceof pg.DatabaseError && MISSING_NAME_STATES.has(error.code ?? '')) {
+  if (isDatabaseError(error) && MISSING_NAME_STATES.has(error.code ?? '')) {
     return { exitCode: EXIT_CODES.usage, message: `The database does not have what the configuration names: ${error.message} (SQLSTATE ${error.code})` };
   }
-  if (error instanceof pg.DatabaseError) {
+  if (isDatabaseError(error)) {
     const hint = error.code === undefined ? undefined : DATABASE_HINTS[error.code];
     return {
       exitCode: EXIT_CODES.database,
       message: `Postgres refused: ${error.message} (SQLSTATE ${error.code ?? 'unknown'})${hint ? `\n${hint}` : ''}`,
     };
   }
+  const advice = missingPackageAdvice(error);
+  if (advice !== undefined) return { exitCode: EXIT_CODES.usage, message: advice };
   return { exitCode: EXIT_CODES.internal, message: `Unexpected error (a bug in tablecache; please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}` };
 }

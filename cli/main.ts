@@ -1,19 +1,18 @@
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { createCliContext, type CliContext } from './cliContext.ts';
 import { describeFailure, EXIT_CODES } from './exitCodes.ts';
 import { addDaemonCommand } from './daemonCommand.ts';
 import { addTriggersCommand } from './triggersCommand.ts';
 import { addVerifyCommand } from './verifyCommand.ts';
-
-const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+import { packageVersion } from './packageVersion.ts';
 
 const EXIT_CODE_HELP = `
 Exit codes:
   ${EXIT_CODES.ok}   success (status: every source table current)
   ${EXIT_CODES.checkFailed}   a check failed (status: triggers missing, stale or disabled; verify: the cache differs), or the
       operation was refused for a reason printed (another daemon holds a table, a timeout)
-  ${EXIT_CODES.usage}   bad usage or configuration (including tables or columns the database does not have)
+  ${EXIT_CODES.usage}   bad usage or configuration (including tables or columns the database does not have), or a
+      package the command needs is not installed
   ${EXIT_CODES.connection}   Postgres or Redis could not be reached, or refused the login
   ${EXIT_CODES.database}   Postgres refused a statement or query (privileges, lock timeout, an error in a configured query)
   ${EXIT_CODES.internal}  unexpected error (a bug)`;
@@ -22,7 +21,7 @@ Exit codes:
 export function buildProgram(context: CliContext): Command {
   const program = new Command('tablecache')
     .description('Keep a Postgres result set cached in Redis and correct: install change triggers, run the daemon, verify the cache.')
-    .version(packageJson.version, '-V, --version', 'print the version and exit')
+    .version(packageVersion, '-V, --version', 'print the version and exit')
     .configureOutput({ writeOut: (text) => context.out(text), writeErr: (text) => context.err(text) })
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()

@@ -1,19 +1,25 @@
 import { Option, type Command } from 'commander';
 import type pg from 'pg';
-import { checkConfigAgainstDatabase, ConfigError, ConfigQueryError, loadConfig, triggerSpecFromConfig, type TablecacheConfig } from '../daemon/config/index.ts';
-import {
-  DEFAULT_LOCK_TIMEOUT_MS,
-  installLockStatement,
-  installTriggers,
-  installTriggersScript,
-  readTriggerStatus,
-  uninstallTriggers,
-  type TriggerStatus,
-} from '../sql-triggers/index.ts';
+import { ConfigError } from '../daemon/config/configError.ts';
+import type { ConfigQueryError, TablecacheConfig } from '../daemon/config/index.ts';
+import type { TriggerStatus } from '../sql-triggers/index.ts';
+import { DEFAULT_LOCK_TIMEOUT_MS, installLockStatement } from '../sql-triggers/triggerTransaction.ts';
 import type { CliContext } from './cliContext.ts';
 import { describeFailure, EXIT_CODES } from './exitCodes.ts';
-import { withPostgresClient } from './postgresConnection.ts';
 import { formatTextTable } from './textTable.ts';
+
+/**
+ * What the subcommands run, imported when one runs: `tablecache --help`
+ * needs none of it, and pg, zod and yaml cost start-up time.
+ */
+async function triggerModules() {
+  const [config, triggers, connection] = await Promise.all([
+    import('../daemon/config/index.ts'),
+    import('../sql-triggers/index.ts'),
+    import('./postgresConnection.ts'),
+  ]);
+  return { ...config, ...triggers, ...connection };
+}
 
 interface ConfigOption {
   readonly config: string;
@@ -40,6 +46,7 @@ function transactionScript(schema: string, lockTimeoutMs: number, statements: re
 }
 
 async function install(context: CliContext, options: ConfigOption & { dryRun?: boolean; lockTimeout: number }): Promise<number> {
+  const { loadConfig, triggerSpecFromConfig, withPostgresClient, checkConfigAgainstDatabase, installTriggers } = await triggerModules();
   const config = await loadConfig(options.config);
   const spec = triggerSpecFromConfig(config);
   return withPostgresClient(config.postgres.url, async (client) => {
@@ -58,6 +65,7 @@ async function install(context: CliContext, options: ConfigOption & { dryRun?: b
 }
 
 async function uninstall(context: CliContext, options: ConfigOption & { dryRun?: boolean; lockTimeout: number }): Promise<number> {
+  const { loadConfig, withPostgresClient, uninstallTriggers } = await triggerModules();
   const config = await loadConfig(options.config);
   return withPostgresClient(config.postgres.url, async (client) => {
     const result = await uninstallTriggers(client, { schema: config.triggers.schema, channel: config.triggers.channel }, { dryRun: options.dryRun ?? false, lockTimeoutMs: options.lockTimeout });
@@ -84,11 +92,12 @@ async function uninstall(context: CliContext, options: ConfigOption & { dryRun?:
  * anyway, then the problems, and exits with the code every command gives them.
  */
 async function configProblems(client: pg.ClientBase, config: TablecacheConfig): Promise<ConfigError | ConfigQueryError | null> {
+  const { checkConfigAgainstDatabase, ConfigQueryError: QueryError } = await triggerModules();
   try {
     await checkConfigAgainstDatabase(client, config);
     return null;
   } catch (error) {
-    if (!(error instanceof ConfigError) && !(error instanceof ConfigQueryError)) throw error;
+    if (!(error instanceof ConfigError) && !(error instanceof QueryError)) throw error;
     return error;
   }
 }
@@ -119,6 +128,7 @@ function formatStatus(status: TriggerStatus): string {
 }
 
 async function status(context: CliContext, options: ConfigOption & { json?: boolean }): Promise<number> {
+  const { loadConfig, withPostgresClient, readTriggerStatus, triggerSpecFromConfig } = await triggerModules();
   const config = await loadConfig(options.config);
   return withPostgresClient(config.postgres.url, async (client) => {
     const problem = await configProblems(client, config);
@@ -134,6 +144,7 @@ async function status(context: CliContext, options: ConfigOption & { json?: bool
 }
 
 async function sql(context: CliContext, options: ConfigOption): Promise<number> {
+  const { loadConfig, installTriggersScript, triggerSpecFromConfig } = await triggerModules();
   const config = await loadConfig(options.config);
   context.out(installTriggersScript(triggerSpecFromConfig(config)));
   return EXIT_CODES.ok;

@@ -1,10 +1,7 @@
 import { Option, type Command } from 'commander';
-import { checkConfigAgainstDatabase } from '../daemon/config/checkConfigAgainstDatabase.ts';
-import { loadConfig } from '../daemon/config/loadConfig.ts';
-import { verifyCache, type TableVerification } from '../daemon/verifyCache.ts';
+import type { TableVerification } from '../daemon/verifyCache.ts';
 import type { CliContext } from './cliContext.ts';
 import { EXIT_CODES } from './exitCodes.ts';
-import { withPostgresClient } from './postgresConnection.ts';
 import { formatTextTable } from './textTable.ts';
 
 interface VerifyCommandOptions {
@@ -36,6 +33,13 @@ function formatVerification(results: readonly TableVerification[]): string {
 }
 
 async function verify(context: CliContext, options: VerifyCommandOptions): Promise<number> {
+  // Imported here, not at the top: `tablecache --help` should not pay for loading the daemon.
+  const [{ loadConfig }, { verifyCache }, { checkConfigAgainstDatabase }, { withPostgresClient }] = await Promise.all([
+    import('../daemon/config/loadConfig.ts'),
+    import('../daemon/verifyCache.ts'),
+    import('../daemon/config/checkConfigAgainstDatabase.ts'),
+    import('./postgresConnection.ts'),
+  ]);
   const config = await loadConfig(options.config);
   // The same check as `triggers install` and the daemon's start, so a table the database lacks is exit code 2 in each.
   const checked = options.table === undefined ? config : { ...config, tables: config.tables.filter((table) => options.table!.includes(table.name)) };

@@ -7,8 +7,8 @@ type ChannelPayloads = Record<string, string>;
 
 /** The events of a {@link ChangeListener}. */
 export interface ChangeListenerEvents {
-  /** The raw text of a notification on the channel, in commit order. */
-  notification: [text: string];
+  /** The raw text of a notification on the channel, in commit order, and the process id of the backend that sent it. */
+  notification: [text: string, processId: number];
   /**
    * LISTEN is active again after the connection was lost. Notifications sent
    * meanwhile are gone: whoever relies on them must resync.
@@ -110,7 +110,10 @@ export class ChangeListener extends EventEmitter<ChangeListenerEvents> {
         paranoidChecking: this.options.paranoidCheckMs ?? 10_000,
       },
     );
-    subscriber.notifications.on(this.options.channel, (text: string | undefined) => this.emit('notification', text ?? ''));
+    // The raw event, not `notifications`: it also carries the sender's process id (for daemon.verifySenders).
+    subscriber.events.on('notification', ({ channel, payload, processId }: { channel: string; payload?: string; processId: number }) => {
+      if (channel === this.options.channel) this.emit('notification', payload ?? '', processId);
+    });
     subscriber.events.on('reconnect', (attempt: number) => {
       this.downSince ??= performance.now();
       this.attempts = attempt;

@@ -3,6 +3,7 @@ import { TablecacheError } from '../lib/core/errors.ts';
 import type { ChangePayload, KeysChangedPayload, KeyTuple } from '../sql-triggers/payload.ts';
 import type { ChangeBatch, TableChanges } from './changeBatch.ts';
 import type { SourceConfig } from './config/configSchema.ts';
+import type { ReloadKind } from './daemonEvents.ts';
 
 /** A cached table as the mapper sees it: its Indexes and the sources whose changes affect it. */
 export interface MappedTable {
@@ -19,6 +20,12 @@ export type MapOutcome =
   | 'reload'
   /** No cached table uses the payload's table as a source. */
   | 'unrelated';
+
+/**
+ * Where the mapper sends a reload it asks for: by default straight into the
+ * batch; the pipeline passes one that coalesces them (see `ReloadThrottle`).
+ */
+export type ReloadSink = (table: string, reason: string, kind: ReloadKind) => void;
 
 interface Route {
   readonly table: MappedTable;
@@ -64,32 +71,42 @@ export class ChangeMapper {
     return [...new Set((this.routes.get(sourceTable) ?? []).map((route) => route.table.name))];
   }
 
-  /** Adds the payload's effect to `batch`. */
-  map(payload: ChangePayload, batch: ChangeBatch): MapOutcome {
+  /** Every source table (canonical text) some cached table uses. */
+  sourceTables(): string[] {
+    return [...this.routes.keys()];
+  }
+
+  /**
+   * Adds the payload's effect to `batch`; the reloads it asks for go to
+   * `reload` (default: into `batch`).
+   */
+  map(payload: ChangePayload, batch: ChangeBatch, reload?: ReloadSink): MapOutcome {
     const routes = this.routes.get(payload.t);
     if (routes === undefined) return 'unrelated';
+    const sink: ReloadSink = reload ?? ((table, reason, kind) => batch.table(table).requestReload(reason, kind));
     if (payload.op === 'T' || payload.op === 'X') {
       const reason = payload.op === 'T' ? `${payload.t} was truncated` : `${payload.t} changed in bulk (${payload.reason})`;
       const kind = payload.op === 'T' ? 'truncate' : 'bulk_change';
-      for (const route of routes) batch.table(route.table.name).requestReload(reason, kind);
+      for (const route of routes) sink(route.table.name, reason, kind);
       return 'reload';
     }
     batch.receivedKeys += payload.k.length + (payload.ok?.length ?? 0);
     let outcome: MapOutcome = 'mapped';
     for (const route of routes) {
-      if (!this.mapKeys(payload, route, batch)) outcome = 'reload';
+      if (!this.mapKeys(payload, route, batch, sink)) outcome = 'reload';
     }
     return outcome;
   }
 
   /** Maps the payload's keys for one route; `false` when it had to fall back to a reload. */
-  private mapKeys(payload: KeysChangedPayload, route: Route, batch: ChangeBatch): boolean {
+  private mapKeys(payload: KeysChangedPayload, route: Route, batch: ChangeBatch, reload: ReloadSink): boolean {
     const changes = batch.table(route.table.name);
     const positions = route.source.key.map((column) => payload.c.indexOf(column));
     const missing = route.source.key.filter((_, i) => positions[i]! < 0);
     if (missing.length > 0) {
-      changes.requestReload(
-        `the payload of ${payload.t} lacks key column(s) ${missing.join(', ')} (it has ${payload.c.join(', ')}); run \`tablecache triggers install\``,
+      reload(
+        route.table.name,
+        `the payload of ${payload.t} lacks key column(s) ${missing.join(', ')} (it has ${payload.c.join(', ').slice(0, 200)}); run \`tablecache triggers install\``,
         'unmappable_key',
       );
       return false;
@@ -103,7 +120,7 @@ export class ChangeMapper {
       }
     } catch (error) {
       if (!(error instanceof TablecacheError)) throw error;
-      changes.requestReload(`a key of ${payload.t} cannot be matched: ${error.message}`, 'unmappable_key');
+      reload(route.table.name, `a key of ${payload.t} cannot be matched: ${error.message}`, 'unmappable_key');
       return false;
     }
     return true;

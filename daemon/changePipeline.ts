@@ -8,7 +8,9 @@ import type { ChangeMapper } from './changeMapper.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import type { TableChanges } from './changeBatch.ts';
-import { classifyNotification } from './notificationText.ts';
+import { classifyNotification, payloadExcerpt, type Notification } from './notificationText.ts';
+import { dropQueuedKeys, queuedKeysOf, queuedKeysPerTable } from './queuedKeys.ts';
+import { ReloadThrottle } from './reloadThrottle.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
 
 /** What the pipeline needs of a cached table ({@link TableSync} in the daemon). */
@@ -40,6 +42,19 @@ export interface ChangePipelineOptions {
   readonly maxBatchKeys: number;
   /** Queued keys beyond which the queue is replaced by one reload of every table (default 50 × `maxBatchKeys`). */
   readonly maxQueuedKeys?: number;
+  /**
+   * Least time between two reloads of one table that notifications ask for
+   * (coarse, truncate, unknown version, unmappable keys, key flood); more
+   * requests within it are coalesced into one reload at its end (default 0:
+   * no limit). See {@link ReloadThrottle}.
+   */
+  readonly minReloadIntervalMs?: number;
+  /**
+   * Distinct keys queued for one table beyond which they are dropped and the
+   * table is reloaded instead (kind `key_flood`), bounding memory under a
+   * flood of key payloads (default 5 × `maxBatchKeys`).
+   */
+  readonly maxQueuedKeysPerTable?: number;
   /** How often Redis is checked for lost data (default 1,000 ms). */
   readonly storageCheckIntervalMs?: number;
   /** Where events go. */
@@ -79,11 +94,38 @@ export class ChangePipeline {
   private readonly storageCheckIntervalMs: number;
   /** Per queued batch, the trigger time of its oldest change. */
   private readonly oldestChangeAt = new WeakMap<ChangeBatch, number>();
+  private readonly maxQueuedKeysPerTable: number;
+  private readonly throttle: ReloadThrottle;
+  /** Sends a notification's reload requests through the throttle. */
+  private readonly throttledReload = (table: string, reason: string, kind: ReloadKind): void => this.requestThrottledReload(table, reason, kind);
 
   constructor(private readonly options: ChangePipelineOptions) {
     this.tables = new Map(options.tables.map((table) => [table.name, table]));
     this.maxQueuedKeys = options.maxQueuedKeys ?? 50 * options.maxBatchKeys;
+    this.maxQueuedKeysPerTable = options.maxQueuedKeysPerTable ?? 5 * options.maxBatchKeys;
     this.storageCheckIntervalMs = options.storageCheckIntervalMs ?? 1_000;
+    this.throttle = new ReloadThrottle({
+      minIntervalMs: options.minReloadIntervalMs ?? 0,
+      onDue: (table, reload, barriers) => {
+        const batch = this.gathering();
+        const changes = batch.table(table);
+        for (const reason of reload.reasons) changes.requestReload(reason, [...reload.kinds][0]!);
+        for (const kind of reload.kinds) changes.reloadKinds.add(kind);
+        batch.barriers.push(...barriers);
+        this.options.logger.info({ table, reasons: [...reload.reasons] }, 'reloading after the least interval between reloads');
+        this.wake?.();
+      },
+    });
+  }
+
+  /** Distinct keys waiting to be refreshed, per table (queued batches, not the one in flight). */
+  queuedKeys(): Map<string, number> {
+    return queuedKeysPerTable(this.batches, this.tables.keys());
+  }
+
+  /** Whether `table` was loaded once: readers see a complete load of it, even while it is reloaded. */
+  wasLoaded(table: string): boolean {
+    return this.loadedOnce.has(table);
   }
 
   /** Whether every table has been loaded once and none waits for a reload after a failure. */
@@ -103,6 +145,12 @@ export class ChangePipeline {
         pending.set(name, entry);
       }
     }
+    for (const [name, reload] of this.throttle.deferred()) {
+      const entry = pending.get(name) ?? { reasons: [], kinds: [] };
+      for (const reason of reload.reasons) if (!entry.reasons.includes(reason)) entry.reasons.push(`${reason} (deferred: at most one reload per interval)`);
+      for (const kind of reload.kinds) if (!entry.kinds.includes(kind)) entry.kinds.push(kind);
+      pending.set(name, entry);
+    }
     return pending;
   }
 
@@ -114,34 +162,80 @@ export class ChangePipeline {
 
   /** Takes the raw text of one notification. */
   push(text: string): void {
-    const notification = classifyNotification(text);
+    this.pushClassified(classifyNotification(text));
+  }
+
+  /** Takes one notification, classified already (by whoever checked its sender first). */
+  pushClassified(notification: Notification): void {
     this.options.events.emit('notificationReceived', { kind: notification.kind });
     switch (notification.kind) {
       case 'malformed':
         this.options.logger.warn({ payload: notification.excerpt, problem: notification.error }, 'skipped a malformed notification payload');
         this.options.events.emit('malformedPayload', { excerpt: notification.excerpt, error: notification.error });
+        for (const table of notification.table === undefined ? [] : this.options.mapper.tablesOf(notification.table)) {
+          this.requestThrottledReload(table, `a payload of ${notification.table} too deeply nested to read`, 'unmappable_key');
+        }
         return;
       case 'unknownVersion': {
-        const tables = notification.table === null ? null : this.options.mapper.tablesOf(notification.table);
+        const tables = notification.table === null ? [...this.tables.keys()] : this.options.mapper.tablesOf(notification.table);
         this.options.logger.warn({ version: notification.version, table: notification.table }, 'a payload of an unknown format version; reloading what it may affect');
-        this.requestReload(tables, `a payload of unknown format version ${JSON.stringify(notification.version)}`, 'unknown_payload_version');
+        const reason = `a payload of unknown format version ${payloadExcerpt(JSON.stringify(notification.version) ?? 'undefined')}`;
+        for (const table of tables) this.requestThrottledReload(table, reason, 'unknown_payload_version');
         return;
       }
       case 'barrier':
-        this.gathering().barriers.push(notification.payload.id);
+        if (!this.throttle.holdBarrier(notification.payload.id)) this.gathering().barriers.push(notification.payload.id);
         break;
       case 'change': {
         const batch = this.gathering();
         batch.notifications++;
         batch.changeTimes.push(notification.payload.ts);
-        this.options.mapper.map(notification.payload, batch);
+        this.options.mapper.map(notification.payload, batch, this.throttledReload);
         const oldest = this.oldestChangeAt.get(batch);
         if (oldest === undefined || notification.payload.ts < oldest) this.oldestChangeAt.set(batch, notification.payload.ts);
+        if (notification.payload.op !== 'T' && notification.payload.op !== 'X') this.boundQueuedKeys(this.options.mapper.tablesOf(notification.payload.t));
         break;
       }
     }
     this.collapseIfBehind();
     this.wake?.();
+  }
+
+  /**
+   * Reloads `tables` like a reload a notification asks for (throttled by
+   * `minReloadIntervalMs`): for a change whose sender could not be checked.
+   */
+  requestNotifiedReload(tables: readonly string[], reason: string, kind: ReloadKind): void {
+    for (const table of tables) this.requestThrottledReload(table, reason, kind);
+  }
+
+  /**
+   * A reload a notification asks for: queued now, unless the table was
+   * reloaded less than `minReloadIntervalMs` ago; then it is deferred to the
+   * end of the interval (never dropped), joined by every request meanwhile.
+   */
+  private requestThrottledReload(table: string, reason: string, kind: ReloadKind): void {
+    if (!this.tables.has(table)) return;
+    if (!this.throttle.admit(table, reason, kind)) return;
+    this.gathering().table(table).requestReload(reason, kind);
+    this.wake?.();
+  }
+
+  /**
+   * Bounds the memory a flood of key payloads can take: past
+   * `maxQueuedKeysPerTable` distinct keys queued for a table, they are
+   * dropped and the table is reloaded instead (throttled like any reload a
+   * notification asks for; a deferred reload covers the keys dropped
+   * meanwhile, since it starts after they arrived).
+   */
+  private boundQueuedKeys(tables: readonly string[]): void {
+    for (const name of tables) {
+      const queued = queuedKeysOf(this.batches, name);
+      if (queued <= this.maxQueuedKeysPerTable) continue;
+      dropQueuedKeys(this.batches, name);
+      this.options.logger.warn({ table: name, queuedKeys: queued, bound: this.maxQueuedKeysPerTable }, 'too many changed keys queued for a table; reloading it instead');
+      this.requestThrottledReload(name, `more than ${this.maxQueuedKeysPerTable} changed keys were queued`, 'key_flood');
+    }
   }
 
   /** Reloads `tables` (every table when `null`) in the next batch; `kind` is the reason's class for metrics. */
@@ -154,6 +248,7 @@ export class ChangePipeline {
   /** Finishes the batch in flight and stops; queued batches are dropped (the next start reloads everything). */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.throttle.close();
     this.wake?.();
     await this.loop;
   }
@@ -216,6 +311,8 @@ export class ChangePipeline {
     for (const [name, changes] of batch.entries()) {
       if (!changes.needsReload && this.tables.get(name)?.isLoaded !== false) continue;
       for (const queued of this.batches) queued.forget(name);
+      // It covers a deferred reload too; barriers that waited only for that one are marked with this batch.
+      batch.barriers.push(...this.throttle.reloadStarted(name));
     }
   }
 

@@ -28,6 +28,10 @@ export type ReloadKind =
   | 'lease_lost'
   /** The daemon fell so far behind that its queue was replaced by a reload. */
   | 'fell_behind'
+  /** A change came from a session that had exited before its role could be checked (`daemon.verifySenders`). */
+  | 'unverified_sender'
+  /** More changed keys were queued for the table than `daemon.maxQueuedKeysPerTable`: they were replaced by a reload. */
+  | 'key_flood'
   /** A refresh or reload failed (Postgres or Redis down); this is the retry. */
   | 'failure'
   /** A source table's columns, identity (DROP + CREATE) or partitions changed. */
@@ -103,8 +107,11 @@ export interface TableLoadedEvent {
 
 /** Payload of the `notificationReceived` event. */
 export interface NotificationReceivedEvent {
-  /** `change` and `barrier`: understood; `malformed`: skipped; `unknownVersion`: its tables are reloaded. */
-  readonly kind: 'change' | 'barrier' | 'malformed' | 'unknownVersion';
+  /**
+   * `change` and `barrier`: understood; `malformed`: skipped; `unknownVersion`: its tables are reloaded;
+   * `rejected`: sent by a role that may not write the table it names (`daemon.verifySenders`), skipped.
+   */
+  readonly kind: 'change' | 'barrier' | 'malformed' | 'unknownVersion' | 'rejected';
 }
 
 /** Payload of the `malformedPayload` event. */
@@ -112,6 +119,15 @@ export interface MalformedPayloadEvent {
   /** The payload's first 200 characters. */
   readonly excerpt: string;
   readonly error: string;
+}
+
+/** Payload of the `resolveReturnedNull` event. */
+export interface ResolveReturnedNullEvent {
+  readonly table: string;
+  /** The source whose `resolve` query it was (canonical text). */
+  readonly source: string;
+  /** Rows whose primary key was NULL (in some column): skipped. */
+  readonly rows: number;
 }
 
 /** Payload of the `listenerReconnected` event. */
@@ -201,6 +217,8 @@ export interface DaemonEvents {
   notificationReceived: [NotificationReceivedEvent];
   /** A notification on the channel was not a payload the daemon understands; it was skipped. */
   malformedPayload: [MalformedPayloadEvent];
+  /** A `resolve` query returned rows with a NULL primary key; they were skipped (and logged). */
+  resolveReturnedNull: [ResolveReturnedNullEvent];
   /** LISTEN is active again after a connection loss; every table is reloaded. */
   listenerReconnected: [ListenerReconnectedEvent];
   /** A connection the daemon keeps open was lost; it reconnects by itself. */

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pinoPretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 import { TerminalStatusLine } from './terminalStatusLine.ts';
 
 /** Options of {@link createDaemonLogger}. */
@@ -27,8 +28,8 @@ const REDACTED_PATHS = ['password', '*.password', 'connectionString', '*.connect
 
 /**
  * The daemon's pino logger: JSON lines (one per event, for log collectors)
- * unless the output is a terminal, where lines are readable (pino-pretty)
- * and a status line at the bottom shows load progress. Every line carries
+ * unless the output is a terminal, where lines are readable (pino-pretty,
+ * when installed) and a status line at the bottom shows load progress. Every line carries
  * `service: "tablecache-daemon"`.
  *
  * @example
@@ -40,8 +41,11 @@ export function createDaemonLogger(options: DaemonLoggerOptions): DaemonLogOutpu
   const stream = options.stream ?? process.stdout;
   const base = { service: 'tablecache-daemon' };
   const redact = { paths: REDACTED_PATHS, censor: '***' };
-  if (!(options.pretty ?? stream.isTTY === true)) {
-    return { logger: pino({ level: options.level, base, redact }, stream), statusLine: null };
+  const pinoPretty = options.pretty ?? stream.isTTY === true ? loadPinoPretty() : null;
+  if (pinoPretty === null) {
+    const logger = pino({ level: options.level, base, redact }, stream);
+    if (options.pretty === true) logger.warn('pino-pretty is not installed: logging JSON lines (npm install pino-pretty for readable ones)');
+    return { logger, statusLine: null };
   }
   const statusLine = new TerminalStatusLine(stream);
   const format = pinoPretty.prettyFactory({ colorize: true, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,service' });
@@ -49,4 +53,19 @@ export function createDaemonLogger(options: DaemonLoggerOptions): DaemonLogOutpu
   // synchronous and in step with the status line.
   const destination = { write: (line: string) => statusLine.write(format(line)) };
   return { logger: pino({ level: options.level, base, redact }, destination), statusLine };
+}
+
+/**
+ * pino-pretty, loaded only for a terminal: it is an optional peer dependency
+ * (a daemon in a container logs JSON and never needs it), and loading it
+ * costs start-up time. It is CommonJS, so `require` loads it synchronously.
+ * Null when it is not installed.
+ */
+function loadPinoPretty(): typeof PinoPretty | null {
+  try {
+    return createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return null;
+    throw error;
+  }
 }

@@ -167,10 +167,21 @@ export class TableSync {
     );
     const result = await this.options.pool.query<unknown[]>({ text: source.resolve!, values: parameters, rowMode: 'array', types: exactTypeParsers });
     const width = this.options.indexes.primaryKeyColumns.length;
+    let nullRows = 0;
     for (const row of result.rows) {
       const values = row.slice(0, width);
       const key = canonicalKey(values);
       if (key !== null) changes.addKey(PRIMARY_KEY_INDEX, key, values);
+      else nullRows++;
+    }
+    if (nullRows > 0) {
+      // A NULL names no record: nothing to refresh for that row. Usually an outer join that found no cached record, but
+      // it may be a resolve query that misses changes, so it is never silent.
+      this.options.logger.warn(
+        { table: this.name, source: source.name, nullRows, rows: result.rows.length },
+        'the resolve query returned NULL primary keys; those rows name no record and were skipped',
+      );
+      this.options.events.emit('resolveReturnedNull', { table: this.name, source: source.name, rows: nullRows });
     }
   }
 

@@ -17,6 +17,7 @@ import { errorSource } from './errorSource.ts';
 import { NotificationQueueWatch } from './notificationQueueWatch.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
+import { createSenderGate } from './senderCheck.ts';
 import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
 import { TableSync } from './tableSync.ts';
 import { abortableDelay } from '../lib/core/abortableDelay.ts';
@@ -65,6 +66,7 @@ const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set([
   'storage_lost',
   'lease_lost',
   'fell_behind',
+  'key_flood',
   'failure',
   'schema_change',
   'capture_restored',
@@ -271,13 +273,16 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         }),
       );
     }
+    const mapper = new ChangeMapper(mapped);
     const pipeline = new ChangePipeline({
       tables: this.tables,
-      mapper: new ChangeMapper(mapped),
+      mapper,
       redis: this.storage.barrierMarks,
       keyPrefix: config.redis.keyPrefix,
       batchWindowMs: config.daemon.batchWindowMs,
       maxBatchKeys: config.daemon.maxBatchKeys,
+      minReloadIntervalMs: config.daemon.minReloadIntervalMs,
+      ...(config.daemon.maxQueuedKeysPerTable === undefined ? {} : { maxQueuedKeysPerTable: config.daemon.maxQueuedKeysPerTable }),
       events: this,
       logger,
       ...(options.storageCheckIntervalMs === undefined ? {} : { storageCheckIntervalMs: options.storageCheckIntervalMs }),
@@ -295,7 +300,10 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       signal,
     );
     this.listener = listener;
-    listener.on('notification', (text) => pipeline.push(text));
+    const gate = config.daemon.verifySenders
+      ? createSenderGate({ pool: db.pool, mapper, pipeline, tables: this.tableNames, logger, onRejected: () => this.emit('notificationReceived', { kind: 'rejected' }) })
+      : null;
+    listener.on('notification', (text, processId) => (gate === null ? pipeline.push(text) : gate.push(text, processId)));
     listener.on('reconnecting', (attempt) => {
       if (attempt <= 1 || !this.down.has('postgres')) this.emit('connectionLost', { source: 'postgres', attempt });
     });
@@ -371,7 +379,11 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   readiness(): DaemonReadiness {
     const reasons: string[] = [];
     const tables: Record<string, { loaded: boolean }> = {};
-    for (const table of this.config.tables) tables[table.name] = { loaded: this.tables.find((sync) => sync.name === table.name)?.isLoaded ?? false };
+    for (const table of this.config.tables) {
+      // A reload keeps the last load published until it is done: readers see a complete table meanwhile.
+      const reloading = (this.pipeline?.wasLoaded(table.name) ?? false) && !this.failedLoads.has(table.name);
+      tables[table.name] = { loaded: (this.tables.find((sync) => sync.name === table.name)?.isLoaded ?? false) || reloading };
+    }
     switch (this.phase) {
       case 'created':
         reasons.push('not started');
@@ -407,6 +419,11 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   /** The names of the cached tables. */
   get tableNames(): string[] {
     return this.config.tables.map((table) => table.name);
+  }
+
+  /** Distinct changed keys queued and not applied yet, per table (0 before the start). */
+  queuedKeys(): Map<string, number> {
+    return this.pipeline?.queuedKeys() ?? new Map(this.tableNames.map((name) => [name, 0]));
   }
 
   /** Records readers see per table; `null` where the storage cannot tell now (not loaded, or not answering). */

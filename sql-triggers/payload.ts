@@ -9,6 +9,44 @@ export const PAYLOAD_VERSION = 1;
  */
 export const MAX_PAYLOAD_BYTES = 7999;
 
+/**
+ * The deepest nesting of JSON arrays and objects a payload may have. A
+ * trigger's payload nests three deep (object, `k`, key tuple) plus the depth
+ * of a key value (a json or array key column); anything deeper is not from a
+ * trigger, and unbounded depth would let a foreign session exhaust the stack
+ * of the recursive validator (issue #18: ~1,500 nested arrays crashed it).
+ */
+export const MAX_PAYLOAD_DEPTH = 16;
+
+/**
+ * Why `text` must not be parsed at all, or `null` when it is small and
+ * shallow enough: one linear pass, no allocation per character, before
+ * `JSON.parse` and the (recursive) schema see it. Brackets inside strings do
+ * not count; the scan needs no validity, `JSON.parse` checks that afterwards.
+ */
+export function payloadShapeProblem(text: string): string | null {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only near the limit is the exact count needed.
+  if (text.length > MAX_PAYLOAD_BYTES || (text.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(text, 'utf8') > MAX_PAYLOAD_BYTES)) {
+    return `larger than ${MAX_PAYLOAD_BYTES} bytes, the most a trigger sends`;
+  }
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c /* \ */) i++;
+      else if (c === 0x22 /* " */) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+      if (++depth > MAX_PAYLOAD_DEPTH) return `nested deeper than ${MAX_PAYLOAD_DEPTH} arrays or objects, deeper than any trigger payload`;
+    } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) {
+      depth--;
+    }
+  }
+  return null;
+}
+
 /** Why a trigger sent a coarse {@link TableChangedPayload} instead of keys. */
 export type CoarseReason = 'too_large' | 'error';
 
@@ -111,8 +149,10 @@ export const changePayloadSchema = z.discriminatedUnion('op', [
 export type ParsedChangePayload = { readonly ok: true; readonly payload: ChangePayload } | { readonly ok: false; readonly error: string };
 
 /**
- * Parses the text of a notification from a tablecache trigger. Never throws:
- * a malformed payload (invariant 6: counted and logged by the daemon, never
+ * Parses the text of a notification from a tablecache trigger. Never throws,
+ * whatever the text: it is checked with {@link payloadShapeProblem} before
+ * `JSON.parse` and the schema see it. `parsedJson`, when given, is
+ * `JSON.parse(text)` of a text that passed that check already. A malformed payload (invariant 6: counted and logged by the daemon, never
  * fatal) comes back as `{ ok: false, error }` naming what is wrong.
  *
  * @example
@@ -121,12 +161,16 @@ export type ParsedChangePayload = { readonly ok: true; readonly payload: ChangeP
  * if (parsed.ok && parsed.payload.op === 'U') console.log(parsed.payload.k);
  * ```
  */
-export function parseChangePayload(text: string): ParsedChangePayload {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, error: `not JSON (${(error as Error).message}): ${text.slice(0, 120)}` };
+export function parseChangePayload(text: string, parsedJson?: unknown): ParsedChangePayload {
+  let json: unknown = parsedJson;
+  if (parsedJson === undefined) {
+    const shapeProblem = payloadShapeProblem(text);
+    if (shapeProblem !== null) return { ok: false, error: `${shapeProblem}: ${text.slice(0, 120)}` };
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      return { ok: false, error: `not JSON (${(error as Error).message}): ${text.slice(0, 120)}` };
+    }
   }
   const result = changePayloadSchema.safeParse(json);
   if (result.success) return { ok: true, payload: result.data as ChangePayload };

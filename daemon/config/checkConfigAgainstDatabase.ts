@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { TablecacheError } from '../../lib/core/errors.ts';
 import { formatQualifiedName } from '../../sql-triggers/identifiers.ts';
-import { ConfigError } from './configError.ts';
+import { ConfigError, MISSING_NAME_STATES } from './configError.ts';
 import type { SourceConfig, TableConfig, TablecacheConfig } from './configSchema.ts';
 import { nearestNames } from './nearestNames.ts';
 
@@ -79,12 +79,6 @@ export class ConfigQueryError extends TablecacheError {
   }
 }
 
-/**
- * SQLSTATEs that say a query names something the database does not have: a
- * table, column, schema, function or other object. The configuration is then
- * wrong for this database (exit code 2), unlike a query Postgres refuses.
- */
-export const MISSING_NAME_STATES: ReadonlySet<string> = new Set(['42P01', '42703', '3F000', '42883', '42704']);
 
 /** Where a configured query's problem goes: `missing` names make a {@link ConfigError}, `refused` queries a {@link ConfigQueryError}. */
 interface Problems {

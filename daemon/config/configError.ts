@@ -15,6 +15,13 @@ export class ConfigError extends TablecacheError {
   }
 }
 
+/**
+ * SQLSTATEs that say a query names something the database does not have: a
+ * table, column, schema, function or other object. The configuration is then
+ * wrong for this database (exit code 2), unlike a query Postgres refuses.
+ */
+export const MISSING_NAME_STATES: ReadonlySet<string> = new Set(['42P01', '42703', '3F000', '42883', '42704']);
+
 const PLAIN_KEY = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 /**

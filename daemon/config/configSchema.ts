@@ -14,7 +14,7 @@ export type IndexesFactory = (table: TableConfig) => AnyIndexes<Record<string, u
 export const CONFIG_DEFAULTS = {
   redis: { keyPrefix: 'tablecache:' },
   triggers: TRIGGER_DEFAULTS,
-  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, logLevel: 'info' },
+  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, logLevel: 'info' },
 } as const;
 
 /** A strict object whose "unknown key" error lists the keys it knows, nearest first. */
@@ -162,6 +162,9 @@ export const configFileSchema = strictObject({
     }).prefault({}),
     batchWindowMs: integer(0, 60_000).default(daemonDefaults.batchWindowMs),
     maxBatchKeys: integer(1, 10_000_000).default(daemonDefaults.maxBatchKeys),
+    minReloadIntervalMs: integer(0, 3_600_000).default(daemonDefaults.minReloadIntervalMs),
+    maxQueuedKeysPerTable: integer(1, 100_000_000).optional(),
+    verifySenders: z.boolean().default(daemonDefaults.verifySenders),
     leaseTtlMs: integer(1_000, 600_000).default(daemonDefaults.leaseTtlMs),
     captureCheckIntervalMs: integer(100, 3_600_000).default(daemonDefaults.captureCheckIntervalMs),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(daemonDefaults.logLevel),
@@ -249,6 +252,20 @@ export interface TablecacheConfig {
     readonly http: { readonly host: string; readonly port: number };
     readonly batchWindowMs: number;
     readonly maxBatchKeys: number;
+    /**
+     * Least time between two reloads of a table that notifications ask for
+     * (coarse or truncate payloads, unknown versions, unmappable keys, key
+     * floods); requests within it are coalesced into one reload at its end.
+     */
+    readonly minReloadIntervalMs: number;
+    /** Distinct keys queued for one table beyond which they become one reload (default 5 × `maxBatchKeys`). */
+    readonly maxQueuedKeysPerTable?: number | undefined;
+    /**
+     * Check that the session sending each change notification may write a
+     * table it names (its role, from `pg_stat_activity`); forged ones are
+     * skipped and counted as `rejected`.
+     */
+    readonly verifySenders: boolean;
     /** Writer lease lifetime in Redis: a standby takes over at most about this long after the writer died. */
     readonly leaseTtlMs: number;
     /** How often the daemon checks that the source tables' triggers are in place and their shape unchanged. */

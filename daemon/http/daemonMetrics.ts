@@ -7,6 +7,8 @@ import type { DaemonReadiness } from '../tablecacheDaemon.ts';
 export interface MetricsSource extends EventEmitter<DaemonEvents> {
   readiness(): DaemonReadiness;
   recordCounts(): Promise<ReadonlyMap<string, number | null>>;
+  /** Distinct changed keys queued and not applied yet, per table. */
+  queuedKeys?(): ReadonlyMap<string, number>;
 }
 
 /** Options of {@link DaemonMetrics}. */
@@ -25,6 +27,7 @@ const NOTIFICATION_KINDS: Record<NotificationReceivedEvent['kind'], string> = {
   barrier: 'barrier',
   malformed: 'malformed',
   unknownVersion: 'unknown_version',
+  rejected: 'rejected',
 };
 
 /**
@@ -52,7 +55,7 @@ export class DaemonMetrics {
     const registers = [this.registry];
     const notifications = new Counter({
       name: 'tablecache_notifications_received_total',
-      help: 'Notifications received on the trigger channel, by kind: change, barrier, malformed (skipped), unknown_version (its tables reloaded).',
+      help: 'Notifications received on the trigger channel, by kind: change, barrier, malformed (skipped), unknown_version (its tables reloaded), rejected (a sender that may not write the table, skipped; daemon.verifySenders).',
       labelNames: ['kind'],
       registers,
     });
@@ -78,8 +81,14 @@ export class DaemonMetrics {
     });
     const reloads = new Counter({
       name: 'tablecache_reloads_total',
-      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, fell_behind, failure, unknown_payload_version, unmappable_key, schema_change, capture_restored). A load with two reasons counts under both.',
+      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, fell_behind, key_flood, failure, unknown_payload_version, unmappable_key, unverified_sender, schema_change, capture_restored). A load with two reasons counts under both.',
       labelNames: ['table', 'reason'],
+      registers,
+    });
+    const resolveNulls = new Counter({
+      name: 'tablecache_resolve_null_keys_total',
+      help: "Rows a source's resolve query returned with a NULL primary key, per table: they name no record and were skipped (each batch with some is logged).",
+      labelNames: ['table'],
       registers,
     });
     const lag = new Histogram({
@@ -138,6 +147,19 @@ export class DaemonMetrics {
         for (const [table, count] of await source.recordCounts()) if (count !== null) this.set({ table }, count);
       },
     });
+    if (source.queuedKeys !== undefined) {
+      const queuedKeys = source.queuedKeys.bind(source);
+      new Gauge({
+        name: 'tablecache_queued_keys',
+        help: 'Distinct changed keys waiting to be refreshed, per table (read at scrape time). Bounded by daemon.maxQueuedKeysPerTable: past it they become one reload (reason key_flood).',
+        labelNames: ['table'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [table, count] of queuedKeys()) this.set({ table }, count);
+        },
+      });
+    }
     new Gauge({
       name: 'tablecache_ready',
       help: '1 when every table is loaded and LISTEN is connected (what /readyz says), else 0.',
@@ -167,6 +189,7 @@ export class DaemonMetrics {
     };
     this.listen(source, 'loaded', onLoaded);
     this.listen(source, 'reloaded', onLoaded);
+    this.listen(source, 'resolveReturnedNull', ({ table, rows }) => resolveNulls.inc({ table }, rows));
     this.listen(source, 'error', ({ source: from }) => errors.inc({ source: from ?? 'other' }));
     this.listen(source, 'connectionLost', ({ source: from }) => reconnects.inc({ source: from }));
     this.listen(source, 'notificationQueueUsage', ({ usage }) => queueUsage.set(usage));

@@ -47,12 +47,33 @@ export interface WaitForBarrierOptions {
   readonly signal?: AbortSignal;
 }
 
+/** What {@link waitForBarrier} needs of a reader with a near-cache. */
+interface NearCachedReader {
+  readonly keyPrefix: string;
+  /** Reads the table's step and keeps the near-cache from answering until its change stream has reached it. */
+  raiseFloor(): Promise<void>;
+}
+
+/** The open readers with a near-cache in this process: a barrier must reach their caches too. */
+const nearCachedReaders = new Set<NearCachedReader>();
+
+/** @internal Called by a reader that opens a near-cache; returns the function that unregisters it. */
+export function registerNearCachedReader(reader: NearCachedReader): () => void {
+  nearCachedReaders.add(reader);
+  return () => nearCachedReaders.delete(reader);
+}
+
 const FIRST_POLL_MS = 0.5;
 const MAX_POLL_MS = 20;
 
 /**
  * Resolves once the daemon has marked barrier `id` done, i.e. every change
  * committed before `sendBarrier` returned is visible to readers.
+ *
+ * Readers with a near-cache in this process (same key prefix) are included:
+ * after the mark, each reads its table's step (one read each) and answers
+ * nothing from its near-cache until its change stream has reached that
+ * step, so a read after this returns never comes from before the barrier.
  *
  * Polls the mark, starting at half a millisecond and backing off to 20 ms,
  * so a reached barrier is seen within about a millisecond while a slow
@@ -74,7 +95,11 @@ export async function waitForBarrier(redis: Redis, id: string, options: WaitForB
     } catch (error) {
       throw toTablecacheError(error, `waiting for barrier ${id}`);
     }
-    if (marked === 1) return;
+    if (marked === 1) {
+      const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+      await Promise.all([...nearCachedReaders].filter((reader) => reader.keyPrefix === keyPrefix).map((reader) => reader.raiseFloor()));
+      return;
+    }
     const left = deadline - performance.now();
     if (left <= 0) throw new BarrierTimeoutError(id, timeoutMs);
     await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));

@@ -6,6 +6,7 @@
  */
 export { openReader, TableReader, type ReaderKey, type ReaderOptions, type RangeOptions, type TableInfo } from './tableReader.ts';
 export type { ReaderConnectionOptions } from './readerConnection.ts';
+export type { NearCacheOptions, NearCacheStats, InvalidationEvent } from './nearCache.ts';
 export { coverageCovers } from '../redis/coverageFormat.ts';
 export { MessagePackRecordCodec, type RecordCodec, type ColumnCodec } from '../redis/recordCodec.ts';
 export { RecordDecodeError, StorageFormatError, RedisTimeoutError, RedisConnectionError, ClosedError } from '../redis/redisErrors.ts';

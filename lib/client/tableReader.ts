@@ -8,6 +8,9 @@ import { DEFAULT_KEY_PREFIX, LAYOUT_FORMAT_VERSION, TableKeys, primaryKeyField, 
 import { MessagePackRecordCodec, type RecordCodec } from '../redis/recordCodec.ts';
 import { ClosedError, RecordDecodeError, RedisConnectionError, StorageFormatError } from '../redis/redisErrors.ts';
 import type { ReaderScriptName } from '../redis/scripts/readerScripts.ts';
+import { registerNearCachedReader } from './barrier.ts';
+import { ChangeSubscription } from './changeSubscription.ts';
+import { NearCache, type NearCacheOptions, type NearCacheStats } from './nearCache.ts';
 import { ReaderConnection, type ReaderConnectionOptions } from './readerConnection.ts';
 
 /** Options of {@link openReader}. */
@@ -18,6 +21,14 @@ export interface ReaderOptions<R> extends ReaderConnectionOptions {
   readonly keyPrefix?: string;
   /** Record decoding (default {@link MessagePackRecordCodec}); must match the writer's codec id. */
   readonly codec?: RecordCodec<R>;
+  /**
+   * Keep up to `maxRecords` records (and about `maxBytes`) in this process,
+   * coherent with the writer through the table's change stream: `get` and
+   * `getMany` are answered from it when every key asked is there. Off by
+   * default. README "Near-cache" states the guarantee; records it returns
+   * are frozen (shared between callers).
+   */
+  readonly nearCache?: NearCacheOptions;
 }
 
 /** Options of a range read. */
@@ -49,6 +60,8 @@ export interface TableInfo {
   readonly loadedAt: Date | null;
   /** The writer holding the lease, if any. */
   readonly writer: { readonly id: string; readonly leaseExpiresInMs: number } | null;
+  /** The near-cache's counters and staleness (this process), or null without one. */
+  readonly nearCache: NearCacheStats | null;
 }
 
 /**
@@ -77,6 +90,14 @@ export async function openReader<R = Record<string, unknown>>(options: ReaderOpt
   const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULT_KEY_PREFIX);
   const connection = await ReaderConnection.open(options, `reading table "${options.table}"`);
   const reader = new TableReader<R>(connection, keys, options.codec ?? (new MessagePackRecordCodec() as unknown as RecordCodec<R>));
+  if (options.nearCache !== undefined) {
+    try {
+      await reader.attachNearCache(new NearCache<R>(options.nearCache));
+    } catch (error) {
+      await reader.close();
+      throw error;
+    }
+  }
   try {
     // One read proves that Redis answers and that this user may run the reader's scripts.
     await reader.info();
@@ -142,6 +163,9 @@ export class TableReader<R> implements AsyncDisposable {
   private coverageStep: string | null = null;
   private cachedCoverage: Coverage | null = null;
   private closed = false;
+  private nearCache: NearCache<R> | null = null;
+  private subscription: ChangeSubscription | null = null;
+  private unregister: (() => void) | null = null;
   /** Per-read values built once: reads are hot. */
   private readonly metaKeys: readonly string[];
   private readonly readingByKey: string;
@@ -174,13 +198,26 @@ export class TableReader<R> implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, field], this.readingByKey, (bytes) => {
-      if (bytes === null) return undefined;
+    const cache = this.nearCache;
+    if (cache !== null && !this.closed) {
+      const entry = cache.answerOne(field);
+      if (entry !== undefined) return Promise.resolve(entry.record);
+    }
+    const epoch = cache?.epoch ?? 0;
+    return this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, field], this.readingByKey, (reply) => {
+      const bytes = (reply as (Buffer | null)[])[1] ?? null;
+      let record: R | undefined;
       try {
-        return this.codec.decode(bytes as Buffer);
+        record = bytes === null ? undefined : this.codec.decode(bytes);
       } catch (error) {
         return this.liveRecordsKey().then((key) => Promise.reject(new RecordDecodeError(key, field, error)));
       }
+      if (cache !== null) {
+        const records = [record];
+        cache.fill(epoch, Number((reply as Buffer[])[0]), [field], records, [bytes?.length ?? 0]);
+        return records[0];
+      }
+      return record;
     });
   }
 
@@ -189,8 +226,52 @@ export class TableReader<R> implements AsyncDisposable {
     if (keys.length === 0) return [];
     if (keys.length === 1) return [await this.get(keys[0]!)];
     const fields = keys.map((key) => readerKeyField(key));
-    const values = (await this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, ...fields], `reading records by primary key of table "${this.table}"`)) as (Buffer | null)[];
-    return this.decodeFields(fields, values);
+    const cache = this.nearCache;
+    if (cache !== null && !this.closed) {
+      const cached = cache.answerAll(fields);
+      if (cached !== null) return cached;
+    }
+    const epoch = cache?.epoch ?? 0;
+    const reply = (await this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, ...fields], `reading records by primary key of table "${this.table}"`)) as (Buffer | null)[];
+    const values = reply.slice(1);
+    const records = await this.decodeFields(fields, values);
+    if (cache !== null) {
+      cache.fill(epoch, Number(reply[0]), fields, records, values.map((bytes) => bytes?.length ?? 0));
+    }
+    return records;
+  }
+
+  /**
+   * The near-cache's counters, occupancy and staleness (the time from a
+   * writer step's publication in Redis to this process dropping its keys),
+   * or null when the reader has no near-cache.
+   */
+  nearCacheStats(): NearCacheStats | null {
+    return this.nearCache?.stats() ?? null;
+  }
+
+  /** @internal Subscribes the near-cache to the table's change stream (openReader does this). */
+  async attachNearCache(cache: NearCache<R>): Promise<void> {
+    const subscriber = this.connection.redis.duplicate({ lazyConnect: true, autoResubscribe: false, enableReadyCheck: false, enableOfflineQueue: true });
+    this.nearCache = cache;
+    this.subscription = new ChangeSubscription(subscriber, this.keys.changes, cache as NearCache<unknown>, async () => (await this.info()).step);
+    this.unregister = registerNearCachedReader({ keyPrefix: this.keys.keyPrefix, raiseFloor: () => this.raiseNearCacheFloor() });
+    await this.subscription.start(this.connection.timeoutMs);
+  }
+
+  /**
+   * Read-your-writes after a barrier: the near-cache answers nothing until
+   * its stream has reached the table's step now. When the step cannot be
+   * read (Redis unreachable), the near-cache is emptied and set up again
+   * instead, which is as safe, so the barrier wait does not fail for it.
+   */
+  private async raiseNearCacheFloor(): Promise<void> {
+    try {
+      const step = (await this.info()).step;
+      this.nearCache?.raiseFloor(step);
+    } catch {
+      this.subscription?.resync();
+    }
   }
 
   /** The records whose score in `indexName` lies in `[ge, lt)`, in ascending score order. */
@@ -239,6 +320,7 @@ export class TableReader<R> implements AsyncDisposable {
       lastRefreshAt: text(6) === null ? null : new Date(Number(text(6))),
       loadedAt: text(7) === null ? null : new Date(Number(text(7))),
       writer: writerId === null ? null : { id: writerId, leaseExpiresInMs: Number(reply[10] ?? 0) },
+      nearCache: this.nearCache?.stats() ?? null,
     };
   }
 
@@ -246,6 +328,8 @@ export class TableReader<R> implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unregister?.();
+    await this.subscription?.close();
     await this.connection.close();
   }
 

@@ -73,6 +73,15 @@ export class TableKeys {
     return `${this.base}lease`;
   }
 
+  /**
+   * The pub/sub channel of the table's change stream: every published writer
+   * step announces its step and the keys it changed there (inside the hash
+   * tag, so a Redis Cluster can use SPUBLISH in the table's slot).
+   */
+  get changes(): string {
+    return `${this.base}changes`;
+  }
+
   /** Hash from key-group id to the JSON list of its keys, so any writer can delete leftovers. */
   get owned(): string {
     return `${this.base}owned`;

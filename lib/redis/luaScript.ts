@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
 /** An argument of a Redis command. */
@@ -18,11 +17,6 @@ export class LuaScript {
     readonly source: string,
   ) {
     this.sha = createHash('sha1').update(source).digest('hex');
-  }
-
-  /** Loads `<name>.lua` from the folder of `folderUrl` (pass `import.meta.url` of a module next to the scripts). */
-  static fromFile(folderUrl: string, name: string): LuaScript {
-    return new LuaScript(name, readFileSync(new URL(`./${name}.lua`, folderUrl), 'utf8'));
   }
 
   /**

@@ -132,14 +132,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     cleanups.push(() => daemons.close());
     daemons.startMissing();
 
-    const reader = await waitFor('a reader on the private Redis', () => openReader({ url: redisServer.url, table: 'users', keyPrefix: KEY_PREFIX, timeoutMs: 1_000 }), { timeoutMs: 30_000 });
+    // The probe reads through a near-cache: a stale read then also means a barrier that did not reach it.
+    const reader = await waitFor('a reader on the private Redis', () => openReader({ url: redisServer.url, table: 'users', keyPrefix: KEY_PREFIX, timeoutMs: 1_000, nearCache: { maxRecords: 1_000 } }), { timeoutMs: 30_000 });
     cleanups.push(() => reader.close());
     await waitFor('the daemon to load the table', async () => (await reader.info()).loaded, { timeoutMs: 60_000, intervalMs: 50 });
     const target: ProbeTarget = { pool, redis, reader, channel: CHANNEL, keyPrefix: KEY_PREFIX };
     log('daemons up, table loaded; starting the workload');
 
     const readers = Array.from({ length: workload.readers }, (_, index) =>
-      spawn(process.execPath, ['--import', 'tsx', READER_MAIN, redisServer.url, KEY_PREFIX, String(users), String(random.derive(`reader ${index}`).int(1, 2 ** 31))], {
+      // The first reader reads through a near-cache.
+      spawn(process.execPath, ['--import', 'tsx', READER_MAIN, redisServer.url, KEY_PREFIX, String(users), String(random.derive(`reader ${index}`).int(1, 2 ** 31)), index === 0 ? 'near' : 'plain'], {
         stdio: ['pipe', 'pipe', 'inherit'],
       }),
     );

@@ -12,17 +12,38 @@
 -- live one, ARGV[3] coverage JSON ("" leaves it), ARGV[4] now (ms since the
 -- epoch), ARGV[5] d, then d primary-key fields to delete, then n, then n
 -- times: primary-key field, encoded record, one score per index (KEYS order)
+-- A live step is announced on the change channel with the keys it changed.
 -- Returns the change of the record count.
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
   return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
 end
+-- Announces the step on the table's change channel (docs/redis-key-layout.md,
+-- "Change stream"), in this script so that it is atomic with the step:
+-- the primary keys it changed, or "all" when there are more than 1,000 or
+-- they would make the message larger than 64 KB.
+local function announce(step, fields)
+  local time = redis.call('TIME')
+  local message = { v = 1, step = step, at = time[1] .. string.format('%06d', tonumber(time[2])) }
+  local bytes = 0
+  if fields then
+    for i = 1, #fields do bytes = bytes + #fields[i] end
+  end
+  if not fields or #fields > 1000 or bytes > 65536 then
+    message.all = true
+  elseif #fields > 0 then
+    message.keys = fields
+  end
+  redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'changes', cjson.encode(message))
+end
 local records = KEYS[2]
 local index_count = #KEYS - 2
 local delta = 0
+local changed = {}
 
 local d = tonumber(ARGV[5])
 for i = 6, 5 + d do
   local pk = ARGV[i]
+  changed[#changed + 1] = pk
   if redis.call('HDEL', records, pk) == 1 then
     delta = delta - 1
     for j = 1, index_count do redis.call('ZREM', KEYS[2 + j], pk) end
@@ -35,14 +56,16 @@ local stride = 2 + index_count
 for i = 0, n - 1 do
   local at = n_at + 1 + i * stride
   local pk = ARGV[at]
+  changed[#changed + 1] = pk
   delta = delta + redis.call('HSET', records, pk, ARGV[at + 1])
   -- A sorted-set member has one score, so ZADD moves a replaced record.
   for j = 1, index_count do redis.call('ZADD', KEYS[2 + j], ARGV[at + 1 + j], pk) end
 end
 
 if ARGV[2] == '1' then
-  redis.call('HINCRBY', KEYS[1], 'step', 1)
+  local step = redis.call('HINCRBY', KEYS[1], 'step', 1)
   redis.call('HSET', KEYS[1], 'refreshedAt', ARGV[4])
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'coverage', ARGV[3]) end
+  announce(step, changed)
 end
 return delta

@@ -2,9 +2,29 @@
 -- from every index.
 -- KEYS[1] meta hash, KEYS[2] records hash, KEYS[3..] one sorted set per index
 -- ARGV[1] the writer's fence token, ARGV[2..] primary-key fields
+-- In the live generation (a direct write, not a load) the call is a writer
+-- step: it bumps the step and is announced on the change channel.
 -- Returns how many records existed. Atomic per call.
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
   return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
+end
+-- Announces the step on the table's change channel (docs/redis-key-layout.md,
+-- "Change stream"), in this script so that it is atomic with the step:
+-- the primary keys it changed, or "all" when there are more than 1,000 or
+-- they would make the message larger than 64 KB.
+local function announce(step, fields)
+  local time = redis.call('TIME')
+  local message = { v = 1, step = step, at = time[1] .. string.format('%06d', tonumber(time[2])) }
+  local bytes = 0
+  if fields then
+    for i = 1, #fields do bytes = bytes + #fields[i] end
+  end
+  if not fields or #fields > 1000 or bytes > 65536 then
+    message.all = true
+  elseif #fields > 0 then
+    message.keys = fields
+  end
+  redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'changes', cjson.encode(message))
 end
 local CHUNK = 7000
 local deleted = 0
@@ -12,5 +32,10 @@ for first = 2, #ARGV, CHUNK do
   local last = math.min(first + CHUNK - 1, #ARGV)
   deleted = deleted + redis.call('HDEL', KEYS[2], unpack(ARGV, first, last))
   for j = 3, #KEYS do redis.call('ZREM', KEYS[j], unpack(ARGV, first, last)) end
+end
+local generation = redis.call('HGET', KEYS[1], 'gen')
+if #ARGV > 1 and generation and KEYS[2] == string.sub(KEYS[1], 1, -5) .. 'g' .. generation .. ':r' then
+  local step = redis.call('HINCRBY', KEYS[1], 'step', 1)
+  if #ARGV > 1001 then announce(step, nil) else announce(step, { unpack(ARGV, 2) }) end
 end
 return deleted

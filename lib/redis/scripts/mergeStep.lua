@@ -16,10 +16,30 @@
 -- step, ARGV[4] "1" when the generation is the live one, ARGV[5] session id,
 -- ARGV[6] record count change computed while staging, ARGV[7] coverage JSON
 -- ("" leaves it), ARGV[8] now (ms since the epoch)
+-- The first step of a live merge is announced on the change channel with
+-- the keys it changes (collected before any is applied), or "all".
 -- Returns how many staged changes remain; with none left, the session's entry
 -- in the owned hash is removed too (its keys are gone once empty).
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
   return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
+end
+-- Announces the step on the table's change channel (docs/redis-key-layout.md,
+-- "Change stream"), in this script so that it is atomic with the step:
+-- the primary keys it changed, or "all" when there are more than 1,000 or
+-- they would make the message larger than 64 KB.
+local function announce(step, fields)
+  local time = redis.call('TIME')
+  local message = { v = 1, step = step, at = time[1] .. string.format('%06d', tonumber(time[2])) }
+  local bytes = 0
+  if fields then
+    for i = 1, #fields do bytes = bytes + #fields[i] end
+  end
+  if not fields or #fields > 1000 or bytes > 65536 then
+    message.all = true
+  elseif #fields > 0 then
+    message.keys = fields
+  end
+  redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'changes', cjson.encode(message))
 end
 local k = (#KEYS - 5) / 2
 local budget = tonumber(ARGV[2])
@@ -44,7 +64,14 @@ local function fetch_chunked(command, key, fields)
 end
 
 local count
-if first_step then count = redis.call('HLEN', records) + tonumber(ARGV[6]) end
+local changed = nil
+if first_step then
+  count = redis.call('HLEN', records) + tonumber(ARGV[6])
+  if live and redis.call('SCARD', deletes) + redis.call('ZCARD', KEYS[6 + k]) <= 1000 then
+    changed = redis.call('SMEMBERS', deletes)
+    for _, field in ipairs(redis.call('ZRANGE', KEYS[6 + k], 0, -1)) do changed[#changed + 1] = field end
+  end
+end
 
 local deletions = redis.call('SPOP', deletes, budget)
 if #deletions > 0 then
@@ -89,10 +116,11 @@ if remaining == 0 then redis.call('HDEL', KEYS[2], 's' .. ARGV[5]) end
 
 if live then
   if first_step then
-    redis.call('HINCRBY', KEYS[1], 'step', 1)
+    local step = redis.call('HINCRBY', KEYS[1], 'step', 1)
     redis.call('HSET', KEYS[1], 'refreshedAt', ARGV[8])
     if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'coverage', ARGV[7]) end
     if remaining > 0 then redis.call('HSET', KEYS[1], 'overlay', ARGV[5], 'count', count) end
+    announce(step, changed)
   elseif remaining == 0 then
     redis.call('HDEL', KEYS[1], 'overlay', 'count')
   end

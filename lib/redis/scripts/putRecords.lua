@@ -4,9 +4,29 @@
 -- KEYS[1] meta hash, KEYS[2] records hash, KEYS[3..] one sorted set per index
 -- ARGV[1] the writer's fence token, ARGV[2] n, then n times:
 --   primary-key field, encoded record, one score per index (in KEYS order)
+-- Into the live generation (a direct write, not a load) the batch is a
+-- writer step: it bumps the step and is announced on the change channel.
 -- Returns n. Atomic per batch; refuses to write once another writer holds the fence.
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
   return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
+end
+-- Announces the step on the table's change channel (docs/redis-key-layout.md,
+-- "Change stream"), in this script so that it is atomic with the step:
+-- the primary keys it changed, or "all" when there are more than 1,000 or
+-- they would make the message larger than 64 KB.
+local function announce(step, fields)
+  local time = redis.call('TIME')
+  local message = { v = 1, step = step, at = time[1] .. string.format('%06d', tonumber(time[2])) }
+  local bytes = 0
+  if fields then
+    for i = 1, #fields do bytes = bytes + #fields[i] end
+  end
+  if not fields or #fields > 1000 or bytes > 65536 then
+    message.all = true
+  elseif #fields > 0 then
+    message.keys = fields
+  end
+  redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'changes', cjson.encode(message))
 end
 -- Lua's unpack() takes at most about 8000 values.
 local CHUNK = 7000
@@ -35,5 +55,11 @@ end
 if n > 0 then
   call_chunked('HSET', KEYS[2], fields)
   for j = 1, index_count do call_chunked('ZADD', KEYS[2 + j], members[j]) end
+  local generation = redis.call('HGET', KEYS[1], 'gen')
+  if generation and KEYS[2] == string.sub(KEYS[1], 1, -5) .. 'g' .. generation .. ':r' then
+    local changed = {}
+    for i = 1, #fields, 2 do changed[#changed + 1] = fields[i] end
+    announce(redis.call('HINCRBY', KEYS[1], 'step', 1), changed)
+  end
 end
 return n

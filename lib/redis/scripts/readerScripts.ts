@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { LuaScript } from '../luaScript.ts';
+import { luaSource } from './luaSources.ts';
 
 /**
  * The read-only scripts of readers (tablecache/client): each file's header
@@ -7,10 +8,10 @@ import { LuaScript } from '../luaScript.ts';
  * what they read is what docs/redis-key-layout.md describes.
  */
 export const readerScripts = {
-  get: LuaScript.fromFile(import.meta.url, 'readerGet'),
-  range: LuaScript.fromFile(import.meta.url, 'readerRange'),
-  info: LuaScript.fromFile(import.meta.url, 'readerInfo'),
-  coverage: LuaScript.fromFile(import.meta.url, 'readerCoverage'),
+  get: new LuaScript('readerGet', luaSource('readerGet')),
+  range: new LuaScript('readerRange', luaSource('readerRange')),
+  info: new LuaScript('readerInfo', luaSource('readerInfo')),
+  coverage: new LuaScript('readerCoverage', luaSource('readerCoverage')),
 } as const;
 
 /** The name of one reader script. */

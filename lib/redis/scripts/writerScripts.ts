@@ -1,18 +1,19 @@
 import { LuaScript } from '../luaScript.ts';
+import { luaSource } from './luaSources.ts';
 
 /** The Lua scripts of the writer; each file's header states its KEYS, ARGV and atomicity. */
 export const writerScripts = {
-  allocateKeyGroup: LuaScript.fromFile(import.meta.url, 'allocateKeyGroup'),
-  dropKeyGroups: LuaScript.fromFile(import.meta.url, 'dropKeyGroups'),
-  putRecords: LuaScript.fromFile(import.meta.url, 'putRecords'),
-  deleteRecords: LuaScript.fromFile(import.meta.url, 'deleteRecords'),
-  readPage: LuaScript.fromFile(import.meta.url, 'readPage'),
-  stagePut: LuaScript.fromFile(import.meta.url, 'stagePut'),
-  stageDiscard: LuaScript.fromFile(import.meta.url, 'stageDiscard'),
-  mergeStep: LuaScript.fromFile(import.meta.url, 'mergeStep'),
-  applyChanges: LuaScript.fromFile(import.meta.url, 'applyChanges'),
-  publishGeneration: LuaScript.fromFile(import.meta.url, 'publishGeneration'),
-  leaseAcquire: LuaScript.fromFile(import.meta.url, 'leaseAcquire'),
-  leaseRenew: LuaScript.fromFile(import.meta.url, 'leaseRenew'),
-  leaseRelease: LuaScript.fromFile(import.meta.url, 'leaseRelease'),
+  allocateKeyGroup: new LuaScript('allocateKeyGroup', luaSource('allocateKeyGroup')),
+  dropKeyGroups: new LuaScript('dropKeyGroups', luaSource('dropKeyGroups')),
+  putRecords: new LuaScript('putRecords', luaSource('putRecords')),
+  deleteRecords: new LuaScript('deleteRecords', luaSource('deleteRecords')),
+  readPage: new LuaScript('readPage', luaSource('readPage')),
+  stagePut: new LuaScript('stagePut', luaSource('stagePut')),
+  stageDiscard: new LuaScript('stageDiscard', luaSource('stageDiscard')),
+  mergeStep: new LuaScript('mergeStep', luaSource('mergeStep')),
+  applyChanges: new LuaScript('applyChanges', luaSource('applyChanges')),
+  publishGeneration: new LuaScript('publishGeneration', luaSource('publishGeneration')),
+  leaseAcquire: new LuaScript('leaseAcquire', luaSource('leaseAcquire')),
+  leaseRenew: new LuaScript('leaseRenew', luaSource('leaseRenew')),
+  leaseRelease: new LuaScript('leaseRelease', luaSource('leaseRelease')),
 } as const;

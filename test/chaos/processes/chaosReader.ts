@@ -5,15 +5,21 @@
  * (expected while Redis is down, paused or restarted: they are counted, not
  * failures).
  *
- * `node --import tsx chaosReader.ts <redis url> <key prefix> <max user id> <seed>`
+ * With a fifth argument "near" it reads through a near-cache (the reader
+ * client's in-process cache, coherent through the change stream), on a hot
+ * tenth of the users so that many reads are answered from it; the summary
+ * then also counts near-cache hits.
+ *
+ * `node --import tsx chaosReader.ts <redis url> <key prefix> <max user id> <seed> [near]`
  */
 import { openReader } from '../../../lib/client/index.ts';
 import { SeededRandom } from '../seededRandom.ts';
 
-const [url, keyPrefix, maxUserId, seed] = process.argv.slice(2);
+const [url, keyPrefix, maxUserId, seed, mode] = process.argv.slice(2);
+const near = mode === 'near';
 const random = new SeededRandom(Number(seed));
 const maxId = Number(maxUserId);
-const counts = { served: 0, errors: {} as Record<string, number> };
+const counts = { served: 0, errors: {} as Record<string, number>, nearCacheHits: null as number | null };
 let running = true;
 // The parent may be gone (it crashed or was killed): nobody reads the summary then.
 process.stdout.on('error', () => {});
@@ -32,7 +38,7 @@ function countError(error: unknown): void {
 let reader: Awaited<ReturnType<typeof openReader>> | undefined;
 while (running && reader === undefined) {
   try {
-    reader = await openReader({ url: url!, table: 'users', keyPrefix: keyPrefix!, timeoutMs: 1_000 });
+    reader = await openReader({ url: url!, table: 'users', keyPrefix: keyPrefix!, timeoutMs: 1_000, ...(near ? { nearCache: { maxRecords: 1_000 } } : {}) });
   } catch (error) {
     countError(error);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -40,7 +46,7 @@ while (running && reader === undefined) {
 }
 
 while (running && reader) {
-  const id = random.int(1, maxId);
+  const id = random.int(1, near ? Math.max(1, Math.floor(maxId / 10)) : maxId);
   try {
     const kind = random.int(0, 2);
     if (kind === 0) await reader.get(id);
@@ -55,5 +61,6 @@ while (running && reader) {
   // Let the stdin 'end' event through between reads.
   await new Promise((resolve) => setImmediate(resolve));
 }
+counts.nearCacheHits = reader?.nearCacheStats()?.hits ?? null;
 await reader?.close();
 process.stdout.write(`${JSON.stringify(counts)}\n`);

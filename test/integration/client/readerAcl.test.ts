@@ -8,6 +8,7 @@ import type { RecordScorer } from '../../../lib/core/storageTable.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
 import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { waitFor } from '../../support/waitFor.ts';
 import { mergeHalfWayAndDie } from './halfAppliedMerge.ts';
 
 interface Row {
@@ -119,6 +120,32 @@ describe('a reader whose Redis user may only read the table', () => {
     } finally {
       await writer.close();
       await admin.call('ACL', 'DELUSER', scriptsOnly);
+    }
+  });
+
+  it('with a near-cache, subscribes to the change channel when granted it, and fails clearly when not', async () => {
+    const writer = await RedisStorageTable.open<Row>({ url: testRedisUrl(), table: 'near', keyPrefix: prefix, scorer });
+    const subscriber = `${user}_near`;
+    const url = new URL(testRedisUrl());
+    url.username = subscriber;
+    url.password = password;
+    try {
+      await writer.putRecords([{ id: 1, group: 1 }]);
+      await writer.markLoaded({ coverage: null });
+      await admin.call('ACL', 'SETUSER', subscriber, ...READER_ACL);
+      await expect(openReader<Row>({ url: url.toString(), table: 'near', keyPrefix: prefix, nearCache: { maxRecords: 10 } })).rejects.toThrow(
+        /NOPERM/,
+      );
+      // What docs/redis-key-layout.md adds for a near-cache.
+      await admin.call('ACL', 'SETUSER', subscriber, ...READER_ACL, `&{${prefix}*`, '+subscribe');
+      await using reader = await openReader<Row>({ url: url.toString(), table: 'near', keyPrefix: prefix, nearCache: { maxRecords: 10 } });
+      await waitFor('the near-cache to subscribe', () => reader.nearCacheStats()!.active);
+      expect(await reader.get(1)).toEqual({ id: 1, group: 1 });
+      expect(await reader.get(1)).toEqual({ id: 1, group: 1 });
+      expect(reader.nearCacheStats()).toMatchObject({ hits: 1 });
+    } finally {
+      await writer.close();
+      await admin.call('ACL', 'DELUSER', subscriber);
     }
   });
 

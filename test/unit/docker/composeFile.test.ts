@@ -76,13 +76,14 @@ describe('Dockerfile', () => {
   it('builds on node:20-slim and runs the CLI as an unprivileged user', () => {
     expect(dockerfile).toMatch(/^FROM node:20-slim$/m);
     expect(dockerfile).toMatch(/^USER node$/m);
-    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "bin\/tablecache\.js"\]$/m);
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "node_modules\/tablecache\/dist\/cli\/bin\.js"\]$/m);
     expect(dockerfile).toMatch(/^CMD \["daemon", "--config", "\/etc\/tablecache\/tablecache\.yaml"\]$/m);
   });
 
   it('copies folders that exist, and the .dockerignore keeps none of them out', () => {
     const ignored = read('.dockerignore').split('\n').filter((line) => line !== '' && !line.startsWith('#'));
-    const copied = [...dockerfile.matchAll(/^COPY (.+) \S+$/gm)].flatMap((match) => match[1]!.split(' '));
+    // COPY --from=build copies from the build stage, not from the repository.
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((match) => match[1]!.split(' '));
     expect(copied).toContain('daemon');
     for (const source of copied) {
       expect(existsSync(path.join(ROOT, source)), source).toBe(true);
@@ -90,9 +91,12 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('keeps tsx, which runs the TypeScript CLI, a runtime dependency that npm ci --omit=dev installs', () => {
-    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
-    expect(dockerfile).toContain('npm ci --omit=dev');
-    expect(Object.keys(pkg.dependencies)).toContain('tsx');
+  it('runs the packed package with the daemon\'s optional peer dependencies, without tsx', () => {
+    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; peerDependencies: Record<string, string> };
+    expect(dockerfile).toContain('npm run build');
+    expect(dockerfile).toContain('npm pack');
+    expect(dockerfile).toContain('npm install --omit=dev --no-audit --no-fund /tmp/tablecache.tgz $(cat /tmp/daemon-packages.txt)');
+    expect(Object.keys(pkg.peerDependencies)).toEqual(expect.arrayContaining(['pg', 'pg-listen', 'zod', 'prom-client', 'pino', 'commander', 'yaml']));
+    expect(Object.keys(pkg.dependencies)).not.toContain('tsx');
   });
 });

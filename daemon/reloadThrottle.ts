@@ -1,0 +1,124 @@
+import { performance } from 'node:perf_hooks';
+import type { ReloadKind } from './daemonEvents.ts';
+
+/** The most distinct reasons a deferred reload keeps for its log line and readiness. */
+const MAX_REASONS = 5;
+
+/** A reload held back until its table's interval is over. */
+export interface DeferredReload {
+  readonly reasons: Set<string>;
+  readonly kinds: Set<ReloadKind>;
+}
+
+/** A barrier that waits for the deferred reloads pending when it arrived. */
+interface HeldBarrier {
+  readonly id: string;
+  waitingOn: number;
+}
+
+interface Deferral extends DeferredReload {
+  readonly timer: NodeJS.Timeout;
+  readonly barriers: HeldBarrier[];
+}
+
+/** Options of a {@link ReloadThrottle}. */
+export interface ReloadThrottleOptions {
+  /** Least time between the starts of two throttled reloads of one table; 0 turns the throttle off. */
+  readonly minIntervalMs: number;
+  /**
+   * A deferred reload is due: the caller queues it, with the barriers that
+   * waited for it (and for no other deferred reload), in one batch.
+   */
+  readonly onDue: (table: string, reload: DeferredReload, barriers: readonly string[]) => void;
+}
+
+/**
+ * Coalesces the reloads a notification can ask for (a coarse or truncate
+ * payload, an unknown version, keys that do not map, a key flood: anyone who
+ * can NOTIFY on the channel can ask for them with a few bytes) into at most one per
+ * table per interval (issue #18: 50 forged `{"v":2}` payloads a second
+ * reloaded a 200,000-row table back to back). A reload asked for within the
+ * interval after the table's last reload started is deferred, never dropped:
+ * it runs once the interval is over, and every further request meanwhile
+ * joins it. Changes keep being refreshed by key meanwhile, so real changes
+ * stay prompt; the deferred reload covers whatever the coarse requests stood
+ * for.
+ *
+ * Barriers keep their meaning (everything committed before is visible): a
+ * barrier that arrives while reloads are deferred is held until every one of
+ * them has started and the batch holding the last one is applied.
+ */
+export class ReloadThrottle {
+  private readonly lastStartedAt = new Map<string, number>();
+  private readonly deferrals = new Map<string, Deferral>();
+
+  constructor(private readonly options: ReloadThrottleOptions) {}
+
+  /**
+   * Whether a throttled reload of `table` may be queued now (`true`), or was
+   * deferred (`false`: it is due later, through `onDue`).
+   */
+  admit(table: string, reason: string, kind: ReloadKind): boolean {
+    const pending = this.deferrals.get(table);
+    if (pending !== undefined) {
+      // A flood of distinct (forged) reasons must not grow without bound: the first few tell the story.
+      if (pending.reasons.size < MAX_REASONS) pending.reasons.add(reason);
+      pending.kinds.add(kind);
+      return false;
+    }
+    const last = this.lastStartedAt.get(table);
+    const waitMs = last === undefined ? 0 : last + this.options.minIntervalMs - performance.now();
+    if (waitMs <= 0) return true;
+    const timer = setTimeout(() => this.release(table), waitMs);
+    timer.unref();
+    this.deferrals.set(table, { reasons: new Set([reason]), kinds: new Set([kind]), timer, barriers: [] });
+    return false;
+  }
+
+  /**
+   * A reload of `table` starts now (whatever its reason): it covers a
+   * deferred one, which is dropped. Returns the barriers that waited for
+   * nothing else: they may be marked once this reload is applied.
+   */
+  reloadStarted(table: string): string[] {
+    this.lastStartedAt.set(table, performance.now());
+    const deferral = this.deferrals.get(table);
+    if (deferral === undefined) return [];
+    clearTimeout(deferral.timer);
+    this.deferrals.delete(table);
+    return freed(deferral.barriers);
+  }
+
+  /** Holds a barrier while reloads are deferred (`true`); `false` when none is and it may be marked as usual. */
+  holdBarrier(id: string): boolean {
+    if (this.deferrals.size === 0) return false;
+    const barrier: HeldBarrier = { id, waitingOn: this.deferrals.size };
+    for (const deferral of this.deferrals.values()) deferral.barriers.push(barrier);
+    return true;
+  }
+
+  /** The deferred reloads, per table. */
+  deferred(): ReadonlyMap<string, DeferredReload> {
+    return this.deferrals;
+  }
+
+  /** Cancels every timer (the daemon stops; the next start reloads everything). */
+  close(): void {
+    for (const deferral of this.deferrals.values()) clearTimeout(deferral.timer);
+    this.deferrals.clear();
+  }
+
+  private release(table: string): void {
+    const deferral = this.deferrals.get(table);
+    if (deferral === undefined) return;
+    this.deferrals.delete(table);
+    this.options.onDue(table, deferral, freed(deferral.barriers));
+  }
+}
+
+/** The ids of the barriers that, with this deferral gone, wait for no other. */
+function freed(barriers: readonly HeldBarrier[]): string[] {
+  const ids: string[] = [];
+  for (const barrier of barriers) if (--barrier.waitingOn === 0) ids.push(barrier.id);
+  return ids;
+}

@@ -1,0 +1,65 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ReloadThrottle, type DeferredReload } from '../../../daemon/reloadThrottle.ts';
+import { waitFor } from '../../support/waitFor.ts';
+
+const throttles: ReloadThrottle[] = [];
+
+function throttle(minIntervalMs: number) {
+  const due: { table: string; reload: DeferredReload; barriers: readonly string[] }[] = [];
+  const created = new ReloadThrottle({ minIntervalMs, onDue: (table, reload, barriers) => due.push({ table, reload, barriers }) });
+  throttles.push(created);
+  return { throttle: created, due };
+}
+
+afterEach(() => {
+  for (const created of throttles.splice(0)) created.close();
+});
+
+describe('ReloadThrottle', () => {
+  it('admits a table never reloaded, then defers within the interval, joining every further request', () => {
+    const { throttle: t } = throttle(60_000);
+    expect(t.admit('users', 'coarse', 'bulk_change')).toBe(true);
+    t.reloadStarted('users');
+    expect(t.admit('users', 'coarse again', 'bulk_change')).toBe(false);
+    expect(t.admit('users', 'a new version', 'unknown_payload_version')).toBe(false);
+    expect([...t.deferred().get('users')!.reasons]).toEqual(['coarse again', 'a new version']);
+    expect([...t.deferred().get('users')!.kinds]).toEqual(['bulk_change', 'unknown_payload_version']);
+  });
+
+  it('keeps at most five distinct reasons of a deferred reload, however many forged ones arrive', () => {
+    const { throttle: t } = throttle(60_000);
+    t.reloadStarted('users');
+    for (let i = 0; i < 1000; i++) t.admit('users', `forged ${i}`, 'unmappable_key');
+    expect(t.deferred().get('users')!.reasons.size).toBe(5);
+  });
+
+  it('holds a barrier until every reload deferred when it arrived has started', () => {
+    const { throttle: t } = throttle(60_000);
+    expect(t.holdBarrier('before')).toBe(false);
+    t.reloadStarted('a');
+    t.reloadStarted('b');
+    t.admit('a', 'coarse', 'bulk_change');
+    t.admit('b', 'coarse', 'bulk_change');
+    expect(t.holdBarrier('x')).toBe(true);
+    expect(t.reloadStarted('a')).toEqual([]);
+    expect(t.reloadStarted('b')).toEqual(['x']);
+    expect(t.deferred().size).toBe(0);
+  });
+
+  it('hands a deferred reload, with the barriers that waited for it, to onDue once the interval is over', async () => {
+    const { throttle: t, due } = throttle(20);
+    t.reloadStarted('users');
+    expect(t.admit('users', 'coarse', 'truncate')).toBe(false);
+    t.holdBarrier('b');
+    await waitFor('the deferred reload to be due', () => due.length === 1);
+    expect(due[0]).toMatchObject({ table: 'users', barriers: ['b'] });
+    expect([...due[0]!.reload.kinds]).toEqual(['truncate']);
+    expect(t.deferred().size).toBe(0);
+  });
+
+  it('with an interval of 0 admits every request', () => {
+    const { throttle: t } = throttle(0);
+    t.reloadStarted('users');
+    expect(t.admit('users', 'coarse', 'bulk_change')).toBe(true);
+  });
+});
