@@ -223,7 +223,7 @@ async function prepareTable(pool: pg.Pool): Promise<void> {
 async function enterVariant(server: PrivatePostgres, logical: Cluster, variant: Variant): Promise<Consumer> {
   const client = await logical.pool.connect();
   try {
-    await uninstallTriggers(client, TRIGGER_SCHEMA);
+    await uninstallTriggers(client, { schema: TRIGGER_SCHEMA, channel: CHANNEL });
     await client.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [SLOT]);
     if (variant === 'slot' || variant === 'stream') await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [SLOT]);
     if (variant === 'notify') await installTriggers(client, { schema: TRIGGER_SCHEMA, channel: CHANNEL, sources: [SOURCE] });

@@ -122,7 +122,7 @@ function changeTableProbeScript(): string {
 async function setVariant(pool: pg.Pool, variant: Variant): Promise<void> {
   const client = await pool.connect();
   try {
-    await uninstallTriggers(client, 'tablecache');
+    await uninstallTriggers(client, { schema: 'tablecache', channel: CHANNEL });
     await client.query('DROP TRIGGER IF EXISTS bench_empty ON bench_users; DROP TRIGGER IF EXISTS bench_lean ON bench_users');
     if (variant === 'notify' || variant === 'notifyFiltered') {
       const source = variant === 'notify' ? SOURCE : FILTERED_SOURCE;

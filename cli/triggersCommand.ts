@@ -68,20 +68,20 @@ async function uninstall(context: CliContext, options: ConfigOption & { dryRun?:
   const { loadConfig, withPostgresClient, uninstallTriggers } = await triggerModules();
   const config = await loadConfig(options.config);
   return withPostgresClient(config.postgres.url, async (client) => {
-    const result = await uninstallTriggers(client, config.triggers.schema, { dryRun: options.dryRun ?? false, lockTimeoutMs: options.lockTimeout });
+    const result = await uninstallTriggers(client, { schema: config.triggers.schema, channel: config.triggers.channel }, { dryRun: options.dryRun ?? false, lockTimeoutMs: options.lockTimeout });
     if (result.dryRun) {
       context.out(transactionScript(config.triggers.schema, options.lockTimeout, result.statements));
       return EXIT_CODES.ok;
     }
     if (result.removedSources.length === 0 && !result.schemaDropped) {
-      context.out(`No change triggers are installed in schema ${config.triggers.schema}; nothing changed.\n`);
+      context.out(`No change triggers of channel ${config.triggers.channel} are installed in schema ${config.triggers.schema}; nothing changed.\n`);
       return EXIT_CODES.ok;
     }
     if (result.removedSources.length > 0) context.out(`Removed change triggers from: ${result.removedSources.join(', ')}\n`);
     context.out(
       result.schemaDropped
         ? `Dropped schema ${config.triggers.schema}.\n`
-        : `Kept schema ${config.triggers.schema}: it existed before install or holds other objects.\n`,
+        : `Kept schema ${config.triggers.schema}: it existed before install, or holds other objects or another channel's triggers.\n`,
     );
     return EXIT_CODES.ok;
   });
@@ -103,17 +103,27 @@ async function configProblems(client: pg.ClientBase, config: TablecacheConfig): 
 }
 
 function formatStatus(status: TriggerStatus): string {
-  const rows = status.sources.map((source) => [
-    source.source,
-    source.installedVersion === null ? 'no' : 'yes',
-    source.installedVersion === null ? '-' : String(source.installedVersion),
-    source.state,
-    source.detail,
+  // Partitions and inheritance children follow their source, indented: each needs triggers of its own.
+  const rows = status.sources.flatMap((source) => [
+    [
+      source.source,
+      source.installedVersion === null ? 'no' : 'yes',
+      source.installedVersion === null ? '-' : String(source.installedVersion),
+      source.state,
+      source.detail,
+    ],
+    ...source.children.map((child) => [
+      `  ${child.kind === 'partition' ? 'partition' : 'child'} ${child.name}`,
+      child.state === 'missing' ? 'no' : 'yes',
+      '',
+      child.state,
+      child.detail,
+    ]),
   ]);
   const table = formatTextTable(['SOURCE TABLE', 'INSTALLED', 'VERSION', 'STATE', 'DETAIL'], rows);
   const summary = status.allCurrent
-    ? `All ${status.sources.length} source table(s) are current (schema ${status.schema}, definition version ${status.expectedVersion}).`
-    : `Not current: run \`tablecache triggers install\` (schema ${status.schema}, definition version ${status.expectedVersion}).`;
+    ? `All ${status.sources.length} source table(s) are current (schema ${status.schema}, channel ${status.channel}, definition version ${status.expectedVersion}).`
+    : `Not current: run \`tablecache triggers install\` (schema ${status.schema}, channel ${status.channel}, definition version ${status.expectedVersion}).`;
   return `${table}\n\n${summary}\n`;
 }
 

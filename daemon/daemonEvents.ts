@@ -33,7 +33,11 @@ export type ReloadKind =
   /** More changed keys were queued for the table than `daemon.maxQueuedKeysPerTable`: they were replaced by a reload. */
   | 'key_flood'
   /** A refresh or reload failed (Postgres or Redis down); this is the retry. */
-  | 'failure';
+  | 'failure'
+  /** A source table's columns, identity (DROP + CREATE) or partitions changed. */
+  | 'schema_change'
+  /** A source table's triggers are back after they were missing or disabled: changes made meanwhile were not captured. */
+  | 'capture_restored';
 
 /** What one applied batch did to one table. */
 export interface TableBatchResult {
@@ -178,6 +182,31 @@ export interface DaemonErrorEvent {
   readonly source: DaemonDependency | null;
 }
 
+/** A source table whose changes the daemon cannot see (found by the capture check). */
+export interface CaptureProblem {
+  /** Canonical source table name (`public.users`). */
+  readonly source: string;
+  /** The cached tables that read it. */
+  readonly tables: readonly string[];
+  /** What is wrong and the command that fixes it, for operators. */
+  readonly message: string;
+}
+
+/** Payload of the `captureChecked` event. */
+export interface CaptureCheckedEvent {
+  /** Every source table whose changes are not captured now (empty when all are). */
+  readonly problems: readonly CaptureProblem[];
+}
+
+/** Payload of the `sourceSchemaChanged` event. */
+export interface SourceSchemaChangedEvent {
+  readonly source: string;
+  /** The cached tables that read it (each is reloaded). */
+  readonly tables: readonly string[];
+  /** What changed, for people. */
+  readonly detail: string;
+}
+
 /** The events of a {@link TablecacheDaemon}. */
 export interface DaemonEvents {
   /** A table's load began: the first, or a reload. */
@@ -207,6 +236,10 @@ export interface DaemonEvents {
   started: [];
   /** A reading of `pg_notification_queue_usage()`. */
   notificationQueueUsage: [NotificationQueueUsageEvent];
+  /** The capture check ran: which source tables' changes do not reach the daemon. */
+  captureChecked: [CaptureCheckedEvent];
+  /** A source table changed shape (columns, identity, partitions); the tables reading it are reloaded. */
+  sourceSchemaChanged: [SourceSchemaChangedEvent];
   /** Emitted only while someone listens (an unheard `error` event would crash the process); always logged. */
   error: [DaemonErrorEvent];
 }

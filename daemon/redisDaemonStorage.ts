@@ -5,6 +5,7 @@ import { RedisStorageTable } from '../lib/redis/redisStorageTable.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
 import type { DaemonStorage, Row, StorageConnectOptions, TableWriter, TableWriterOptions } from './daemonStorage.ts';
+import { checkEvictionPolicy } from './evictionPolicy.ts';
 import { connectRedisWhenReachable } from './redisConnection.ts';
 
 /** The daemon's default writer lease lifetime: a standby takes over at most about this long after the writer died. */
@@ -49,6 +50,12 @@ export class RedisDaemonStorage implements DaemonStorage {
       ...(signal === undefined ? {} : { signal }),
       onRetry: (attempt, cause) => events.emit('waiting', { for: 'redis', detail: `${this.description} (${cause}; attempt ${attempt})` }),
     });
+    try {
+      await checkEvictionPolicy(redis, this.description, logger);
+    } catch (error) {
+      redis.disconnect();
+      throw error;
+    }
     let down = false;
     redis.on('reconnecting', () => {
       if (down) return;
@@ -115,6 +122,8 @@ class RedisTableWriter implements TableWriter {
   lost = false;
   /** The generation the last load published, to notice Redis losing or replacing it. */
   private publishedGeneration: string | null = null;
+  /** Records in the generation when it was published. */
+  private publishedRecords = 0;
   private reader: TableReader<Row> | null = null;
 
   constructor(
@@ -135,17 +144,39 @@ class RedisTableWriter implements TableWriter {
 
   async published(): Promise<void> {
     this.publishedGeneration = await this.redis.hget(this.keys.meta, MetaField.generation);
+    this.publishedRecords = this.publishedGeneration === null ? 0 : await this.redis.hlen(this.keys.records(Number(this.publishedGeneration)));
   }
 
   /**
-   * Whether Redis still holds the generation this writer published, under
-   * its lease: `false` after FLUSHALL, a Redis restart without persistence
-   * (or with an older snapshot), or another writer taking over.
+   * Whether Redis still holds the generation this writer published, whole,
+   * under its lease: `false` after FLUSHALL, a restart without persistence
+   * (or with an older snapshot), another writer taking over, or an eviction
+   * that took some of the generation's keys: the records hash and every
+   * index must hold the same number of records, and not none when the last
+   * load published some. Read in one pipeline, not a MULTI (which the
+   * documented least-privilege ACL user may not run): the pipeline calls this
+   * between its own writer steps, and this daemon is the table's only writer,
+   * so nothing changes the counts meanwhile.
+   *
+   * A table that became empty through refreshes looks like a lost one: it
+   * costs one reload of an empty table.
    */
   async intact(): Promise<boolean> {
     if (this.publishedGeneration === null) return true;
-    const [generation, writer] = await this.redis.hmget(this.keys.meta, MetaField.generation, MetaField.writer);
-    return generation === this.publishedGeneration && writer === this.storage.writerId;
+    const [generation, writer, overlay, indexes] = await this.redis.hmget(this.keys.meta, MetaField.generation, MetaField.writer, MetaField.overlay, MetaField.indexes);
+    if (generation !== this.publishedGeneration || writer !== this.storage.writerId) return false;
+    // A merge left half applied (the next one finishes it) has the counts in flux; the check after it looks again.
+    if (overlay != null || indexes == null) return true;
+    const id = Number(generation);
+    const reads = this.redis.pipeline().hget(this.keys.meta, MetaField.generation).hlen(this.keys.records(id));
+    for (const name of JSON.parse(indexes) as string[]) reads.zcard(this.keys.index(id, name));
+    const replies = (await reads.exec()) ?? [];
+    const failure = replies.find(([error]) => error !== null);
+    if (failure) throw failure[0];
+    const [sameGeneration, records, ...cardinalities] = replies.map(([, value]) => value);
+    if (sameGeneration !== generation) return false;
+    if (cardinalities.some((cardinality) => cardinality !== records)) return false;
+    return !(this.publishedRecords > 0 && records === 0);
   }
 
   /** Whether the lease is still this writer's: Redis may have lost it (flush, restart) before a renewal noticed. */

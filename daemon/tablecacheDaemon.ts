@@ -3,6 +3,8 @@ import { pino, type Logger } from 'pino';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
 import { KeyColumnIndexes } from '../lib/core/keyColumnIndexes.ts';
 import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
+import { LeaseLostError } from '../lib/redis/redisErrors.ts';
+import { CaptureCheck } from './captureCheck.ts';
 import { ChangeListener } from './changeListener.ts';
 import { ChangeMapper, type MappedTable } from './changeMapper.ts';
 import { ChangePipeline } from './changePipeline.ts';
@@ -50,6 +52,8 @@ export interface DaemonOptions {
   readonly listenerCheckMs?: number;
   /** How often `pg_notification_queue_usage()` is read (default 5,000 ms). */
   readonly queueCheckIntervalMs?: number;
+  /** How often the source tables' triggers and shapes are checked (default: the config's `daemon.captureCheckIntervalMs`). */
+  readonly captureCheckIntervalMs?: number;
 }
 
 /**
@@ -57,7 +61,17 @@ export interface DaemonOptions {
  * TRUNCATE or a bulk change it follows as usual): until they are done, the
  * data readers see may be behind, so the daemon is not ready.
  */
-const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set(['listen_lost', 'queue_full', 'storage_lost', 'lease_lost', 'fell_behind', 'key_flood', 'failure']);
+const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set([
+  'listen_lost',
+  'queue_full',
+  'storage_lost',
+  'lease_lost',
+  'fell_behind',
+  'key_flood',
+  'failure',
+  'schema_change',
+  'capture_restored',
+]);
 
 /** Where a daemon is in its life. */
 export type DaemonPhase = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -146,6 +160,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   private pipeline: ChangePipeline | null = null;
   private listener: ChangeListener | null = null;
   private queueWatch: NotificationQueueWatch | null = null;
+  private captureCheck: CaptureCheck | null = null;
   private waitingFor: WaitingEvent | null = null;
   private readonly loading = new Map<string, LoadProgressEvent>();
   /** Tables whose last load failed (they are retried). */
@@ -252,7 +267,10 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
           events: this,
           standby: options.standby ?? false,
           signal,
-          onLeaseLost: (name) => this.pipeline?.requestReload([name], 'the writer lease was lost', 'lease_lost'),
+          onLeaseLost: (name, error) =>
+            error instanceof LeaseLostError && error.dataLost
+              ? this.pipeline?.requestReload([name], 'Redis lost the writer lease with the table data (eviction, flush or restart)', 'storage_lost')
+              : this.pipeline?.requestReload([name], 'the writer lease was lost', 'lease_lost'),
         }),
       );
     }
@@ -300,6 +318,18 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       this.emit('listenerReconnected', { downMs, attempts });
       pipeline.requestReload(null, `resync: LISTEN was down for ${Math.round(downMs)} ms`, 'listen_lost');
     });
+    const captureCheck = new CaptureCheck({
+      config,
+      pool: db.pool,
+      intervalMs: options.captureCheckIntervalMs ?? config.daemon.captureCheckIntervalMs,
+      logger,
+      events: this,
+      requestReload: (tables, reason, kind) => pipeline.requestReload(tables, reason, kind),
+    });
+    this.captureCheck = captureCheck;
+    // Before the first load: the shapes it records are the baseline, so a change between them and the load's snapshot
+    // shows up at the next check (a reload too many) rather than never.
+    await captureCheck.start();
     pipeline.start('start');
     this.queueWatch = new NotificationQueueWatch({
       pool: db.pool,
@@ -374,6 +404,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       case 'running': {
         if (this.down.has('postgres')) reasons.push('the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)');
         if (this.down.has('redis')) reasons.push(`the connection to ${this.storage.description} is down; reconnecting`);
+        for (const problem of this.captureCheck?.problems() ?? []) reasons.push(problem.message);
         const pending = this.pipeline?.pendingReloads() ?? new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
         for (const [name, { loaded }] of Object.entries(tables)) {
           const reload = pending.get(name);
@@ -442,6 +473,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
 
   /** Stops listening, waits for the batch in flight, gives the leases up, closes the connections. */
   private async release(): Promise<void> {
+    await this.captureCheck?.close();
     await this.queueWatch?.close();
     await this.listener?.close();
     await this.pipeline?.stop();

@@ -46,8 +46,9 @@ export {
   type TriggerDefinition,
   type TriggerEvent,
 } from './sourceTriggers.ts';
-export { readInstalledTriggers, type InstalledFunction, type InstalledTrigger, type InstalledTriggers } from './installedTriggers.ts';
-export { readTriggerStatus, type SourceTriggerState, type SourceTriggerStatus, type TriggerStatus } from './triggerStatus.ts';
-export { installTriggers, installTriggersScript, type InstallResult } from './installTriggers.ts';
-export { uninstallTriggers, type UninstallResult } from './uninstallTriggers.ts';
+export { functionsOfChannel, readInstalledTriggers, type InstalledFunction, type InstalledTrigger, type InstalledTriggers } from './installedTriggers.ts';
+export { readSourceRelations, type SourceChild, type SourceRelation } from './sourceChildren.ts';
+export { readTriggerStatus, type ChildTriggerStatus, type SourceTriggerState, type SourceTriggerStatus, type TriggerStatus } from './triggerStatus.ts';
+export { installChildTriggers, installTriggers, installTriggersScript, type ChildInstallResult, type InstallResult } from './installTriggers.ts';
+export { uninstallTriggers, type UninstallResult, type UninstallTarget } from './uninstallTriggers.ts';
 export { DEFAULT_LOCK_TIMEOUT_MS, installLockStatement, type TriggerTransactionOptions } from './triggerTransaction.ts';

@@ -20,6 +20,12 @@ export interface InstalledTrigger {
 export interface InstalledFunction {
   readonly name: string;
   readonly comment: FunctionComment;
+  /**
+   * The channel it notifies: the deployment it belongs to. From the comment,
+   * or, for a function installed before comments named it, from the body;
+   * `null` when neither tells (install and uninstall leave such a function alone).
+   */
+  readonly channel: string | null;
   readonly triggers: readonly InstalledTrigger[];
 }
 
@@ -36,7 +42,24 @@ export interface InstalledTriggers {
 interface FunctionRow {
   name: string;
   comment: string | null;
+  body: string;
   triggers: InstalledTrigger[];
+}
+
+// Every generated body notifies with the channel as a plain literal (channel names are plain identifiers).
+const NOTIFY_CALL = /pg_notify\('([a-z_][a-z0-9_]*)'/;
+
+function channelInBody(body: string): string | null {
+  return NOTIFY_CALL.exec(body)?.[1] ?? null;
+}
+
+/**
+ * The functions of one deployment (one channel) in an installation: what its
+ * install, status and uninstall look at. Another channel's functions in the
+ * same schema belong to another deployment and are never touched.
+ */
+export function functionsOfChannel(installed: InstalledTriggers, channel: string): InstalledFunction[] {
+  return installed.functions.filter((fn) => fn.channel === channel);
 }
 
 /** Reads every function install created in `schema`, with the triggers that call it. One round trip per catalog. */
@@ -49,7 +72,7 @@ export async function readInstalledTriggers(client: pg.ClientBase, schema: strin
   const schemaRow = schemaRows.rows[0];
   if (schemaRow === undefined) return { schemaExists: false, schemaCreatedByInstall: false, functions: [], otherObjectCount: 0 };
   const functionRows = await client.query<FunctionRow & { oid: number }>(
-    `SELECT p.oid, p.proname AS name, pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,
+    `SELECT p.oid, p.proname AS name, pg_catalog.obj_description(p.oid, 'pg_proc') AS comment, p.prosrc AS body,
             coalesce(json_agg(json_build_object(
               'schema', tn.nspname, 'table', c.relname, 'name', t.tgname, 'tgtype', t.tgtype,
               'enabled', t.tgenabled, 'oldTable', t.tgoldtable, 'newTable', t.tgnewtable
@@ -68,7 +91,7 @@ export async function readInstalledTriggers(client: pg.ClientBase, schema: strin
   for (const row of functionRows.rows) {
     const comment = parseFunctionComment(row.comment);
     if (comment === null) continue;
-    functions.push({ name: row.name, comment, triggers: row.triggers });
+    functions.push({ name: row.name, comment, channel: comment.channel ?? channelInBody(row.body), triggers: row.triggers });
     ownOids.push(row.oid);
   }
   const others = await client.query<{ count: string }>(

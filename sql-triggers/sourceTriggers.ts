@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { formatQualifiedName, quoteIdentifier, quoteLiteral, quoteQualifiedName } from './identifiers.ts';
+import { formatQualifiedName, quoteIdentifier, quoteLiteral, quoteQualifiedName, type QualifiedTableName } from './identifiers.ts';
 import { NEW_ROWS, OLD_ROWS, triggerFunctionBody } from './triggerFunction.ts';
-import type { ResolvedTriggerSpec, SourceTableSpec } from './triggerSpec.ts';
+import { TRIGGER_DEFAULTS, type ResolvedTriggerSpec, type SourceTableSpec } from './triggerSpec.ts';
 
 /**
  * Version of the generated trigger definitions, recorded with every installed
@@ -37,6 +37,12 @@ export interface SourceTriggerDefinition {
   readonly comment: string;
   /** CREATE OR REPLACE FUNCTION, COMMENT, and DROP TRIGGER IF EXISTS + CREATE TRIGGER for each event. */
   readonly createStatements: readonly string[];
+  /**
+   * DROP TRIGGER IF EXISTS + CREATE TRIGGER for each event on another table
+   * calling this source's function: a partition or inheritance child of the
+   * source, whose own statements fire only its own statement-level triggers.
+   */
+  readonly triggerStatementsOn: (table: QualifiedTableName) => string[];
 }
 
 /** What install writes into `COMMENT ON FUNCTION`; status reads it back. */
@@ -45,6 +51,12 @@ export interface FunctionComment {
   readonly version: number;
   readonly source: string;
   readonly hash: string;
+  /**
+   * The NOTIFY channel: the deployment the function belongs to. Absent in
+   * comments written before deployments were namespaced; the catalog reader
+   * then takes it from the function body.
+   */
+  readonly channel?: string;
 }
 
 // pg_trigger.tgtype bits (src/include/catalog/pg_trigger.h); a statement-level
@@ -64,16 +76,32 @@ function shortHash(text: string): string {
 
 /**
  * The function name for a source: readable, and unique because it ends with a
- * hash of the exact table name (`public.a_b` and `public_a.b` differ).
+ * hash of the exact table name (`public.a_b` and `public_a.b` differ) and, for
+ * any channel but the default, of the channel: two deployments on one
+ * database (different channels) each have their own function. The default
+ * channel keeps the name installs had before deployments were namespaced, so
+ * those installs stay current.
  */
-export function triggerFunctionName(source: SourceTableSpec): string {
+export function triggerFunctionName(source: QualifiedTableName, channel: string = TRIGGER_DEFAULTS.channel): string {
   const readable = `${source.schema}_${source.table}`.toLowerCase().replace(/[^a-z0-9_]+/g, '_').slice(0, 40);
-  return `notify_${readable}_${shortHash(JSON.stringify([source.schema, source.table])).slice(0, 8)}`;
+  const identity = channel === TRIGGER_DEFAULTS.channel ? [source.schema, source.table] : [source.schema, source.table, channel];
+  return `notify_${readable}_${shortHash(JSON.stringify(identity)).slice(0, 8)}`;
 }
 
-/** The names of a source table's triggers; `<schema>_insert` etc., so two trigger schemas never clash on one table. */
-export function triggerName(schema: string, event: TriggerEvent): string {
-  return `${schema}_${event.toLowerCase()}`;
+// A trigger name holds at most 63 bytes: the readable part is cut to leave room for the hash and the event.
+const MAX_TRIGGER_PREFIX = 63 - '_123456_truncate'.length;
+
+/**
+ * The names of a source table's triggers, unique per deployment so that two
+ * trigger schemas or two channels never clash on one table: `<schema>_insert`
+ * etc. for the default channel (the names installs always had), otherwise
+ * `<schema>_<channel>_<hash>_insert` (the hash of schema and channel keeps
+ * `a_b`+`c` and `a`+`b_c` apart; the readable part is cut to fit 63 bytes).
+ */
+export function triggerName(schema: string, event: TriggerEvent, channel: string = TRIGGER_DEFAULTS.channel): string {
+  if (channel === TRIGGER_DEFAULTS.channel) return `${schema}_${event.toLowerCase()}`;
+  const prefix = `${schema}_${channel}`.slice(0, MAX_TRIGGER_PREFIX);
+  return `${prefix}_${shortHash(JSON.stringify([schema, channel])).slice(0, 6)}_${event.toLowerCase()}`;
 }
 
 /** A dollar-quote tag that does not occur in `body` (a quoted identifier may contain `$tc$`). */
@@ -94,33 +122,36 @@ export function doBlock(body: string): string {
  * @throws {@link InvalidArgumentError} for names that cannot be quoted or leave no room for keys.
  */
 export function sourceTriggerDefinition(source: SourceTableSpec, spec: ResolvedTriggerSpec): SourceTriggerDefinition {
-  const functionName = triggerFunctionName(source);
+  const functionName = triggerFunctionName(source, spec.channel);
   const qualifiedFunction = `${quoteIdentifier(spec.schema)}.${quoteIdentifier(functionName)}`;
-  const table = quoteQualifiedName(source);
   const createFunction = `CREATE OR REPLACE FUNCTION ${qualifiedFunction}() RETURNS trigger
   LANGUAGE plpgsql
   SET search_path = pg_catalog, pg_temp
 AS ${dollarQuote(triggerFunctionBody(source, spec))}`;
   const triggers = EVENTS.map((event): TriggerDefinition => ({
-    name: triggerName(spec.schema, event),
+    name: triggerName(spec.schema, event, spec.channel),
     event,
     tgtype: EVENT_BITS[event],
     ...TRANSITION_TABLES[event],
   }));
-  const triggerStatements = triggers.flatMap((trigger) => {
-    const referencing = [
-      trigger.oldTable === null ? '' : ` OLD TABLE AS ${trigger.oldTable}`,
-      trigger.newTable === null ? '' : ` NEW TABLE AS ${trigger.newTable}`,
-    ].join('');
-    const name = quoteIdentifier(trigger.name);
-    return [
-      `DROP TRIGGER IF EXISTS ${name} ON ${table}`,
-      `CREATE TRIGGER ${name} AFTER ${trigger.event} ON ${table}${referencing ? ` REFERENCING${referencing}` : ''} FOR EACH STATEMENT EXECUTE FUNCTION ${qualifiedFunction}()`,
-    ];
-  });
+  const triggerStatementsOn = (target: QualifiedTableName) =>
+    triggers.flatMap((trigger) => {
+      const referencing = [
+        trigger.oldTable === null ? '' : ` OLD TABLE AS ${trigger.oldTable}`,
+        trigger.newTable === null ? '' : ` NEW TABLE AS ${trigger.newTable}`,
+      ].join('');
+      const name = quoteIdentifier(trigger.name);
+      const on = quoteQualifiedName(target);
+      return [
+        `DROP TRIGGER IF EXISTS ${name} ON ${on}`,
+        `CREATE TRIGGER ${name} AFTER ${trigger.event} ON ${on}${referencing ? ` REFERENCING${referencing}` : ''} FOR EACH STATEMENT EXECUTE FUNCTION ${qualifiedFunction}()`,
+      ];
+    });
+  const triggerStatements = triggerStatementsOn(source);
+  // The hash covers the SQL only (not the comment), so an install from before the comment named its channel stays current.
   const hash = shortHash([TRIGGER_DEFINITION_VERSION, createFunction, ...triggerStatements].join('\n'));
   const sourceName = formatQualifiedName(source);
-  const comment: FunctionComment = { tablecache: 'change-trigger', version: TRIGGER_DEFINITION_VERSION, source: sourceName, hash };
+  const comment: FunctionComment = { tablecache: 'change-trigger', version: TRIGGER_DEFINITION_VERSION, source: sourceName, hash, channel: spec.channel };
   const commentText = JSON.stringify(comment);
   return {
     source,
@@ -130,6 +161,7 @@ AS ${dollarQuote(triggerFunctionBody(source, spec))}`;
     hash,
     comment: commentText,
     createStatements: [createFunction, `COMMENT ON FUNCTION ${qualifiedFunction}() IS ${quoteLiteral(commentText)}`, ...triggerStatements],
+    triggerStatementsOn,
   };
 }
 
@@ -140,6 +172,7 @@ export function parseFunctionComment(text: string | null): FunctionComment | nul
     const value = JSON.parse(text) as Partial<FunctionComment>;
     if (value.tablecache !== 'change-trigger' || typeof value.version !== 'number') return null;
     if (typeof value.source !== 'string' || typeof value.hash !== 'string') return null;
+    if (value.channel !== undefined && typeof value.channel !== 'string') return null;
     return value as FunctionComment;
   } catch {
     return null;

@@ -14,7 +14,7 @@ export type IndexesFactory = (table: TableConfig) => AnyIndexes<Record<string, u
 export const CONFIG_DEFAULTS = {
   redis: { keyPrefix: 'tablecache:' },
   triggers: TRIGGER_DEFAULTS,
-  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, logLevel: 'info' },
+  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, logLevel: 'info' },
 } as const;
 
 /** A strict object whose "unknown key" error lists the keys it knows, nearest first. */
@@ -166,6 +166,7 @@ export const configFileSchema = strictObject({
     maxQueuedKeysPerTable: integer(1, 100_000_000).optional(),
     verifySenders: z.boolean().default(daemonDefaults.verifySenders),
     leaseTtlMs: integer(1_000, 600_000).default(daemonDefaults.leaseTtlMs),
+    captureCheckIntervalMs: integer(100, 3_600_000).default(daemonDefaults.captureCheckIntervalMs),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(daemonDefaults.logLevel),
   }).prefault({}),
   tables: z
@@ -267,6 +268,8 @@ export interface TablecacheConfig {
     readonly verifySenders: boolean;
     /** Writer lease lifetime in Redis: a standby takes over at most about this long after the writer died. */
     readonly leaseTtlMs: number;
+    /** How often the daemon checks that the source tables' triggers are in place and their shape unchanged. */
+    readonly captureCheckIntervalMs: number;
     readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   };
   readonly tables: readonly TableConfig[];

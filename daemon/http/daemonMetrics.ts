@@ -81,7 +81,7 @@ export class DaemonMetrics {
     });
     const reloads = new Counter({
       name: 'tablecache_reloads_total',
-      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, fell_behind, key_flood, failure, unknown_payload_version, unmappable_key, unverified_sender). A load with two reasons counts under both.',
+      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, fell_behind, key_flood, failure, unknown_payload_version, unmappable_key, unverified_sender, schema_change, capture_restored). A load with two reasons counts under both.',
       labelNames: ['table', 'reason'],
       registers,
     });
@@ -124,6 +124,17 @@ export class DaemonMetrics {
     const queueUsage = new Gauge({
       name: 'tablecache_notification_queue_usage',
       help: "Postgres' pg_notification_queue_usage(): the fraction of the cluster-wide notification queue in use. The triggers fall silent at triggers.maxQueueUsage.",
+      registers,
+    });
+    const captureProblems = new Gauge({
+      name: 'tablecache_capture_problems',
+      help: 'Source tables whose changes the daemon does not see (triggers missing or disabled on the table or a partition or child, the table gone), as of the last capture check. /readyz names them and the fix.',
+      registers,
+    });
+    const schemaChanges = new Counter({
+      name: 'tablecache_schema_changes_total',
+      help: 'Source-table changes of shape (columns and types, DROP and CREATE, partitions attached or detached) seen by the capture check, per cached table reading the source; each reloads the table.',
+      labelNames: ['table'],
       registers,
     });
     new Gauge({
@@ -182,6 +193,10 @@ export class DaemonMetrics {
     this.listen(source, 'error', ({ source: from }) => errors.inc({ source: from ?? 'other' }));
     this.listen(source, 'connectionLost', ({ source: from }) => reconnects.inc({ source: from }));
     this.listen(source, 'notificationQueueUsage', ({ usage }) => queueUsage.set(usage));
+    this.listen(source, 'captureChecked', ({ problems }) => captureProblems.set(problems.length));
+    this.listen(source, 'sourceSchemaChanged', ({ tables }) => {
+      for (const table of tables) schemaChanges.inc({ table });
+    });
   }
 
   /** The `Content-Type` of {@link metrics}: Prometheus' text format. */

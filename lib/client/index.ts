@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-export { openReader, TableReader, type ReaderOptions, type RangeOptions, type TableInfo } from './tableReader.ts';
+export { openReader, TableReader, type ReaderKey, type ReaderOptions, type RangeOptions, type TableInfo } from './tableReader.ts';
 export type { ReaderConnectionOptions } from './readerConnection.ts';
 export type { NearCacheOptions, NearCacheStats, InvalidationEvent } from './nearCache.ts';
 export { coverageCovers } from '../redis/coverageFormat.ts';

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, NotCoveredError, NotLoadedError, TablecacheError } from '../core/errors.ts';
 import { Interval, type Score } from '../core/interval.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
+import { canonicalKey } from '../core/keyColumnIndexes.ts';
 import type { Coverage, PrimaryKey } from '../core/storageTable.ts';
 import { coverageCovers, decodeCoverage } from '../redis/coverageFormat.ts';
 import { DEFAULT_KEY_PREFIX, LAYOUT_FORMAT_VERSION, TableKeys, primaryKeyField, scoreArgument } from '../redis/keyLayout.ts';
@@ -120,6 +121,35 @@ type ReadReply = (Buffer | number | null | ReadReply)[];
 const describeRangeBound = () => 'A range bound';
 
 /**
+ * A primary key as {@link TableReader.get} takes it: the value of the key
+ * column, or for a composite key an array of one value per key column, in
+ * the order of the table's `primaryKey`. Values are normalised the way the
+ * daemon normalises them when it writes (`canonicalKey`): `1`, `1n` and
+ * `"1"` name the same record, a boolean is `"true"`/`"false"`, and a
+ * composite key `[12, "a"]` is the same as `["12", "a"]`.
+ *
+ * Everything else is matched by its exact text as Postgres returns it, so
+ * pass a `numeric` key with its column's scale (`"1.50"` for a
+ * `numeric(10,2)` value, not `1.5`) and a `uuid` in lower case, as Postgres
+ * prints it. (Normalising them would need the column's type, which readers do
+ * not know: a `text` key `"1.50"` is not `"1.5"`.) To look such keys up by
+ * other spellings, cast the key in the cached query, e.g.
+ * `SELECT id::float8 AS id` or `upper(id::text) AS id`.
+ */
+export type ReaderKey = PrimaryKey | boolean | readonly (PrimaryKey | boolean)[];
+
+/** The Redis field of a reader's key: the writer's `canonicalKey`, then its field text. */
+function readerKeyField(key: ReaderKey): string {
+  const canonical = canonicalKey(Array.isArray(key) ? key : [key]);
+  if (canonical === null) {
+    throw new InvalidArgumentError(
+      `A key ${Array.isArray(key) ? 'with a null or undefined part' : 'of null or undefined'} names no record (a NULL key matches nothing); pass the key column's value${Array.isArray(key) ? 's, one per key column' : ''}.`,
+    );
+  }
+  return primaryKeyField(canonical);
+}
+
+/**
  * Reads one cached table from Redis. Get one from {@link openReader}.
  *
  * Read methods throw {@link NotLoadedError} before the writer's first load,
@@ -155,11 +185,16 @@ export class TableReader<R> implements AsyncDisposable {
     return this.keys.table;
   }
 
-  /** The record with primary key `key`, or `undefined` when the table has none. */
-  get(key: PrimaryKey): Promise<R | undefined> {
+  /**
+   * The record with primary key `key`, or `undefined` when the table has none.
+   * See {@link ReaderKey} for the forms a key may take.
+   *
+   * @throws {@link InvalidArgumentError} for a key no record can have (NULL, NaN, a Date, an object).
+   */
+  get(key: ReaderKey): Promise<R | undefined> {
     let field: string;
     try {
-      field = primaryKeyField(key);
+      field = readerKeyField(key);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -186,11 +221,11 @@ export class TableReader<R> implements AsyncDisposable {
     });
   }
 
-  /** The records with the given primary keys, in the same order; `undefined` where there is none. */
-  async getMany(keys: readonly PrimaryKey[]): Promise<(R | undefined)[]> {
+  /** The records with the given primary keys ({@link ReaderKey}), in the same order; `undefined` where there is none. */
+  async getMany(keys: readonly ReaderKey[]): Promise<(R | undefined)[]> {
     if (keys.length === 0) return [];
     if (keys.length === 1) return [await this.get(keys[0]!)];
-    const fields = keys.map((key) => primaryKeyField(key));
+    const fields = keys.map((key) => readerKeyField(key));
     const cache = this.nearCache;
     if (cache !== null && !this.closed) {
       const cached = cache.answerAll(fields);

@@ -34,11 +34,23 @@ export class LeaseHeldError extends TablecacheError {
  * took the table), so it refuses every further write (code `TC_LEASE_LOST`).
  */
 export class LeaseLostError extends TablecacheError {
-  constructor(readonly table: string, detail: string) {
+  /**
+   * @param dataLost Redis lost the lease and the table's keys (eviction,
+   *   FLUSHALL, a restart without persistence) rather than another writer
+   *   taking the lease: the published data is gone too, and must be reloaded.
+   */
+  constructor(
+    readonly table: string,
+    detail: string,
+    readonly dataLost = false,
+  ) {
     super(
       'TC_LEASE_LOST',
-      `The writer of table "${table}" lost its lease (${detail}); it stopped writing so that two writers never interleave. ` +
-        'Close it and open a new writer.',
+      dataLost
+        ? `The writer of table "${table}" lost its lease because Redis lost the table's keys (${detail}); no other writer took it. ` +
+            'The published data is gone: check maxmemory-policy (it must not evict), then close this writer, open a new one and reload.'
+        : `The writer of table "${table}" lost its lease (${detail}); it stopped writing so that two writers never interleave. ` +
+            'Close it and open a new writer.',
     );
   }
 }

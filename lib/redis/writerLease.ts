@@ -16,7 +16,7 @@ export interface WriterLeaseOptions {
   /** Stops a standby wait; the wait then rejects with the signal's reason. */
   readonly signal?: AbortSignal;
   readonly logger: Logger;
-  /** Called once when a renewal finds the lease taken by another writer. */
+  /** Called once when the lease is found lost: taken by another writer, or gone with the table's keys (`error.dataLost`). */
   readonly onLost: (error: LeaseLostError) => void;
 }
 
@@ -73,10 +73,15 @@ export class WriterLease {
     if (this.lostError) throw this.lostError;
   }
 
-  /** Records that a write script refused this writer's fence token. */
-  markLost(detail: string): LeaseLostError {
+  /**
+   * Records that the lease is lost: a write script refused this writer's
+   * fence token (`detail` from the script), or a renewal found it gone.
+   * A fence token that is now absent means Redis lost the table's metadata
+   * (eviction, flush, restart), not that another writer took over.
+   */
+  markLost(detail: string, dataLost = FENCE_GONE.test(detail)): LeaseLostError {
     if (!this.lostError) {
-      this.lostError = new LeaseLostError(this.keys.table, detail);
+      this.lostError = new LeaseLostError(this.keys.table, dataLost ? 'the lease key and the table metadata are gone' : detail, dataLost);
       this.stopRenewal();
       this.options.logger.error({ table: this.keys.table, writer: this.writerId }, this.lostError.message);
       this.options.onLost(this.lostError);
@@ -105,8 +110,12 @@ export class WriterLease {
   private async renew(): Promise<void> {
     try {
       const held = await writerScripts.leaseRenew.run(this.redis, [this.keys.lease, this.keys.meta], [this.writerId, this.options.ttlMs, this.fence]);
+      if (held === -1) {
+        this.markLost('the lease key and the table metadata are gone', true);
+        return;
+      }
       if (held !== 1) {
-        this.markLost('another writer took it after it expired');
+        this.markLost('another writer took it after it expired', false);
         return;
       }
     } catch (error) {
@@ -117,6 +126,9 @@ export class WriterLease {
     if (!this.lostError && this.renewTimer !== undefined) this.scheduleRenewal();
   }
 }
+
+// What the write scripts report when the table's meta hash has no fence token any more (Lua's HGET of nothing is false).
+const FENCE_GONE = /fence token is now (false|nil)$/;
 
 async function run<T>(call: () => Promise<T>, doing: string): Promise<T> {
   try {

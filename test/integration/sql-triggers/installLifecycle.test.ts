@@ -21,7 +21,7 @@ afterEach(async () => {
 });
 
 const install = (spec: TriggerSpec = seedTriggerSpec) => withPoolClient(db.pool, (client) => installTriggers(client, spec));
-const uninstall = (schema = seedTriggerSpec.schema) => withPoolClient(db.pool, (client) => uninstallTriggers(client, schema));
+const uninstall = (spec: TriggerSpec = seedTriggerSpec) => withPoolClient(db.pool, (client) => uninstallTriggers(client, spec));
 const status = (spec: TriggerSpec = seedTriggerSpec) => withPoolClient(db.pool, (client) => readTriggerStatus(client, spec));
 
 /** Every user-visible catalog object, by identity (not OID), so two snapshots compare what exists. */
