@@ -84,7 +84,8 @@ async function waitForMetric(name: string): Promise<void> {
 }
 
 async function readiness(): Promise<{ status: number; body: { ready: boolean; reasons: string[] } }> {
-  return get(`${url}/readyz`);
+  const { status, body } = await get(`${url}/readyz`);
+  return { status, body: { ready: body.ready === true, reasons: body.reasons ?? [] } };
 }
 
 const waitUntilReady = () => waitFor('/readyz to answer 200', async () => (await readiness()).status === 200, { timeoutMs: 30_000, intervalMs: 50 });
