@@ -65,7 +65,7 @@ interface AdjustmentWrites<R> {
  * @example
  * ```ts
  * const table = new CachedTable(indexes, new PostgresAccess({ connectionString }), new LocalStorageTable(indexes));
- * await table.load('primary_key', { allPrimaryKeys: true });
+ * await table.load('primary_key', { all: true });
  * const user = await table.getFirstRecord('primary_key', 1);
  * ```
  */
