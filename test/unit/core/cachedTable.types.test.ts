@@ -34,7 +34,7 @@ describe('CachedTable argument types', () => {
       // @ts-expect-error the primary keys of these indexes are numbers
       table.getRecords('primary_key', 'one');
       // @ts-expect-error all must be true
-      table.load('primary_key', { all: false });
+      void table.load('primary_key', { all: false });
       // @ts-expect-error allPrimaryKeys must be true
       void table.load('primary_key', { allPrimaryKeys: false });
       // @ts-expect-error a spec of other Indexes is not accepted
@@ -64,7 +64,7 @@ describe('CachedTable argument types', () => {
     expectTypeOf(table.load).toBeCallableWith('all', { all: true });
     const refused = () => {
       // @ts-expect-error all must be true
-      table.load('all', { all: false });
+      void table.load('all', { all: false });
       // @ts-expect-error the recheck receives records of the table
       table.getRecords('all', { recheck: (user: { other: string }) => user.other === 'a' });
     };
