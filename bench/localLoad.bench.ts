@@ -70,7 +70,7 @@ async function loadedPkTable(access: PostgresAccess, mode: StorageMode, upTo = R
   const queryAll = upTo === ROWS ? JOINED_USERS_QUERY : `${JOINED_USERS_QUERY}\n  WHERE user_id <= ${upTo}`;
   const indexes = new PrimaryKeyIndexes<JoinedUserRow, number>((row) => row.user_id, queryAll, JOINED_USERS_SOME_QUERY);
   const table: PkTable = new CachedTable(indexes, access, localStorageTable(indexes, mode));
-  const { loaded } = await table.load('primary_key', { allPrimaryKeys: true });
+  const { loaded } = await table.load('primary_key', { all: true });
   return { table, loaded };
 }
 

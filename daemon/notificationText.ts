@@ -28,7 +28,7 @@ export function payloadExcerpt(text: string): string {
  * one linear scan, one `JSON.parse` and one validation of a bounded payload:
  * anyone may NOTIFY on the channel (by hand, a foreign application, a hostile
  * role with nothing but CONNECT), and a bad payload must cost a log line and
- * a counter, never the daemon (invariant 6). Text larger than a trigger ever
+ * a counter, never the daemon (docs/daemon.md, invariant 6). Text larger than a trigger ever
  * sends (`MAX_PAYLOAD_BYTES`) or nested deeper than
  * `MAX_PAYLOAD_DEPTH` is malformed without being parsed.
  *

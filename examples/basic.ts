@@ -69,7 +69,7 @@ export async function main(options: BasicExampleOptions = {}): Promise<void> {
 
     // Load by an index name and that index's arguments (a spec object from
     // indexes.createSpec() works too): here every primary key.
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     // load() has finished, so this returns at once. A load started in the
     // background could be awaited here, e.g. in a readiness check.
     await table.loaded();

@@ -152,7 +152,7 @@ export type ParsedChangePayload = { readonly ok: true; readonly payload: ChangeP
  * Parses the text of a notification from a tablecache trigger. Never throws,
  * whatever the text: it is checked with {@link payloadShapeProblem} before
  * `JSON.parse` and the schema see it. `parsedJson`, when given, is
- * `JSON.parse(text)` of a text that passed that check already. A malformed payload (invariant 6: counted and logged by the daemon, never
+ * `JSON.parse(text)` of a text that passed that check already. A malformed payload (docs/daemon.md, invariant 6: counted and logged by the daemon, never
  * fatal) comes back as `{ ok: false, error }` naming what is wrong.
  *
  * @example

@@ -149,7 +149,7 @@ function chunksQuery(changes: string, spec: ResolvedTriggerSpec, budget: number)
  * The PL/pgSQL body of a source table's trigger function (one function serves
  * its INSERT, UPDATE, DELETE and TRUNCATE statement triggers).
  *
- * It never raises (invariant 4): any error falls back to a coarse `X`
+ * It never raises (docs/daemon.md, invariant 4): any error falls back to a coarse `X`
  * payload, sent from the exception handler after the failed part's
  * notifications were rolled back with it.
  *

@@ -19,8 +19,14 @@ export class AllIndexSpec<R> extends IndexSpec {
   }
 }
 
-/** Options of an {@link AllIndexes} spec. */
+/**
+ * Options of an {@link AllIndexes} spec. Every spec of these Indexes names
+ * every record, so `{ all: true }`, the spelling every Indexes shares for
+ * "all records", may be given but changes nothing.
+ */
 export interface AllIndexSpecOptions<R> {
+  /** Every record (always so here); accepted for the same spelling as the other Indexes. */
+  readonly all?: true;
   /** Filters records read from storage (the database query is not filtered). */
   readonly recheck?: RecheckPredicate<R>;
 }
@@ -32,7 +38,7 @@ export interface AllIndexSpecOptions<R> {
  * @example
  * ```ts
  * const indexes = new AllIndexes((r) => r.id, 'SELECT * FROM t');
- * await table.load('all');
+ * await table.load('all'); // or table.load('all', { all: true })
  * ```
  */
 export class AllIndexes<R, PK extends PrimaryKey = PrimaryKey> extends Indexes<
@@ -53,6 +59,9 @@ export class AllIndexes<R, PK extends PrimaryKey = PrimaryKey> extends Indexes<
   createSpec(indexName: string, options: AllIndexSpecOptions<R> = {}): AllIndexSpec<R> {
     if (indexName !== 'all') {
       throw new InvalidArgumentError(`AllIndexes has only the index "all", not "${indexName}".`);
+    }
+    if (options.all !== undefined && options.all !== true) {
+      throw new InvalidArgumentError(`AllIndexes specs always name every record: all must be true or left out, got ${String(options.all)}.`);
     }
     return new AllIndexSpec(indexName, options.recheck);
   }

@@ -11,6 +11,8 @@ import type { Adjustment, IndexSpec, Indexes } from './indexes.ts';
 import { InvalidRecordRepository, type TakenBatch } from './invalidRecordRepository.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { AsyncMutex, ReadWriteLock } from './readWriteLock.ts';
+import { observingLoaded, readingAhead } from './recordIterables.ts';
+import type { StorageRecordsSpec } from './storageRecordsSpec.ts';
 import type { PrimaryKey, StorageTable } from './storageTable.ts';
 
 /** A spec, or an index name followed by the arguments the Indexes' `createSpec` takes. */
@@ -40,6 +42,12 @@ export interface ChangeCounts {
 
 type LoadState = 'unloaded' | 'loading' | 'loaded';
 
+/** Where {@link CachedTable}'s adjustment routine writes: straight to storage, or to its scratch space. */
+interface AdjustmentWrites<R> {
+  expire(spec: StorageRecordsSpec<R>): AsyncIterable<R>;
+  put(records: AsyncIterable<R>): Promise<number>;
+}
+
 /**
  * A cached table: serves sets of records from fast storage when the storage
  * covers them and they are valid, and from the database otherwise.
@@ -57,7 +65,7 @@ type LoadState = 'unloaded' | 'loading' | 'loaded';
  * @example
  * ```ts
  * const table = new CachedTable(indexes, new PostgresAccess({ connectionString }), new LocalStorageTable(indexes));
- * await table.load('primary_key', { allPrimaryKeys: true });
+ * await table.load('primary_key', { all: true });
  * const user = await table.getFirstRecord('primary_key', 1);
  * ```
  */
@@ -121,16 +129,10 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
     const adjustment = this.prepareAdjustment(spec);
     this.logger.info({ table: this.storage.name, spec: String(spec) }, 'load started');
     await this.storage.clear();
-    let expired = 0;
-    if (adjustment.expireSpec) {
-      for await (const record of this.storage.deleteRecords(adjustment.expireSpec)) {
-        adjustment.observeExpired(record);
-        expired++;
-      }
-    }
-    const loaded = adjustment.loadSpec
-      ? await this.storage.putRecords(observingLoaded(this.dbAccess.getRecords(adjustment.loadSpec), adjustment))
-      : 0;
+    const { expired, loaded } = await this.applyAdjustment(adjustment, {
+      expire: (spec) => this.storage.deleteRecords(spec),
+      put: (records) => this.storage.putRecords(records),
+    });
     this.indexes.commitAdjustment(adjustment);
     await this.storage.markLoaded({ coverage: this.indexes.coverage() });
     this.logger.info({ table: this.storage.name, loaded }, 'load finished');
@@ -336,7 +338,10 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
       await this.refreshInvalidLocked(adjustment);
       let counts: ChangeCounts;
       try {
-        counts = await this.stageAdjustment(adjustment);
+        counts = await this.applyAdjustment(adjustment, {
+          expire: (spec) => this.storage.scratchDiscardRecords(spec),
+          put: (records) => this.storage.scratchPutRecords(records),
+        });
       } catch (error) {
         // Whatever was staged belongs to an adjustment that will never be
         // committed; the next merge must not publish it.
@@ -352,17 +357,20 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
     });
   }
 
-  private async stageAdjustment(adjustment: Adjustment<R>): Promise<ChangeCounts> {
+  /**
+   * Expires and loads what the adjustment names, showing the Indexes every
+   * record on the way. The one routine behind a load (straight into storage)
+   * and an adjustment (staged in scratch space): only the writes differ.
+   */
+  private async applyAdjustment(adjustment: Adjustment<R>, writes: AdjustmentWrites<R>): Promise<ChangeCounts> {
     let expired = 0;
     if (adjustment.expireSpec) {
-      for await (const record of this.storage.scratchDiscardRecords(adjustment.expireSpec)) {
+      for await (const record of writes.expire(adjustment.expireSpec)) {
         adjustment.observeExpired(record);
         expired++;
       }
     }
-    const loaded = adjustment.loadSpec
-      ? await this.storage.scratchPutRecords(observingLoaded(this.dbAccess.getRecords(adjustment.loadSpec), adjustment))
-      : 0;
+    const loaded = adjustment.loadSpec ? await writes.put(observingLoaded(this.dbAccess.getRecords(adjustment.loadSpec), adjustment)) : 0;
     return { expired, loaded };
   }
 
@@ -382,44 +390,5 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
       throw new InvalidArgumentError(`Expected an index spec or an index name (one of ${this.indexes.indexNames.join(', ')}), got ${typeof first}.`);
     }
     return this.indexes.createSpec(first, ...(rest as A));
-  }
-}
-
-/**
- * Starts iterating `records` at once (the first `next()` is in flight) and
- * hands out the same sequence later. `cancel` releases the source when the
- * records turn out not to be needed.
- */
-function readingAhead<R>(records: AsyncIterable<R>): AsyncIterable<R> & { cancel(): Promise<void> } {
-  const iterator = records[Symbol.asyncIterator]();
-  let first: Promise<IteratorResult<R>> | null = iterator.next();
-  // Handled where it is awaited; until then a failure must not count as unhandled.
-  first.catch(() => undefined);
-  const takeFirst = (): Promise<IteratorResult<R>> | null => {
-    const pending = first;
-    first = null;
-    return pending;
-  };
-  const cancel = async (): Promise<void> => {
-    const pending = takeFirst();
-    const result = await pending?.catch(() => ({ done: true as const, value: undefined }));
-    if (result === undefined || !result.done) await iterator.return?.();
-  };
-  return {
-    cancel,
-    [Symbol.asyncIterator]: () => ({
-      next: () => takeFirst() ?? iterator.next(),
-      return: async () => {
-        await cancel();
-        return { done: true, value: undefined };
-      },
-    }),
-  };
-}
-
-async function* observingLoaded<R>(records: AsyncIterable<R>, adjustment: Adjustment<R>): AsyncGenerator<R> {
-  for await (const record of records) {
-    adjustment.observeLoaded(record);
-    yield record;
   }
 }

@@ -8,7 +8,7 @@
 export { CachedTable, type CachedTableOptions, type ChangeCounts, type InvalidateOptions, type SpecInput } from './cachedTable.ts';
 export { Adjustment, IndexSpec, Indexes, type AnyIndexes } from './indexes.ts';
 export { AllIndexes, AllIndexSpec, type AllIndexSpecOptions } from './allIndexes.ts';
-export { PrimaryKeyIndexes, PrimaryKeySpec, PrimaryKeyAdjustment, type PrimaryKeySpecArgs } from './primaryKeyIndexes.ts';
+export { PrimaryKeyIndexes, PrimaryKeySpec, PrimaryKeyAdjustment, type PrimaryKeySpecArgs, type AllPrimaryKeysOption } from './primaryKeyIndexes.ts';
 export { PrimaryKeyRangeIndexes, PrimaryKeyRangeSpec, PrimaryKeyRangeAdjustment } from './primaryKeyRangeIndexes.ts';
 export { primaryKeyScore } from './primaryKeyScore.ts';
 export {

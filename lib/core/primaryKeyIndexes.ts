@@ -13,21 +13,38 @@ export class PrimaryKeySpec<PK extends PrimaryKey> extends IndexSpec {
   constructor(
     indexName: string,
     readonly primaryKeys: readonly PK[],
-    readonly allPrimaryKeys: boolean,
+    /** Whether the spec names every record (`primaryKeys` is then empty). */
+    readonly all: boolean,
   ) {
     super(indexName);
   }
 
+  /** @deprecated Use {@link PrimaryKeySpec.all}; the same value. */
+  get allPrimaryKeys(): boolean {
+    return this.all;
+  }
+
   override toString(): string {
-    if (this.allPrimaryKeys) return 'all records';
+    if (this.all) return 'all records';
     const shown = this.primaryKeys.slice(0, 10).map(String).join(', ');
     const more = this.primaryKeys.length > 10 ? ` and ${this.primaryKeys.length - 10} more` : '';
     return `records with primary keys ${shown}${more}`;
   }
 }
 
-/** Arguments of a {@link PrimaryKeyIndexes} spec after the index name: keys, or `{ allPrimaryKeys: true }`. */
-export type PrimaryKeySpecArgs<PK extends PrimaryKey> = PK[] | [options: { allPrimaryKeys: true }];
+/**
+ * Arguments of a {@link PrimaryKeyIndexes} spec after the index name: keys,
+ * or `{ all: true }` for every record, the spelling every Indexes shares.
+ * `{ allPrimaryKeys: true }` is a deprecated alias of `{ all: true }`: it
+ * still works, and will go in a future major version.
+ */
+export type PrimaryKeySpecArgs<PK extends PrimaryKey> = PK[] | [options: { all: true }] | [options: AllPrimaryKeysOption];
+
+/** @deprecated The old spelling of `{ all: true }`: use that. */
+export interface AllPrimaryKeysOption {
+  /** @deprecated Use `{ all: true }`. */
+  readonly allPrimaryKeys: true;
+}
 
 /** The adjustment of {@link PrimaryKeyIndexes}, carrying the key set it establishes. */
 export class PrimaryKeyAdjustment<R, PK extends PrimaryKey> extends Adjustment<R> {
@@ -51,7 +68,7 @@ export class PrimaryKeyAdjustment<R, PK extends PrimaryKey> extends Adjustment<R
  * @example
  * ```ts
  * const indexes = new PrimaryKeyIndexes((r) => r.user_id, queryAll, `${queryAll} WHERE user_id = ANY ($1)`);
- * await table.load('primary_key', { allPrimaryKeys: true });
+ * await table.load('primary_key', { all: true });
  * for await (const user of table.getRecords('primary_key', 1, 2)) console.log(user);
  * ```
  */
@@ -82,15 +99,17 @@ export class PrimaryKeyIndexes<R, PK extends PrimaryKey = PrimaryKey> extends In
     assertIndexName(indexName);
     const [first] = args;
     if (args.length === 1 && typeof first === 'object' && first !== null) {
-      if (first.allPrimaryKeys !== true) {
-        throw new InvalidArgumentError('Pass primary keys, or { allPrimaryKeys: true } alone; got an object without allPrimaryKeys: true.');
+      // `allPrimaryKeys` is the deprecated spelling of `all`; either names every record.
+      const { all, allPrimaryKeys } = first as { all?: unknown; allPrimaryKeys?: unknown };
+      if (all !== true && allPrimaryKeys !== true) {
+        throw new InvalidArgumentError(`Pass primary keys, or { all: true } alone; got an object with ${describeObject(first)} instead.`);
       }
       return new PrimaryKeySpec<PK>(indexName, [], true);
     }
     for (const key of args) {
       if (typeof key !== 'string' && typeof key !== 'number' && typeof key !== 'bigint') {
         throw new InvalidArgumentError(
-          `Primary keys must be strings, numbers or bigints, got ${typeof key}. To select every record pass { allPrimaryKeys: true } alone.`,
+          `Primary keys must be strings, numbers or bigints, got ${typeof key}. To select every record pass { all: true } alone.`,
         );
       }
     }
@@ -107,13 +126,13 @@ export class PrimaryKeyIndexes<R, PK extends PrimaryKey = PrimaryKey> extends In
   }
 
   storageRecordsSpec(spec: PrimaryKeySpec<PK>): StorageRecordsSpec<R> {
-    if (spec.allPrimaryKeys) return new StorageRecordsSpec<R>(INDEX_NAME, [Interval.everything()]);
+    if (spec.all) return new StorageRecordsSpec<R>(INDEX_NAME, [Interval.everything()]);
     const keys = new Set(spec.primaryKeys);
     return new StorageRecordsSpec<R>(INDEX_NAME, keyIntervals(keys), (record) => keys.has(this.primaryKey(record)));
   }
 
   dbRecordsSpec(spec: PrimaryKeySpec<PK>): QueryArgsDbRecordsSpec<R> {
-    if (spec.allPrimaryKeys) return new QueryArgsDbRecordsSpec<R>(this.queryAll, []);
+    if (spec.all) return new QueryArgsDbRecordsSpec<R>(this.queryAll, []);
     return new QueryArgsDbRecordsSpec<R>(this.querySome, [[...new Set(spec.primaryKeys)]]);
   }
 
@@ -121,11 +140,11 @@ export class PrimaryKeyIndexes<R, PK extends PrimaryKey = PrimaryKey> extends In
     const wanted = new Set(spec.primaryKeys);
     const expireSpec = this.expireSpecFor(spec, wanted);
     const loadSpec = this.loadSpecFor(spec, wanted);
-    return new PrimaryKeyAdjustment(expireSpec, loadSpec, wanted, spec.allPrimaryKeys);
+    return new PrimaryKeyAdjustment(expireSpec, loadSpec, wanted, spec.all);
   }
 
   private expireSpecFor(spec: PrimaryKeySpec<PK>, wanted: ReadonlySet<PK>): StorageRecordsSpec<R> | null {
-    if (spec.allPrimaryKeys) return null;
+    if (spec.all) return null;
     if (this.coversAll) {
       return new StorageRecordsSpec<R>(INDEX_NAME, [Interval.everything()], (record) => !wanted.has(this.primaryKey(record)));
     }
@@ -135,7 +154,7 @@ export class PrimaryKeyIndexes<R, PK extends PrimaryKey = PrimaryKey> extends In
   }
 
   private loadSpecFor(spec: PrimaryKeySpec<PK>, wanted: ReadonlySet<PK>): QueryArgsDbRecordsSpec<R> | null {
-    if (spec.allPrimaryKeys) return this.coversAll ? null : new QueryArgsDbRecordsSpec<R>(this.queryAll, []);
+    if (spec.all) return this.coversAll ? null : new QueryArgsDbRecordsSpec<R>(this.queryAll, []);
     const added = this.coversAll ? [] : [...wanted].filter((key) => !this.coveredKeys.has(key));
     if (added.length === 0) return null;
     return new QueryArgsDbRecordsSpec<R>(this.querySome, [added]);
@@ -148,7 +167,7 @@ export class PrimaryKeyIndexes<R, PK extends PrimaryKey = PrimaryKey> extends In
 
   covers(spec: PrimaryKeySpec<PK>): boolean {
     if (this.coversAll) return true;
-    if (spec.allPrimaryKeys) return false;
+    if (spec.all) return false;
     return spec.primaryKeys.every((key) => this.coveredKeys.has(key));
   }
 
@@ -169,4 +188,10 @@ function keyIntervals<PK extends PrimaryKey>(keys: Iterable<PK>): Interval[] {
   const scores = new Set<Score>();
   for (const key of keys) scores.add(primaryKeyScore(key));
   return [...scores].sort((a, b) => a - b).map((score) => Interval.onlyContaining(score));
+}
+
+/** The keys of an object given where `{ all: true }` was expected, for the error message. */
+function describeObject(value: object): string {
+  const keys = Object.keys(value);
+  return keys.length === 0 ? 'no keys' : `the keys ${keys.join(', ')}`;
 }

@@ -128,7 +128,7 @@ interface PageRecord<R> {
  * ```ts
  * const storage = await RedisStorageTable.open({ url: 'redis://127.0.0.1:6379', table: 'users', scorer: indexes });
  * const table = new CachedTable(indexes, db, storage);
- * await table.load('primary_key', { allPrimaryKeys: true });
+ * await table.load('primary_key', { all: true });
  * // … later
  * await storage.close();
  * ```

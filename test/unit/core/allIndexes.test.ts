@@ -35,6 +35,14 @@ describe('AllIndexes', () => {
     expect(indexes.dbRecordsSpec(spec)).toEqual(new QueryArgsDbRecordsSpec(ALL, []));
   });
 
+  it('takes { all: true }, the spelling every Indexes shares, as the same spec as none, and refuses all: false', () => {
+    expect(indexes.createSpec('all', { all: true })).toEqual(indexes.createSpec('all'));
+    expect(indexes.storageRecordsSpec(indexes.createSpec('all', { all: true })).scoreIntervals).toEqual([Interval.everything()]);
+    expect(() => indexes.createSpec('all', { all: false } as unknown as { all: true })).toThrow(
+      'AllIndexes specs always name every record: all must be true or left out, got false.',
+    );
+  });
+
   it('adjusts by loading everything again and expiring nothing', () => {
     const adjustment = indexes.prepareAdjustment(indexes.createSpec('all'));
     expect(adjustment.expireSpec).toBeNull();

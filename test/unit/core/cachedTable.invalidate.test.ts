@@ -24,7 +24,7 @@ describe('CachedTable.invalidateRecords argument checks', () => {
   it('rejects an invalidation while the load is still running with TC_NOT_LOADED', async () => {
     const { table, indexes, db } = usersTable();
     const hold = db.holdNext('all users');
-    const load = table.load('primary_key', { allPrimaryKeys: true });
+    const load = table.load('primary_key', { all: true });
     await hold.reached;
     const spec = indexes.createSpec('primary_key', 1);
     expect(() => table.invalidateRecords([spec], [spec])).toThrow(NotLoadedError);
@@ -34,7 +34,7 @@ describe('CachedTable.invalidateRecords argument checks', () => {
 
   it('rejects an empty list of old or new specs with TC_INVALID_ARGUMENT', async () => {
     const { table, indexes } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     const spec = indexes.createSpec('primary_key', 1);
     expect(() => table.invalidateRecords([], [spec])).toThrow(InvalidArgumentError);
     expect(() => table.invalidateRecords([], [spec])).toThrow(/at least one old spec/);
@@ -83,7 +83,7 @@ describe('CachedTable.invalidateRecords argument checks', () => {
 describe('CachedTable invalidation and refresh', () => {
   it('keeps serving the old record until it is invalidated, then refreshes it on the next read', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set({ ...alice, name: 'New Name' });
     await expect(table.getFirstRecord('primary_key', 1)).resolves.toEqual(alice);
     const spec = indexes.createSpec('primary_key', 1);
@@ -94,18 +94,18 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('refreshes only once for several reads of the refreshed records', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     const spec = indexes.createSpec('primary_key', 1);
     table.invalidateRecords([spec], [spec]);
     await table.getFirstRecord('primary_key', 1);
     await table.getFirstRecord('primary_key', 1);
-    await readUsers(table.getRecords('primary_key', { allPrimaryKeys: true }));
+    await readUsers(table.getRecords('primary_key', { all: true }));
     expect(db.access.callsTo(SOME_USERS)).toHaveLength(1);
   });
 
   it('does not refresh for a read that meets no invalid record', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     const spec = indexes.createSpec('primary_key', 1);
     table.invalidateRecords([spec], [spec]);
     await expect(table.getFirstRecord('primary_key', 2)).resolves.toEqual(bob);
@@ -114,17 +114,17 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('removes a record deleted in the database when it is refreshed', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.rows.delete(2);
     const spec = indexes.createSpec('primary_key', 2);
     table.invalidateRecords([spec], [spec]);
     await expect(table.getFirstRecord('primary_key', 2)).rejects.toMatchObject({ code: 'TC_NOT_FOUND' });
-    await expect(readUsers(table.getRecords('primary_key', { allPrimaryKeys: true }))).resolves.toEqual([alice]);
+    await expect(readUsers(table.getRecords('primary_key', { all: true }))).resolves.toEqual([alice]);
   });
 
   it('adds records inserted in the database after the load once they are invalidated and refreshed', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set(carol);
     await expect(table.getFirstRecord('primary_key', 3)).rejects.toMatchObject({ code: 'TC_NOT_FOUND' });
     const spec = indexes.createSpec('primary_key', 3);
@@ -132,13 +132,13 @@ describe('CachedTable invalidation and refresh', () => {
     await expect(table.refreshInvalid()).resolves.toEqual({ expired: 0, loaded: 1 });
     const queries = db.access.queryCount;
     await expect(table.getFirstRecord('primary_key', 3)).resolves.toEqual(carol);
-    await expect(readUsers(table.getRecords('primary_key', { allPrimaryKeys: true }))).resolves.toEqual([alice, bob, carol]);
+    await expect(readUsers(table.getRecords('primary_key', { all: true }))).resolves.toEqual([alice, bob, carol]);
     expect(db.access.queryCount).toBe(queries);
   });
 
   it('keeps serving the old record with forceRefreshOnNextRead: false until refreshInvalid()', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set({ ...alice, name: 'New Name' });
     const spec = indexes.createSpec('primary_key', 1);
     table.invalidateRecords([spec], [spec], { forceRefreshOnNextRead: false });
@@ -152,7 +152,7 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('does nothing on refreshInvalid() when no record is invalid', async () => {
     const { table, db, storage } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     const queries = db.access.queryCount;
     await expect(table.refreshInvalid()).resolves.toEqual({ expired: 0, loaded: 0 });
     expect(db.access.queryCount).toBe(queries);
@@ -161,7 +161,7 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('refreshes several invalidations in one merge', async () => {
     const { table, indexes, db, storage } = usersTable([alice, bob, carol]);
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     for (const id of [1, 3]) {
       db.set({ ...db.rows.get(id)!, name: `renamed ${id}` });
       const spec = indexes.createSpec('primary_key', id);
@@ -169,13 +169,13 @@ describe('CachedTable invalidation and refresh', () => {
     }
     await expect(table.refreshInvalid()).resolves.toEqual({ expired: 2, loaded: 2 });
     expect(storage.mergeCount).toBe(1);
-    const users = await readUsers(table.getRecords('primary_key', { allPrimaryKeys: true }));
+    const users = await readUsers(table.getRecords('primary_key', { all: true }));
     expect(users.map((user) => user.name)).toEqual(['renamed 1', 'Bob', 'renamed 3']);
   });
 
   it('stages a refresh in scratch space, so reads before its merge still see the old record', async () => {
     const { table, indexes, db, storage } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set({ ...alice, name: 'New Name' });
     const spec = indexes.createSpec('primary_key', 1);
     table.invalidateRecords([spec], [spec], { forceRefreshOnNextRead: false });
@@ -197,7 +197,7 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('leaves the invalidations pending when a refresh fails, so the next read retries it', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set({ ...alice, name: 'New Name' });
     const spec = indexes.createSpec('primary_key', 1);
     table.invalidateRecords([spec], [spec]);
@@ -209,7 +209,7 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('leaves the invalidations pending when refreshInvalid() fails, and a later call completes them', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set({ ...bob, name: 'Robert' });
     const spec = indexes.createSpec('primary_key', 2);
     table.invalidateRecords([spec], [spec], { forceRefreshOnNextRead: false });
@@ -222,7 +222,7 @@ describe('CachedTable invalidation and refresh', () => {
 
   it("starts a refresh's database read before its storage discard, and releases the read when the discard fails", async () => {
     const { table, indexes, db, storage } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     let readReleased = false;
     db.access.answer(SOME_USERS, async function* () {
       try {
@@ -243,7 +243,7 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('keeps an invalidation that arrives while a refresh reads the database, and refreshes it on the next read', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set({ ...alice, name: 'Alice 2' });
     const one = indexes.createSpec('primary_key', 1);
     table.invalidateRecords([one], [one]);
@@ -261,7 +261,7 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('makes a read of a record whose refresh is already running wait for that refresh', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set({ ...alice, name: 'New Name' });
     const spec = indexes.createSpec('primary_key', 1);
     table.invalidateRecords([spec], [spec]);
@@ -281,7 +281,7 @@ describe('CachedTable invalidation and refresh', () => {
 
   it('makes refreshInvalid() wait for a refresh that is already running the invalidations', async () => {
     const { table, indexes, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     db.set({ ...alice, name: 'New Name' });
     const spec = indexes.createSpec('primary_key', 1);
     table.invalidateRecords([spec], [spec], { forceRefreshOnNextRead: false });

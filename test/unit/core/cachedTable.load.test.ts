@@ -12,7 +12,7 @@ import { ALL_USERS, SOME_USERS, UsersDb, alice, bob, carol, collect, readUsers, 
 describe('CachedTable loading', () => {
   it('loads the records of the spec straight into storage, not through scratch space', async () => {
     const { table, storage } = usersTable();
-    await expect(table.load('primary_key', { allPrimaryKeys: true })).resolves.toEqual({ expired: 0, loaded: 2 });
+    await expect(table.load('primary_key', { all: true })).resolves.toEqual({ expired: 0, loaded: 2 });
     expect(storage.events).toEqual(['clear', 'put', 'markLoaded']);
     expect(table.isLoaded).toBe(true);
   });
@@ -31,7 +31,7 @@ describe('CachedTable loading', () => {
     let readDone = false;
     void read.then(() => (readDone = true));
     const hold = db.holdNext(ALL_USERS, { afterRows: 1 });
-    const load = table.load('primary_key', { allPrimaryKeys: true });
+    const load = table.load('primary_key', { all: true });
     await hold.reached;
     await settle();
     expect(readDone).toBe(false);
@@ -47,15 +47,15 @@ describe('CachedTable loading', () => {
     void table.loaded().then(() => (loaded = true));
     await settle();
     expect(loaded).toBe(false);
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     await settle();
     expect(loaded).toBe(true);
   });
 
   it('rejects a second load with TC_ALREADY_LOADED', async () => {
     const { table } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
-    const second = table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
+    const second = table.load('primary_key', { all: true });
     await expect(second).rejects.toBeInstanceOf(AlreadyLoadedError);
     await expect(second).rejects.toMatchObject({ code: 'TC_ALREADY_LOADED', message: expect.stringMatching(/already loaded.*adjust\(\)/) });
   });
@@ -63,9 +63,9 @@ describe('CachedTable loading', () => {
   it('rejects a second load while the first is still running, without disturbing it', async () => {
     const { table, db } = usersTable();
     const hold = db.holdNext(ALL_USERS, { afterRows: 1 });
-    const first = table.load('primary_key', { allPrimaryKeys: true });
+    const first = table.load('primary_key', { all: true });
     await hold.reached;
-    await expect(table.load('primary_key', { allPrimaryKeys: true })).rejects.toMatchObject({ code: 'TC_ALREADY_LOADED' });
+    await expect(table.load('primary_key', { all: true })).rejects.toMatchObject({ code: 'TC_ALREADY_LOADED' });
     hold.release();
     await expect(first).resolves.toEqual({ expired: 0, loaded: 2 });
     expect(db.access.callsTo(ALL_USERS)).toHaveLength(1);
@@ -74,20 +74,20 @@ describe('CachedTable loading', () => {
   it('can be retried after a failed load, and reads wait for the retry', async () => {
     const { table, db } = usersTable();
     db.failNext(ALL_USERS, new Error('connection reset'));
-    const read = readUsers(table.getRecords('primary_key', { allPrimaryKeys: true }));
-    await expect(table.load('primary_key', { allPrimaryKeys: true })).rejects.toThrow('connection reset');
+    const read = readUsers(table.getRecords('primary_key', { all: true }));
+    await expect(table.load('primary_key', { all: true })).rejects.toThrow('connection reset');
     expect(table.isLoaded).toBe(false);
-    await expect(table.load('primary_key', { allPrimaryKeys: true })).resolves.toEqual({ expired: 0, loaded: 2 });
+    await expect(table.load('primary_key', { all: true })).resolves.toEqual({ expired: 0, loaded: 2 });
     await expect(read).resolves.toEqual([alice, bob]);
   });
 
   it('clears what a failed load left in storage when it is retried', async () => {
     const { table, db } = usersTable([alice, bob, carol]);
     db.failNext(ALL_USERS, new Error('connection reset'));
-    await expect(table.load('primary_key', { allPrimaryKeys: true })).rejects.toThrow();
+    await expect(table.load('primary_key', { all: true })).rejects.toThrow();
     db.rows.delete(1);
-    await table.load('primary_key', { allPrimaryKeys: true });
-    await expect(readUsers(table.getRecords('primary_key', { allPrimaryKeys: true }))).resolves.toEqual([bob, carol]);
+    await table.load('primary_key', { all: true });
+    await expect(readUsers(table.getRecords('primary_key', { all: true }))).resolves.toEqual([bob, carol]);
   });
 
   it('rejects loading by an index that cannot be adjusted by, naming the table and index', async () => {
@@ -129,13 +129,13 @@ describe('CachedTable reads', () => {
 
   it('accepts a spec object as well as an index name with arguments', async () => {
     const { table, indexes } = usersTable();
-    await table.load(indexes.createSpec('primary_key', { allPrimaryKeys: true }));
+    await table.load(indexes.createSpec('primary_key', { all: true }));
     await expect(readUsers(table.getRecords(indexes.createSpec('primary_key', 2)))).resolves.toEqual([bob]);
   });
 
   it('throws TC_NOT_FOUND from getFirstRecord when nothing matches, without asking the database of a covered key', async () => {
     const { table, db } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     const queriesAfterLoad = db.access.queryCount;
     const attempt = table.getFirstRecord('primary_key', 3);
     await expect(attempt).rejects.toBeInstanceOf(RecordNotFoundError);
@@ -152,7 +152,7 @@ describe('CachedTable reads', () => {
 
   it('rejects an index name the Indexes do not have with TC_INVALID_ARGUMENT', async () => {
     const { table } = usersTable();
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     await expect(table.getFirstRecord('nickname', 1)).rejects.toMatchObject({ code: 'TC_INVALID_ARGUMENT' });
   });
 
@@ -165,7 +165,7 @@ describe('CachedTable reads', () => {
       .answer('some', ([ids]) => [...rows.values()].filter((row) => (ids as bigint[]).includes(row.id)));
     const indexes = new PrimaryKeyIndexes((row: { id: bigint; name: string }) => row.id, 'all', 'some');
     const table = new CachedTable(indexes, db, new LocalStorageTable(indexes));
-    await table.load('primary_key', { allPrimaryKeys: true });
+    await table.load('primary_key', { all: true });
     await expect(collect(table.getRecords('primary_key', a))).resolves.toEqual([{ id: a, name: `row ${a}` }]);
     await expect(table.getFirstRecord('primary_key', b)).resolves.toEqual({ id: b, name: `row ${b}` });
     rows.set(a, { id: a, name: 'renamed' });

@@ -19,6 +19,7 @@ describe('CachedTable argument types', () => {
   it('takes the arguments of PrimaryKeyIndexes specs after the index name', async () => {
     const indexes = new PrimaryKeyIndexes((user: User) => user.user_id, 'all', 'some');
     const table = new CachedTable(indexes, db, new LocalStorageTable(indexes));
+    expectTypeOf(table.load).toBeCallableWith('primary_key', { all: true });
     expectTypeOf(table.load).toBeCallableWith('primary_key', { allPrimaryKeys: true });
     expectTypeOf(table.getRecords).toBeCallableWith('primary_key', 1, 2);
     expectTypeOf(table.getFirstRecord).toBeCallableWith('primary_key', 1);
@@ -32,6 +33,8 @@ describe('CachedTable argument types', () => {
       table.getRecords('primary_key', { ge: 1 });
       // @ts-expect-error the primary keys of these indexes are numbers
       table.getRecords('primary_key', 'one');
+      // @ts-expect-error all must be true
+      void table.load('primary_key', { all: false });
       // @ts-expect-error allPrimaryKeys must be true
       void table.load('primary_key', { allPrimaryKeys: false });
       // @ts-expect-error a spec of other Indexes is not accepted
@@ -58,7 +61,10 @@ describe('CachedTable argument types', () => {
     const table = new CachedTable(indexes, db, new LocalStorageTable(indexes));
     expectTypeOf(table.getRecords).toBeCallableWith('all');
     expectTypeOf(table.getRecords).toBeCallableWith('all', { recheck: (user: User) => user.name === 'a' });
+    expectTypeOf(table.load).toBeCallableWith('all', { all: true });
     const refused = () => {
+      // @ts-expect-error all must be true
+      void table.load('all', { all: false });
       // @ts-expect-error the recheck receives records of the table
       table.getRecords('all', { recheck: (user: { other: string }) => user.other === 'a' });
     };

@@ -40,6 +40,30 @@ describe('PrimaryKeyIndexes', () => {
       expect(allSpec(indexes)).toMatchObject({ primaryKeys: [], allPrimaryKeys: true });
     });
 
+    it('names every record with { all: true }, the spelling every Indexes shares', () => {
+      const indexes = makeIndexes();
+      const spec = indexes.createSpec('primary_key', { all: true });
+      expect(spec).toMatchObject({ primaryKeys: [], all: true });
+      expect(String(spec)).toBe('all records');
+      expect(indexes.dbRecordsSpec(spec)).toEqual(new QueryArgsDbRecordsSpec(ALL, []));
+      expect(keysSpec(indexes, 1).all).toBe(false);
+    });
+
+    it('still takes the deprecated { allPrimaryKeys: true }, as the same spec as { all: true }', () => {
+      const indexes = makeIndexes();
+      expect(allSpec(indexes)).toEqual(indexes.createSpec('primary_key', { all: true }));
+      expect(allSpec(indexes).allPrimaryKeys).toBe(true);
+      expect(indexes.createSpec('primary_key', { all: true }).allPrimaryKeys).toBe(true);
+    });
+
+    it('rejects an options object without all: true, naming what it got and what to pass', () => {
+      const indexes = makeIndexes();
+      expect(() => indexes.createSpec('primary_key', ...([{ all: false }] as unknown as [{ all: true }]))).toThrow(
+        'Pass primary keys, or { all: true } alone; got an object with the keys all instead.',
+      );
+      expect(() => indexes.createSpec('primary_key', ...([{}] as unknown as [{ all: true }]))).toThrow('got an object with no keys instead');
+    });
+
     it('rejects any index but primary_key, naming it', () => {
       expect(() => makeIndexes().createSpec('city', 1)).toThrow(InvalidArgumentError);
       expect(() => makeIndexes().createSpec('city', 1)).toThrow(/"city"/);
