@@ -93,6 +93,9 @@ export class ChangeBatch {
   /** The trigger time (`ts`) of every change notification, in arrival order, for the lag metric. */
   readonly changeTimes: number[] = [];
 
+  /** When the oldest change of this batch arrived (`performance.now()` ms), for the pending-change gauge; `null`: none. */
+  oldestChangeArrivedAt: number | null = null;
+
   /** The changes of `table`, created on first use. */
   table(table: string): TableChanges {
     let changes = this.tables.get(table);
@@ -122,5 +125,6 @@ export class ChangeBatch {
     this.notifications += other.notifications;
     this.receivedKeys += other.receivedKeys;
     for (const time of other.changeTimes) this.changeTimes.push(time);
+    if (other.oldestChangeArrivedAt !== null) this.oldestChangeArrivedAt = Math.min(this.oldestChangeArrivedAt ?? other.oldestChangeArrivedAt, other.oldestChangeArrivedAt);
   }
 }

@@ -78,11 +78,14 @@ export class ChangeMapper {
 
   /**
    * Adds the payload's effect to `batch`; the reloads it asks for go to
-   * `reload` (default: into `batch`).
+   * `reload` (default: into `batch`). With `onlyTable`, only that cached
+   * table's routes are followed.
    */
-  map(payload: ChangePayload, batch: ChangeBatch, reload?: ReloadSink): MapOutcome {
-    const routes = this.routes.get(payload.t);
-    if (routes === undefined) return 'unrelated';
+  map(payload: ChangePayload, batch: ChangeBatch, reload?: ReloadSink, onlyTable?: string): MapOutcome {
+    const allRoutes = this.routes.get(payload.t);
+    // A table's own step loop maps only into that table: the other tables cut the same payload in their own steps.
+    const routes = onlyTable === undefined ? allRoutes : allRoutes?.filter((route) => route.table.name === onlyTable);
+    if (routes === undefined || routes.length === 0) return 'unrelated';
     const sink: ReloadSink = reload ?? ((table, reason, kind) => batch.table(table).requestReload(reason, kind));
     if (payload.op === 'T' || payload.op === 'X') {
       const reason = payload.op === 'T' ? `${payload.t} was truncated` : `${payload.t} changed in bulk (${payload.reason})`;

@@ -11,6 +11,8 @@ interface PendingChange {
   readonly payload: ChangePayload;
   /** Keys it carries (what the queue bound counts). */
   readonly keys: number;
+  /** When it arrived (`performance.now()` ms): the lag gauge counts from here. */
+  readonly arrivedAt: number;
 }
 
 /** What a step takes from the queue before it opens its snapshot. */
@@ -44,6 +46,8 @@ export class ChangeQueue {
   private since: number | null = null;
   /** Trigger times of changes dropped by {@link dropChanges}, reported with the next step. */
   private droppedChangeTimes: number[] = [];
+  /** When the oldest dropped change arrived (its reload, in the next step, makes it visible). */
+  private droppedArrivedAt: number | null = null;
 
   /** Whether anything waits for a step. */
   get hasWork(): boolean {
@@ -68,9 +72,19 @@ export class ChangeQueue {
   addChange(payload: ChangePayload): void {
     const keys = payload.op === 'T' || payload.op === 'X' ? 1 : payload.k.length + (payload.ok?.length ?? 0);
     this.since ??= performance.now();
-    this.changes.push({ xid: BigInt(payload.xid), payload, keys });
+    this.changes.push({ xid: BigInt(payload.xid), payload, keys, arrivedAt: performance.now() });
     this.changeKeys += keys;
     this.sourceKeys.set(payload.t, (this.sourceKeys.get(payload.t) ?? 0) + keys);
+  }
+
+  /**
+   * When the oldest change not yet handed to a step arrived
+   * (`performance.now()` ms), dropped ones included; `null` when there is none.
+   */
+  get oldestChangeArrivedAt(): number | null {
+    const queued = this.changes[0]?.arrivedAt ?? null;
+    if (queued === null) return this.droppedArrivedAt;
+    return this.droppedArrivedAt === null ? queued : Math.min(queued, this.droppedArrivedAt);
   }
 
   /** Keys queued from source table `source`. */
@@ -91,7 +105,7 @@ export class ChangeQueue {
   dropChangesFrom(source: string): void {
     const kept: PendingChange[] = [];
     for (const change of this.changes) {
-      if (change.payload.t === source) this.droppedChangeTimes.push(change.payload.ts);
+      if (change.payload.t === source) this.drop(change);
       else kept.push(change);
     }
     this.keep(kept);
@@ -114,9 +128,14 @@ export class ChangeQueue {
    */
   dropChanges(): number {
     const dropped = this.changeKeys;
-    for (const change of this.changes) this.droppedChangeTimes.push(change.payload.ts);
+    for (const change of this.changes) this.drop(change);
     this.keep([]);
     return dropped;
+  }
+
+  private drop(change: PendingChange): void {
+    this.droppedChangeTimes.push(change.payload.ts);
+    this.droppedArrivedAt = Math.min(this.droppedArrivedAt ?? change.arrivedAt, change.arrivedAt);
   }
 
   private keep(changes: PendingChange[]): void {
@@ -153,11 +172,21 @@ export class ChangeQueue {
    * barriers taken at its start. The other changes stay queued. A reload a
    * change asks for (coarse, truncate, unmappable keys) is added when
    * `admitReload` lets it run now (else it was deferred by the caller).
+   * With `onlyTable` (a table's own step loop), changes are mapped into that
+   * table only.
    */
-  cut(start: StepStart, snapshot: StepSnapshot, mapper: ChangeMapper, admitReload: (table: string, reason: string, kind: ReloadKind) => boolean): ChangeBatch {
+  cut(
+    start: StepStart,
+    snapshot: StepSnapshot,
+    mapper: ChangeMapper,
+    admitReload: (table: string, reason: string, kind: ReloadKind) => boolean,
+    onlyTable?: string,
+  ): ChangeBatch {
     const batch = new ChangeBatch(start.startedAt);
     for (const time of this.droppedChangeTimes) batch.changeTimes.push(time);
+    batch.oldestChangeArrivedAt = this.droppedArrivedAt;
     this.droppedChangeTimes = [];
+    this.droppedArrivedAt = null;
     for (const [name, changes] of start.reloads.entries()) batch.table(name).absorb(changes);
     const kept: PendingChange[] = [];
     for (const change of this.changes) {
@@ -167,9 +196,15 @@ export class ChangeQueue {
       }
       batch.notifications++;
       batch.changeTimes.push(change.payload.ts);
-      mapper.map(change.payload, batch, (table, reason, kind) => {
-        if (admitReload(table, reason, kind)) batch.table(table).requestReload(reason, kind);
-      });
+      batch.oldestChangeArrivedAt = Math.min(batch.oldestChangeArrivedAt ?? change.arrivedAt, change.arrivedAt);
+      mapper.map(
+        change.payload,
+        batch,
+        (table, reason, kind) => {
+          if (admitReload(table, reason, kind)) batch.table(table).requestReload(reason, kind);
+        },
+        onlyTable,
+      );
     }
     if (kept.length !== this.changes.length) this.keep(kept);
     // Changes left for a later step have waited since this step's start.

@@ -44,6 +44,8 @@ export { verifyCache, type RecordDifference, type TableVerification, type Verify
 export { ChangeMapper, type MapOutcome, type MappedTable } from './changeMapper.ts';
 export { ChangeBatch, TableChanges } from './changeBatch.ts';
 export { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from './changePipeline.ts';
+export { TableStepLoop, type TableStepLoopOptions } from './tableStepLoop.ts';
+export { BarrierTracker, type BarrierTrackerOptions } from './barrierTracker.ts';
 export { ChangeQueue, type StepStart } from './changeQueue.ts';
 export {
   parsePgSnapshot,

@@ -62,6 +62,13 @@ export interface StepSnapshot {
    * otherwise), and rethrows it.
    */
   isolate<T>(work: () => Promise<T>): Promise<T>;
+  /**
+   * Bounds every later statement of the snapshot's session (`SET LOCAL
+   * statement_timeout`, so it ends with the transaction): a refresh or load
+   * query that runs longer fails with SQLSTATE 57014 instead of holding its
+   * table's steps. 0 lifts the bound.
+   */
+  limitStatements(timeoutMs: number): Promise<void>;
   /** Ends the transaction and returns the session; never rejects. */
   close(): Promise<void>;
 }
@@ -177,6 +184,10 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
             await client.query('ROLLBACK TO SAVEPOINT tablecache_table').catch(() => undefined);
             throw error;
           }
+        },
+        limitStatements: async (timeoutMs) => {
+          // SET takes no parameters; the value is an integer we made.
+          await client.query(`SET LOCAL statement_timeout = ${Math.max(0, Math.floor(timeoutMs))}`);
         },
         close: async () => {
           if (closed) return;

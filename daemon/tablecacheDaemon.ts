@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
 import { KeyColumnIndexes } from '../lib/core/keyColumnIndexes.ts';
@@ -14,6 +15,7 @@ import { redactUrl } from './config/redactUrl.ts';
 import type { DaemonDependency, DaemonEvents, LoadProgressEvent, ReloadKind, WaitingEvent } from './daemonEvents.ts';
 import type { DaemonStorage } from './daemonStorage.ts';
 import { errorSource } from './errorSource.ts';
+import { LagReadiness } from './lagReadiness.ts';
 import { NotificationQueueWatch } from './notificationQueueWatch.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
@@ -54,6 +56,8 @@ export interface DaemonOptions {
   readonly queueCheckIntervalMs?: number;
   /** How often the source tables' triggers and shapes are checked (default: the config's `daemon.captureCheckIntervalMs`). */
   readonly captureCheckIntervalMs?: number;
+  /** How often each table's lag is sampled for readiness (default 250 ms). */
+  readonly lagSampleIntervalMs?: number;
 }
 
 /**
@@ -166,6 +170,9 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   /** Tables whose last load failed (they are retried). */
   private readonly failedLoads = new Set<string>();
   private readonly down = new Set<DaemonDependency>();
+  /** Readiness by each table's oldest change not yet visible (`daemon.maxLagMs`), with hysteresis. */
+  private readonly lag: LagReadiness;
+  private lagSampler: NodeJS.Timeout | null = null;
 
   /**
    * A daemon for `config`, not started: attach listeners (metrics, health),
@@ -178,6 +185,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     super();
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.storage = options.storage ?? new RedisDaemonStorage(config.redis, { leaseTtlMs: options.leaseTtlMs ?? config.daemon.leaseTtlMs });
+    this.lag = new LagReadiness({ maxLagMs: config.daemon.maxLagMs });
     this.on('waiting', (event) => {
       this.waitingFor = event;
     });
@@ -246,7 +254,9 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     const signal = options.signal === undefined ? this.stopper.signal : AbortSignal.any([options.signal, this.stopper.signal]);
     const mapped: MappedTable[] = [];
     for (const table of config.tables) mapped.push({ name: table.name, indexes: await tableIndexes(table), sources: table.sources });
-    const db = new PostgresAccess({ connectionString: config.postgres.url, application_name: 'tablecache-daemon', logger });
+    // Tables step at the same time, each holding a snapshot session while it sends its tick on another: room for
+    // every table's two, and for the checks beside them, so that a slow table never waits for a connection.
+    const db = new PostgresAccess({ connectionString: config.postgres.url, application_name: 'tablecache-daemon', logger, max: 10 + 2 * mapped.length });
     this.db = db;
     logger.info({ storage: this.storage.description, tables: mapped.map((table) => table.name) }, 'starting');
     await this.storage.connect({ logger, events: this, signal });
@@ -289,6 +299,8 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       events: this,
       logger,
       ...(options.storageCheckIntervalMs === undefined ? {} : { storageCheckIntervalMs: options.storageCheckIntervalMs }),
+      refreshTimeoutMs: config.daemon.refreshTimeoutMs,
+      loadTimeoutMs: config.daemon.loadTimeoutMs,
     });
     this.pipeline = pipeline;
     const postgres = `Postgres at ${redactUrl(config.postgres.listenUrl)}`;
@@ -341,6 +353,9 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         pipeline.requestReload(null, `the triggers fell silent: the notification queue reached ${(peak * 100).toFixed(1)}% usage`, 'queue_full'),
     });
     this.queueWatch.start();
+    // Sampled on a timer, not only when /readyz asks: the hysteresis needs to know for how long the lag stayed low.
+    this.lagSampler = setInterval(() => this.sampleLag(), options.lagSampleIntervalMs ?? 250);
+    this.lagSampler.unref();
     logger.info({ tables: this.tableNames, channel: config.triggers.channel, storage: this.storage.description }, 'daemon started');
   }
 
@@ -364,6 +379,20 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         await abortableDelay(retryInMs, options.signal);
       }
     }
+  }
+
+  private sampleLag(): void {
+    const now = performance.now();
+    for (const [table, ageMs] of this.oldestPendingChangeAges(now)) this.lag.observe(table, ageMs, now);
+  }
+
+  /**
+   * Per table, the age (ms) of the oldest change the daemon received and has
+   * not made visible to readers yet (0 when there is none): the
+   * `tablecache_oldest_pending_change_seconds` gauge, and what `daemon.maxLagMs` bounds.
+   */
+  oldestPendingChangeAges(now = performance.now()): Map<string, number> {
+    return this.pipeline?.oldestPendingChangeAges(now) ?? new Map(this.tableNames.map((name) => [name, 0]));
   }
 
   /** Where the daemon is in its life. */
@@ -405,6 +434,8 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         if (this.down.has('postgres')) reasons.push('the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)');
         if (this.down.has('redis')) reasons.push(`the connection to ${this.storage.description} is down; reconnecting`);
         for (const problem of this.captureCheck?.problems() ?? []) reasons.push(problem.message);
+        this.sampleLag();
+        for (const lagging of this.lag.laggingTables()) reasons.push(this.lag.describe(lagging));
         const pending = this.pipeline?.pendingReloads() ?? new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
         for (const [name, { loaded }] of Object.entries(tables)) {
           const reload = pending.get(name);
@@ -473,6 +504,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
 
   /** Stops listening, waits for the batch in flight, gives the leases up, closes the connections. */
   private async release(): Promise<void> {
+    if (this.lagSampler !== null) clearInterval(this.lagSampler);
     await this.captureCheck?.close();
     await this.queueWatch?.close();
     await this.listener?.close();

@@ -14,7 +14,7 @@ export type IndexesFactory = (table: TableConfig) => AnyIndexes<Record<string, u
 export const CONFIG_DEFAULTS = {
   redis: { keyPrefix: 'tablecache:' },
   triggers: TRIGGER_DEFAULTS,
-  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, logLevel: 'info' },
+  daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, refreshTimeoutMs: 30_000, loadTimeoutMs: 300_000, maxLagMs: 30_000, logLevel: 'info' },
 } as const;
 
 /** A strict object whose "unknown key" error lists the keys it knows, nearest first. */
@@ -167,6 +167,9 @@ export const configFileSchema = strictObject({
     verifySenders: z.boolean().default(daemonDefaults.verifySenders),
     leaseTtlMs: integer(1_000, 600_000).default(daemonDefaults.leaseTtlMs),
     captureCheckIntervalMs: integer(100, 3_600_000).default(daemonDefaults.captureCheckIntervalMs),
+    refreshTimeoutMs: integer(0, 86_400_000).default(daemonDefaults.refreshTimeoutMs),
+    loadTimeoutMs: integer(0, 86_400_000).default(daemonDefaults.loadTimeoutMs),
+    maxLagMs: integer(0, 86_400_000).default(daemonDefaults.maxLagMs),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(daemonDefaults.logLevel),
   }).prefault({}),
   tables: z
@@ -270,6 +273,19 @@ export interface TablecacheConfig {
     readonly leaseTtlMs: number;
     /** How often the daemon checks that the source tables' triggers are in place and their shape unchanged. */
     readonly captureCheckIntervalMs: number;
+    /**
+     * Statement timeout of a refresh step's queries (`resolve` queries and the
+     * refresh by key), in ms; 0: none. A refresh that runs longer fails, and
+     * its table is reloaded after a pause, without delaying other tables.
+     */
+    readonly refreshTimeoutMs: number;
+    /** Statement timeout of each query of a reload (the row estimate, each cursor fetch of 1,000 rows), in ms; 0: none. */
+    readonly loadTimeoutMs: number;
+    /**
+     * Age of a table's oldest change not yet visible beyond which `/readyz`
+     * is not ready (ready again once it stayed below half of it for 5 s); 0: never.
+     */
+    readonly maxLagMs: number;
     readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   };
   readonly tables: readonly TableConfig[];

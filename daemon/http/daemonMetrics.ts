@@ -9,6 +9,8 @@ export interface MetricsSource extends EventEmitter<DaemonEvents> {
   recordCounts(): Promise<ReadonlyMap<string, number | null>>;
   /** Distinct changed keys queued and not applied yet, per table. */
   queuedKeys?(): ReadonlyMap<string, number>;
+  /** Per table, the age (ms) of the oldest change received and not visible yet (0: none). */
+  oldestPendingChangeAges?(): ReadonlyMap<string, number>;
 }
 
 /** Options of {@link DaemonMetrics}. */
@@ -157,6 +159,19 @@ export class DaemonMetrics {
         collect() {
           this.reset();
           for (const [table, count] of queuedKeys()) this.set({ table }, count);
+        },
+      });
+    }
+    if (source.oldestPendingChangeAges !== undefined) {
+      const ages = source.oldestPendingChangeAges.bind(source);
+      new Gauge({
+        name: 'tablecache_oldest_pending_change_seconds',
+        help: 'Per table, how long ago the daemon received the oldest change it has not made visible to readers yet (0 when none waits; read at scrape time). daemon.maxLagMs bounds it for /readyz.',
+        labelNames: ['table'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [table, ms] of ages()) this.set({ table }, ms / 1000);
         },
       });
     }

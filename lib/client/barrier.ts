@@ -23,17 +23,61 @@ export function barrierMarkKey(keyPrefix: string, id: string): string {
   return `{${keyPrefix}}barrier:${id}`;
 }
 
+/**
+ * The Redis key where the daemon lists the tables a barrier still waits
+ * for: `{<keyPrefix>}barrier-behind:<id>`, a JSON array of
+ * {@link BarrierBehindTable}, written while the barrier waits on a table
+ * that is slow or failing (same TTL as the mark).
+ */
+export function barrierBehindKey(keyPrefix: string, id: string): string {
+  return `{${keyPrefix}}barrier-behind:${id}`;
+}
+
+/** One table a barrier still waits for, as the daemon wrote it under {@link barrierBehindKey}. */
+export interface BarrierBehindTable {
+  readonly table: string;
+  /** Why, when the table's last step failed (the error's message); absent while its step is merely running. */
+  readonly reason?: string;
+}
+
 /** A barrier's mark did not appear in time (code `TC_TIMEOUT`). */
 export class BarrierTimeoutError extends TablecacheError {
+  /**
+   * @param behindTables The tables the daemon reported the barrier still waits for (empty when it reported none:
+   * it is down, listens elsewhere, or no table had finished a step since the barrier arrived).
+   */
   constructor(
     readonly barrierId: string,
     readonly timeoutMs: number,
+    readonly behindTables: readonly BarrierBehindTable[] = [],
   ) {
     super(
       'TC_TIMEOUT',
-      `Barrier ${barrierId} was not reached within ${timeoutMs} ms: the daemon is behind, down, or listens on another channel or key prefix. ` +
-        'Read from Postgres instead, or wait longer.',
+      behindTables.length > 0
+        ? `Barrier ${barrierId} was not reached within ${timeoutMs} ms: the daemon has not applied it to table(s) ` +
+            `${behindTables.map(({ table, reason }) => (reason === undefined ? `${table} (its step is still running)` : `${table} (failing: ${reason})`)).join(', ')}. ` +
+            'Read from Postgres instead, or wait longer.'
+        : `Barrier ${barrierId} was not reached within ${timeoutMs} ms: the daemon is behind, down, or listens on another channel or key prefix. ` +
+            'Read from Postgres instead, or wait longer.',
     );
+  }
+}
+
+/** Reads the daemon's list of tables a barrier waits for; empty when there is none or it cannot be read. */
+async function readBehindTables(redis: Redis, keyPrefix: string, id: string): Promise<BarrierBehindTable[]> {
+  try {
+    const text = await redis.get(barrierBehindKey(keyPrefix, id));
+    if (text === null) return [];
+    const parsed: unknown = JSON.parse(text);
+    if (!Array.isArray(parsed)) return [];
+    return parsed.flatMap((entry: unknown) => {
+      if (typeof entry !== 'object' || entry === null || typeof (entry as { table?: unknown }).table !== 'string') return [];
+      const { table, reason } = entry as { table: string; reason?: unknown };
+      return [typeof reason === 'string' ? { table, reason } : { table }];
+    });
+  } catch {
+    // The timeout is the error to report; this list only explains it.
+    return [];
   }
 }
 
@@ -79,7 +123,8 @@ const MAX_POLL_MS = 20;
  * so a reached barrier is seen within about a millisecond while a slow
  * daemon costs few round trips; the caller's connection is never blocked.
  *
- * @throws {@link BarrierTimeoutError} (`TC_TIMEOUT`) when the mark does not appear within `timeoutMs`.
+ * @throws {@link BarrierTimeoutError} (`TC_TIMEOUT`) when the mark does not appear within `timeoutMs`; its message and
+ * `behindTables` name the tables the daemon reported the barrier still waits for (a slow or failing table).
  * @throws {@link InvalidArgumentError} for a non-positive timeout.
  */
 export async function waitForBarrier(redis: Redis, id: string, options: WaitForBarrierOptions = {}): Promise<void> {
@@ -101,7 +146,7 @@ export async function waitForBarrier(redis: Redis, id: string, options: WaitForB
       return;
     }
     const left = deadline - performance.now();
-    if (left <= 0) throw new BarrierTimeoutError(id, timeoutMs);
+    if (left <= 0) throw new BarrierTimeoutError(id, timeoutMs, await readBehindTables(redis, options.keyPrefix ?? DEFAULT_KEY_PREFIX, id));
     await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
   }
 }

@@ -10,4 +10,4 @@ export type { NearCacheOptions, NearCacheStats, InvalidationEvent } from './near
 export { coverageCovers } from '../redis/coverageFormat.ts';
 export { MessagePackRecordCodec, type RecordCodec, type ColumnCodec } from '../redis/recordCodec.ts';
 export { RecordDecodeError, StorageFormatError, RedisTimeoutError, RedisConnectionError, ClosedError } from '../redis/redisErrors.ts';
-export { waitForBarrier, barrierMarkKey, BarrierTimeoutError, BARRIER_MARK_TTL_MS, type WaitForBarrierOptions } from './barrier.ts';
+export { waitForBarrier, barrierMarkKey, barrierBehindKey, BarrierTimeoutError, BARRIER_MARK_TTL_MS, type BarrierBehindTable, type WaitForBarrierOptions } from './barrier.ts';

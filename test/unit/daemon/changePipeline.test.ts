@@ -56,7 +56,8 @@ class FakeRedis {
     const marked = this.marked;
     return {
       set(key: string) {
-        ids.push(key.split('barrier:')[1]!);
+        // Only marks: the lists of tables a barrier waits for (barrier-behind:) are not marks.
+        if (key.includes('}barrier:')) ids.push(key.split('barrier:')[1]!);
         return this;
       },
       async exec() {

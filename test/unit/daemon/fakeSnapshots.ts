@@ -8,6 +8,8 @@ export class FakeSnapshots implements StepSnapshotSource {
   refuse = 0;
   /** Runs after a snapshot is fixed, before the step cuts its batch: where a notification "arrives with the tick". */
   onOpen: (() => void) | null = null;
+  /** The statement timeouts steps set on their snapshots, in order. */
+  readonly limits: number[] = [];
 
   async open(): Promise<StepSnapshot> {
     if (this.refuse > 0) {
@@ -17,7 +19,9 @@ export class FakeSnapshots implements StepSnapshotSource {
     const below = this.visibleBelow;
     this.opened++;
     this.onOpen?.();
-    return { isVisible: (xid) => xid < below, session: null, text: '', tickMs: 0, ticks: 1, isolate: (work) => work(), close: async () => {} };
+    return { isVisible: (xid) => xid < below, session: null, text: '', tickMs: 0, ticks: 1, isolate: (work) => work(), limitStatements: async (ms) => {
+        this.limits.push(ms);
+      }, close: async () => {} };
   }
 
   acceptTick(): boolean {

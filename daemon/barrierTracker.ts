@@ -1,0 +1,115 @@
+import type { Redis } from 'ioredis';
+import { BARRIER_MARK_TTL_MS, barrierBehindKey, barrierMarkKey, type BarrierBehindTable } from '../lib/client/barrier.ts';
+
+/** Options of a {@link BarrierTracker}. */
+export interface BarrierTrackerOptions {
+  /** Every cached table: a barrier waits for each of them. */
+  readonly tables: readonly string[];
+  /** Where barrier marks are written; absent when no reader can wait on them (in-process storage). */
+  readonly redis?: Pick<Redis, 'pipeline'> | undefined;
+  readonly keyPrefix: string;
+  /** A write to Redis failed (it is retried with the next report). */
+  readonly onError: (error: unknown, during: string) => void;
+}
+
+/** The longest reason written per table into a barrier's "behind" key. */
+const MAX_REASON_CHARS = 300;
+
+/**
+ * Barriers across tables that step on their own. A barrier means
+ * "everything committed before it is visible in every table", so it is
+ * marked once every table has applied a step whose snapshot was opened
+ * after the barrier arrived ({@link reached}), whatever order the tables
+ * get there in.
+ *
+ * While a barrier waits, the tables it waits for are written beside its mark
+ * (`{<keyPrefix>}barrier-behind:<id>`, a JSON list of `{ table, reason }`)
+ * whenever that list changes because a table got there or failed a step:
+ * a `waitForBarrier` that times out names them.
+ */
+export class BarrierTracker {
+  /** Per barrier id, in arrival order: the tables it still waits for. */
+  private readonly pending = new Map<string, Set<string>>();
+  /** Why a table is behind, while its last step failed. */
+  private readonly failures = new Map<string, string>();
+  /** Barriers whose mark could not be written; retried with the next write. */
+  private unmarked: string[] = [];
+
+  constructor(private readonly options: BarrierTrackerOptions) {}
+
+  /** A barrier arrived; every table must reach it. Call before handing it to the tables. */
+  arrive(id: string): void {
+    if (this.options.redis === undefined) return;
+    this.pending.set(id, new Set(this.options.tables));
+  }
+
+  /** The tables barrier `id` still waits for (empty when it is marked, or unknown). */
+  waitingOn(id: string): string[] {
+    return [...(this.pending.get(id) ?? [])];
+  }
+
+  /** Barriers not marked yet. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * `table` applied a step whose snapshot was opened after barriers `ids`
+   * arrived: marks those that now wait for no table, and rewrites the list
+   * of tables the others wait for.
+   */
+  async reached(table: string, ids: readonly string[]): Promise<void> {
+    this.failures.delete(table);
+    if (this.options.redis === undefined) return;
+    const complete: string[] = [];
+    const stillWaiting: string[] = [];
+    for (const id of ids) {
+      const tables = this.pending.get(id);
+      if (tables === undefined || !tables.delete(table)) continue;
+      if (tables.size === 0) {
+        this.pending.delete(id);
+        complete.push(id);
+      } else {
+        stillWaiting.push(id);
+      }
+    }
+    await this.write(complete, stillWaiting);
+  }
+
+  /** A step of `table` failed: the barriers waiting for it say so (and why) beside their marks. */
+  async failed(table: string, reason: string): Promise<void> {
+    this.failures.set(table, reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}…` : reason);
+    if (this.options.redis === undefined) return;
+    const waiting = [...this.pending].filter(([, tables]) => tables.has(table)).map(([id]) => id);
+    await this.write([], waiting);
+  }
+
+  /** Forgets every pending barrier (the daemon stops: waiters time out). */
+  clear(): void {
+    this.pending.clear();
+    this.unmarked = [];
+  }
+
+  private async write(complete: readonly string[], waiting: readonly string[]): Promise<void> {
+    const marks = [...this.unmarked, ...complete];
+    if (marks.length === 0 && waiting.length === 0) return;
+    this.unmarked = [];
+    const pipeline = this.options.redis!.pipeline();
+    for (const id of marks) pipeline.set(barrierMarkKey(this.options.keyPrefix, id), '1', 'PX', BARRIER_MARK_TTL_MS);
+    for (const id of waiting) {
+      const behind: BarrierBehindTable[] = [...(this.pending.get(id) ?? [])].map((table) => {
+        const reason = this.failures.get(table);
+        return reason === undefined ? { table } : { table, reason };
+      });
+      pipeline.set(barrierBehindKey(this.options.keyPrefix, id), JSON.stringify(behind), 'PX', BARRIER_MARK_TTL_MS);
+    }
+    try {
+      const replies = (await pipeline.exec()) ?? [];
+      const failure = replies.find(([error]) => error !== null);
+      if (failure) throw failure[0];
+    } catch (error) {
+      this.unmarked.unshift(...marks);
+      this.options.onError(error, 'marking barriers');
+    }
+  }
+}

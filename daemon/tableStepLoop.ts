@@ -1,0 +1,404 @@
+import type { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../lib/core/logger.ts';
+import type { ChangePayload } from '../sql-triggers/payload.ts';
+import type { ChangeBatch, TableChanges } from './changeBatch.ts';
+import type { ChangeMapper } from './changeMapper.ts';
+import { ChangeQueue } from './changeQueue.ts';
+import type { BarrierTracker } from './barrierTracker.ts';
+import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
+import { errorSource } from './errorSource.ts';
+import { ReloadThrottle } from './reloadThrottle.ts';
+import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
+import type { TableRefreshCounts } from './tableSync.ts';
+
+/** What the pipeline needs of a cached table ({@link TableSync} in the daemon). */
+export interface SyncedTable {
+  readonly name: string;
+  /** Whether a load succeeded and no reload failed since. */
+  readonly isLoaded: boolean;
+  /** Loads every record anew, reading `snapshot`; `reasons` are for its log line and events. */
+  reload(reasons: readonly string[], snapshot: StepSnapshot): Promise<{ readonly records: number; readonly ms: number }>;
+  /** Refreshes the records `changes` names, reading them (and resolving keys) in `snapshot`. */
+  refresh(changes: TableChanges, snapshot: StepSnapshot): Promise<TableRefreshCounts>;
+  /** Whether Redis still holds what the table published. */
+  storageIntact(): Promise<boolean>;
+}
+
+/** Options of a {@link TableStepLoop}; the pipeline's, for one table. */
+export interface TableStepLoopOptions {
+  readonly table: SyncedTable;
+  readonly mapper: ChangeMapper;
+  readonly snapshots: StepSnapshotSource;
+  readonly barriers: BarrierTracker;
+  readonly batchWindowMs: number;
+  readonly maxBatchKeys: number;
+  /** Keys queued for this table beyond which they are replaced by one reload of it. */
+  readonly maxQueuedKeys: number;
+  /** Keys queued from one source beyond which they are replaced by one (throttled) reload: `key_flood`. */
+  readonly maxQueuedKeysPerTable: number;
+  readonly minReloadIntervalMs: number;
+  readonly storageCheckIntervalMs: number;
+  /** Statement timeout of a refresh step's queries (resolve and refresh), in ms; 0: none. */
+  readonly refreshTimeoutMs: number;
+  /** Statement timeout of each query of a reload step (each cursor fetch of a load), in ms; 0: none. */
+  readonly loadTimeoutMs: number;
+  readonly events: EventEmitter<DaemonEvents>;
+  readonly logger: Logger;
+}
+
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5_000;
+
+/**
+ * One table's steps, independent of every other table's: its own cut of
+ * the change notifications (a payload that feeds several tables is queued
+ * in each of their loops), its own snapshot per step, its own failure
+ * backoff and reload throttle. A table whose query is slow, failing or
+ * timing out holds back only its own steps (issue #18).
+ *
+ * Each step:
+ *
+ * 1. takes the barriers and reload requests received so far;
+ * 2. opens a snapshot S (a tick NOTIFY committed after S proves that every
+ *    notification of a transaction visible in S has arrived) and bounds its
+ *    statements (`refreshTimeoutMs` or `loadTimeoutMs`);
+ * 3. cuts the queue: the changes whose transaction is visible in S, mapped
+ *    for this table; the rest stay queued;
+ * 4. reloads the table, or refreshes all its keys in one merge, all reads in S;
+ * 5. reports the barriers of step 1 as reached by this table
+ *    ({@link BarrierTracker}: marked once every table reached them).
+ *
+ * So after every step the table in Redis is its query's result in S, and
+ * its snapshots only move forward.
+ */
+export class TableStepLoop {
+  readonly name: string;
+  private readonly queue = new ChangeQueue();
+  /** The batch being applied. */
+  private inFlight: ChangeBatch | null = null;
+  /** Since when the step running now has been running (`performance.now()` ms); `null` between steps. */
+  private stepStartedAt: number | null = null;
+  /** Arrival of the oldest change a failed or held step did not make visible; the next successful step does. */
+  private carriedSince: number | null = null;
+  /** Barriers of failed steps: reached only with a later successful one. */
+  private deferredBarriers: string[] = [];
+  private closingSnapshot: Promise<void> = Promise.resolve();
+  private loadedOnce = false;
+  private wake: (() => void) | null = null;
+  private stopping = false;
+  private loop: Promise<void> | null = null;
+  private consecutiveFailures = 0;
+  private lastStorageCheck = performance.now();
+  private readonly throttle: ReloadThrottle;
+
+  constructor(private readonly options: TableStepLoopOptions) {
+    this.name = options.table.name;
+    this.throttle = new ReloadThrottle({
+      minIntervalMs: options.minReloadIntervalMs,
+      onDue: (table, reload, barriers) => {
+        for (const reason of reload.reasons) this.queue.requestReload([table], reason, [...reload.kinds][0]!);
+        for (const kind of reload.kinds) this.queue.requestedReloads.table(table).reloadKinds.add(kind);
+        for (const id of barriers) this.queue.addBarrier(id);
+        this.options.logger.info({ table, reasons: [...reload.reasons] }, 'reloading after the least interval between reloads');
+        this.wake?.();
+      },
+    });
+  }
+
+  /** Whether the table was loaded once: readers see a complete load of it, even while it is reloaded. */
+  get wasLoaded(): boolean {
+    return this.loadedOnce;
+  }
+
+  /** Whether the table was loaded and no reload waits after a failure. */
+  get isCaughtUp(): boolean {
+    return this.loadedOnce && this.options.table.isLoaded;
+  }
+
+  /** Keys queued from the change notifications (not the step in flight). */
+  get queuedKeys(): number {
+    return this.queue.queuedKeys;
+  }
+
+  /**
+   * When the oldest change this table has received and not made visible
+   * yet arrived (`performance.now()` ms): queued, in the step running now,
+   * or carried over from a step that failed or was held; `null` when every
+   * change it received is visible.
+   */
+  get oldestPendingChangeAt(): number | null {
+    let oldest: number | null = null;
+    for (const at of [this.queue.oldestChangeArrivedAt, this.inFlight?.oldestChangeArrivedAt ?? null, this.carriedSince]) {
+      if (at !== null && (oldest === null || at < oldest)) oldest = at;
+    }
+    return oldest;
+  }
+
+  /** How long the step running now has been running (ms), or `null` between steps. */
+  get stepRunningMs(): number | null {
+    return this.stepStartedAt === null ? null : performance.now() - this.stepStartedAt;
+  }
+
+  /** The reload requested and not finished yet (queued, in flight, or deferred by the throttle), or `undefined`. */
+  pendingReload(): { readonly reasons: string[]; readonly kinds: ReloadKind[] } | undefined {
+    const reasons: string[] = [];
+    const kinds: ReloadKind[] = [];
+    for (const batch of this.inFlight === null ? [this.queue.requestedReloads] : [this.inFlight, this.queue.requestedReloads]) {
+      for (const [, changes] of batch.entries()) {
+        if (!changes.needsReload) continue;
+        for (const reason of changes.reloadReasons) if (!reasons.includes(reason)) reasons.push(reason);
+        for (const kind of changes.reloadKinds) if (!kinds.includes(kind)) kinds.push(kind);
+      }
+    }
+    for (const reload of this.throttle.deferred().values()) {
+      for (const reason of reload.reasons) if (!reasons.includes(reason)) reasons.push(`${reason} (deferred: at most one reload per interval)`);
+      for (const kind of reload.kinds) if (!kinds.includes(kind)) kinds.push(kind);
+    }
+    return reasons.length === 0 && kinds.length === 0 ? undefined : { reasons, kinds };
+  }
+
+  /** Starts the loop (idempotent). */
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Queues a change notification that feeds this table. */
+  addChange(payload: ChangePayload): void {
+    this.queue.addChange(payload);
+    if (payload.op !== 'T' && payload.op !== 'X') this.boundQueuedKeys(payload.t);
+    this.collapseIfBehind();
+    this.wake?.();
+  }
+
+  /** Queues a barrier: reached with the next step whose snapshot is opened after now. */
+  addBarrier(id: string): void {
+    this.queue.addBarrier(id);
+    this.wake?.();
+  }
+
+  /** Reloads the table in the next step; `kind` is the reason's class for metrics. */
+  requestReload(reason: string, kind: ReloadKind): void {
+    this.queue.requestReload([this.name], reason, kind);
+    this.wake?.();
+  }
+
+  /**
+   * A reload a notification asks for: queued now, unless the table was
+   * reloaded less than `minReloadIntervalMs` ago; then it is deferred to the
+   * end of the interval (never dropped), joined by every request meanwhile.
+   */
+  requestThrottledReload(reason: string, kind: ReloadKind): void {
+    if (!this.throttle.admit(this.name, reason, kind)) return;
+    this.requestReload(reason, kind);
+  }
+
+  /** Finishes the step in flight and stops; queued work is dropped (the next start reloads everything). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.throttle.close();
+    this.wake?.();
+    await this.loop;
+    await this.closingSnapshot;
+  }
+
+  /** Past `maxQueuedKeysPerTable` keys from one source, its queued changes become one throttled reload (`key_flood`). */
+  private boundQueuedKeys(sourceTable: string): void {
+    const queued = this.queue.keysFrom(sourceTable);
+    if (queued <= this.options.maxQueuedKeysPerTable) return;
+    this.queue.dropChangesFrom(sourceTable);
+    const bound = this.options.maxQueuedKeysPerTable;
+    this.options.logger.warn({ table: this.name, source: sourceTable, queuedKeys: queued, bound }, 'too many changed keys queued for a table; reloading it instead');
+    this.requestThrottledReload(`more than ${bound} changed keys were queued`, 'key_flood');
+  }
+
+  /** Past `maxQueuedKeys`, the queued changes become one reload: it costs the same as catching up and holds nothing per key. */
+  private collapseIfBehind(): void {
+    if (this.queue.queuedKeys <= this.options.maxQueuedKeys) return;
+    const queued = this.queue.dropChanges();
+    this.options.logger.warn({ table: this.name, queuedKeys: queued }, 'fell behind; replacing the queued changes by a reload');
+    this.requestReload(`the daemon fell behind by ${queued} keys`, 'fell_behind');
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      if (!this.queue.hasWork) await this.waitForWork(this.options.storageCheckIntervalMs);
+      if (this.stopping) return;
+      await this.checkStorage();
+      if (!this.queue.hasWork) continue;
+      await this.waitForWindow();
+      if (this.stopping) return;
+      const failed = await this.step();
+      if (this.stopping) return;
+      if (failed) await this.pauseAfterFailure();
+      else this.consecutiveFailures = 0;
+    }
+  }
+
+  /** One step: snapshot, cut, apply, barriers. Returns whether it failed. */
+  private async step(): Promise<boolean> {
+    // Taken before S is opened: everything committed before these barriers and requests is visible in S.
+    const start = this.queue.takeStart();
+    this.inFlight = start.reloads;
+    this.stepStartedAt = performance.now();
+    let snapshot: StepSnapshot;
+    try {
+      snapshot = await this.options.snapshots.open();
+    } catch (error) {
+      this.inFlight = null;
+      this.stepStartedAt = null;
+      this.queue.giveBack(start);
+      this.reportError(error, 'opening a snapshot for the next step');
+      return true;
+    }
+    try {
+      if (!this.options.table.isLoaded && !start.reloads.table(this.name).needsReload) start.reloads.table(this.name).requestReload('its last reload failed', 'failure');
+      const batch = this.queue.cut(start, snapshot, this.options.mapper, (table, reason, kind) => this.throttle.admit(table, reason, kind), this.name);
+      this.inFlight = batch;
+      const reached = this.holdIfDeferred(batch);
+      return await this.apply(batch, reached, snapshot);
+    } finally {
+      this.inFlight = null;
+      this.stepStartedAt = null;
+      // Ending the read-only transaction is off the path to the next step (close never rejects).
+      this.closingSnapshot = snapshot.close();
+    }
+  }
+
+  /**
+   * Throttle bookkeeping for a cut batch; returns the barriers this step
+   * reaches if it succeeds. A reload in this step covers a deferred one
+   * (barriers that waited for it are reached with this step). While this
+   * table's reload is deferred, it stays at its last step: its keys are
+   * dropped (refreshing part of what the deferred reload stands for could
+   * publish part of a transaction; that reload, in a later snapshot, holds
+   * them), and so are its barriers, until the reload is applied.
+   */
+  private holdIfDeferred(batch: ChangeBatch): string[] {
+    const changes = batch.entries().find(([name]) => name === this.name)?.[1];
+    const released = changes?.needsReload === true || !this.options.table.isLoaded ? this.throttle.reloadStarted(this.name) : [];
+    if (this.throttle.deferred().has(this.name)) {
+      this.carry(batch.oldestChangeArrivedAt);
+      batch.forget(this.name);
+    }
+    const waiting = batch.barriers.filter((id) => this.throttle.holdBarrier(id));
+    return [...batch.barriers.filter((id) => !waiting.includes(id)), ...released];
+  }
+
+  /** Applies a batch in `snapshot`; returns whether it failed (the table is then reloaded in a later step). */
+  private async apply(batch: ChangeBatch, reachedBarriers: readonly string[], snapshot: StepSnapshot): Promise<boolean> {
+    const results: TableBatchResult[] = [];
+    const changes = batch.entries().find(([name]) => name === this.name)?.[1];
+    const reload = changes?.needsReload ?? false;
+    let failure: unknown = null;
+    if (changes !== undefined) {
+      try {
+        await snapshot.limitStatements(reload ? this.options.loadTimeoutMs : this.options.refreshTimeoutMs);
+        if (reload) {
+          const reasons = [...changes.reloadReasons];
+          const kinds: ReloadKind[] = [...changes.reloadKinds];
+          const { records, ms } = await this.options.table.reload(reasons, snapshot);
+          results.push({ table: this.name, action: 'reload', keys: 0, expired: 0, loaded: records });
+          this.reportLoaded(records, ms, reasons, kinds);
+        } else {
+          const counts = await this.options.table.refresh(changes, snapshot);
+          results.push({ table: this.name, action: 'refresh', ...counts });
+        }
+      } catch (error) {
+        failure = error;
+        this.reportError(error, `${reload ? 'reloading' : 'refreshing'} table ${this.name}`);
+      }
+    }
+    const barriers = [...this.deferredBarriers, ...reachedBarriers];
+    this.deferredBarriers = [];
+    if (failure !== null) {
+      this.carry(batch.oldestChangeArrivedAt);
+      this.requestReload('recovering from a failed refresh or reload', 'failure');
+      this.deferredBarriers = barriers;
+      await this.options.barriers.failed(this.name, failure instanceof Error ? failure.message : String(failure));
+    } else {
+      // A step that held the table for a deferred reload made nothing visible: its lag stays carried.
+      if (!this.throttle.deferred().has(this.name)) this.carriedSince = null;
+      await this.options.barriers.reached(this.name, barriers);
+    }
+    this.options.events.emit('batchApplied', {
+      notifications: batch.notifications,
+      receivedKeys: batch.receivedKeys,
+      tables: results,
+      barriers: failure !== null ? 0 : barriers.length,
+      ms: performance.now() - batch.startedAt,
+      tickMs: snapshot.tickMs,
+      oldestChangeAt: batch.changeTimes.reduce<number | null>((oldest, time) => (oldest === null || time < oldest ? time : oldest), null),
+      changeTimes: failure !== null ? [] : batch.changeTimes,
+    });
+    return failure !== null;
+  }
+
+  private carry(arrivedAt: number | null): void {
+    if (arrivedAt !== null) this.carriedSince = Math.min(this.carriedSince ?? arrivedAt, arrivedAt);
+  }
+
+  private waitForWork(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.wake = done;
+    });
+  }
+
+  /** Lets young work gather more notifications, unless enough keys are queued or the loop is stopping. */
+  private async waitForWindow(): Promise<void> {
+    for (;;) {
+      const left = (this.queue.queuedSince ?? 0) + this.options.batchWindowMs - performance.now();
+      if (left <= 0 || this.stopping || this.queue.queuedKeys >= this.options.maxBatchKeys) return;
+      await this.waitForWork(left);
+    }
+  }
+
+  private async pauseAfterFailure(): Promise<void> {
+    const delayMs = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(this.consecutiveFailures, 20));
+    this.consecutiveFailures++;
+    this.options.logger.warn({ table: this.name, retryInMs: delayMs }, 'retrying the failed table after a pause');
+    const until = performance.now() + delayMs;
+    while (!this.stopping && performance.now() < until) await this.waitForWork(until - performance.now());
+  }
+
+  /** Every `storageCheckIntervalMs`, asks whether Redis still holds the table's data; reloads it if not. */
+  private async checkStorage(): Promise<void> {
+    if (performance.now() - this.lastStorageCheck < this.options.storageCheckIntervalMs) return;
+    this.lastStorageCheck = performance.now();
+    if (!this.options.table.isLoaded) return;
+    try {
+      if (!(await this.options.table.storageIntact())) {
+        this.options.logger.warn({ table: this.name }, 'Redis no longer holds the published data (flushed, restarted or taken over); reloading');
+        this.requestReload('Redis lost the published data', 'storage_lost');
+      }
+    } catch (error) {
+      this.reportError(error, `checking table ${this.name} in Redis`);
+    }
+  }
+
+  private reportLoaded(records: number, ms: number, reasons: readonly string[], kinds: readonly ReloadKind[]): void {
+    const first = !this.loadedOnce;
+    this.loadedOnce = true;
+    const rowsPerSecond = ms > 0 ? Math.round((records * 1000) / ms) : null;
+    this.options.logger.info({ table: this.name, records, ms: Math.round(ms), rowsPerSecond, reasons }, first ? 'table loaded' : 'table reloaded');
+    this.options.events.emit(first ? 'loaded' : 'reloaded', { table: this.name, records, ms, reasons, kinds });
+  }
+
+  private reportError(error: unknown, during: string): void {
+    if (this.stopping) {
+      // A stop abandons a running load on purpose (readers keep the data published before it).
+      this.options.logger.info({ table: this.name, cause: error instanceof Error ? error.message : String(error) }, `stopped ${during}: the daemon is stopping`);
+      return;
+    }
+    this.options.logger.error({ err: error, table: this.name }, `failed ${during}; will retry`);
+    if (this.options.events.listenerCount('error') > 0) {
+      this.options.events.emit('error', { error, during, source: errorSource(error), table: this.name });
+    }
+  }
+}

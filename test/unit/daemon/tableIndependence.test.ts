@@ -1,0 +1,221 @@
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { KeyColumnIndexes } from '../../../lib/core/keyColumnIndexes.ts';
+import type { TableChanges } from '../../../daemon/changeBatch.ts';
+import { ChangeMapper } from '../../../daemon/changeMapper.ts';
+import { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from '../../../daemon/changePipeline.ts';
+import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
+import { deferred, type Deferred } from '../core/deferred.ts';
+import { waitFor } from '../../support/waitFor.ts';
+import { FakeSnapshots } from './fakeSnapshots.ts';
+
+/** A table whose steps a test may hold (a slow query) or fail (a dropped column, a statement timeout). */
+class FakeTable implements SyncedTable {
+  readonly steps: ({ kind: 'reload' } | { kind: 'refresh'; keys: unknown[] })[] = [];
+  isLoaded = false;
+  hold: Deferred | null = null;
+  /** While set, every step fails with this message. */
+  failing: string | null = null;
+
+  constructor(readonly name: string) {}
+
+  async reload(): Promise<{ records: number; ms: number }> {
+    this.steps.push({ kind: 'reload' });
+    await this.step();
+    this.isLoaded = true;
+    return { records: 1, ms: 1 };
+  }
+
+  async refresh(changes: TableChanges): Promise<{ keys: number; expired: number; loaded: number }> {
+    const keys = [...(changes.keysByIndex.get('primary_key')?.keys() ?? [])];
+    this.steps.push({ kind: 'refresh', keys });
+    await this.step();
+    return { keys: keys.length, expired: 0, loaded: keys.length };
+  }
+
+  async storageIntact(): Promise<boolean> {
+    return true;
+  }
+
+  private async step(): Promise<void> {
+    if (this.hold) await this.hold.promise;
+    if (this.failing !== null) {
+      this.isLoaded = false;
+      throw new Error(this.failing);
+    }
+  }
+}
+
+/** Redis as the barrier tracker uses it: every SET, by key. */
+class FakeRedis {
+  readonly values = new Map<string, string>();
+  pipeline() {
+    const sets: [string, string][] = [];
+    const values = this.values;
+    return {
+      set(key: string, value: string) {
+        sets.push([key, value]);
+        return this;
+      },
+      async exec() {
+        for (const [key, value] of sets) values.set(key, value);
+        return sets.map(() => [null, 'OK'] as [null, string]);
+      },
+    };
+  }
+  marked(id: string): boolean {
+    return this.values.has(`{tc:}barrier:${id}`);
+  }
+  behind(id: string): unknown {
+    const text = this.values.get(`{tc:}barrier-behind:${id}`);
+    return text === undefined ? undefined : JSON.parse(text);
+  }
+}
+
+const usersIndexes = new KeyColumnIndexes({ query: 'SELECT * FROM users', primaryKey: ['user_id'] });
+const ordersIndexes = new KeyColumnIndexes({ query: 'SELECT * FROM orders', primaryKey: ['order_id'] });
+const usersSource = { name: 'public.users', schema: 'public', table: 'users', key: ['user_id'], match: ['user_id'], configPath: 'tables.users.sources.users' };
+const ordersSource = { name: 'public.orders', schema: 'public', table: 'orders', key: ['order_id'], match: ['order_id'], configPath: 'tables.orders.sources.orders' };
+
+function change(source: 'users' | 'orders', xid: bigint, ...keys: number[]): string {
+  const column = source === 'users' ? 'user_id' : 'order_id';
+  return JSON.stringify({ v: 1, t: `public.${source}`, op: 'U', xid: String(xid), ts: Date.now(), c: [column], k: keys.map((key) => [key]) });
+}
+
+const barrier = (id: string) => JSON.stringify({ v: 1, op: 'B', id });
+
+const pipelines: ChangePipeline[] = [];
+const held: FakeTable[] = [];
+
+function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
+  const users = new FakeTable('users');
+  const orders = new FakeTable('orders');
+  held.push(users, orders);
+  const redis = new FakeRedis();
+  const snapshots = new FakeSnapshots();
+  const pipeline = new ChangePipeline({
+    tables: [users, orders],
+    mapper: new ChangeMapper([
+      { name: 'users', indexes: usersIndexes, sources: [usersSource] },
+      { name: 'orders', indexes: ordersIndexes, sources: [ordersSource] },
+    ]),
+    snapshots,
+    redis: redis as never,
+    keyPrefix: 'tc:',
+    batchWindowMs: 0,
+    maxBatchKeys: 1000,
+    events: new EventEmitter<DaemonEvents>(),
+    logger: pino({ level: 'silent' }),
+    ...overrides,
+  });
+  pipelines.push(pipeline);
+  pipeline.start('start');
+  return { users, orders, redis, pipeline, snapshots };
+}
+
+afterEach(async () => {
+  for (const table of held.splice(0)) {
+    table.failing = null;
+    table.hold?.resolve();
+  }
+  await Promise.all(pipelines.splice(0).map((pipeline) => pipeline.stop()));
+});
+
+describe('ChangePipeline with several tables', () => {
+  it("refreshes one table's changes while another table's step is still running", async () => {
+    const { users, orders, pipeline } = startPipeline();
+    await waitFor('both loads', () => users.isLoaded && orders.isLoaded);
+    users.hold = deferred();
+    pipeline.push(change('users', 5n, 1));
+    await waitFor('the users refresh to start', () => users.steps.length === 2);
+    pipeline.push(change('orders', 6n, 7));
+    pipeline.push(change('orders', 8n, 8));
+    await waitFor('the orders refreshes', () => orders.steps.flatMap((step) => (step.kind === 'refresh' ? step.keys : [])).length === 2);
+    // The users step never finished meanwhile.
+    expect(users.steps).toEqual([{ kind: 'reload' }, { kind: 'refresh', keys: [1] }]);
+    expect(pipeline.oldestPendingChangeAges().get('users')).toBeGreaterThan(0);
+    expect(pipeline.oldestPendingChangeAges().get('orders')).toBe(0);
+    users.hold.resolve();
+    users.hold = null;
+  });
+
+  it('reports the age of a held table’s oldest change until its step applies it, and 0 after', async () => {
+    const { users, pipeline } = startPipeline();
+    await waitFor('the load', () => users.isLoaded);
+    expect(pipeline.oldestPendingChangeAges().get('users')).toBe(0);
+    users.hold = deferred();
+    pipeline.push(change('users', 5n, 1));
+    await waitFor('the refresh to start', () => users.steps.length === 2);
+    const ageWhileHeld = pipeline.oldestPendingChangeAges().get('users')!;
+    await waitFor('the age to grow', () => pipeline.oldestPendingChangeAges().get('users')! > ageWhileHeld);
+    users.hold.resolve();
+    users.hold = null;
+    await waitFor('the age to fall to 0', () => pipeline.oldestPendingChangeAges().get('users') === 0);
+  });
+
+  it('keeps counting the age of a failed change until the reload after it succeeds', async () => {
+    const { users, pipeline } = startPipeline();
+    await waitFor('the load', () => users.isLoaded);
+    users.failing = 'column "w" does not exist';
+    pipeline.push(change('users', 5n, 1));
+    await waitFor('the reload after the failure', () => users.steps.some((step, i) => i > 1 && step.kind === 'reload'));
+    expect(pipeline.oldestPendingChangeAges().get('users')).toBeGreaterThan(0);
+    users.failing = null;
+    await waitFor('the recovery', () => users.isLoaded && pipeline.oldestPendingChangeAges().get('users') === 0);
+  });
+
+  it('marks a barrier only once every table reached it, and names the failing table beside it meanwhile', async () => {
+    const { users, orders, redis, pipeline } = startPipeline();
+    await waitFor('both loads', () => users.isLoaded && orders.isLoaded);
+    orders.failing = 'canceling statement due to statement timeout';
+    pipeline.push(change('orders', 5n, 3));
+    pipeline.push(change('users', 6n, 4));
+    pipeline.push(barrier('b1'));
+    await waitFor('the users refresh', () => users.steps.some((step) => step.kind === 'refresh'));
+    // users may be listed too until its own step reports; then b1 waits on orders alone, with the reason.
+    const ordersFailing = [{ table: 'orders', reason: 'canceling statement due to statement timeout' }];
+    await waitFor('b1 to wait on orders alone', () => JSON.stringify(redis.behind('b1')) === JSON.stringify(ordersFailing));
+    expect(pipeline.barrierWaitingOn('b1')).toEqual(['orders']);
+    expect(redis.marked('b1')).toBe(false);
+    // users keeps refreshing while orders fails.
+    pipeline.push(change('users', 9n, 5));
+    await waitFor('the next users refresh', () => users.steps.some((step) => step.kind === 'refresh' && step.keys.includes(5)));
+    expect(redis.marked('b1')).toBe(false);
+    orders.failing = null;
+    await waitFor('the barrier', () => redis.marked('b1'));
+    expect(pipeline.barrierWaitingOn('b1')).toEqual([]);
+  });
+
+  it('names a table whose step is still running (no failure yet) beside a barrier the other tables reached', async () => {
+    const { users, orders, redis, pipeline } = startPipeline();
+    await waitFor('both loads', () => users.isLoaded && orders.isLoaded);
+    users.hold = deferred();
+    pipeline.push(change('users', 5n, 1));
+    await waitFor('the users refresh to start', () => users.steps.length === 2);
+    pipeline.push(barrier('b2'));
+    await waitFor('b2 to wait on users alone', () => JSON.stringify(redis.behind('b2')) === JSON.stringify([{ table: 'users' }]));
+    users.hold.resolve();
+    users.hold = null;
+    await waitFor('the barrier', () => redis.marked('b2'));
+  });
+
+  it('bounds refresh steps by refreshTimeoutMs and reload steps by loadTimeoutMs', async () => {
+    const { users, orders, pipeline, snapshots } = startPipeline({ refreshTimeoutMs: 1234, loadTimeoutMs: 56789 });
+    await waitFor('both loads', () => users.isLoaded && orders.isLoaded);
+    expect(snapshots.limits).toEqual([56789, 56789]);
+    pipeline.push(change('users', 5n, 1));
+    await waitFor('the refresh', () => users.steps.length === 2);
+    await waitFor('its limit', () => snapshots.limits.length === 3);
+    expect(snapshots.limits[2]).toBe(1234);
+  });
+
+  it('routes a change only to the tables its source feeds', async () => {
+    const { users, orders, pipeline } = startPipeline();
+    await waitFor('both loads', () => users.isLoaded && orders.isLoaded);
+    pipeline.push(change('users', 5n, 1));
+    await waitFor('the refresh', () => users.steps.length === 2);
+    expect(pipeline.queuedKeys()).toEqual(new Map([['users', 0], ['orders', 0]]));
+    expect(orders.steps).toEqual([{ kind: 'reload' }]);
+  });
+});
