@@ -57,12 +57,6 @@ export interface StepSnapshot {
   /** Ticks it took: 1, or 2 when the first (sent with the snapshot's query) committed before S was taken. */
   readonly ticks: number;
   /**
-   * Runs one table's reads so that their failure leaves the snapshot usable
-   * for the next table (a savepoint: an error aborts the whole transaction
-   * otherwise), and rethrows it.
-   */
-  isolate<T>(work: () => Promise<T>): Promise<T>;
-  /**
    * Bounds every later statement of the snapshot's session (`SET LOCAL
    * statement_timeout`, so it ends with the transaction): a refresh or load
    * query that runs longer fails with SQLSTATE 57014 instead of holding its
@@ -175,16 +169,6 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
         text,
         tickMs,
         ticks,
-        isolate: async (work) => {
-          await client.query('SAVEPOINT tablecache_table');
-          try {
-            return await work();
-          } catch (error) {
-            // Back to before this table's reads; if that fails too, later tables fail on their own.
-            await client.query('ROLLBACK TO SAVEPOINT tablecache_table').catch(() => undefined);
-            throw error;
-          }
-        },
         limitStatements: async (timeoutMs) => {
           // SET takes no parameters; the value is an integer we made.
           await client.query(`SET LOCAL statement_timeout = ${Math.max(0, Math.floor(timeoutMs))}`);
