@@ -92,9 +92,21 @@ export interface PostgresStepSnapshotsOptions {
   readonly channel: string;
   /** How long a tick may take to come back before the step is abandoned (default 10,000 ms). */
   readonly tickTimeoutMs?: number;
+  /**
+   * The statement timeout each snapshot starts with (ms; default 0: none),
+   * set in the same round trip that opens it: the one most steps ask for (the
+   * refresh timeout), so that {@link StepSnapshot.limitStatements} costs a
+   * round trip only for another value.
+   */
+  readonly statementTimeoutMs?: number;
 }
 
 const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
+/** A statement timeout as SET takes it (SET takes no parameters): a whole number of ms, 0 for none. */
+function statementTimeoutValue(timeoutMs: number): number {
+  return Number.isFinite(timeoutMs) && timeoutMs > 0 ? Math.floor(timeoutMs) : 0;
+}
 
 /** The start of every tick payload: the daemon's own marker, never a trigger's or a barrier's. */
 const TICK_PREFIX = '{"op":"tablecache_tick","id":"';
@@ -147,7 +159,10 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       // The first tick goes out with the snapshot's query, saving a round
       // trip; it proves the cut only if it committed after S was taken (its
       // xid is not visible in S). Otherwise a second tick, sent now, does.
-      const reading = client.query(`${BEGIN_SNAPSHOT}; SELECT pg_current_snapshot()::text AS s`) as unknown as Promise<pg.QueryResult<{ s: string }>[]>;
+      let limitMs = statementTimeoutValue(this.options.statementTimeoutMs ?? 0);
+      const reading = client.query(`${BEGIN_SNAPSHOT}; SELECT pg_current_snapshot()::text AS s; SET LOCAL statement_timeout = ${limitMs}`) as unknown as Promise<
+        pg.QueryResult<{ s: string }>[]
+      >;
       const firstTick = this.tick();
       firstTick.catch(() => undefined);
       const text = (await reading)[1]!.rows[0]!.s;
@@ -170,8 +185,10 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
         tickMs,
         ticks,
         limitStatements: async (timeoutMs) => {
-          // SET takes no parameters; the value is an integer we made.
-          await client.query(`SET LOCAL statement_timeout = ${Math.max(0, Math.floor(timeoutMs))}`);
+          const value = statementTimeoutValue(timeoutMs);
+          if (value === limitMs) return;
+          await client.query(`SET LOCAL statement_timeout = ${value}`);
+          limitMs = value;
         },
         close: async () => {
           if (closed) return;

@@ -285,7 +285,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       );
     }
     const mapper = new ChangeMapper(mapped);
-    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: config.triggers.channel });
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: config.triggers.channel, statementTimeoutMs: config.daemon.refreshTimeoutMs });
     const pipeline = new ChangePipeline({
       tables: this.tables,
       mapper,

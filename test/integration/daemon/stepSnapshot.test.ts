@@ -122,6 +122,37 @@ describe('PostgresStepSnapshots', () => {
     }
   });
 
+  it('bounds the statements of its session: statementTimeoutMs from the open, limitStatements after it, for that transaction only', async () => {
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, statementTimeoutMs: 100 });
+    const forward = (message: pg.Notification) => snapshots.acceptTick(message.payload ?? '');
+    listener.on('notification', forward);
+    try {
+      const snapshot = await snapshots.open();
+      try {
+        const timeout = async () => (await snapshot.session!.query<{ t: string }>('SHOW statement_timeout')).rows[0]!.t;
+        expect(await timeout()).toBe('100ms');
+        await snapshot.limitStatements(60_000);
+        expect(await timeout()).toBe('1min');
+        await snapshot.limitStatements(0);
+        expect(await timeout()).toBe('0');
+        // A statement past the bound is cancelled (57014).
+        await snapshot.limitStatements(100);
+        await expect(snapshot.session!.query('SELECT pg_sleep(5)')).rejects.toMatchObject({ code: '57014' });
+      } finally {
+        await snapshot.close();
+      }
+      // SET LOCAL ended with the snapshot's transaction: the pooled session is back to the server's default.
+      const client = await db.pool.connect();
+      try {
+        expect((await client.query<{ t: string }>('SHOW statement_timeout')).rows[0]!.t).toBe('0');
+      } finally {
+        client.release();
+      }
+    } finally {
+      listener.off('notification', forward);
+    }
+  });
+
   it('gives up after tickTimeoutMs with TC_TIMEOUT when the tick never comes back', async () => {
     const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: 'tc_nobody_listens', tickTimeoutMs: 50 });
     await expect(snapshots.open()).rejects.toMatchObject({ code: 'TC_TIMEOUT' });
