@@ -97,6 +97,18 @@ describe('DaemonMetrics', () => {
     expect(series.get('tablecache_ready')).toBe(0);
   });
 
+  it('gives each table the age of its oldest change not yet visible, in seconds, read at scrape time', async () => {
+    const daemon = Object.assign(new FakeDaemon(), { ages: new Map([['users', 2500], ['orders', 0]]) });
+    const source = Object.assign(daemon, { oldestPendingChangeAges: () => daemon.ages });
+    const metrics = new DaemonMetrics(source, { processMetrics: false });
+    let series = await scrape(metrics);
+    expect(series.get('tablecache_oldest_pending_change_seconds{table="users"}')).toBe(2.5);
+    expect(series.get('tablecache_oldest_pending_change_seconds{table="orders"}')).toBe(0);
+    daemon.ages = new Map([['users', 0], ['orders', 0]]);
+    series = await scrape(metrics);
+    expect(series.get('tablecache_oldest_pending_change_seconds{table="users"}')).toBe(0);
+  });
+
   it('uses a registry of its own and stops observing when closed', async () => {
     const daemon = new FakeDaemon();
     const first = new DaemonMetrics(daemon, { processMetrics: false });
