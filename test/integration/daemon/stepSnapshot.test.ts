@@ -129,7 +129,7 @@ describe('PostgresStepSnapshots', () => {
     try {
       const snapshot = await snapshots.open();
       try {
-        const timeout = async () => (await snapshot.session!.query<{ t: string }>('SHOW statement_timeout')).rows[0]!.t;
+        const timeout = async () => (await snapshot.session!.query<{ t: string }>("SELECT current_setting('statement_timeout') AS t")).rows[0]!.t;
         expect(await timeout()).toBe('100ms');
         await snapshot.limitStatements(60_000);
         expect(await timeout()).toBe('1min');
@@ -144,7 +144,7 @@ describe('PostgresStepSnapshots', () => {
       // SET LOCAL ended with the snapshot's transaction: the pooled session is back to the server's default.
       const client = await db.pool.connect();
       try {
-        expect((await client.query<{ t: string }>('SHOW statement_timeout')).rows[0]!.t).toBe('0');
+        expect((await client.query<{ t: string }>("SELECT current_setting('statement_timeout') AS t")).rows[0]!.t).toBe('0');
       } finally {
         client.release();
       }
