@@ -62,7 +62,7 @@ describe('loadConfig', () => {
       maxNotificationsPerStatement: 16,
       maxQueueUsage: 0.5,
     });
-    expect(config.daemon).toEqual({ http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, logLevel: 'info' });
+    expect(config.daemon).toEqual({ http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, refreshTimeoutMs: 30_000, loadTimeoutMs: 300_000, maxLagMs: 30_000, logLevel: 'info' });
     const [users] = config.tables;
     expect(users).toMatchObject({ name: 'users', primaryKey: ['user_id'], configPath: 'tables.users' });
     expect(users!.sources).toEqual([
