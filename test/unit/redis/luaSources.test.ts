@@ -4,7 +4,7 @@ import { expandLuaIncludes, luaSource } from '../../../lib/redis/scripts/luaSour
 describe('Lua includes', () => {
   it('replaces each include line by the named source, expanded in turn', () => {
     const files: Record<string, string> = { a: 'local a = 1\n-- #include b\n', b: 'local b = 2\n' };
-    expect(expandLuaIncludes('-- #include a\nreturn a + b\n', (name) => files[name]!)).toBe('local a = 1\nlocal b = 2\n\nreturn a + b\n');
+    expect(expandLuaIncludes('-- #include a\nreturn a + b\n', (name) => files[name]!)).toBe('local a = 1\nlocal b = 2\nreturn a + b\n');
   });
 
   it('refuses an include cycle, naming it', () => {
