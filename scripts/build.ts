@@ -15,6 +15,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { luaSource } from '../lib/redis/scripts/luaSources.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const dist = path.join(root, 'dist');
@@ -25,7 +26,8 @@ execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc
 const scriptsFolder = path.join(root, 'lib/redis/scripts');
 const sources: Record<string, string> = {};
 for (const file of readdirSync(scriptsFolder).filter((name) => name.endsWith('.lua')).sort()) {
-  sources[path.basename(file, '.lua')] = readFileSync(path.join(scriptsFolder, file), 'utf8');
+  // Expanded here as at run time from source, so the package holds each script as Redis runs it.
+  sources[path.basename(file, '.lua')] = luaSource(path.basename(file, '.lua'));
 }
 writeFileSync(
   path.join(dist, 'lib/redis/scripts/luaSources.js'),

@@ -16,7 +16,7 @@ import {
 import { encodeCoverage } from './coverageFormat.ts';
 import type { LuaScript, RedisArgument } from './luaScript.ts';
 import { MessagePackRecordCodec, type RecordCodec } from './recordCodec.ts';
-import { ClosedError, type LeaseLostError, RecordDecodeError, StorageFormatError, toTablecacheError } from './redisErrors.ts';
+import { ClosedError, type LeaseLostError, RedisCommandError, RecordDecodeError, StorageFormatError, toTablecacheError } from './redisErrors.ts';
 import { readerFunctionLibrary } from './scripts/readerScripts.ts';
 import { writerScripts } from './scripts/writerScripts.ts';
 import { WriterLease } from './writerLease.ts';
@@ -201,6 +201,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
         onLost: options.onLeaseLost ?? (() => {}),
       });
       try {
+        await announceWriter(redis, keys, lease.writerId);
         await loadReaderFunctions(redis, keys, logger);
         const codecId = (options.codec ?? new MessagePackRecordCodec()).id;
         const state = await recoverTable(redis, keys, lease.fence, options.scorer.indexNames, codecId, settings.mergeBatchSize, logger);
@@ -795,4 +796,24 @@ async function loadReaderFunctions(redis: Redis, keys: TableKeys, logger: Logger
 function positiveInteger(value: number, name: string): number {
   if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}.`);
   return value;
+}
+
+/**
+ * Announces a new writer on the table's change channel. Every step publishes
+ * there from inside its script, so a Redis user that may not publish on it
+ * (an ACL from before the channel existed) would fail every write: this
+ * finds out at open, with the fix, instead. Near-cached readers treat the
+ * announcement (it names no step) as "everything changed", which is safe.
+ */
+async function announceWriter(redis: Pick<Redis, 'publish'>, keys: TableKeys, writerId: string): Promise<void> {
+  try {
+    await redis.publish(keys.changes, JSON.stringify({ v: 1, writer: writerId }));
+  } catch (error) {
+    if (!(error instanceof Error) || !/^NOPERM/.test(error.message)) throw error;
+    throw new RedisCommandError(
+      `The Redis user may not publish on ${keys.changes}, the table's change channel that every writer step announces itself on: ` +
+        `add the channel rule "&${keys.changes}" (or "&{<keyPrefix>*" for every table) to its ACL SETUSER, see docs/security.md. (${error.message})`,
+      { cause: error },
+    );
+  }
 }

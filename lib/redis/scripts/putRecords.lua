@@ -10,24 +10,7 @@
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
   return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
 end
--- Announces the step on the table's change channel (docs/redis-key-layout.md,
--- "Change stream"), in this script so that it is atomic with the step:
--- the primary keys it changed, or "all" when there are more than 1,000 or
--- they would make the message larger than 64 KB.
-local function announce(step, fields)
-  local time = redis.call('TIME')
-  local message = { v = 1, step = step, at = time[1] .. string.format('%06d', tonumber(time[2])) }
-  local bytes = 0
-  if fields then
-    for i = 1, #fields do bytes = bytes + #fields[i] end
-  end
-  if not fields or #fields > 1000 or bytes > 65536 then
-    message.all = true
-  elseif #fields > 0 then
-    message.keys = fields
-  end
-  redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'changes', cjson.encode(message))
-end
+-- #include announceStep
 -- Lua's unpack() takes at most about 8000 values.
 local CHUNK = 7000
 local function call_chunked(command, key, values)

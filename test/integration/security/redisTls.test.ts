@@ -55,7 +55,7 @@ beforeAll(async () => {
   server = await startTlsRedis(certificates, ['--requirepass', ADMIN_PASSWORD, '--tls-auth-clients', 'yes']);
   admin = new Redis(tlsUrl('default', ADMIN_PASSWORD), { lazyConnect: true, tls: clientTls() });
   await admin.connect();
-  await admin.call('ACL', 'SETUSER', DAEMON_USER, 'on', `>${DAEMON_PASSWORD}`, '~{tablecache:*', '+@all');
+  await admin.call('ACL', 'SETUSER', DAEMON_USER, 'on', `>${DAEMON_PASSWORD}`, '~{tablecache:*', '&{tablecache:*', '+@all');
   process.env[PASSWORD_VARIABLE] = DAEMON_PASSWORD;
   let file: string;
   ({ file, config, remove: removeConfig } = writeSeedConfig({

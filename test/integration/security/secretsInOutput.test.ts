@@ -104,7 +104,7 @@ beforeAll(async () => {
   directory = mkdtempSync(path.join(tmpdir(), 'tc-secrets-'));
   admin = new Redis(testRedisUrl(), { lazyConnect: true });
   await admin.connect();
-  await admin.call('ACL', 'SETUSER', redisUser, 'on', `>${REDIS_SECRET}`, `~{${keyPrefix}*`, '+@all');
+  await admin.call('ACL', 'SETUSER', redisUser, 'on', `>${REDIS_SECRET}`, `~{${keyPrefix}*`, `&{${keyPrefix}*`, '+@all');
   const { file, raw } = writeConfigWithRaw('healthy.json', { postgres: postgresUrl(), redis: redisUrl() });
   await installConfigTriggers(db.pool, parseConfig(raw, { file }));
 });
@@ -152,7 +152,7 @@ describe('passwords in the connection URLs', () => {
     const noRedis = startDaemon(noRedisFile);
     const noPostgres = startDaemon(noPostgresFile);
     await noRedis.waitForLog('waiting for Redis: it does not answer yet', 2);
-    await noPostgres.waitForLog('waiting for Postgres: could not LISTEN; retrying', 1);
+    await noPostgres.waitForLog('waiting for Postgres: it does not accept connections yet', 1);
     // The failures name the server they could not reach, so a URL with its password would show here.
     const { readyz: redisReadyz } = await captureHttp('daemon without Redis', await healthUrl(noRedis));
     expect(redisReadyz).toContain(`:${closedRedisPort}`);
