@@ -48,11 +48,6 @@ export class BarrierTracker {
     return [...(this.pending.get(id) ?? [])];
   }
 
-  /** Barriers not marked yet. */
-  get pendingCount(): number {
-    return this.pending.size;
-  }
-
   /**
    * `table` applied a step whose snapshot was opened after barriers `ids`
    * arrived: marks those that now wait for no table, and rewrites the list

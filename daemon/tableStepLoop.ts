@@ -77,8 +77,6 @@ export class TableStepLoop {
   private readonly queue = new ChangeQueue();
   /** The batch being applied. */
   private inFlight: ChangeBatch | null = null;
-  /** Since when the step running now has been running (`performance.now()` ms); `null` between steps. */
-  private stepStartedAt: number | null = null;
   /** Arrival of the oldest change a failed or held step did not make visible; the next successful step does. */
   private carriedSince: number | null = null;
   /** Barriers of failed steps: reached only with a later successful one. */
@@ -133,11 +131,6 @@ export class TableStepLoop {
       if (at !== null && (oldest === null || at < oldest)) oldest = at;
     }
     return oldest;
-  }
-
-  /** How long the step running now has been running (ms), or `null` between steps. */
-  get stepRunningMs(): number | null {
-    return this.stepStartedAt === null ? null : performance.now() - this.stepStartedAt;
   }
 
   /** The reload requested and not finished yet (queued, in flight, or deferred by the throttle), or `undefined`. */
@@ -240,13 +233,11 @@ export class TableStepLoop {
     // Taken before S is opened: everything committed before these barriers and requests is visible in S.
     const start = this.queue.takeStart();
     this.inFlight = start.reloads;
-    this.stepStartedAt = performance.now();
     let snapshot: StepSnapshot;
     try {
       snapshot = await this.options.snapshots.open();
     } catch (error) {
       this.inFlight = null;
-      this.stepStartedAt = null;
       this.queue.giveBack(start);
       this.reportError(error, 'opening a snapshot for the next step');
       return true;
@@ -259,7 +250,6 @@ export class TableStepLoop {
       return await this.apply(batch, reached, snapshot);
     } finally {
       this.inFlight = null;
-      this.stepStartedAt = null;
       // Ending the read-only transaction is off the path to the next step (close never rejects).
       this.closingSnapshot = snapshot.close();
     }
