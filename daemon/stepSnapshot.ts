@@ -99,6 +99,13 @@ export interface PostgresStepSnapshotsOptions {
    * round trip only for another value.
    */
   readonly statementTimeoutMs?: number;
+  /**
+   * The most snapshots open at once (default: unbounded). Each holds a pool
+   * session while it needs another for its tick: below the pool's size, so
+   * that tables stepping at once never take every session and starve their
+   * own ticks; an open beyond it waits for a close.
+   */
+  readonly maxOpen?: number;
 }
 
 const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
@@ -139,12 +146,22 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   private readonly waiting = new Map<string, { resolve: () => void; reject: (error: Error) => void }>();
   /** Counts {@link listenerReset} calls: a step whose S spans one cannot trust its tick. */
   private resets = 0;
+  private openCount = 0;
+  /** Opens waiting for {@link PostgresStepSnapshotsOptions.maxOpen}, first come first served. */
+  private readonly waitingToOpen: (() => void)[] = [];
 
   constructor(private readonly options: PostgresStepSnapshotsOptions) {}
 
   async open(): Promise<StepSnapshot> {
+    await this.acquire();
+    let client: pg.PoolClient;
+    try {
+      client = await this.options.pool.connect();
+    } catch (error) {
+      this.releaseSlot();
+      throw error;
+    }
     const resetsBefore = this.resets;
-    const client = await this.options.pool.connect();
     let lost: Error | undefined;
     const onError = (error: Error) => {
       lost = error;
@@ -153,6 +170,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     const release = (error?: Error) => {
       client.removeListener('error', onError);
       client.release(error ?? lost);
+      this.releaseSlot();
     };
     try {
       const started = performance.now();
@@ -207,6 +225,21 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       release(error instanceof Error ? error : new Error(String(error)));
       throw error;
     }
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.options.maxOpen === undefined || this.openCount < this.options.maxOpen) {
+      this.openCount++;
+      return;
+    }
+    // The slot is handed over by releaseSlot: the count stays.
+    await new Promise<void>((resolve) => this.waitingToOpen.push(resolve));
+  }
+
+  private releaseSlot(): void {
+    const next = this.waitingToOpen.shift();
+    if (next !== undefined) next();
+    else this.openCount--;
   }
 
   acceptTick(text: string): boolean {

@@ -77,6 +77,9 @@ const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set([
   'capture_restored',
 ]);
 
+/** The most Postgres sessions the daemon's pool opens, whatever the number of tables. */
+const POOL_MAX = 40;
+
 /** Where a daemon is in its life. */
 export type DaemonPhase = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -255,8 +258,9 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     const mapped: MappedTable[] = [];
     for (const table of config.tables) mapped.push({ name: table.name, indexes: await tableIndexes(table), sources: table.sources });
     // Tables step at the same time, each holding a snapshot session while it sends its tick on another: room for
-    // every table's two, and for the checks beside them, so that a slow table never waits for a connection.
-    const db = new PostgresAccess({ connectionString: config.postgres.url, application_name: 'tablecache-daemon', logger, max: 10 + 2 * mapped.length });
+    // every table's two and for the checks beside them, up to a bound that leaves Postgres' max_connections alone.
+    const poolSize = Math.min(POOL_MAX, 10 + 2 * mapped.length);
+    const db = new PostgresAccess({ connectionString: config.postgres.url, application_name: 'tablecache-daemon', logger, max: poolSize });
     this.db = db;
     logger.info({ storage: this.storage.description, tables: mapped.map((table) => table.name) }, 'starting');
     await this.storage.connect({ logger, events: this, signal });
@@ -285,7 +289,13 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       );
     }
     const mapper = new ChangeMapper(mapped);
-    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: config.triggers.channel, statementTimeoutMs: config.daemon.refreshTimeoutMs });
+    const snapshots = new PostgresStepSnapshots({
+      pool: db.pool,
+      channel: config.triggers.channel,
+      statementTimeoutMs: config.daemon.refreshTimeoutMs,
+      // The rest of the pool is for ticks, resolve-free checks and row estimates: never all taken by open snapshots.
+      maxOpen: Math.max(1, Math.floor((poolSize - 4) / 2)),
+    });
     const pipeline = new ChangePipeline({
       tables: this.tables,
       mapper,

@@ -153,6 +153,26 @@ describe('PostgresStepSnapshots', () => {
     }
   });
 
+  it('opens at most maxOpen snapshots at once; the next opens when one closes', async () => {
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, maxOpen: 1 });
+    const forward = (message: pg.Notification) => snapshots.acceptTick(message.payload ?? '');
+    listener.on('notification', forward);
+    try {
+      const first = await snapshots.open();
+      let second: Awaited<ReturnType<typeof snapshots.open>> | undefined;
+      const opening = snapshots.open().then((snapshot) => (second = snapshot));
+      // Whatever else happens meanwhile (here: a round trip on the first), the second cannot open while the first is.
+      await first.session!.query('SELECT 1');
+      expect(second).toBeUndefined();
+      await first.close();
+      await opening;
+      expect(second!.isVisible(1n)).toBe(true);
+      await second!.close();
+    } finally {
+      listener.off('notification', forward);
+    }
+  });
+
   it('gives up after tickTimeoutMs with TC_TIMEOUT when the tick never comes back', async () => {
     const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: 'tc_nobody_listens', tickTimeoutMs: 50 });
     await expect(snapshots.open()).rejects.toMatchObject({ code: 'TC_TIMEOUT' });
