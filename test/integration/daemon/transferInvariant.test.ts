@@ -20,7 +20,10 @@ import { accountsTableConfig, checkTransferRead, createAccounts, runTransferWrit
  * between 200 accounts (two UPDATEs per transaction, or a DELETE and an
  * INSERT of the same balance) while two readers read the whole table through
  * the client for 10 s, with the daemon's default batching (no window): every
- * read must show 200 accounts and the unchanged total.
+ * read must show 200 accounts and the unchanged total. A third reader reads
+ * through a near-cache (issue #17): `getMany` of every id that can exist, so
+ * its reads are answered from process memory once warm, and must hold the
+ * same invariant.
  */
 
 const TABLE: TransferTable = { schema: 'bank', accounts: 200, balance: 1_000 };
@@ -35,6 +38,7 @@ type Account = Record<string, unknown>;
 let db: TestDatabase;
 let redis: Redis;
 let reader: TableReader<Account>;
+let nearReader: TableReader<Account>;
 let config: TablecacheConfig;
 let daemon: DaemonProcess;
 let directory: string;
@@ -57,11 +61,13 @@ beforeAll(async () => {
   await installConfigTriggers(db.pool, config);
   redis = new Redis(testRedisUrl());
   reader = await openReader<Account>({ redis, table: 'accounts', keyPrefix });
+  nearReader = await openReader<Account>({ url: testRedisUrl(), table: 'accounts', keyPrefix, nearCache: { maxRecords: 50_000 } });
   daemon = DaemonProcess.start(file);
   await daemon.waitForLog('table loaded');
 });
 
 afterAll(async () => {
+  await nearReader?.close();
   await releaseDaemonTest({
     daemons: [daemon],
     stopWith: 'SIGKILL',
@@ -94,16 +100,42 @@ describe('the transfer invariant (issue #12)', () => {
         if (examples.length < 5) examples.push(`${check.count} accounts holding ${check.total}`);
       }
     });
+    // Every id that can exist during a read: the first accounts, and per writer
+    // the ids it assigned so far (at most one per replacement or abandoned
+    // transaction) plus a margin far beyond what it can assign during one read.
+    // Ids that do not exist are absent, so the present ones must hold the total.
+    const possibleIds = (): number[] => {
+      const assigned = counts.replacements + counts.abandoned + 500;
+      const perWriter = Array.from({ length: WRITERS }, (_, writer) => Array.from({ length: assigned }, (_, n) => (writer + 1) * 1_000_000 + n + 1));
+      return [...Array.from({ length: TABLE.accounts }, (_, i) => i + 1), ...perWriter.flat()];
+    };
+    let nearReads = 0;
+    const nearReaderLoop = (async () => {
+      while (!stop.signal.aborted) {
+        const records = (await nearReader.getMany(possibleIds())).filter((record) => record !== undefined);
+        const check = checkTransferRead(TABLE, records);
+        nearReads++;
+        if (!check.ok) {
+          torn++;
+          if (examples.length < 5) examples.push(`near-cache: ${check.count} accounts holding ${check.total}`);
+        }
+        // Reads answered from memory resolve without I/O: let the change stream in between.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
     // The run's length, not a wait for a condition: the workload runs this long.
     await new Promise((resolve) => setTimeout(resolve, RUN_MS));
     stop.abort();
-    await Promise.all([...writers, ...readers]);
+    await Promise.all([...writers, ...readers, nearReaderLoop]);
 
-    console.info(`transfer invariant: ${reads} reads (${torn} torn), ${counts.transfers} transfers, ${counts.replacements} replacements, ${counts.abandoned} abandoned`);
+    console.info(`transfer invariant: ${reads} reads and ${nearReads} near-cache reads (${torn} torn), ${counts.transfers} transfers, ${counts.replacements} replacements, ${counts.abandoned} abandoned`);
     // The writers and readers really ran: the invariant was exercised, not vacuous.
     expect(counts.transfers).toBeGreaterThan(100);
     expect(counts.replacements).toBeGreaterThan(10);
     expect(reads).toBeGreaterThan(100);
+    expect(nearReads).toBeGreaterThan(100);
+    // The near-cache answered reads itself, so its coherence was exercised.
+    expect(nearReader.nearCacheStats()?.hits ?? 0).toBeGreaterThan(0);
     expect({ torn, examples }, `torn reads among ${reads}`).toEqual({ torn: 0, examples: [] });
 
     const id = await sendBarrier(db.pool, { channel: CHANNEL });
