@@ -10,9 +10,6 @@ import { triggerSpecFromConfig } from './config/triggerSpecFromConfig.ts';
 import type { CaptureProblem, DaemonEvents, ReloadKind } from './daemonEvents.ts';
 import { describeShapeChange, readSourceTableShapes, type SourceTableShape } from './sourceTableShapes.ts';
 
-/** The default of `daemon.captureCheckIntervalMs`. */
-export const DEFAULT_CAPTURE_CHECK_INTERVAL_MS = 5_000;
-
 /** Options of a {@link CaptureCheck}. */
 export interface CaptureCheckOptions {
   readonly config: TablecacheConfig;

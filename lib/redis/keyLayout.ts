@@ -176,11 +176,6 @@ export function scoreArgument(score: Score, describe: () => string): string {
   return String(score);
 }
 
-/** The exclusive upper bound `(x` of a Redis score range. */
-export function exclusiveScoreArgument(score: Score): string {
-  return `(${scoreArgument(score, () => 'An interval bound')}`;
-}
-
 /** Parses a score as Redis returns it (`inf`, `-inf`, or `%.17g` text). */
 export function parseScore(text: string): Score {
   if (text === 'inf' || text === '+inf') return Infinity;

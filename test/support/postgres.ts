@@ -52,13 +52,3 @@ export async function createTestDatabase(label = 'test'): Promise<TestDatabase> 
     },
   };
 }
-
-/** Runs `fn` with a fresh database and always drops it afterwards. */
-export async function withTestDatabase<T>(label: string, fn: (db: TestDatabase) => Promise<T>): Promise<T> {
-  const db = await createTestDatabase(label);
-  try {
-    return await fn(db);
-  } finally {
-    await db.drop();
-  }
-}
