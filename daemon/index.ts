@@ -10,7 +10,9 @@
  * @packageDocumentation
  */
 export { startDaemon, type DaemonListeners, type RunningDaemon, type StartDaemonOptions } from './startDaemon.ts';
-export { TablecacheDaemon, tableIndexes, type DaemonOptions, type DaemonPhase, type DaemonReadiness } from './tablecacheDaemon.ts';
+export { tableIndexes } from './config/tableIndexes.ts';
+export { TablecacheDaemon, type DaemonOptions } from './tablecacheDaemon.ts';
+export type { DaemonPhase, DaemonReadiness } from './daemonReadiness.ts';
 export type {
   BatchAppliedEvent,
   ConnectionLostEvent,

@@ -7,7 +7,8 @@ import type { DaemonEvents } from './daemonEvents.ts';
 import type { DaemonStorage } from './daemonStorage.ts';
 import { DaemonMetrics } from './http/daemonMetrics.ts';
 import { HealthServer } from './http/healthServer.ts';
-import { TablecacheDaemon, type DaemonReadiness } from './tablecacheDaemon.ts';
+import type { DaemonReadiness } from './daemonReadiness.ts';
+import { TablecacheDaemon } from './tablecacheDaemon.ts';
 
 /** Listeners for a daemon's events, attached before it starts, so that none is missed. */
 export type DaemonListeners = { readonly [E in keyof DaemonEvents]?: (...args: DaemonEvents[E]) => void };

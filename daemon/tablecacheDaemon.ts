@@ -2,17 +2,17 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
-import { KeyColumnIndexes } from '../lib/core/keyColumnIndexes.ts';
 import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
 import { LeaseLostError } from '../lib/redis/redisErrors.ts';
 import { CaptureCheck } from './captureCheck.ts';
 import { ChangeListener } from './changeListener.ts';
 import { ChangeMapper, type MappedTable } from './changeMapper.ts';
 import { ChangePipeline } from './changePipeline.ts';
-import { ConfigError } from './config/configError.ts';
-import type { TableConfig, TablecacheConfig } from './config/configSchema.ts';
+import type { TablecacheConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
-import type { DaemonDependency, DaemonEvents, LoadProgressEvent, ReloadKind, WaitingEvent } from './daemonEvents.ts';
+import { tableIndexes } from './config/tableIndexes.ts';
+import { tableReadinessReasons, type DaemonPhase, type DaemonReadiness } from './daemonReadiness.ts';
+import type { DaemonDependency, DaemonEvents, LoadProgressEvent, WaitingEvent } from './daemonEvents.ts';
 import type { DaemonStorage } from './daemonStorage.ts';
 import { errorSource } from './errorSource.ts';
 import { LagReadiness } from './lagReadiness.ts';
@@ -60,66 +60,8 @@ export interface DaemonOptions {
   readonly lagSampleIntervalMs?: number;
 }
 
-/**
- * Reloads that mean the daemon lost track of changes (as opposed to a
- * TRUNCATE or a bulk change it follows as usual): until they are done, the
- * data readers see may be behind, so the daemon is not ready.
- */
-const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set([
-  'listen_lost',
-  'queue_full',
-  'storage_lost',
-  'lease_lost',
-  'fell_behind',
-  'key_flood',
-  'failure',
-  'schema_change',
-  'capture_restored',
-]);
-
 /** The most Postgres sessions the daemon's pool opens, whatever the number of tables. */
 const POOL_MAX = 40;
-
-/** Where a daemon is in its life. */
-export type DaemonPhase = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
-
-/** Whether a daemon serves current data, and if not, why not. */
-export interface DaemonReadiness {
-  /** Started, every table loaded, LISTEN connected. */
-  readonly ready: boolean;
-  readonly phase: DaemonPhase;
-  /** Why it is not ready, for operators (empty when ready); never a password. */
-  readonly reasons: readonly string[];
-  /** Per table: whether readers see a complete load of it. */
-  readonly tables: Readonly<Record<string, { readonly loaded: boolean }>>;
-}
-
-/**
- * Builds a table's Indexes: a {@link KeyColumnIndexes} over its query with one
- * lookup per `match` column list, or what its `indexes` factory or `module`
- * returns, which must be a KeyColumnIndexes too (a subclass may add indexes
- * or parse records), since the daemon names records by key columns.
- *
- * @throws {@link ConfigError} when a factory returns something else, or a table has neither query nor factory.
- */
-export async function tableIndexes(table: TableConfig): Promise<KeyColumnIndexes> {
-  const lookups = table.sources.flatMap((source) => (source.match === undefined ? [] : [source.match]));
-  if (table.indexes === undefined && table.module === undefined) {
-    if (table.query === undefined) throw new ConfigError(`${table.configPath}: no query, indexes or module; nothing says how to read the table.`);
-    return new KeyColumnIndexes({ query: table.query, primaryKey: table.primaryKey, lookups });
-  }
-  const factory = table.indexes ?? ((await import(table.module!)) as { default?: unknown }).default;
-  if (typeof factory !== 'function') throw new ConfigError(`${table.configPath}.module: ${table.module} has no default export that is a function returning Indexes.`);
-  const indexes: unknown = await (factory as (table: TableConfig) => unknown)(table);
-  if (!(indexes instanceof KeyColumnIndexes)) {
-    throw new ConfigError(
-      `${table.configPath}: the indexes factory returned ${indexes?.constructor?.name ?? typeof indexes}; the daemon needs a KeyColumnIndexes ` +
-        '(or a subclass) so that it can name records by their key and match columns.',
-    );
-  }
-  for (const columns of lookups) indexes.columnsOf(indexes.indexNameFor(columns));
-  return indexes;
-}
 
 /**
  * The daemon: keeps every configured table in Redis (or, with a
@@ -446,18 +388,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         for (const problem of this.captureCheck?.problems() ?? []) reasons.push(problem.message);
         this.sampleLag();
         for (const lagging of this.lag.laggingTables()) reasons.push(this.lag.describe(lagging));
-        const pending = this.pipeline?.pendingReloads() ?? new Map<string, { reasons: string[]; kinds: ReloadKind[] }>();
-        for (const [name, { loaded }] of Object.entries(tables)) {
-          const reload = pending.get(name);
-          if (loaded && reload !== undefined && reload.kinds.some((kind) => CATCH_UP_KINDS.has(kind))) {
-            reasons.push(`table ${name} may be behind until its reload (${reload.reasons.join('; ')})`);
-          }
-          if (loaded) continue;
-          const progress = this.loading.get(name);
-          if (progress !== undefined) reasons.push(`table ${name} is loading: ${describeProgress(progress)}`);
-          else if (this.failedLoads.has(name)) reasons.push(`table ${name} is not loaded: its last load failed (see the log); retrying`);
-          else reasons.push(`table ${name} is not loaded yet`);
-        }
+        reasons.push(...tableReadinessReasons(tables, this.pipeline?.pendingReloads() ?? new Map(), this.loading, this.failedLoads));
         break;
       }
     }
@@ -527,9 +458,4 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-function describeProgress({ rows, estimatedRows, elapsedMs }: LoadProgressEvent): string {
-  const of = estimatedRows === null ? '' : ` of about ${estimatedRows.toLocaleString('en-US')}`;
-  return `${rows.toLocaleString('en-US')}${of} rows read in ${(elapsedMs / 1000).toFixed(1)} s`;
 }

@@ -9,7 +9,7 @@ import { primaryKeyField } from '../lib/redis/keyLayout.ts';
 import { MessagePackRecordCodec } from '../lib/redis/recordCodec.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import { connectRedis } from './redisConnection.ts';
-import { tableIndexes } from './tablecacheDaemon.ts';
+import { tableIndexes } from './config/tableIndexes.ts';
 
 type Row = Record<string, unknown>;
 

@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DaemonEvents, NotificationReceivedEvent } from '../daemonEvents.ts';
-import type { DaemonReadiness } from '../tablecacheDaemon.ts';
+import type { DaemonReadiness } from '../daemonReadiness.ts';
 
 /** What {@link DaemonMetrics} observes: a {@link TablecacheDaemon}. */
 export interface MetricsSource extends EventEmitter<DaemonEvents> {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../lib/core/logger.ts';
 import { ConfigError } from '../config/configError.ts';
-import type { DaemonReadiness } from '../tablecacheDaemon.ts';
+import type { DaemonReadiness } from '../daemonReadiness.ts';
 
 /** Options of {@link HealthServer.start}. */
 export interface HealthServerOptions {

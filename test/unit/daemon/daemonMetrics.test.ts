@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
 import { DaemonMetrics, type MetricsSource } from '../../../daemon/http/daemonMetrics.ts';
-import type { DaemonReadiness } from '../../../daemon/tablecacheDaemon.ts';
+import type { DaemonReadiness } from '../../../daemon/daemonReadiness.ts';
 
 class FakeDaemon extends EventEmitter<DaemonEvents> implements MetricsSource {
   ready = true;

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../daemon/config/configError.ts';
 import { HealthServer } from '../../../daemon/http/healthServer.ts';
-import type { DaemonReadiness } from '../../../daemon/tablecacheDaemon.ts';
+import type { DaemonReadiness } from '../../../daemon/daemonReadiness.ts';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 let readiness: DaemonReadiness = { ready: true, phase: 'running', reasons: [], tables: { users: { loaded: true } } };
