@@ -1,6 +1,5 @@
 import { Redis } from 'ioredis';
-import { InvalidArgumentError, TablecacheError } from '../core/errors.ts';
-import type { Interval } from '../core/interval.ts';
+import { InvalidArgumentError } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
 import type { CoverageUpdate, RecordScorer, StorageTable } from '../core/storageTable.ts';
@@ -9,17 +8,16 @@ import {
   MetaField,
   TableKeys,
   generationGroup,
-  primaryKeyField,
-  scoreArgument,
   stagingGroup,
 } from './keyLayout.ts';
 import { encodeCoverage } from './coverageFormat.ts';
 import type { LuaScript, RedisArgument } from './luaScript.ts';
 import { MessagePackRecordCodec, type RecordCodec } from './recordCodec.ts';
-import { ClosedError, type LeaseLostError, RedisCommandError, RecordDecodeError, StorageFormatError, toTablecacheError } from './redisErrors.ts';
-import { readerFunctionLibrary } from './scripts/readerScripts.ts';
+import { ClosedError, type LeaseLostError, toTablecacheError } from './redisErrors.ts';
 import { writerScripts } from './scripts/writerScripts.ts';
+import { announceWriter, loadReaderFunctions, recoverTable } from './writerOpening.ts';
 import { WriterLease } from './writerLease.ts';
+import { MAX_BATCH_BYTES, RecordBatches, type EncodedBatch, type PageRecord } from './recordBatches.ts';
 
 /** Options of {@link RedisStorageTable.open}. */
 export interface RedisStorageTableOptions<R> {
@@ -56,10 +54,6 @@ const DEFAULTS = {
   leaseTtlMs: 10_000,
   writeBatchSize: 1_000,
   mergeBatchSize: 2_000,
-  readPageSize: 1_000,
-  intervalsPerPage: 1_000,
-  maxBatchBytes: 1 << 20,
-  maxInFlightBatches: 4,
   heldBackChanges: 256,
 } as const;
 
@@ -89,22 +83,6 @@ interface HeldBackChanges {
 }
 
 /** A batch of encoded records for a write script, and whether the records ended with it. */
-interface EncodedBatch {
-  /** Record count, then per record: field, bytes, one score per index. */
-  readonly args: RedisArgument[];
-  readonly records: number;
-  readonly bytes: number;
-  readonly last: boolean;
-}
-
-/** One decoded record as read from a page, with where it came from. */
-interface PageRecord<R> {
-  /** Which of the requested intervals it lies in. */
-  readonly interval: number;
-  readonly field: string;
-  readonly record: R;
-}
-
 /**
  * A {@link StorageTable} in Redis that any number of reader processes share
  * (see `openReader` in `tablecache/client`); docs/redis-key-layout.md
@@ -148,6 +126,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   /** The running allocation of a scratch session, while one runs. */
   private stagingAllocation: Promise<Staging> | null = null;
   private closed = false;
+  private readonly batches: RecordBatches<R>;
 
   private constructor(
     private readonly redis: Redis,
@@ -165,6 +144,13 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     this.logger = options.logger ?? silentLogger;
     this.liveGeneration = state.liveGeneration;
     this.generation = state.adoptable ? state.liveGeneration : null;
+    this.batches = new RecordBatches({
+      table: this.name,
+      scorer,
+      codec: this.codec,
+      writeBatchSize: settings.writeBatchSize,
+      read: (script, scriptKeys, args) => this.read(script, scriptKeys, args),
+    });
   }
 
   /**
@@ -249,7 +235,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     this.assertNoScratchSession('putRecords');
     const generation = await this.ensureGeneration();
     const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
-    return this.writeInBatches(records, ({ args }) => this.write(writerScripts.putRecords, keys, args, 'storing records'));
+    return this.batches.writeInBatches(records, ({ args }) => this.write(writerScripts.putRecords, keys, args, 'storing records'));
   }
 
   async *getRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
@@ -257,7 +243,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     this.assertIndexName(spec.indexName);
     const generation = this.generation;
     if (generation === null) return;
-    for await (const page of this.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
+    for await (const page of this.batches.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
       for (const { record } of page) if (spec.accepts(record)) yield record;
     }
   }
@@ -277,7 +263,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
     let deleted = new Set<PageRecord<R>>();
     const remaining = (entries: readonly PageRecord<R>[]) => entries.filter((entry) => !deleted.has(entry)).length;
-    for await (const page of this.pages(this.keys.index(generation, spec.indexName), keys[1]!, spec.scoreIntervals, remaining)) {
+    for await (const page of this.batches.pages(this.keys.index(generation, spec.indexName), keys[1]!, spec.scoreIntervals, remaining)) {
       deleted = new Set(page.filter(({ record }) => spec.accepts(record)));
       if (deleted.size === 0) continue;
       await this.write(writerScripts.deleteRecords, keys, [...deleted].map(({ field }) => field), 'deleting records');
@@ -291,7 +277,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     await this.settleInterruptedMerge();
     // Every batch waits for the same promise, so held-back changes reach Redis before any batch after them.
     let staged: Promise<Staging> | null = null;
-    return this.writeInBatches(records, async (batch) => {
+    return this.batches.writeInBatches(records, async (batch) => {
       if (staged === null && batch.last && this.canHoldBack(batch.records, batch.bytes)) {
         this.holdBackPuts(batch);
         return;
@@ -319,7 +305,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     if (generation === null) return;
     // Held-back puts the spec selects must be withdrawn, which works on staged ones.
     if ((this.heldBack?.putCount ?? 0) > 0) await this.stageHeldBack();
-    for await (const page of this.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
+    for await (const page of this.batches.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
       const discarded = page.filter(({ record }) => spec.accepts(record));
       if (discarded.length === 0) continue;
       const fields = discarded.map(({ field }) => field);
@@ -485,7 +471,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     let withdrawn = new Set<PageRecord<R>>();
     const remaining = (entries: readonly PageRecord<R>[]) => entries.filter((entry) => !withdrawn.has(entry)).length;
     const index = this.keys.stagedIndex(staging.id, spec.indexName);
-    for await (const page of this.pages(index, this.keys.stagedRecords(staging.id), spec.scoreIntervals, remaining)) {
+    for await (const page of this.batches.pages(index, this.keys.stagedRecords(staging.id), spec.scoreIntervals, remaining)) {
       withdrawn = new Set(page.filter(({ record }) => spec.accepts(record)));
       if (withdrawn.size > 0) await this.stageDiscard('staged', [...withdrawn].map(({ field }) => field));
     }
@@ -504,7 +490,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     const heldChanges = (held?.deletions.length ?? 0) + (held?.putCount ?? 0);
     // Applied in one call, so no more than one merge step may apply.
     const limit = Math.min(DEFAULTS.heldBackChanges, this.settings.mergeBatchSize);
-    return heldChanges + changes <= limit && (held?.bytes ?? 0) + bytes <= DEFAULTS.maxBatchBytes;
+    return heldChanges + changes <= limit && (held?.bytes ?? 0) + bytes <= MAX_BATCH_BYTES;
   }
 
   private holdBack(): HeldBackChanges {
@@ -554,111 +540,6 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
       this.keys.stagedDeletes(staging.id),
       ...this.indexNames.map((name) => this.keys.stagedIndex(staging.id, name)),
     ];
-  }
-
-  /**
-   * Pages through the records of one index whose score lies in any of
-   * `intervals`, many intervals per script call. After the caller has used a
-   * page, `remainingOf` says how many of the given entries (those of the
-   * interval the page stopped in) are still in the index (all of them,
-   * unless the caller deleted some), so that the next page starts right
-   * after them.
-   */
-  private async *pages(
-    index: string,
-    records: string,
-    intervals: readonly Interval[],
-    remainingOf: (entries: readonly PageRecord<R>[]) => number = (entries) => entries.length,
-  ): AsyncGenerator<PageRecord<R>[]> {
-    const bounds = intervals
-      .filter((interval) => !interval.isEmpty)
-      .map((interval) => [scoreArgument(interval.ge, () => 'An interval bound'), scoreArgument(interval.lt, () => 'An interval bound')]);
-    let start = 0;
-    let skip = 0;
-    while (start < bounds.length) {
-      const window = bounds.slice(start, start + DEFAULTS.intervalsPerPage);
-      const reply = (await this.read(writerScripts.readPage, [index, records], [DEFAULTS.readPageSize, skip, ...window.flat()])) as (Buffer | number | null)[];
-      const done = Number(reply[0]);
-      const page: PageRecord<R>[] = [];
-      for (let i = 1; i < reply.length; i += 3) {
-        const field = String(reply[i + 1]);
-        page.push({ interval: start + Number(reply[i]) - 1, field, record: this.decode(records, field, reply[i + 2] as Buffer | null) });
-      }
-      yield page;
-      if (done === window.length) {
-        start += done;
-        skip = 0;
-        continue;
-      }
-      const partial = start + done;
-      skip = (done === 0 ? skip : 0) + remainingOf(page.filter((entry) => entry.interval === partial));
-      start = partial;
-    }
-  }
-
-  private decode(key: string, field: string, bytes: Buffer | null): R {
-    if (bytes === null) {
-      throw new StorageFormatError(`Index entry "${field}" has no record in hash "${key}": the table was changed outside tablecache. Reload the cache.`);
-    }
-    try {
-      return this.codec.decode(bytes);
-    } catch (error) {
-      throw new RecordDecodeError(key, field, error);
-    }
-  }
-
-  /**
-   * Encodes records into script batches (field, bytes, one score per index)
-   * and runs `send` for each, keeping a few in flight so the connection stays
-   * busy while memory stays bounded.
-   */
-  private async writeInBatches(records: AsyncIterable<R> | Iterable<R>, send: (batch: EncodedBatch) => Promise<unknown>): Promise<number> {
-    const inFlight: Promise<unknown>[] = [];
-    let failure: unknown;
-    const track = (promise: Promise<unknown>) => {
-      const tracked = promise.catch((error: unknown) => {
-        failure ??= error;
-      });
-      inFlight.push(tracked);
-    };
-    let batch: RedisArgument[] = [];
-    let batchRecords = 0;
-    let batchBytes = 0;
-    let total = 0;
-    const flush = async (last: boolean) => {
-      if (batchRecords === 0) return;
-      track(send({ args: [batchRecords, ...batch], records: batchRecords, bytes: batchBytes, last }));
-      batch = [];
-      batchRecords = 0;
-      batchBytes = 0;
-      if (inFlight.length >= DEFAULTS.maxInFlightBatches) await inFlight.shift();
-    };
-    for await (const record of records) {
-      if (failure !== undefined) break;
-      const field = this.fieldOf(record);
-      const bytes = this.codec.encode(record);
-      batch.push(field, bytes);
-      for (const indexName of this.indexNames) {
-        batch.push(scoreArgument(this.scorer.score(indexName, record), () => `Record "${field}" of table "${this.name}" in index "${indexName}"`));
-      }
-      batchRecords++;
-      batchBytes += bytes.length + field.length;
-      total++;
-      if (batchRecords >= this.settings.writeBatchSize || batchBytes >= DEFAULTS.maxBatchBytes) await flush(false);
-    }
-    if (failure === undefined) await flush(true);
-    await Promise.all(inFlight);
-    if (failure !== undefined) throw failure;
-    return total;
-  }
-
-  private fieldOf(record: R): string {
-    try {
-      return primaryKeyField(this.scorer.primaryKey(record));
-    } catch (error) {
-      if (error instanceof TablecacheError) throw new InvalidArgumentError(`A record of table "${this.name}" has no usable primary key: ${error.message}`);
-      throw error;
-    }
   }
 
   private async ensureGeneration(): Promise<number> {
@@ -728,92 +609,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   }
 }
 
-/**
- * What a new writer does before its first write: finish the merge a crashed
- * writer left behind (readers already see it through the overlay), delete
- * key groups no reader uses, and decide whether to continue on the live data.
- */
-async function recoverTable(
-  redis: Redis,
-  keys: TableKeys,
-  fence: string,
-  indexNames: readonly string[],
-  codecId: string,
-  mergeBatchSize: number,
-  logger: Logger,
-): Promise<{ liveGeneration: number | null; adoptable: boolean }> {
-  const meta = await redis.hmget(keys.meta, MetaField.format, MetaField.generation, MetaField.codec, MetaField.indexes, MetaField.overlay);
-  const field = (i: number): string | null => meta[i] ?? null;
-  const [format, generationText, codec, indexesJson, overlay] = [field(0), field(1), field(2), field(3), field(4)];
-  if (format !== null && format !== LAYOUT_FORMAT_VERSION) {
-    throw new StorageFormatError(
-      `Table "${keys.table}" in Redis uses key layout format ${format}; this writer writes format ${LAYOUT_FORMAT_VERSION}. ` +
-        `Delete the keys "${keys.base}*" (Redis holds only a cache) or use a matching tablecache version.`,
-    );
-  }
-  const liveGeneration = generationText === null ? null : Number(generationText);
-  const liveIndexNames: string[] = indexesJson === null ? [] : (JSON.parse(indexesJson) as string[]);
-  if (liveGeneration !== null && overlay !== null) {
-    logger.warn({ table: keys.table, generation: liveGeneration, staging: overlay }, 'finishing a merge the previous writer left half applied');
-    const stagingId = Number(overlay);
-    const mergeKeys = [
-      keys.meta,
-      keys.owned,
-      keys.records(liveGeneration),
-      keys.stagedRecords(stagingId),
-      keys.stagedDeletes(stagingId),
-      ...liveIndexNames.map((name) => keys.index(liveGeneration, name)),
-      ...liveIndexNames.map((name) => keys.stagedIndex(stagingId, name)),
-    ];
-    let remaining: number;
-    do {
-      remaining = Number(await writerScripts.mergeStep.run(redis, mergeKeys, [fence, mergeBatchSize, '0', '1', stagingId, 0, '', Date.now()]));
-    } while (remaining > 0);
-  }
-  const groups = await redis.hkeys(keys.owned);
-  const orphans = groups.filter((group) => liveGeneration === null || group !== generationGroup(liveGeneration));
-  if (orphans.length > 0) {
-    logger.info({ table: keys.table, groups: orphans }, 'deleting key groups earlier writers left behind');
-    await writerScripts.dropKeyGroups.run(redis, [keys.meta, keys.owned], [fence, ...orphans]);
-  }
-  const adoptable = liveGeneration !== null && codec === codecId && JSON.stringify(liveIndexNames) === JSON.stringify(indexNames);
-  return { liveGeneration, adoptable };
-}
-
-/**
- * Loads the readers' function library (FCALL_RO is cheaper per read than
- * EVALSHA_RO). Readers fall back to scripts without it, so a Redis that
- * refuses (an ACL without FUNCTION, say) costs only speed.
- */
-async function loadReaderFunctions(redis: Redis, keys: TableKeys, logger: Logger): Promise<void> {
-  try {
-    await redis.call('FUNCTION', 'LOAD', 'REPLACE', readerFunctionLibrary.source);
-  } catch (error) {
-    logger.warn({ table: keys.table, library: readerFunctionLibrary.name, err: error }, 'could not load the reader function library; readers will use scripts');
-  }
-}
-
 function positiveInteger(value: number, name: string): number {
   if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}.`);
   return value;
-}
-
-/**
- * Announces a new writer on the table's change channel. Every step publishes
- * there from inside its script, so a Redis user that may not publish on it
- * (an ACL from before the channel existed) would fail every write: this
- * finds out at open, with the fix, instead. Near-cached readers treat the
- * announcement (it names no step) as "everything changed", which is safe.
- */
-async function announceWriter(redis: Pick<Redis, 'publish'>, keys: TableKeys, writerId: string): Promise<void> {
-  try {
-    await redis.publish(keys.changes, JSON.stringify({ v: 1, writer: writerId }));
-  } catch (error) {
-    if (!(error instanceof Error) || !/^NOPERM/.test(error.message)) throw error;
-    throw new RedisCommandError(
-      `The Redis user may not publish on ${keys.changes}, the table's change channel that every writer step announces itself on: ` +
-        `add the channel rule "&${keys.changes}" (or "&{<keyPrefix>*" for every table) to its ACL SETUSER, see docs/security.md. (${error.message})`,
-      { cause: error },
-    );
-  }
 }
