@@ -10,7 +10,6 @@ import { writerScripts } from './scripts/writerScripts.ts';
 const LIMITS = {
   readPageSize: 1_000,
   intervalsPerPage: 1_000,
-  /** A write batch is cut at about this many bytes of fields and records. */
   maxBatchBytes: 1 << 20,
   maxInFlightBatches: 4,
 } as const;
@@ -18,6 +17,7 @@ const LIMITS = {
 /** A write batch is cut at about this many bytes of fields and records. */
 export const MAX_BATCH_BYTES = LIMITS.maxBatchBytes;
 
+/** A batch of encoded records for a write script, and whether the records ended with it. */
 export interface EncodedBatch {
   /** Record count, then per record: field, bytes, one score per index. */
   readonly args: RedisArgument[];

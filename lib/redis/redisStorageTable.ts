@@ -82,7 +82,6 @@ interface HeldBackChanges {
   bytes: number;
 }
 
-/** A batch of encoded records for a write script, and whether the records ended with it. */
 /**
  * A {@link StorageTable} in Redis that any number of reader processes share
  * (see `openReader` in `tablecache/client`); docs/redis-key-layout.md
