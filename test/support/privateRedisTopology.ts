@@ -1,0 +1,398 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { freePort } from './privateServers.ts';
+import { waitFor } from './waitFor.ts';
+
+/**
+ * A Redis Cluster and a Sentinel-watched primary with replicas of a test
+ * file's own: real `redis-server` processes on free ports in a temporary
+ * directory, always removed by `stop()` (call it in afterAll). Failover is
+ * the servers' own (cluster-node-timeout, sentinel down-after-milliseconds),
+ * never a `CLUSTER FAILOVER` or `SENTINEL FAILOVER` that a crash would not send.
+ */
+
+const run = promisify(execFile);
+
+/** How long a topology may take to settle (start, failover, rejoin) under the load of a full test run. */
+const SETTLE_TIMEOUT_MS = 60_000;
+
+/** Runs one command on 127.0.0.1:`port` with a short-lived connection that never retries. */
+async function ask(port: number, password: string | undefined, ...command: string[]): Promise<unknown> {
+  const redis = new Redis(port, '127.0.0.1', { password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 2_000 });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    const [name, ...args] = command as [string, ...string[]];
+    return await redis.call(name, ...args);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** `INFO`-style `field:value` lines as a record. */
+function parseFields(text: string): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 1).trim();
+  }
+  return fields;
+}
+
+/** One redis-server process that can be SIGKILLed and started again with the same arguments (and directory). */
+class ServerProcess {
+  private process: ChildProcess | undefined;
+  private output = '';
+
+  constructor(
+    readonly port: number,
+    private readonly args: readonly string[],
+    private readonly cwd: string,
+  ) {}
+
+  get running(): boolean {
+    return this.process !== undefined && this.process.exitCode === null && this.process.signalCode === null;
+  }
+
+  /** Spawns the server and resolves once it logs that it accepts connections. */
+  async start(): Promise<void> {
+    this.output = '';
+    const server = spawn('redis-server', [...this.args], { cwd: this.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.process = server;
+    const collect = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString()).slice(-4_000);
+    };
+    server.stdout?.on('data', collect);
+    server.stderr?.on('data', collect);
+    await waitFor(`redis-server on port ${this.port} to accept connections`, () => {
+      if (server.exitCode !== null) throw new Error(`redis-server on port ${this.port} exited: ${this.output.slice(-500)}`);
+      return /Ready to accept connections|Sentinel ID is/.test(this.output);
+    }, { timeoutMs: SETTLE_TIMEOUT_MS });
+  }
+
+  /** SIGKILL, like a crash: no shutdown, no last save. */
+  async kill(): Promise<void> {
+    const server = this.process;
+    if (server === undefined || !this.running) return;
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    server.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** Options of {@link PrivateRedisCluster.start}. */
+export interface PrivateRedisClusterOptions {
+  readonly masters?: number;
+  readonly replicasPerMaster?: number;
+  /** `cluster-node-timeout`: how long a silent master goes unanswered before its replica takes over. */
+  readonly nodeTimeoutMs?: number;
+  /** `requirepass` and `masterauth` on every node. */
+  readonly password?: string;
+}
+
+/** One node of a {@link PrivateRedisCluster} as CLUSTER NODES reports it. */
+export interface ClusterNodeView {
+  readonly id: string;
+  readonly port: number;
+  readonly role: 'master' | 'replica';
+  readonly failed: boolean;
+}
+
+/**
+ * A Redis Cluster of `masters` masters with `replicasPerMaster` replicas each,
+ * built with `redis-cli --cluster create`. The cluster bus of every node gets
+ * its own free port (`cluster-port`), not port + 10000.
+ */
+export class PrivateRedisCluster {
+  private stopped = false;
+
+  private constructor(
+    private readonly directory: string,
+    private readonly servers: readonly ServerProcess[],
+    private readonly password: string | undefined,
+  ) {}
+
+  /** Starts the nodes, creates the cluster, and resolves once every node reports cluster_state:ok with all 16384 slots covered. */
+  static async start(options: PrivateRedisClusterOptions = {}): Promise<PrivateRedisCluster> {
+    const { masters = 3, replicasPerMaster = 1, nodeTimeoutMs = 2_000, password } = options;
+    const directory = mkdtempSync(path.join(tmpdir(), 'tc-private-cluster-'));
+    const servers: ServerProcess[] = [];
+    const cluster = new PrivateRedisCluster(directory, servers, password);
+    try {
+      for (let index = 0; index < masters * (1 + replicasPerMaster); index++) {
+        const [port, busPort] = [await freePort(), await freePort()];
+        const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+        const args = [
+          '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1',
+          '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', String(nodeTimeoutMs),
+          // A replica takes over however long it was cut off: a test's replica is never too stale to serve.
+          '--cluster-replica-validity-factor', '0', '--save', '', '--appendonly', 'no', '--dir', directory, ...auth,
+        ];
+        servers.push(new ServerProcess(port, args, directory));
+      }
+      await Promise.all(servers.map((server) => server.start()));
+      const auth = password === undefined ? [] : ['-a', password, '--no-auth-warning'];
+      const addresses = servers.map((server) => `127.0.0.1:${server.port}`);
+      await run('redis-cli', [...auth, '--cluster', 'create', ...addresses, '--cluster-replicas', String(replicasPerMaster), '--cluster-yes']);
+      await cluster.waitUntilHealthy();
+      return cluster;
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+  }
+
+  /** The seed URLs of every node (running or not), for `redis.cluster.nodes`. */
+  get nodeUrls(): string[] {
+    return this.servers.map((server) => `redis://127.0.0.1:${server.port}`);
+  }
+
+  /** The ports of every node. */
+  get ports(): number[] {
+    return this.servers.map((server) => server.port);
+  }
+
+  /** The slot of `key` (its hash tag honoured), as the cluster computes it. */
+  async slotOf(key: string): Promise<number> {
+    return Number(await ask(this.anyRunning().port, this.password, 'CLUSTER', 'KEYSLOT', key));
+  }
+
+  /** The port of the master that serves `key`'s slot now, as a running node sees it. */
+  async masterPortOf(key: string): Promise<number> {
+    const slot = await this.slotOf(key);
+    const ranges = (await ask(this.anyRunning().port, this.password, 'CLUSTER', 'SLOTS')) as [number, number, [string, number, ...unknown[]], ...unknown[]][];
+    const range = ranges.find(([from, to]) => from <= slot && slot <= to);
+    if (range === undefined) throw new Error(`No node serves slot ${slot}.`);
+    return Number(range[2][1]);
+  }
+
+  /** Every node as the running node on `port` (default: any) sees the cluster. */
+  async nodes(port = this.anyRunning().port): Promise<ClusterNodeView[]> {
+    const text = String(await ask(port, this.password, 'CLUSTER', 'NODES'));
+    return text.trim().split('\n').map((line) => {
+      const [id = '', address = '', flags = ''] = line.split(' ');
+      const flagList = flags.split(',');
+      return { id, port: Number(address.split('@')[0]?.split(':')[1]), role: flagList.includes('master') ? 'master' : 'replica', failed: flagList.includes('fail') || flagList.includes('fail?') };
+    });
+  }
+
+  /**
+   * SIGKILLs the master serving `key`'s slot and waits until a replica of it
+   * serves the slot and every running node reports the cluster healthy again.
+   * Returns the killed port and the promoted one.
+   */
+  async killMasterOf(key: string): Promise<{ killedPort: number; promotedPort: number }> {
+    const killedPort = await this.masterPortOf(key);
+    await this.server(killedPort).kill();
+    const promotedPort = await waitFor(`a replica to take over the slot of ${key} from killed master ${killedPort}`, async () => {
+      const port = await this.masterPortOf(key);
+      return port !== killedPort ? port : undefined;
+    }, { timeoutMs: SETTLE_TIMEOUT_MS });
+    await this.waitUntilHealthy();
+    return { killedPort, promotedPort };
+  }
+
+  /** SIGKILLs the node on `port` (no wait for a failover: see {@link killMasterOf}). */
+  async kill(port: number): Promise<void> {
+    await this.server(port).kill();
+  }
+
+  /**
+   * Starts the killed node on `port` again with its nodes.conf (its data is
+   * gone: no persistence); a former master rejoins as a replica of the node
+   * that took its slots. Resolves once no running node marks any node failed.
+   */
+  async restart(port: number): Promise<void> {
+    await this.server(port).start();
+    await waitFor(`node ${port} to rejoin the cluster`, async () => {
+      for (const server of this.servers.filter((s) => s.running)) {
+        if ((await this.nodes(server.port)).some((node) => node.failed)) return false;
+      }
+      return true;
+    }, { timeoutMs: SETTLE_TIMEOUT_MS });
+    await this.waitUntilHealthy();
+  }
+
+  /**
+   * Resolves once every running node reports cluster_state:ok with all 16384
+   * slots ok, every running node agrees on each running node's role and marks
+   * none of them failed, and every running replica's link to its master is up
+   * (so a write acknowledged by WAIT survives a failover).
+   */
+  async waitUntilHealthy(): Promise<void> {
+    await waitFor('every running cluster node to report cluster_state:ok, all slots covered, and linked replicas', async () => {
+      const running = this.servers.filter((s) => s.running);
+      const roles = new Map<number, string>();
+      for (const server of running) {
+        const info = parseFields(String(await ask(server.port, this.password, 'CLUSTER', 'INFO')));
+        if (info['cluster_state'] !== 'ok' || info['cluster_slots_ok'] !== '16384') return false;
+        for (const node of (await this.nodes(server.port)).filter((n) => running.some((s) => s.port === n.port))) {
+          if (node.failed || (roles.get(node.port) ?? node.role) !== node.role) return false;
+          roles.set(node.port, node.role);
+        }
+      }
+      for (const server of running.filter((s) => roles.get(s.port) === 'replica')) {
+        const replication = parseFields(String(await ask(server.port, this.password, 'INFO', 'replication')));
+        if (replication['master_link_status'] !== 'up') return false;
+      }
+      return true;
+    }, { timeoutMs: SETTLE_TIMEOUT_MS });
+  }
+
+  /** Kills every node and removes the directory. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.all(this.servers.map((server) => server.kill()));
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  private server(port: number): ServerProcess {
+    const server = this.servers.find((s) => s.port === port);
+    if (server === undefined) throw new Error(`No cluster node on port ${port}.`);
+    return server;
+  }
+
+  private anyRunning(): ServerProcess {
+    const server = this.servers.find((s) => s.running);
+    if (server === undefined) throw new Error('No cluster node is running.');
+    return server;
+  }
+}
+
+/** Options of {@link PrivateRedisSentinel.start}. */
+export interface PrivateRedisSentinelOptions {
+  /** Replicas of the primary: 1 or 2. */
+  readonly replicas?: number;
+  /** The master name the sentinels monitor. */
+  readonly name?: string;
+  /** `requirepass`/`masterauth` on the data nodes (the sentinels get `sentinel auth-pass`). */
+  readonly password?: string;
+}
+
+/**
+ * A primary with replicas and three sentinels (quorum 2) watching it, with
+ * small down-after-milliseconds and failover-timeout so a killed primary is
+ * replaced within seconds.
+ */
+export class PrivateRedisSentinel {
+  private stopped = false;
+
+  private constructor(
+    readonly name: string,
+    private readonly directory: string,
+    private readonly dataNodes: readonly ServerProcess[],
+    private readonly sentinels: readonly ServerProcess[],
+    private readonly password: string | undefined,
+  ) {}
+
+  /** Starts the primary, its replicas and three sentinels; resolves once every sentinel sees the primary, every replica and the other sentinels. */
+  static async start(options: PrivateRedisSentinelOptions = {}): Promise<PrivateRedisSentinel> {
+    const { replicas = 2, name = 'tcprimary', password } = options;
+    const directory = mkdtempSync(path.join(tmpdir(), 'tc-private-sentinel-'));
+    const dataNodes: ServerProcess[] = [];
+    const sentinels: ServerProcess[] = [];
+    const topology = new PrivateRedisSentinel(name, directory, dataNodes, sentinels, password);
+    try {
+      const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+      const primaryPort = await freePort();
+      for (let index = 0; index <= replicas; index++) {
+        const port = index === 0 ? primaryPort : await freePort();
+        const replicaOf = index === 0 ? [] : ['--replicaof', '127.0.0.1', String(primaryPort)];
+        const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', directory, ...auth, ...replicaOf];
+        dataNodes.push(new ServerProcess(port, args, directory));
+      }
+      await Promise.all(dataNodes.map((node) => node.start()));
+      for (let index = 0; index < 3; index++) {
+        const port = await freePort();
+        // Sentinels rewrite their config file: each gets a file of its own.
+        const file = path.join(directory, `sentinel-${port}.conf`);
+        const lines = [
+          `port ${port}`, 'bind 127.0.0.1', `dir ${directory}`,
+          `sentinel monitor ${name} 127.0.0.1 ${primaryPort} 2`,
+          `sentinel down-after-milliseconds ${name} 1000`,
+          `sentinel failover-timeout ${name} 3000`,
+          ...(password === undefined ? [] : [`sentinel auth-pass ${name} ${password}`]),
+        ];
+        writeFileSync(file, `${lines.join('\n')}\n`);
+        sentinels.push(new ServerProcess(port, [file, '--sentinel'], directory));
+      }
+      await Promise.all(sentinels.map((sentinel) => sentinel.start()));
+      await topology.waitUntilSettled(primaryPort);
+      return topology;
+    } catch (error) {
+      await topology.stop();
+      throw error;
+    }
+  }
+
+  /** The sentinels' URLs, for `redis.sentinel.sentinels`. */
+  get sentinelUrls(): string[] {
+    return this.sentinels.map((sentinel) => `redis://127.0.0.1:${sentinel.port}`);
+  }
+
+  /** The data nodes' ports (the first started as primary). */
+  get dataPorts(): number[] {
+    return this.dataNodes.map((node) => node.port);
+  }
+
+  /** The primary's port as the first running sentinel reports it. */
+  async primaryPort(): Promise<number> {
+    const sentinel = this.sentinels.find((s) => s.running);
+    if (sentinel === undefined) throw new Error('No sentinel is running.');
+    const [, port] = (await ask(sentinel.port, undefined, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.name)) as [string, string];
+    return Number(port);
+  }
+
+  /**
+   * SIGKILLs the primary and waits until every sentinel names one of its
+   * replicas as primary and that replica answers ROLE as master. Returns the
+   * killed port and the promoted one.
+   */
+  async killPrimary(): Promise<{ killedPort: number; promotedPort: number }> {
+    const killedPort = await this.primaryPort();
+    await this.dataNode(killedPort).kill();
+    const promotedPort = await waitFor(`the sentinels to promote a replica of killed primary ${killedPort}`, async () => {
+      const port = await this.primaryPort();
+      return port !== killedPort ? port : undefined;
+    }, { timeoutMs: SETTLE_TIMEOUT_MS });
+    await this.waitUntilSettled(promotedPort);
+    return { killedPort, promotedPort };
+  }
+
+  /** Kills every process and removes the directory. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.all([...this.sentinels, ...this.dataNodes].map((server) => server.kill()));
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  /** Every sentinel names `primaryPort`, sees every running replica linked and the two other sentinels; the primary answers ROLE master. */
+  private async waitUntilSettled(primaryPort: number): Promise<void> {
+    const replicas = this.dataNodes.filter((node) => node.running && node.port !== primaryPort).length;
+    await waitFor(`the sentinels to agree on primary ${primaryPort} with ${replicas} linked replicas`, async () => {
+      const [role] = (await ask(primaryPort, this.password, 'ROLE')) as [string];
+      if (role !== 'master') return false;
+      const info = parseFields(String(await ask(primaryPort, this.password, 'INFO', 'replication')));
+      if (Number(info['connected_slaves']) < replicas) return false;
+      for (const sentinel of this.sentinels.filter((s) => s.running)) {
+        const fields = (await ask(sentinel.port, undefined, 'SENTINEL', 'MASTER', this.name)) as string[];
+        const master = Object.fromEntries(fields.flatMap((value, index) => (index % 2 === 0 ? [[value, fields[index + 1]]] : [])));
+        if (Number(master['port']) !== primaryPort || String(master['flags']) !== 'master') return false;
+        if (Number(master['num-other-sentinels']) < 2) return false;
+      }
+      return true;
+    }, { timeoutMs: SETTLE_TIMEOUT_MS });
+  }
+
+  private dataNode(port: number): ServerProcess {
+    const node = this.dataNodes.find((n) => n.port === port);
+    if (node === undefined) throw new Error(`No data node on port ${port}.`);
+    return node;
+  }
+}
