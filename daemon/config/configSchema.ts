@@ -14,6 +14,7 @@ export type IndexesFactory = (table: TableConfig) => AnyIndexes<Record<string, u
 export const CONFIG_DEFAULTS = {
   redis: { keyPrefix: 'tablecache:' },
   triggers: TRIGGER_DEFAULTS,
+  capture: { method: 'triggers' },
   daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, refreshTimeoutMs: 30_000, loadTimeoutMs: 300_000, maxLagMs: 30_000, logLevel: 'info' },
 } as const;
 
@@ -155,6 +156,11 @@ export const configFileSchema = strictObject({
     maxNotificationsPerStatement: integer(1, 10_000).default(triggerDefaults.maxNotificationsPerStatement),
     maxQueueUsage: fraction().default(triggerDefaults.maxQueueUsage),
   }).prefault({}),
+  capture: strictObject({
+    method: z.enum(['triggers', 'logical'], { error: 'expected "triggers" (the default: triggers and NOTIFY) or "logical" (a pgoutput slot)' }).default(CONFIG_DEFAULTS.capture.method),
+    slot: z.string({ error: 'expected a replication slot name' }).optional(),
+    publication: z.string({ error: 'expected a publication name' }).optional(),
+  }).prefault({}),
   daemon: strictObject({
     http: strictObject({
       host: z.string().min(1).default(daemonDefaults.http.host),
@@ -228,6 +234,18 @@ export type RedisTlsConfig =
       readonly servername?: string;
     };
 
+/** How the daemon learns of changes: triggers and NOTIFY (the default), or a logical replication slot. */
+export type CaptureMethod = 'triggers' | 'logical';
+
+/** The `capture` section, resolved: `slot` and `publication` always named (defaults derived from the channel and key prefix). */
+export interface CaptureConfig {
+  readonly method: CaptureMethod;
+  /** The logical replication slot (plugin `pgoutput`); default `<triggers.channel>_<key prefix>`. */
+  readonly slot: string;
+  /** The publication of the source tables; default as `slot`. */
+  readonly publication: string;
+}
+
 /** A validated configuration: every default applied, every name parsed, every path absolute. */
 export interface TablecacheConfig {
   /** Absolute path of the file it was read from. */
@@ -251,6 +269,8 @@ export interface TablecacheConfig {
     readonly maxNotificationsPerStatement: number;
     readonly maxQueueUsage: number;
   };
+  /** Where changes come from; the slot and publication are resolved in both methods (uninstall needs them after a switch). */
+  readonly capture: CaptureConfig;
   readonly daemon: {
     readonly http: { readonly host: string; readonly port: number };
     readonly batchWindowMs: number;

@@ -9,6 +9,8 @@ export { ConfigError, formatConfigPath } from './configError.ts';
 export {
   CONFIG_DEFAULTS,
   configFileSchema,
+  type CaptureConfig,
+  type CaptureMethod,
   type ConfigInput,
   type IndexesFactory,
   type RedisTlsConfig,
@@ -21,5 +23,6 @@ export { substituteEnvironment } from './environment.ts';
 export { loadConfig, parseConfig, type ConfigOrigin } from './loadConfig.ts';
 export { checkConfigAgainstDatabase, ConfigQueryError } from './checkConfigAgainstDatabase.ts';
 export { triggerSpecFromConfig } from './triggerSpecFromConfig.ts';
+export { logicalCaptureSpecFromConfig } from './logicalCaptureSpecFromConfig.ts';
 export { redactUrl } from './redactUrl.ts';
 export { nearestNames } from './nearestNames.ts';

@@ -5,8 +5,9 @@ import type { z } from 'zod';
 import { TablecacheError } from '../../lib/core/errors.ts';
 import { parseColumnName, parseQualifiedName, formatQualifiedName } from '../../sql-triggers/identifiers.ts';
 import { checkTriggerChannel, checkTriggerSchema } from '../../sql-triggers/triggerSpec.ts';
+import { checkPublicationName, checkSlotName, defaultCaptureName } from '../../sql-triggers/logicalCaptureSpec.ts';
 import { ConfigError, formatConfigPath } from './configError.ts';
-import { configFileSchema, type SourceConfig, type TableConfig, type TablecacheConfig } from './configSchema.ts';
+import { configFileSchema, type CaptureConfig, type SourceConfig, type TableConfig, type TablecacheConfig } from './configSchema.ts';
 import { substituteEnvironment } from './environment.ts';
 import { importModule } from './moduleImport.ts';
 
@@ -112,6 +113,16 @@ function normalizeTable(problems: Problems, name: string, table: ParsedTable, ba
   };
 }
 
+function normalizeCapture(problems: Problems, parsed: ParsedFile): CaptureConfig {
+  const { method, slot, publication } = parsed.capture;
+  const derived = defaultCaptureName(parsed.triggers.channel, parsed.redis.keyPrefix);
+  return {
+    method,
+    slot: problems.attempt(['capture', 'slot'], () => checkSlotName(slot ?? derived)) ?? derived,
+    publication: problems.attempt(['capture', 'publication'], () => checkPublicationName(publication ?? derived)) ?? derived,
+  };
+}
+
 function normalize(parsed: ParsedFile, file: string, baseDirectory: string): TablecacheConfig {
   const problems = new Problems();
   problems.attempt(['triggers', 'schema'], () => checkTriggerSchema(parsed.triggers.schema));
@@ -128,6 +139,7 @@ function normalize(parsed: ParsedFile, file: string, baseDirectory: string): Tab
           ...(tls.keyFile === undefined ? {} : { keyFile: existingFile(problems, ['redis', 'tls', 'keyFile'], baseDirectory, tls.keyFile, 'key file') }),
         };
   const tables = Object.entries(parsed.tables).map(([name, table]) => normalizeTable(problems, name, table, baseDirectory));
+  const capture = normalizeCapture(problems, parsed);
   if (problems.messages.length > 0) throw configError(file, problems.messages);
   return {
     file,
@@ -140,6 +152,7 @@ function normalize(parsed: ParsedFile, file: string, baseDirectory: string): Tab
       ...(parsed.redis.password === undefined ? {} : { password: parsed.redis.password }),
     },
     triggers: parsed.triggers,
+    capture,
     daemon: parsed.daemon,
     tables,
   };
