@@ -1,6 +1,9 @@
 /**
- * Change triggers on the source tables: SQL generation, install, upgrade,
- * uninstall and status, and the payload format the daemon parses.
+ * What a change capture installs in Postgres. Change triggers on the source
+ * tables: SQL generation, install, upgrade, uninstall and status, and the
+ * payload format the daemon parses. The logical capture: the publication and
+ * the pgoutput slot, the server checks with their fixes, install, uninstall
+ * and status.
  *
  * @packageDocumentation
  */
@@ -52,3 +55,23 @@ export { readTriggerStatus, type ChildTriggerStatus, type SourceTriggerState, ty
 export { installChildTriggers, installTriggers, installTriggersScript, type ChildInstallResult, type InstallResult } from './installTriggers.ts';
 export { uninstallTriggers, type UninstallResult, type UninstallTarget } from './uninstallTriggers.ts';
 export { DEFAULT_LOCK_TIMEOUT_MS, installLockStatement, type TriggerTransactionOptions } from './triggerTransaction.ts';
+export { checkLogicalCaptureSpec, checkPublicationName, checkSlotName, defaultCaptureName, type LogicalCaptureSpec } from './logicalCaptureSpec.ts';
+export {
+  PUBLICATION_COMMENT,
+  readLogicalCaptureState,
+  type CapturePublicationState,
+  type CaptureRelationIdentity,
+  type CaptureRoleState,
+  type CaptureServerState,
+  type CaptureSlotState,
+  type LogicalCaptureState,
+} from './logicalCaptureState.ts';
+export { CaptureSetupError, formatCaptureChecks, logicalCaptureChecks, type CaptureCheck, type CaptureCheckTopic } from './logicalCaptureChecks.ts';
+export { installLogicalCapture, logicalCaptureScript, type LogicalCaptureInstallOptions, type LogicalCaptureInstallResult } from './logicalCapture.ts';
+export {
+  uninstallLogicalCapture,
+  type LogicalCaptureTarget,
+  type LogicalCaptureUninstallOptions,
+  type LogicalCaptureUninstallResult,
+} from './logicalCaptureUninstall.ts';
+export { readLogicalCaptureStatus, type CapturePublicationStatus, type CaptureSlotStatus, type LogicalCaptureStatus } from './logicalCaptureStatus.ts';

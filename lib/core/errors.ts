@@ -20,6 +20,7 @@ export type TablecacheErrorCode =
   | 'TC_TIMEOUT'
   | 'TC_CONNECTION_FAILED'
   | 'TC_CONFIG_INVALID'
+  | 'TC_CAPTURE_SETUP'
   | 'TC_CLOSED';
 
 /**

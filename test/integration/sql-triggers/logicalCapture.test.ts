@@ -1,0 +1,209 @@
+import pg from 'pg';
+import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CaptureSetupError } from '../../../sql-triggers/logicalCaptureChecks.ts';
+import { installLogicalCapture, logicalCaptureScript } from '../../../sql-triggers/logicalCapture.ts';
+import type { LogicalCaptureSpec } from '../../../sql-triggers/logicalCaptureSpec.ts';
+import { readLogicalCaptureStatus } from '../../../sql-triggers/logicalCaptureStatus.ts';
+import { uninstallLogicalCapture } from '../../../sql-triggers/logicalCaptureUninstall.ts';
+import { createTestDatabase } from '../../support/postgres.ts';
+import { PrivatePostgres } from '../../support/privateServers.ts';
+import { waitFor } from '../../support/waitFor.ts';
+
+// One private cluster with wal_level = logical for the whole file (the shared server is wal_level = replica).
+let server: PrivatePostgres;
+let admin: pg.Client;
+
+const users = { schema: 'public', table: 'users', keyColumns: ['user_id'], columns: ['name'] };
+const cities = { schema: 'public', table: 'cities', keyColumns: ['city_id'] };
+const members = { schema: 'public', table: 'members', keyColumns: ['user_id', 'city_id'] };
+
+function spec(name: string, sources = [users, cities]): LogicalCaptureSpec {
+  return { slot: `${name}_slot`, publication: `${name}_pub`, sources };
+}
+
+async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end();
+  }
+}
+
+const run = (target: LogicalCaptureSpec, options: Parameters<typeof installLogicalCapture>[2] = {}) =>
+  withClient(server.url, (client) => installLogicalCapture(client, target, options));
+const status = (target: LogicalCaptureSpec) => withClient(server.url, (client) => readLogicalCaptureStatus(client, target));
+
+async function objects(target: LogicalCaptureSpec): Promise<{ slots: number; publications: string[] }> {
+  const slots = await admin.query('SELECT FROM pg_replication_slots WHERE slot_name = $1', [target.slot]);
+  const publications = await admin.query<{ entry: string }>(
+    `SELECT schemaname || '.' || tablename AS entry FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`,
+    [target.publication],
+  );
+  return { slots: slots.rowCount ?? 0, publications: publications.rows.map((row) => row.entry) };
+}
+
+async function setupError(promise: Promise<unknown>): Promise<CaptureSetupError> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(CaptureSetupError);
+  return error as CaptureSetupError;
+}
+
+beforeAll(async () => {
+  server = await PrivatePostgres.start({ wal_level: 'logical', max_replication_slots: 10, max_wal_senders: 10 });
+  admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  await admin.query(`
+    CREATE TABLE users (user_id int PRIMARY KEY, name text, nickname text);
+    CREATE TABLE cities (city_id int PRIMARY KEY, name text);
+    CREATE TABLE members (user_id int NOT NULL, city_id int NOT NULL, since date, PRIMARY KEY (user_id));
+    CREATE TABLE events (id int, payload text);`);
+}, 60_000);
+
+afterAll(async () => {
+  await admin?.end();
+  await server?.stop();
+});
+
+describe('installLogicalCapture', () => {
+  it('creates the publication, then the slot; a second run changes nothing; a dry run changes nothing', async () => {
+    const target = spec('fresh');
+    const dryRun = await run(target, { dryRun: true });
+    expect(dryRun.statements).toEqual([
+      `CREATE PUBLICATION "fresh_pub" FOR TABLE "public"."users", "public"."cities" WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)`,
+      expect.stringMatching(/^COMMENT ON PUBLICATION "fresh_pub" IS 'tablecache: /),
+      `SELECT pg_catalog.pg_create_logical_replication_slot('fresh_slot', 'pgoutput')`,
+    ]);
+    expect(await objects(target)).toEqual({ slots: 0, publications: [] });
+
+    const first = await run(target);
+    expect(first).toMatchObject({ publicationCreated: true, slotCreated: true, statements: dryRun.statements });
+    // users filters on name, but its primary key gives no old name to compare.
+    expect(first.warnings.map((warning) => warning.fix)).toEqual([expect.stringContaining('ALTER TABLE public.users REPLICA IDENTITY FULL;')]);
+    expect(await objects(target)).toEqual({ slots: 1, publications: ['public.cities', 'public.users'] });
+
+    const second = await run(target);
+    expect(second).toMatchObject({ statements: [], publicationCreated: false, slotCreated: false, addedTables: [], removedTables: [] });
+  });
+
+  it('adds and removes tables when the configuration changes', async () => {
+    const target = spec('changing');
+    await run(target);
+    const changed = await run(spec('changing', [cities, { ...members, keyColumns: ['user_id'] }]));
+    expect(changed).toMatchObject({ addedTables: ['public.members'], removedTables: ['public.users'], slotCreated: false });
+    expect(await objects(target)).toEqual({ slots: 1, publications: ['public.cities', 'public.members'] });
+  });
+
+  it('names the fix for a replica identity that cannot give old keys, and changes nothing', async () => {
+    const target = spec('identity', [members, { schema: 'public', table: 'events', keyColumns: ['id'] }]);
+    const error = await setupError(run(target));
+    expect(error.code).toBe('TC_CAPTURE_SETUP');
+    expect(error.checks.map((check) => [check.topic, check.fix])).toEqual([
+      ['replica_identity', expect.stringContaining('ALTER TABLE public.members REPLICA IDENTITY FULL;')],
+      ['replica_identity', expect.stringContaining('ALTER TABLE public.events REPLICA IDENTITY FULL; (or add a primary key)')],
+    ]);
+    expect(error.message).toMatch(/members: its primary key \(user_id\) does not hold key column\(s\) city_id/);
+    expect(error.message).toMatch(/events has REPLICA IDENTITY DEFAULT and no primary key: once it is in the publication, Postgres refuses every UPDATE and DELETE/);
+    expect(await objects(target)).toEqual({ slots: 0, publications: [] });
+  });
+
+  it('names ALTER ROLE … REPLICATION for a role that may not replicate', async () => {
+    await admin.query(`CREATE ROLE plain_owner LOGIN; ALTER TABLE cities OWNER TO plain_owner`);
+    try {
+      const url = server.url.replace('postgres@', 'plain_owner@');
+      const error = await setupError(withClient(url, (client) => installLogicalCapture(client, spec('role', [cities]))));
+      expect(error.checks).toEqual([expect.objectContaining({ topic: 'replication_role', fix: expect.stringContaining('ALTER ROLE "plain_owner" REPLICATION;') })]);
+    } finally {
+      await admin.query(`ALTER TABLE cities OWNER TO postgres; DROP ROLE plain_owner`);
+    }
+  });
+
+  it('names the wal_level change and the restart it needs on a server with wal_level = replica', async () => {
+    const shared = await createTestDatabase('logical_capture_wal_level');
+    try {
+      const { rows } = await shared.pool.query<{ wal_level: string }>('SELECT current_setting($1) AS wal_level', ['wal_level']);
+      expect(rows[0]!.wal_level).toBe('replica');
+      await shared.pool.query('CREATE TABLE cities (city_id int PRIMARY KEY, name text)');
+      const error = await setupError(withClient(shared.url, (client) => installLogicalCapture(client, spec('replica', [cities]))));
+      expect(error.checks[0]).toMatchObject({ topic: 'wal_level', fix: expect.stringContaining('ALTER SYSTEM SET wal_level = logical; then restart Postgres') });
+      const publications = await shared.pool.query('SELECT FROM pg_publication');
+      expect(publications.rowCount).toBe(0);
+    } finally {
+      await shared.drop();
+    }
+  });
+});
+
+describe('readLogicalCaptureStatus', () => {
+  it('reports lag and retained WAL growing with writes while nothing consumes the slot', async () => {
+    const target = spec('lagging', [cities]);
+    expect(await status(target)).toMatchObject({ slot: null, allCurrent: false, publication: { exists: false, missing: ['public.cities'] } });
+    await run(target);
+    const before = await status(target);
+    expect(before).toMatchObject({ allCurrent: true, slot: { active: false, activePid: null, walStatus: 'reserved' }, publication: { missing: [], extra: [] } });
+    await admin.query(`INSERT INTO cities SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g`);
+    const after = await status(target);
+    expect(after.slot!.lagBytes!).toBeGreaterThan(before.slot!.lagBytes! + 100_000);
+    expect(after.slot!.retainedWalBytes!).toBeGreaterThan(before.slot!.retainedWalBytes! + 100_000);
+    // Nothing streams, so Postgres knows no time for the lag.
+    expect(after.slot!.lagSeconds).toBeNull();
+    expect(after.identities).toEqual([{ source: 'public.cities', name: 'public.cities', identity: 'default', identityColumns: ['city_id'] }]);
+  });
+});
+
+describe('uninstallLogicalCapture', () => {
+  it('refuses to drop a slot a process streams from, unless forced; then drops slot and publication', async () => {
+    const target = spec('streamed', [cities]);
+    await run(target);
+    const service = new LogicalReplicationService({ connectionString: server.url }, { acknowledge: { auto: true, timeoutSeconds: 1 } });
+    service.on('error', () => {});
+    const streaming = service.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [target.publication] }), target.slot).catch(() => undefined);
+    try {
+      const pid = await waitFor('the slot to be active', async () => (await status(target)).slot?.activePid ?? undefined);
+      const refused = await withClient(server.url, (client) => uninstallLogicalCapture(client, target));
+      expect(refused).toMatchObject({ refusedActivePid: pid, slotDropped: false, publicationDropped: false });
+      expect((await objects(target)).slots).toBe(1);
+
+      const forced = await withClient(server.url, (client) => uninstallLogicalCapture(client, target, { force: true }));
+      expect(forced).toMatchObject({ refusedActivePid: null, slotDropped: true, publicationDropped: true });
+      expect(forced.statements[0]).toBe(`SELECT pg_catalog.pg_terminate_backend(${pid})`);
+      expect(await objects(target)).toEqual({ slots: 0, publications: [] });
+    } finally {
+      await service.stop().catch(() => undefined);
+      await streaming;
+    }
+  });
+
+  it('leaves a publication tablecache did not create', async () => {
+    await admin.query('CREATE PUBLICATION foreign_pub FOR TABLE cities');
+    const target = { slot: 'foreign_slot', publication: 'foreign_pub', sources: [cities] };
+    const error = await setupError(run(target));
+    expect(error.checks).toEqual([expect.objectContaining({ topic: 'publication', fix: expect.stringContaining('set capture.publication to another name') })]);
+    const result = await withClient(server.url, (client) => uninstallLogicalCapture(client, target));
+    expect(result).toMatchObject({ statements: [], keptForeignPublication: true, publicationDropped: false });
+    await admin.query('DROP PUBLICATION foreign_pub');
+  });
+});
+
+describe('logicalCaptureScript', () => {
+  it('is idempotent: run twice, it leaves the publication with the configured tables and one slot', async () => {
+    const target = spec('scripted', [users, cities]);
+    const script = logicalCaptureScript(target);
+    const [publicationPart, slotPart] = script.split(/;\n\n/);
+    for (let round = 0; round < 2; round++) {
+      await admin.query(publicationPart!);
+      await admin.query(slotPart!);
+    }
+    expect(await objects(target)).toEqual({ slots: 1, publications: ['public.cities', 'public.users'] });
+    await admin.query('ALTER PUBLICATION scripted_pub DROP TABLE users');
+    await admin.query(publicationPart!);
+    expect((await objects(target)).publications).toEqual(['public.cities', 'public.users']);
+    // The script's publication is one install would leave alone: it carries install's comment.
+    expect(await run(target)).toMatchObject({ statements: [] });
+  });
+});
