@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../lib/core/logger.ts';
+import { DEFAULT_RETRY_BACKOFF, retryDelayMs, type RetryBackoffPolicy } from './retryBackoff.ts';
 
 /** Payload types per channel, for pg-listen: raw text, since `parse` returns it as it is. */
 type ChannelPayloads = Record<string, string>;
@@ -34,11 +35,6 @@ export interface ChangeListenerOptions {
   readonly retryMaxMs?: number;
   /** Called before each retry of {@link ChangeListener.start} with what failed, e.g. `connect ECONNREFUSED 127.0.0.1:5432`. */
   readonly onRetry?: (attempt: number, cause: string, retryInMs: number) => void;
-}
-
-/** The delay before reconnect attempt `attempt` (0-based): doubling from `minMs`, capped at `maxMs`. */
-export function reconnectDelay(attempt: number, minMs: number, maxMs: number): number {
-  return Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
 }
 
 /**
@@ -81,7 +77,7 @@ export class ChangeListener extends EventEmitter<ChangeListenerEvents> {
         await listener.connect();
         return listener;
       } catch (error) {
-        const delayMs = reconnectDelay(attempt, listener.retryMinMs, listener.retryMaxMs);
+        const delayMs = retryDelayMs(attempt, listener.backoff);
         const cause = errorText(error);
         options.logger.warn({ cause, attempt: attempt + 1, retryInMs: delayMs }, 'waiting for Postgres: could not LISTEN; retrying');
         options.onRetry?.(attempt + 1, cause, delayMs);
@@ -90,12 +86,8 @@ export class ChangeListener extends EventEmitter<ChangeListenerEvents> {
     }
   }
 
-  private get retryMinMs(): number {
-    return this.options.retryMinMs ?? 100;
-  }
-
-  private get retryMaxMs(): number {
-    return this.options.retryMaxMs ?? 5_000;
+  private get backoff(): RetryBackoffPolicy {
+    return { minMs: this.options.retryMinMs ?? DEFAULT_RETRY_BACKOFF.minMs, maxMs: this.options.retryMaxMs ?? DEFAULT_RETRY_BACKOFF.maxMs };
   }
 
   private async connect(): Promise<void> {
@@ -106,7 +98,7 @@ export class ChangeListener extends EventEmitter<ChangeListenerEvents> {
         parse: (text: string) => text,
         retryLimit: Infinity,
         retryTimeout: 0,
-        retryInterval: (attempt: number) => reconnectDelay(attempt, this.retryMinMs, this.retryMaxMs),
+        retryInterval: (attempt: number) => retryDelayMs(attempt, this.backoff),
         paranoidChecking: this.options.paranoidCheckMs ?? 10_000,
       },
     );
@@ -162,7 +154,7 @@ export class ChangeListener extends EventEmitter<ChangeListenerEvents> {
         this.emit('reconnected', downMs, attempt + 1);
         return;
       } catch (error) {
-        const delayMs = reconnectDelay(attempt, this.retryMinMs, this.retryMaxMs);
+        const delayMs = retryDelayMs(attempt, this.backoff);
         this.options.logger.warn({ err: error, attempt: attempt + 1, retryInMs: delayMs }, 'could not LISTEN on Postgres; retrying');
         await sleep(delayMs);
       }

@@ -58,7 +58,7 @@ export {
   type StepSnapshot,
   type StepSnapshotSource,
 } from './stepSnapshot.ts';
-export { ChangeListener, reconnectDelay, type ChangeListenerEvents, type ChangeListenerOptions } from './changeListener.ts';
+export { ChangeListener, type ChangeListenerEvents, type ChangeListenerOptions } from './changeListener.ts';
 export { classifyNotification, payloadExcerpt, PAYLOAD_EXCERPT_LENGTH, type Notification } from './notificationText.ts';
 export { TableSync, type TableRefreshCounts, type TableSyncOptions } from './tableSync.ts';
 export { RefreshDbAccess } from './refreshDbAccess.ts';

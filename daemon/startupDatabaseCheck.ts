@@ -6,6 +6,7 @@ import { ConnectionFailedError } from '../lib/postgres/errors.ts';
 import { checkConfigAgainstDatabase } from './config/checkConfigAgainstDatabase.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
+import { retryDelayMs } from './retryBackoff.ts';
 
 /** Options of {@link checkDatabaseAtStart}. */
 export interface StartupDatabaseCheckOptions {
@@ -17,7 +18,6 @@ export interface StartupDatabaseCheckOptions {
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
-const RETRY_MAX_MS = 5_000;
 
 /**
  * SQLSTATEs of a refused connection that no wait heals: a wrong password or
@@ -68,7 +68,7 @@ export async function checkDatabaseAtStart(config: TablecacheConfig, options: St
       if (failure !== undefined) break;
     }
     if (failure === undefined) return;
-    const retryInMs = Math.min(RETRY_MAX_MS, 100 * 2 ** attempt);
+    const retryInMs = retryDelayMs(attempt);
     const cause = describe(failure);
     options.logger.warn({ postgres: redactUrl(config.postgres.url), attempt, retryInMs, cause }, 'waiting for Postgres: it does not accept connections yet');
     options.onRetry?.(attempt, cause, retryInMs);

@@ -9,6 +9,7 @@ import type { BarrierTracker } from './barrierTracker.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
+import { retryDelayMs } from './retryBackoff.ts';
 import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
 
@@ -46,9 +47,6 @@ export interface TableStepLoopOptions {
   readonly events: EventEmitter<DaemonEvents>;
   readonly logger: Logger;
 }
-
-const RETRY_MIN_MS = 100;
-const RETRY_MAX_MS = 5_000;
 
 /**
  * One table's steps, independent of every other table's: its own cut of
@@ -350,7 +348,7 @@ export class TableStepLoop {
   }
 
   private async pauseAfterFailure(): Promise<void> {
-    const delayMs = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(this.consecutiveFailures, 20));
+    const delayMs = retryDelayMs(this.consecutiveFailures);
     this.consecutiveFailures++;
     this.options.logger.warn({ table: this.name, retryInMs: delayMs }, 'retrying the failed table after a pause');
     const until = performance.now() + delayMs;

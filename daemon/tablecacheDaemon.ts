@@ -19,6 +19,7 @@ import { LagReadiness } from './lagReadiness.ts';
 import { NotificationQueueWatch } from './notificationQueueWatch.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
+import { retryDelayMs } from './retryBackoff.ts';
 import { createSenderGate } from './senderCheck.ts';
 import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
 import { PostgresStepSnapshots } from './stepSnapshot.ts';
@@ -325,7 +326,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         if (!(error instanceof TablecacheError) || errorSource(error) !== 'redis' || (error.code !== 'TC_CONNECTION_FAILED' && error.code !== 'TC_TIMEOUT')) {
           throw error;
         }
-        const retryInMs = Math.min(5_000, 100 * 2 ** attempt);
+        const retryInMs = retryDelayMs(attempt);
         this.logger.warn({ table: options.name, cause: error.message, attempt, retryInMs }, 'waiting for Redis to open the table for writing');
         this.emit('waiting', { for: 'redis', detail: `${this.storage.description} (${error.message}; attempt ${attempt})` });
         await abortableDelay(retryInMs, options.signal);
