@@ -1,5 +1,5 @@
 import { barrierPayloadSchema, type BarrierPayload } from '../lib/postgres/barrier.ts';
-import { parseChangePayload, payloadShapeProblem, PAYLOAD_VERSION, type ChangePayload } from '../sql-triggers/payload.ts';
+import { changePayloadFromJson, payloadShapeProblem, PAYLOAD_VERSION, type ChangePayload } from '../sql-triggers/payload.ts';
 
 /** How much of a bad payload a log line or event carries. */
 export const PAYLOAD_EXCERPT_LENGTH = 200;
@@ -88,7 +88,7 @@ function classify(text: string): Notification {
     const table = typeof object['t'] === 'string' && object['t'].length <= PAYLOAD_EXCERPT_LENGTH ? object['t'] : null;
     return { kind: 'unknownVersion', version, table };
   }
-  const parsed = parseChangePayload(text, json);
+  const parsed = changePayloadFromJson(json, text);
   if (parsed.ok) return { kind: 'change', payload: parsed.payload };
   return { kind: 'malformed', error: parsed.error.slice(0, PAYLOAD_EXCERPT_LENGTH), excerpt: payloadExcerpt(text) };
 }

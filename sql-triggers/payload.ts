@@ -151,8 +151,7 @@ export type ParsedChangePayload = { readonly ok: true; readonly payload: ChangeP
 /**
  * Parses the text of a notification from a tablecache trigger. Never throws,
  * whatever the text: it is checked with {@link payloadShapeProblem} before
- * `JSON.parse` and the schema see it. `parsedJson`, when given, is
- * `JSON.parse(text)` of a text that passed that check already. A malformed payload (docs/daemon.md, invariant 6: counted and logged by the daemon, never
+ * `JSON.parse` and the schema see it. A malformed payload (docs/daemon.md, invariant 6: counted and logged by the daemon, never
  * fatal) comes back as `{ ok: false, error }` naming what is wrong.
  *
  * @example
@@ -161,17 +160,25 @@ export type ParsedChangePayload = { readonly ok: true; readonly payload: ChangeP
  * if (parsed.ok && parsed.payload.op === 'U') console.log(parsed.payload.k);
  * ```
  */
-export function parseChangePayload(text: string, parsedJson?: unknown): ParsedChangePayload {
-  let json: unknown = parsedJson;
-  if (parsedJson === undefined) {
-    const shapeProblem = payloadShapeProblem(text);
-    if (shapeProblem !== null) return { ok: false, error: `${shapeProblem}: ${text.slice(0, 120)}` };
-    try {
-      json = JSON.parse(text);
-    } catch (error) {
-      return { ok: false, error: `not JSON (${(error as Error).message}): ${text.slice(0, 120)}` };
-    }
+export function parseChangePayload(text: string): ParsedChangePayload {
+  const shapeProblem = payloadShapeProblem(text);
+  if (shapeProblem !== null) return { ok: false, error: `${shapeProblem}: ${text.slice(0, 120)}` };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return { ok: false, error: `not JSON (${(error as Error).message}): ${text.slice(0, 120)}` };
   }
+  return changePayloadFromJson(json, text);
+}
+
+/**
+ * Validates `json`, the `JSON.parse` of `text`, a text that passed
+ * {@link payloadShapeProblem} already: for a reader that parsed the text
+ * itself (to tell a change from other messages), so that it is parsed once.
+ * `text` is only quoted in the error.
+ */
+export function changePayloadFromJson(json: unknown, text: string): ParsedChangePayload {
   const result = changePayloadSchema.safeParse(json);
   if (result.success) return { ok: true, payload: result.data as ChangePayload };
   const issues = result.error.issues.map((issue) => `${issue.path.join('.') || '(payload)'}: ${issue.message}`).join('; ');

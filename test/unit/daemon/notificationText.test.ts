@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { classifyNotification } from '../../../daemon/notificationText.ts';
 
 describe('classifyNotification', () => {
@@ -21,6 +21,28 @@ describe('classifyNotification', () => {
       const result = classifyNotification(text);
       expect(result.kind, text).toBe('malformed');
       if (result.kind === 'malformed') expect(result.excerpt.length).toBeLessThanOrEqual(201);
+    }
+  });
+});
+
+describe('classifyNotification parses once', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('runs JSON.parse once per notification, whatever it turns out to be', () => {
+    const parse = vi.spyOn(JSON, 'parse');
+    const texts = [
+      JSON.stringify({ v: 1, t: 'public.users', op: 'U', xid: '5', ts: 1.5, c: ['user_id'], k: [[1]] }),
+      '{"v":1,"op":"B","id":"abc-1"}',
+      '{"v":2,"t":"public.users","op":"Z"}',
+      '{"v":1,"op":"U"}',
+      `{"v":1,"t":"public.users","k":${'['.repeat(40)}${']'.repeat(40)}}`,
+    ];
+    for (const text of texts) {
+      parse.mockClear();
+      classifyNotification(text);
+      expect(parse, text).toHaveBeenCalledTimes(1);
     }
   });
 });
