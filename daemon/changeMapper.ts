@@ -93,7 +93,7 @@ export class ChangeMapper {
       for (const route of routes) sink(route.table.name, reason, kind);
       return 'reload';
     }
-    batch.receivedKeys += payload.k.length + (payload.ok?.length ?? 0);
+    batch.countReceivedKeys(payload.k.length + (payload.ok?.length ?? 0));
     let outcome: MapOutcome = 'mapped';
     for (const route of routes) {
       if (!this.mapKeys(payload, route, batch, sink)) outcome = 'reload';

@@ -116,9 +116,10 @@ export class ChangeQueue {
     this.barriers.push(id);
   }
 
-  requestReload(tables: Iterable<string>, reason: string, kind: ReloadKind): void {
+  /** Asks the next step to reload `table`, for `reasons` (their classes, for metrics: `kinds`). */
+  requestReload(table: string, reasons: Iterable<string>, kinds: Iterable<ReloadKind>): void {
     this.since ??= performance.now();
-    for (const table of tables) this.reloads.table(table).requestReload(reason, kind);
+    this.reloads.table(table).requestReloads(reasons, kinds);
   }
 
   /**
@@ -160,7 +161,7 @@ export class ChangeQueue {
   /** Puts back what {@link takeStart} took, when the step could not open its snapshot. */
   giveBack(start: StepStart): void {
     this.barriers.unshift(...start.barriers);
-    start.reloads.absorb(this.reloads);
+    start.reloads.addReloadsOf(this.reloads);
     this.reloads = start.reloads;
     this.since = Math.min(this.since ?? start.startedAt, start.startedAt);
   }
@@ -183,20 +184,17 @@ export class ChangeQueue {
     onlyTable?: string,
   ): ChangeBatch {
     const batch = new ChangeBatch(start.startedAt);
-    for (const time of this.droppedChangeTimes) batch.changeTimes.push(time);
-    batch.oldestChangeArrivedAt = this.droppedArrivedAt;
+    batch.countDroppedChanges(this.droppedChangeTimes, this.droppedArrivedAt);
     this.droppedChangeTimes = [];
     this.droppedArrivedAt = null;
-    for (const [name, changes] of start.reloads.entries()) batch.table(name).absorb(changes);
+    batch.addReloadsOf(start.reloads);
     const kept: PendingChange[] = [];
     for (const change of this.changes) {
       if (!snapshot.isVisible(change.xid)) {
         kept.push(change);
         continue;
       }
-      batch.notifications++;
-      batch.changeTimes.push(change.payload.ts);
-      batch.oldestChangeArrivedAt = Math.min(batch.oldestChangeArrivedAt ?? change.arrivedAt, change.arrivedAt);
+      batch.countNotification(change.payload.ts, change.arrivedAt);
       mapper.map(
         change.payload,
         batch,
@@ -209,7 +207,7 @@ export class ChangeQueue {
     if (kept.length !== this.changes.length) this.keep(kept);
     // Changes left for a later step have waited since this step's start.
     if (kept.length > 0) this.since = Math.min(this.since ?? start.startedAt, start.startedAt);
-    batch.barriers.push(...start.barriers);
+    batch.addBarriers(start.barriers);
     return batch;
   }
 }

@@ -93,8 +93,7 @@ export class TableStepLoop {
     this.throttle = new ReloadThrottle({
       minIntervalMs: options.minReloadIntervalMs,
       onDue: (table, reload, barriers) => {
-        for (const reason of reload.reasons) this.queue.requestReload([table], reason, [...reload.kinds][0]!);
-        for (const kind of reload.kinds) this.queue.requestedReloads.table(table).reloadKinds.add(kind);
+        this.queue.requestReload(table, reload.reasons, reload.kinds);
         for (const id of barriers) this.queue.addBarrier(id);
         this.options.logger.info({ table, reasons: [...reload.reasons] }, 'reloading after the least interval between reloads');
         this.wake?.();
@@ -170,7 +169,7 @@ export class TableStepLoop {
 
   /** Reloads the table in the next step; `kind` is the reason's class for metrics. */
   requestReload(reason: string, kind: ReloadKind): void {
-    this.queue.requestReload([this.name], reason, kind);
+    this.queue.requestReload(this.name, [reason], [kind]);
     this.wake?.();
   }
 
@@ -316,7 +315,7 @@ export class TableStepLoop {
       barriers: failure !== null ? 0 : barriers.length,
       ms: performance.now() - batch.startedAt,
       tickMs: snapshot.tickMs,
-      oldestChangeAt: batch.changeTimes.reduce<number | null>((oldest, time) => (oldest === null || time < oldest ? time : oldest), null),
+      oldestChangeAt: batch.oldestChangeAt,
       changeTimes: failure !== null ? [] : batch.changeTimes,
     });
     return failure !== null;

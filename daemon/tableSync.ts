@@ -163,9 +163,13 @@ export class TableSync {
   private async refreshKeys(changes: TableChanges, session: pg.ClientBase | null): Promise<TableRefreshCounts> {
     const table = this.table;
     if (table === null) throw new NotLoadedError(`Table "${this.name}" is not loaded; reload it before refreshing.`);
-    for (const [source, keys] of changes.resolveKeys) await this.resolve(session ?? this.options.pool, source, [...keys.values()], changes);
+    const keysByIndex = new Map(changes.keysByIndex);
+    for (const [source, keys] of changes.resolveKeys) {
+      const resolved = await this.resolve(session ?? this.options.pool, source, [...keys.values()]);
+      if (resolved.size > 0) keysByIndex.set(PRIMARY_KEY_INDEX, new Map([...(keysByIndex.get(PRIMARY_KEY_INDEX) ?? []), ...resolved]));
+    }
     let keys = 0;
-    for (const [indexName, byKey] of changes.keysByIndex) {
+    for (const [indexName, byKey] of keysByIndex) {
       if (byKey.size === 0) continue;
       keys += byKey.size;
       const spec = this.options.indexes.keySpec(indexName, byKey.values());
@@ -177,8 +181,11 @@ export class TableSync {
     return { keys, ...(await table.refreshInvalid()) };
   }
 
-  /** Runs a source's `resolve` query with `$1…$n` = the changed keys' values per key column; adds the primary keys it returns. */
-  private async resolve(db: pg.ClientBase | pg.Pool, source: SourceConfig, tuples: readonly (readonly unknown[])[], changes: TableChanges): Promise<void> {
+  /**
+   * Runs a source's `resolve` query with `$1…$n` = the changed keys' values
+   * per key column; returns the primary keys it names (canonical key → values).
+   */
+  private async resolve(db: pg.ClientBase | pg.Pool, source: SourceConfig, tuples: readonly (readonly unknown[])[]): Promise<Map<PrimaryKey, readonly unknown[]>> {
     const parameters = source.key.map((_, column) =>
       tuples.map((tuple) => {
         const value = canonicalKeyValue(tuple[column]);
@@ -187,11 +194,12 @@ export class TableSync {
     );
     const result = await db.query<unknown[]>({ text: source.resolve!, values: parameters, rowMode: 'array', types: exactTypeParsers });
     const width = this.options.indexes.primaryKeyColumns.length;
+    const resolved = new Map<PrimaryKey, readonly unknown[]>();
     let nullRows = 0;
     for (const row of result.rows) {
       const values = row.slice(0, width);
       const key = canonicalKey(values);
-      if (key !== null) changes.addKey(PRIMARY_KEY_INDEX, key, values);
+      if (key !== null) resolved.set(key, values);
       else nullRows++;
     }
     if (nullRows > 0) {
@@ -203,6 +211,7 @@ export class TableSync {
       );
       this.options.events.emit('resolveReturnedNull', { table: this.name, source: source.name, rows: nullRows });
     }
+    return resolved;
   }
 
   /**

@@ -271,6 +271,36 @@ describe('ChangePipeline', () => {
     expect(table.steps.slice(2)).toEqual([{ kind: 'reload' }]);
   });
 
+  it('keeps the lag of changes a collapse dropped until the reload that replaces them is applied', async () => {
+    // Keys per source high enough that the queue bound (collapseIfBehind), not the flood bound, drops the changes.
+    const { table, pipeline, events } = startPipeline({ maxBatchKeys: 10, maxQueuedKeys: 100, maxQueuedKeysPerTable: 10_000 });
+    const applied: { notifications: number; changeTimes: number }[] = [];
+    events.on('batchApplied', (event) => applied.push({ notifications: event.notifications, changeTimes: event.changeTimes.length }));
+    const age = () => pipeline.oldestPendingChangeAges(performance.now() + 1).get('users');
+    const load = deferred();
+    const reload = deferred();
+    table.hold = load;
+    try {
+      await waitFor('the load to start', () => table.steps.length === 1);
+      for (let key = 1; key <= 101; key++) pipeline.push(change(key));
+      expect(pipeline.queuedKeys().get('users')).toBe(0);
+      expect(age()).toBeGreaterThan(0);
+      table.hold = reload;
+      load.resolve();
+      await waitFor('the reload that replaces the dropped changes', () => table.steps.length === 2);
+      expect(table.steps[1]).toEqual({ kind: 'reload' });
+      expect(age()).toBeGreaterThan(0);
+    } finally {
+      // A failed expectation must not leave a step held (the pipeline's stop would wait for it).
+      table.hold = null;
+      load.resolve();
+      reload.resolve();
+    }
+    await waitFor('the reload to be applied', () => applied.length === 2);
+    expect(age()).toBe(0);
+    expect(applied[1]).toEqual({ notifications: 0, changeTimes: 101 });
+  });
+
   it('counts a malformed payload, reports it cut short, and goes on', async () => {
     const { table, pipeline, events } = startPipeline();
     const malformed: string[] = [];
