@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
 import { openReader, type TableReader } from '../lib/client/tableReader.ts';
-import { MetaField, TableKeys } from '../lib/redis/keyLayout.ts';
 import { RedisStorageTable } from '../lib/redis/redisStorageTable.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
@@ -75,10 +74,9 @@ export class RedisDaemonStorage implements DaemonStorage {
 
   async openWriter(options: TableWriterOptions): Promise<TableWriter> {
     const redis = this.connection();
-    const keys = new TableKeys(options.table, this.config.keyPrefix);
     if (options.standby) {
       // Only for the readiness reason: the wait itself is RedisStorageTable's.
-      const holder = await redis.get(keys.lease);
+      const holder = await RedisStorageTable.leaseHolder(redis, options.table, this.config.keyPrefix);
       if (holder !== null) this.events?.emit('waiting', { for: 'lease', detail: `the writer lease of table ${options.table}, held by ${holder} (standby)` });
     }
     // A renewal during open() may find the lease lost before the writer exists: remember it for the writer.
@@ -99,7 +97,7 @@ export class RedisDaemonStorage implements DaemonStorage {
         options.onLost(error);
       },
     });
-    writer = new RedisTableWriter(redis, keys, storage, this.options.readTimeoutMs ?? 1_000);
+    writer = new RedisTableWriter(redis, { table: options.table, keyPrefix: this.config.keyPrefix }, storage, this.options.readTimeoutMs ?? 1_000);
     writer.lost = lostWhileOpening;
     return writer;
   }
@@ -116,19 +114,15 @@ export class RedisDaemonStorage implements DaemonStorage {
   }
 }
 
-/** One table's writer in Redis: its {@link RedisStorageTable} and what it last published. */
+/** One table's writer in Redis: its {@link RedisStorageTable}, which knows what it last published. */
 class RedisTableWriter implements TableWriter {
   /** Set when the lease turned out to be lost; the writer then refuses to write. */
   lost = false;
-  /** The generation the last load published, to notice Redis losing or replacing it. */
-  private publishedGeneration: string | null = null;
-  /** Records in the generation when it was published. */
-  private publishedRecords = 0;
   private reader: TableReader<Row> | null = null;
 
   constructor(
     private readonly redis: Redis,
-    private readonly keys: TableKeys,
+    private readonly table: { readonly table: string; readonly keyPrefix: string },
     private readonly storage: RedisStorageTable<Row>,
     private readonly readTimeoutMs: number,
   ) {}
@@ -143,51 +137,23 @@ class RedisTableWriter implements TableWriter {
   }
 
   async published(): Promise<void> {
-    this.publishedGeneration = await this.redis.hget(this.keys.meta, MetaField.generation);
-    this.publishedRecords = this.publishedGeneration === null ? 0 : await this.redis.hlen(this.keys.records(Number(this.publishedGeneration)));
+    await this.storage.notePublished();
   }
 
-  /**
-   * Whether Redis still holds the generation this writer published, whole,
-   * under its lease: `false` after FLUSHALL, a restart without persistence
-   * (or with an older snapshot), another writer taking over, or an eviction
-   * that took some of the generation's keys: the records hash and every
-   * index must hold the same number of records, and not none when the last
-   * load published some. Read in one pipeline, not a MULTI (which the
-   * documented least-privilege ACL user may not run): the pipeline calls this
-   * between its own writer steps, and this daemon is the table's only writer,
-   * so nothing changes the counts meanwhile.
-   *
-   * A table that became empty through refreshes looks like a lost one: it
-   * costs one reload of an empty table.
-   */
-  async intact(): Promise<boolean> {
-    if (this.publishedGeneration === null) return true;
-    const [generation, writer, overlay, indexes] = await this.redis.hmget(this.keys.meta, MetaField.generation, MetaField.writer, MetaField.overlay, MetaField.indexes);
-    if (generation !== this.publishedGeneration || writer !== this.storage.writerId) return false;
-    // A merge left half applied (the next one finishes it) has the counts in flux; the check after it looks again.
-    if (overlay != null || indexes == null) return true;
-    const id = Number(generation);
-    const reads = this.redis.pipeline().hget(this.keys.meta, MetaField.generation).hlen(this.keys.records(id));
-    for (const name of JSON.parse(indexes) as string[]) reads.zcard(this.keys.index(id, name));
-    const replies = (await reads.exec()) ?? [];
-    const failure = replies.find(([error]) => error !== null);
-    if (failure) throw failure[0];
-    const [sameGeneration, records, ...cardinalities] = replies.map(([, value]) => value);
-    if (sameGeneration !== generation) return false;
-    if (cardinalities.some((cardinality) => cardinality !== records)) return false;
-    return !(this.publishedRecords > 0 && records === 0);
+  /** See {@link RedisStorageTable.intact}: false once Redis lost or replaced what the last load published. */
+  intact(): Promise<boolean> {
+    return this.storage.intact();
   }
 
   /** Whether the lease is still this writer's: Redis may have lost it (flush, restart) before a renewal noticed. */
   async writable(): Promise<boolean> {
     if (this.lost) return false;
-    return (await this.redis.hget(this.keys.meta, MetaField.writer)) === this.storage.writerId;
+    return this.storage.writable();
   }
 
   /** What readers see, read the way readers read it (one atomic script call), failing fast when Redis does not answer. */
   async recordCount(): Promise<number | null> {
-    this.reader ??= await openReader<Row>({ redis: this.redis, table: this.keys.table, keyPrefix: this.keys.keyPrefix, timeoutMs: this.readTimeoutMs });
+    this.reader ??= await openReader<Row>({ redis: this.redis, table: this.table.table, keyPrefix: this.table.keyPrefix, timeoutMs: this.readTimeoutMs });
     const info = await this.reader.info();
     return info.loaded ? info.recordCount : null;
   }

@@ -89,38 +89,52 @@ export class TableKeys {
 
   /** Records of a generation: hash from primary-key field to encoded record. */
   records(generation: number): string {
-    return `${this.base}g${generation}:r`;
+    return `${this.base}${generationGroup(generation)}${RECORDS_SUFFIX}`;
   }
 
   /** One index of a generation: sorted set of primary-key fields by score. */
   index(generation: number, indexName: string): string {
-    return `${this.base}g${generation}:i:${indexName}`;
+    return `${this.base}${generationGroup(generation)}${indexSuffix(indexName)}`;
   }
 
   /** Staged puts of a scratch session: hash from primary-key field to encoded record. */
   stagedRecords(staging: number): string {
-    return `${this.base}s${staging}:r`;
+    return `${this.base}${stagingGroup(staging)}${RECORDS_SUFFIX}`;
   }
 
   /** Staged deletions of a scratch session: set of primary-key fields. */
   stagedDeletes(staging: number): string {
-    return `${this.base}s${staging}:d`;
+    return `${this.base}${stagingGroup(staging)}${DELETES_SUFFIX}`;
   }
 
   /** Scores of the staged puts of a scratch session in one index. */
   stagedIndex(staging: number, indexName: string): string {
-    return `${this.base}s${staging}:i:${indexName}`;
+    return `${this.base}${stagingGroup(staging)}${indexSuffix(indexName)}`;
   }
 
-  /** Every key a generation may have. */
+  /** Every key a generation may have: its records hash, then one index per name. */
   generationKeys(generation: number, indexNames: readonly string[]): string[] {
     return [this.records(generation), ...indexNames.map((name) => this.index(generation, name))];
   }
 
-  /** Every key a scratch session may have. */
+  /** Every key a scratch session may have: staged records, staged deletions, then one staged index per name. */
   stagingKeys(staging: number, indexNames: readonly string[]): string[] {
     return [this.stagedRecords(staging), this.stagedDeletes(staging), ...indexNames.map((name) => this.stagedIndex(staging, name))];
   }
+}
+
+const RECORDS_SUFFIX = ':r';
+const DELETES_SUFFIX = ':d';
+const indexSuffix = (indexName: string) => `:i:${indexName}`;
+
+/**
+ * What follows the group id in the names of a key group's keys, in the order
+ * of {@link TableKeys.generationKeys} / {@link TableKeys.stagingKeys}: what
+ * allocateKeyGroup.lua lists in the `owned` hash.
+ */
+export function keyGroupSuffixes(kind: 'generation' | 'staging', indexNames: readonly string[]): string[] {
+  const indexes = indexNames.map(indexSuffix);
+  return kind === 'generation' ? [RECORDS_SUFFIX, ...indexes] : [RECORDS_SUFFIX, DELETES_SUFFIX, ...indexes];
 }
 
 /** The id of a generation's key group in the `owned` hash. */

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 
+/** The connection scripts and functions are sent on: the one place to widen (to a Cluster, say). */
+export type ScriptConnection = Redis;
+
 /** An argument of a Redis command. */
 export type RedisArgument = string | Buffer | number;
 
@@ -23,7 +26,7 @@ export class LuaScript {
    * Runs the script with Buffer replies. Read-only scripts go through
    * EVALSHA_RO, so they run on replicas and for ACL users that may only read.
    */
-  run(redis: Redis, keys: readonly string[], args: readonly RedisArgument[], readOnly = false): Promise<unknown> {
+  run(redis: ScriptConnection, keys: readonly string[], args: readonly RedisArgument[], readOnly = false): Promise<unknown> {
     // A plain promise chain, not an async function: reads are hot, every frame counts.
     return redis.callBuffer(readOnly ? 'EVALSHA_RO' : 'EVALSHA', this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;

@@ -1,11 +1,11 @@
 import { InvalidArgumentError, TablecacheError } from '../core/errors.ts';
 import type { Interval } from '../core/interval.ts';
 import type { RecordScorer } from '../core/storageTable.ts';
-import { primaryKeyField, scoreArgument } from './keyLayout.ts';
-import type { LuaScript, RedisArgument } from './luaScript.ts';
+import { primaryKeyField, scoreArgument, type TableKeys } from './keyLayout.ts';
+import type { RedisArgument, ScriptConnection } from './luaScript.ts';
 import type { RecordCodec } from './recordCodec.ts';
 import { RecordDecodeError, StorageFormatError } from './redisErrors.ts';
-import { writerScripts } from './scripts/writerScripts.ts';
+import { readPage, type RecordArguments } from './writerProtocol.ts';
 
 const LIMITS = {
   readPageSize: 1_000,
@@ -18,10 +18,7 @@ const LIMITS = {
 export const MAX_BATCH_BYTES = LIMITS.maxBatchBytes;
 
 /** A batch of encoded records for a write script, and whether the records ended with it. */
-export interface EncodedBatch {
-  /** Record count, then per record: field, bytes, one score per index. */
-  readonly args: RedisArgument[];
-  readonly records: number;
+export interface EncodedBatch extends RecordArguments {
   readonly bytes: number;
   readonly last: boolean;
 }
@@ -36,14 +33,12 @@ export interface PageRecord<R> {
 
 /** Options of {@link RecordBatches}. */
 export interface RecordBatchesOptions<R> {
-  /** The table name, for messages. */
-  readonly table: string;
+  readonly redis: ScriptConnection;
+  readonly keys: TableKeys;
   readonly scorer: RecordScorer<R>;
   readonly codec: RecordCodec<R>;
   /** Records per write batch. */
   readonly writeBatchSize: number;
-  /** Runs a read-only script (the writer's, which turns errors into typed ones). */
-  readonly read: (script: LuaScript, keys: readonly string[], args: readonly RedisArgument[]) => Promise<unknown>;
 }
 
 /**
@@ -70,18 +65,13 @@ export class RecordBatches<R> {
   ): AsyncGenerator<PageRecord<R>[]> {
     const bounds = intervals
       .filter((interval) => !interval.isEmpty)
-      .map((interval) => [scoreArgument(interval.ge, () => 'An interval bound'), scoreArgument(interval.lt, () => 'An interval bound')]);
+      .map((interval) => [scoreArgument(interval.ge, () => 'An interval bound'), scoreArgument(interval.lt, () => 'An interval bound')] as const);
     let start = 0;
     let skip = 0;
     while (start < bounds.length) {
       const window = bounds.slice(start, start + LIMITS.intervalsPerPage);
-      const reply = (await this.options.read(writerScripts.readPage, [index, records], [LIMITS.readPageSize, skip, ...window.flat()])) as (Buffer | number | null)[];
-      const done = Number(reply[0]);
-      const page: PageRecord<R>[] = [];
-      for (let i = 1; i < reply.length; i += 3) {
-        const field = String(reply[i + 1]);
-        page.push({ interval: start + Number(reply[i]) - 1, field, record: this.decode(records, field, reply[i + 2] as Buffer | null) });
-      }
+      const { done, entries } = await readPage(this.options.redis, this.options.keys, { index, records, pageSize: LIMITS.readPageSize, skip, bounds: window });
+      const page = entries.map(({ interval, field, bytes }): PageRecord<R> => ({ interval: start + interval, field, record: this.decode(records, field, bytes) }));
       yield page;
       if (done === window.length) {
         start += done;
@@ -125,7 +115,7 @@ export class RecordBatches<R> {
     let total = 0;
     const flush = async (last: boolean) => {
       if (batchRecords === 0) return;
-      track(send({ args: [batchRecords, ...batch], records: batchRecords, bytes: batchBytes, last }));
+      track(send({ count: batchRecords, values: batch, bytes: batchBytes, last }));
       batch = [];
       batchRecords = 0;
       batchBytes = 0;
@@ -137,7 +127,7 @@ export class RecordBatches<R> {
       const bytes = this.options.codec.encode(record);
       batch.push(field, bytes);
       for (const indexName of this.options.scorer.indexNames) {
-        batch.push(scoreArgument(this.options.scorer.score(indexName, record), () => `Record "${field}" of table "${this.options.table}" in index "${indexName}"`));
+        batch.push(scoreArgument(this.options.scorer.score(indexName, record), () => `Record "${field}" of table "${this.options.keys.table}" in index "${indexName}"`));
       }
       batchRecords++;
       batchBytes += bytes.length + field.length;
@@ -154,7 +144,7 @@ export class RecordBatches<R> {
     try {
       return primaryKeyField(this.options.scorer.primaryKey(record));
     } catch (error) {
-      if (error instanceof TablecacheError) throw new InvalidArgumentError(`A record of table "${this.options.table}" has no usable primary key: ${error.message}`);
+      if (error instanceof TablecacheError) throw new InvalidArgumentError(`A record of table "${this.options.keys.table}" has no usable primary key: ${error.message}`);
       throw error;
     }
   }

@@ -3,21 +3,27 @@ import { InvalidArgumentError } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
 import type { CoverageUpdate, RecordScorer, StorageTable } from '../core/storageTable.ts';
-import {
-  LAYOUT_FORMAT_VERSION,
-  MetaField,
-  TableKeys,
-  generationGroup,
-  stagingGroup,
-} from './keyLayout.ts';
+import { TableKeys } from './keyLayout.ts';
 import { encodeCoverage } from './coverageFormat.ts';
-import type { LuaScript, RedisArgument } from './luaScript.ts';
 import { MessagePackRecordCodec, type RecordCodec } from './recordCodec.ts';
 import { ClosedError, type LeaseLostError, toTablecacheError } from './redisErrors.ts';
-import { writerScripts } from './scripts/writerScripts.ts';
 import { announceWriter, loadReaderFunctions, recoverTable } from './writerOpening.ts';
 import { WriterLease } from './writerLease.ts';
-import { MAX_BATCH_BYTES, RecordBatches, type EncodedBatch, type PageRecord } from './recordBatches.ts';
+import { RecordBatches, type PageRecord } from './recordBatches.ts';
+import { ScratchSession } from './scratchSession.ts';
+import {
+  allocateKeyGroup,
+  deleteRecords,
+  dropKeyGroups,
+  type KeyGroup,
+  publishGeneration,
+  putRecords,
+  readGenerationCounts,
+  readPublishedTable,
+  readLeaseHolder,
+  readTableWriter,
+  type WriterSession,
+} from './writerProtocol.ts';
 
 /** Options of {@link RedisStorageTable.open}. */
 export interface RedisStorageTableOptions<R> {
@@ -54,33 +60,7 @@ const DEFAULTS = {
   leaseTtlMs: 10_000,
   writeBatchSize: 1_000,
   mergeBatchSize: 2_000,
-  heldBackChanges: 256,
 } as const;
-
-interface Staging {
-  readonly id: number;
-  /** How the record count changes when the session is merged. */
-  delta: number;
-  /** Whether a merge of the session was started (and may have been cut off). */
-  merging: boolean;
-  /** Whether a put was staged: until then the session's staged indexes are empty and nothing needs withdrawing. */
-  putsStaged: boolean;
-}
-
-/**
- * A scratch session small enough to stay in the writer's memory: the merge
- * applies it to the generation in one script call (applyChanges.lua) instead
- * of staging it in Redis first, which saves a daemon's single-key refresh two
- * round trips. Held back only while every deletion came before every put, so
- * that applying deletions first keeps the order of the calls.
- */
-interface HeldBackChanges {
-  readonly deletions: string[];
-  /** Flattened like a stagePut batch without its count: field, bytes, one score per index. */
-  readonly puts: RedisArgument[];
-  putCount: number;
-  bytes: number;
-}
 
 /**
  * A {@link StorageTable} in Redis that any number of reader processes share
@@ -119,36 +99,38 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   private generation: number | null;
   /** The generation readers read. */
   private liveGeneration: number | null;
-  private staging: Staging | null = null;
-  /** Scratch changes not sent yet; while set, `staging` is null. */
-  private heldBack: HeldBackChanges | null = null;
-  /** The running allocation of a scratch session, while one runs. */
-  private stagingAllocation: Promise<Staging> | null = null;
   private closed = false;
   private readonly batches: RecordBatches<R>;
+  private readonly session: WriterSession;
+  private readonly scratch: ScratchSession<R>;
+  /** What {@link notePublished} saw, for {@link intact}. */
+  private published: { readonly generation: number; readonly records: number } | null = null;
 
   private constructor(
     private readonly redis: Redis,
     private readonly ownsConnection: boolean,
     private readonly keys: TableKeys,
-    private readonly scorer: RecordScorer<R>,
     private readonly lease: WriterLease,
-    private readonly settings: { writeBatchSize: number; mergeBatchSize: number },
+    settings: { writeBatchSize: number; mergeBatchSize: number },
     options: RedisStorageTableOptions<R>,
     state: { liveGeneration: number | null; adoptable: boolean },
   ) {
     this.name = keys.table;
-    this.indexNames = [...scorer.indexNames];
+    this.indexNames = [...options.scorer.indexNames];
     this.codec = options.codec ?? (new MessagePackRecordCodec() as unknown as RecordCodec<R>);
     this.logger = options.logger ?? silentLogger;
     this.liveGeneration = state.liveGeneration;
     this.generation = state.adoptable ? state.liveGeneration : null;
-    this.batches = new RecordBatches({
-      table: this.name,
-      scorer,
-      codec: this.codec,
-      writeBatchSize: settings.writeBatchSize,
-      read: (script, scriptKeys, args) => this.read(script, scriptKeys, args),
+    this.session = writerSession(redis, keys, this.indexNames, lease);
+    this.batches = new RecordBatches({ redis, keys, scorer: options.scorer, codec: this.codec, writeBatchSize: settings.writeBatchSize });
+    this.scratch = new ScratchSession({
+      session: this.session,
+      batches: this.batches,
+      mergeBatchSize: settings.mergeBatchSize,
+      logger: this.logger,
+      generation: () => this.generation,
+      liveGeneration: () => this.liveGeneration,
+      ensureGeneration: () => this.ensureGeneration(),
     });
   }
 
@@ -189,8 +171,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
         await announceWriter(redis, keys, lease.writerId);
         await loadReaderFunctions(redis, keys, logger);
         const codecId = (options.codec ?? new MessagePackRecordCodec()).id;
-        const state = await recoverTable(redis, keys, lease.fence, options.scorer.indexNames, codecId, settings.mergeBatchSize, logger);
-        return new RedisStorageTable(redis, ownsConnection, keys, options.scorer, lease, settings, options, state);
+        const state = await recoverTable(writerSession(redis, keys, options.scorer.indexNames, lease), codecId, settings.mergeBatchSize, logger);
+        return new RedisStorageTable(redis, ownsConnection, keys, lease, settings, options, state);
       } catch (error) {
         await lease.release().catch(() => {});
         throw error;
@@ -199,6 +181,14 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
       if (ownsConnection) redis.disconnect();
       throw toTablecacheError(error, `opening table "${options.table}" for writing`);
     }
+  }
+
+  /**
+   * The writer that holds the lease of `table`, or null: what a standby
+   * waits for (the wait itself is {@link open}'s).
+   */
+  static async leaseHolder(redis: Redis, table: string, keyPrefix: string = DEFAULTS.keyPrefix): Promise<string | null> {
+    return readLeaseHolder(redis, new TableKeys(table, keyPrefix));
   }
 
   /** The writer's id, as shown in the lease and to readers' `info()`. */
@@ -212,13 +202,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    */
   async clear(): Promise<void> {
     this.assertWritable();
-    await this.settleInterruptedMerge();
-    const groups: string[] = [];
-    if (this.staging) groups.push(stagingGroup(this.staging.id));
-    if (this.generation !== null && this.generation !== this.liveGeneration) groups.push(generationGroup(this.generation));
-    this.staging = null;
+    await this.scratch.settleInterruptedMerge();
+    const groups = [...this.scratch.takeForClear(), ...this.unpublishedGeneration()];
     this.generation = null;
-    if (groups.length > 0) await this.write(writerScripts.dropKeyGroups, [this.keys.meta, this.keys.owned], groups, 'clearing');
+    if (groups.length > 0) await dropKeyGroups(this.session, { groups, doing: 'clearing' });
   }
 
   /**
@@ -230,11 +217,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    */
   async putRecords(records: AsyncIterable<R> | Iterable<R>): Promise<number> {
     this.assertWritable();
-    await this.settleInterruptedMerge();
+    await this.scratch.settleInterruptedMerge();
     this.assertNoScratchSession('putRecords');
     const generation = await this.ensureGeneration();
-    const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
-    return this.batches.writeInBatches(records, ({ args }) => this.write(writerScripts.putRecords, keys, args, 'storing records'));
+    return this.batches.writeInBatches(records, (batch) => putRecords(this.session, { generation, records: batch }));
   }
 
   async *getRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
@@ -255,17 +241,16 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   async *deleteRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
     this.assertWritable();
     this.assertIndexName(spec.indexName);
-    await this.settleInterruptedMerge();
+    await this.scratch.settleInterruptedMerge();
     this.assertNoScratchSession('deleteRecords');
     const generation = this.generation;
     if (generation === null) return;
-    const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
     let deleted = new Set<PageRecord<R>>();
     const remaining = (entries: readonly PageRecord<R>[]) => entries.filter((entry) => !deleted.has(entry)).length;
-    for await (const page of this.batches.pages(this.keys.index(generation, spec.indexName), keys[1]!, spec.scoreIntervals, remaining)) {
+    for await (const page of this.batches.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals, remaining)) {
       deleted = new Set(page.filter(({ record }) => spec.accepts(record)));
       if (deleted.size === 0) continue;
-      await this.write(writerScripts.deleteRecords, keys, [...deleted].map(({ field }) => field), 'deleting records');
+      await deleteRecords(this.session, { generation, fields: [...deleted].map(({ field }) => field) });
       for (const { record } of deleted) yield record;
     }
   }
@@ -273,22 +258,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   /** Stages records; readers and `getRecords` see them only after {@link scratchMerge}. */
   async scratchPutRecords(records: AsyncIterable<R> | Iterable<R>): Promise<number> {
     this.assertWritable();
-    await this.settleInterruptedMerge();
-    // Every batch waits for the same promise, so held-back changes reach Redis before any batch after them.
-    let staged: Promise<Staging> | null = null;
-    return this.batches.writeInBatches(records, async (batch) => {
-      if (staged === null && batch.last && this.canHoldBack(batch.records, batch.bytes)) {
-        this.holdBackPuts(batch);
-        return;
-      }
-      staged ??= this.stageHeldBack();
-      const staging = await staged;
-      // Set before the call: a script that fails half way may have staged some puts.
-      staging.putsStaged = true;
-      // Read the delta after the await: `delta += await …` would add to the value from before it and lose the other batches' shares.
-      const delta = Number(await this.write(writerScripts.stagePut, this.stagingScriptKeys(staging), batch.args, 'staging records'));
-      staging.delta += delta;
-    });
+    await this.scratch.settleInterruptedMerge();
+    return this.scratch.put(records);
   }
 
   /**
@@ -299,24 +270,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   async *scratchDiscardRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
     this.assertWritable();
     this.assertIndexName(spec.indexName);
-    await this.settleInterruptedMerge();
+    await this.scratch.settleInterruptedMerge();
     const generation = this.generation;
     if (generation === null) return;
-    // Held-back puts the spec selects must be withdrawn, which works on staged ones.
-    if ((this.heldBack?.putCount ?? 0) > 0) await this.stageHeldBack();
-    for await (const page of this.batches.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals)) {
-      const discarded = page.filter(({ record }) => spec.accepts(record));
-      if (discarded.length === 0) continue;
-      const fields = discarded.map(({ field }) => field);
-      if (this.canHoldBack(fields.length, 0)) {
-        this.holdBack().deletions.push(...fields);
-      } else {
-        await this.stageHeldBack();
-        await this.stageDiscard('live', fields);
-      }
-      for (const { record } of discarded) yield record;
-    }
-    await this.withdrawStagedPuts(spec);
+    yield* this.scratch.discard(generation, spec);
   }
 
   /**
@@ -326,65 +283,15 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    */
   async scratchMerge(update?: CoverageUpdate): Promise<void> {
     this.assertWritable();
-    await this.settleInterruptedMerge();
-    const generation = this.generation;
-    if (generation === null) {
-      this.staging = null;
-      return;
-    }
-    const staging = this.staging;
-    const coverage = update === undefined ? '' : encodeCoverage(update.coverage);
-    const live = generation === this.liveGeneration;
-    if (this.heldBack !== null) return this.applyHeldBack(generation, live, coverage);
-    if (staging) staging.merging = true;
-    let remaining = await this.mergeStep(generation, staging?.id ?? 0, staging?.delta ?? 0, true, live, coverage);
-    while (remaining > 0) remaining = await this.mergeStep(generation, staging!.id, 0, false, live, '');
-    this.staging = null;
-  }
-
-  /**
-   * After a merge was cut off (Redis unreachable, say), finds out from Redis
-   * how far it got before anything touches the session again: readers may
-   * already see it through the overlay, and then its keys must stay until it
-   * is applied. Overlay set: the merge is finished now. Session unlisted in
-   * `owned`: it completed. Still listed without overlay: in the live
-   * generation it never started (a started one sets the overlay or
-   * completes), so it stays staged; in an unpublished generation, which no
-   * reader sees, it is finished now.
-   */
-  private async settleInterruptedMerge(): Promise<void> {
-    const staging = this.staging;
-    const generation = this.generation;
-    if (staging === null || !staging.merging || generation === null) return;
-    const [overlay, listed] = await Promise.all([
-      this.redis.hget(this.keys.meta, MetaField.overlay),
-      this.redis.hexists(this.keys.owned, stagingGroup(staging.id)),
-    ]).catch((error: unknown) => {
-      throw toTablecacheError(error, `checking an interrupted merge of table "${this.name}"`);
-    });
-    const live = generation === this.liveGeneration;
-    if (listed === 1 && live && overlay !== String(staging.id)) {
-      staging.merging = false;
-      return;
-    }
-    if (listed === 1) {
-      this.logger.warn({ table: this.name, staging: staging.id }, 'finishing a merge that was cut off');
-      let remaining: number;
-      do remaining = await this.mergeStep(generation, staging.id, 0, false, live, '');
-      while (remaining > 0);
-    }
-    this.staging = null;
+    await this.scratch.settleInterruptedMerge();
+    await this.scratch.merge(this.generation, update);
   }
 
   /** Drops everything staged since the last merge (its keys are deleted); readers never saw any of it. */
   async scratchReset(): Promise<void> {
     this.assertWritable();
-    this.heldBack = null;
-    await this.settleInterruptedMerge();
-    const staging = this.staging;
-    if (staging === null) return;
-    this.staging = null;
-    await this.write(writerScripts.dropKeyGroups, [this.keys.meta, this.keys.owned], [stagingGroup(staging.id)], 'dropping staged changes');
+    const groups = await this.scratch.reset();
+    if (groups.length > 0) await dropKeyGroups(this.session, { groups, doing: 'dropping staged changes' });
   }
 
   /**
@@ -395,22 +302,51 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   async markLoaded(update: CoverageUpdate): Promise<void> {
     this.assertWritable();
     const generation = await this.ensureGeneration();
-    const previous = await this.write(
-      writerScripts.publishGeneration,
-      [this.keys.meta],
-      [String(generation), LAYOUT_FORMAT_VERSION, this.codec.id, JSON.stringify(this.indexNames), encodeCoverage(update.coverage), String(Date.now())],
-      'publishing the loaded generation',
-    );
+    const previous = await publishGeneration(this.session, { generation, codec: this.codec.id, coverage: encodeCoverage(update.coverage) });
     this.liveGeneration = generation;
-    if (previous === null) return;
-    const previousGeneration = Number(String(previous));
-    if (previousGeneration === generation) return;
+    if (previous === null || previous === generation) return;
     // Readers resolve the generation inside each script, so none can still be reading the old one.
     try {
-      await this.write(writerScripts.dropKeyGroups, [this.keys.meta, this.keys.owned], [generationGroup(previousGeneration)], 'deleting the previous generation');
+      await dropKeyGroups(this.session, { groups: [{ generation: previous }], doing: 'deleting the previous generation' });
     } catch (error) {
-      this.logger.warn({ table: this.name, generation: previousGeneration, err: error }, 'could not delete the previous generation; the next writer will');
+      this.logger.warn({ table: this.name, generation: previous, err: error }, 'could not delete the previous generation; the next writer will');
     }
+  }
+
+  /** Remembers the generation readers read now and its record count, for {@link intact}. */
+  async notePublished(): Promise<void> {
+    const { generation } = await readPublishedTable(this.redis, this.keys);
+    this.published = generation === null ? null : { generation, records: (await readGenerationCounts(this.redis, this.keys, generation, [])).records };
+  }
+
+  /**
+   * Whether Redis still holds the generation {@link notePublished} saw,
+   * whole, under this writer's lease (true before it saw one): `false`
+   * after FLUSHALL, a restart without persistence (or with an older
+   * snapshot), another writer taking over, or an eviction that took some of
+   * the generation's keys: the records hash and every index must hold the
+   * same number of records, and not none when the noted load had some. The
+   * counts are read in one pipeline, not a MULTI (which the documented
+   * least-privilege ACL user may not run): call it between writer steps,
+   * when nothing changes them. A table that became empty through refreshes
+   * looks lost: it costs one reload of an empty table.
+   */
+  async intact(): Promise<boolean> {
+    const published = this.published;
+    if (published === null) return true;
+    const table = await readPublishedTable(this.redis, this.keys);
+    if (table.generation !== published.generation || table.writer !== this.writerId) return false;
+    // A merge left half applied (the next one finishes it) has the counts in flux; the check after it looks again.
+    if (table.overlay !== null || table.indexNames === null) return true;
+    const counts = await readGenerationCounts(this.redis, this.keys, published.generation, table.indexNames);
+    if (counts.liveGeneration !== published.generation) return false;
+    if (counts.indexes.some((count) => count !== counts.records)) return false;
+    return !(published.records > 0 && counts.records === 0);
+  }
+
+  /** Whether the table's metadata still names this writer: Redis may have lost the lease (flush, restart) before a renewal noticed. */
+  async writable(): Promise<boolean> {
+    return (await readTableWriter(this.redis, this.keys)) === this.writerId;
   }
 
   /**
@@ -422,12 +358,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     if (this.closed) return;
     this.closed = true;
     try {
-      const groups: string[] = [];
-      // A session whose merge was cut off may be what readers see (the overlay): the next writer finishes it.
-      if (this.staging && !this.staging.merging) groups.push(stagingGroup(this.staging.id));
-      if (this.generation !== null && this.generation !== this.liveGeneration) groups.push(generationGroup(this.generation));
+      const groups = [...this.scratch.groupsToDropOnClose(), ...this.unpublishedGeneration()];
       if (groups.length > 0 && this.leaseHeld()) {
-        await writerScripts.dropKeyGroups.run(this.redis, [this.keys.meta, this.keys.owned], [this.lease.fence, ...groups]);
+        // A refused fence here is logged below, not reported as a lost lease: the writer is going anyway.
+        await dropKeyGroups({ ...this.session, leaseLost: (detail) => new Error(`TC_LEASE_LOST ${detail}`) }, { groups, doing: 'closing' });
       }
       await this.lease.release();
     } catch (error) {
@@ -441,6 +375,11 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     await this.close();
   }
 
+  /** This writer's generation as a key group to drop, unless readers read it. */
+  private unpublishedGeneration(): KeyGroup[] {
+    return this.generation !== null && this.generation !== this.liveGeneration ? [{ generation: this.generation }] : [];
+  }
+
   private leaseHeld(): boolean {
     try {
       this.lease.assertHeld();
@@ -450,138 +389,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     }
   }
 
-  private async mergeStep(generation: number, stagingId: number, delta: number, first: boolean, live: boolean, coverage: string): Promise<number> {
-    const keys = [
-      this.keys.meta,
-      this.keys.owned,
-      this.keys.records(generation),
-      this.keys.stagedRecords(stagingId),
-      this.keys.stagedDeletes(stagingId),
-      ...this.indexNames.map((name) => this.keys.index(generation, name)),
-      ...this.indexNames.map((name) => this.keys.stagedIndex(stagingId, name)),
-    ];
-    const args = [this.settings.mergeBatchSize, first ? '1' : '0', live ? '1' : '0', stagingId, delta, coverage, Date.now()];
-    return Number(await this.write(writerScripts.mergeStep, keys, args, 'merging scratch space'));
-  }
-
-  private async withdrawStagedPuts(spec: StorageRecordsSpec<R>): Promise<void> {
-    const staging = this.staging;
-    if (staging === null || !staging.putsStaged) return;
-    let withdrawn = new Set<PageRecord<R>>();
-    const remaining = (entries: readonly PageRecord<R>[]) => entries.filter((entry) => !withdrawn.has(entry)).length;
-    const index = this.keys.stagedIndex(staging.id, spec.indexName);
-    for await (const page of this.batches.pages(index, this.keys.stagedRecords(staging.id), spec.scoreIntervals, remaining)) {
-      withdrawn = new Set(page.filter(({ record }) => spec.accepts(record)));
-      if (withdrawn.size > 0) await this.stageDiscard('staged', [...withdrawn].map(({ field }) => field));
-    }
-  }
-
-  private async stageDiscard(mode: 'live' | 'staged', fields: readonly string[]): Promise<void> {
-    const staging = await this.ensureStaging();
-    const delta = Number(await this.write(writerScripts.stageDiscard, this.stagingScriptKeys(staging), [mode, ...fields], 'staging deletions'));
-    staging.delta += delta;
-  }
-
-  /** Whether `changes` more changes (of `bytes` encoded bytes) may stay in memory instead of being staged in Redis. */
-  private canHoldBack(changes: number, bytes: number): boolean {
-    if (this.generation === null || this.staging !== null || this.stagingAllocation !== null) return false;
-    const held = this.heldBack;
-    const heldChanges = (held?.deletions.length ?? 0) + (held?.putCount ?? 0);
-    // Applied in one call, so no more than one merge step may apply.
-    const limit = Math.min(DEFAULTS.heldBackChanges, this.settings.mergeBatchSize);
-    return heldChanges + changes <= limit && (held?.bytes ?? 0) + bytes <= MAX_BATCH_BYTES;
-  }
-
-  private holdBack(): HeldBackChanges {
-    this.heldBack ??= { deletions: [], puts: [], putCount: 0, bytes: 0 };
-    return this.heldBack;
-  }
-
-  private holdBackPuts(batch: EncodedBatch): void {
-    const held = this.holdBack();
-    // args[0] is the batch's record count.
-    for (let i = 1; i < batch.args.length; i++) held.puts.push(batch.args[i]!);
-    held.putCount += batch.records;
-    held.bytes += batch.bytes;
-  }
-
-  /** Moves held-back changes into a scratch session in Redis (the session outgrew memory, or staged puts must be withdrawn); returns the session. */
-  private async stageHeldBack(): Promise<Staging> {
-    const held = this.heldBack;
-    this.heldBack = null;
-    if (held !== null && held.deletions.length > 0) await this.stageDiscard('live', held.deletions);
-    const staging = await this.ensureStaging();
-    if (held === null || held.putCount === 0) return staging;
-    staging.putsStaged = true;
-    const delta = Number(await this.write(writerScripts.stagePut, this.stagingScriptKeys(staging), [held.putCount, ...held.puts], 'staging records'));
-    staging.delta += delta;
-    return staging;
-  }
-
-  /**
-   * The merge of a held-back session: one atomic script call. A failed call
-   * keeps the session for the next merge; applying it twice (when only the
-   * reply was lost) leaves the same records.
-   */
-  private async applyHeldBack(generation: number, live: boolean, coverage: string): Promise<void> {
-    const held = this.heldBack!;
-    const keys = [this.keys.meta, this.keys.records(generation), ...this.indexNames.map((name) => this.keys.index(generation, name))];
-    const args = [live ? '1' : '0', coverage, Date.now(), held.deletions.length, ...held.deletions, held.putCount, ...held.puts];
-    await this.write(writerScripts.applyChanges, keys, args, 'applying scratch changes');
-    this.heldBack = null;
-  }
-
-  private stagingScriptKeys(staging: Staging): string[] {
-    return [
-      this.keys.meta,
-      this.keys.records(this.generation!),
-      this.keys.stagedRecords(staging.id),
-      this.keys.stagedDeletes(staging.id),
-      ...this.indexNames.map((name) => this.keys.stagedIndex(staging.id, name)),
-    ];
-  }
-
   private async ensureGeneration(): Promise<number> {
     if (this.generation !== null) return this.generation;
-    const suffixes = [':r', ...this.indexNames.map((name) => `:i:${name}`)];
-    const id = await this.write(writerScripts.allocateKeyGroup, [this.keys.meta, this.keys.owned], ['g', this.keys.base, ...suffixes], 'starting a generation');
-    this.generation = Number(id);
+    this.generation = await allocateKeyGroup(this.session, 'generation');
     return this.generation;
-  }
-
-  /** The scratch session, allocated on first use; concurrent callers share one allocation. */
-  private ensureStaging(): Promise<Staging> {
-    if (this.staging !== null) return Promise.resolve(this.staging);
-    this.stagingAllocation ??= this.allocateStaging().finally(() => {
-      this.stagingAllocation = null;
-    });
-    return this.stagingAllocation;
-  }
-
-  private async allocateStaging(): Promise<Staging> {
-    await this.ensureGeneration();
-    const suffixes = [':r', ':d', ...this.indexNames.map((name) => `:i:${name}`)];
-    const id = await this.write(writerScripts.allocateKeyGroup, [this.keys.meta, this.keys.owned], ['s', this.keys.base, ...suffixes], 'starting a scratch session');
-    this.staging = { id: Number(id), delta: 0, merging: false, putsStaged: false };
-    return this.staging;
-  }
-
-  /** Runs a write script with this writer's fence token as its first argument. */
-  private async write(script: LuaScript, keys: readonly string[], args: readonly RedisArgument[], doing: string): Promise<unknown> {
-    try {
-      return await script.run(this.redis, keys, [this.lease.fence, ...args]);
-    } catch (error) {
-      if (error instanceof Error && error.message.startsWith('TC_LEASE_LOST')) throw this.lease.markLost(error.message.slice('TC_LEASE_LOST '.length));
-      throw toTablecacheError(error, `${doing} in table "${this.name}"`);
-    }
-  }
-
-  private async read(script: LuaScript, keys: readonly string[], args: readonly RedisArgument[]): Promise<unknown> {
-    try {
-      return await script.run(this.redis, keys, args);
-    } catch (error) {
-      throw toTablecacheError(error, `reading table "${this.name}"`);
-    }
   }
 
   private assertOpen(): void {
@@ -600,12 +411,17 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   }
 
   private assertNoScratchSession(operation: string): void {
-    if (this.staging !== null) {
+    if (this.scratch.staged) {
       throw new InvalidArgumentError(
         `${operation} writes straight into table "${this.name}", but scratch changes are staged; call scratchMerge() (or clear()) first.`,
       );
     }
   }
+}
+
+/** The protocol's view of a writer: a refused fence token marks the lease lost. */
+function writerSession(redis: Redis, keys: TableKeys, indexNames: readonly string[], lease: WriterLease): WriterSession {
+  return { redis, keys, indexNames, fence: lease.fence, leaseLost: (detail, dataLost) => lease.markLost(detail, dataLost) };
 }
 
 function positiveInteger(value: number, name: string): number {

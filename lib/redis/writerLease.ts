@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { ScriptConnection } from './luaScript.ts';
 import type { Logger } from '../core/logger.ts';
 import type { TableKeys } from './keyLayout.ts';
-import { LeaseHeldError, LeaseLostError, toTablecacheError } from './redisErrors.ts';
-import { writerScripts } from './scripts/writerScripts.ts';
+import { LeaseHeldError, LeaseLostError } from './redisErrors.ts';
+import { leaseAcquire, leaseRelease, leaseRenew } from './writerProtocol.ts';
 import { abortableDelay } from '../core/abortableDelay.ts';
 
 /** Options of {@link WriterLease.acquire}. */
@@ -31,7 +31,7 @@ export class WriterLease {
   private lostError: LeaseLostError | undefined;
 
   private constructor(
-    private readonly redis: Redis,
+    private readonly redis: ScriptConnection,
     private readonly keys: TableKeys,
     /** Identifies this writer in the lease and in the table's metadata. */
     readonly writerId: string,
@@ -45,23 +45,18 @@ export class WriterLease {
    *
    * @throws {@link LeaseHeldError} when another writer holds it and `standby` is false.
    */
-  static async acquire(redis: Redis, keys: TableKeys, options: WriterLeaseOptions): Promise<WriterLease> {
+  static async acquire(redis: ScriptConnection, keys: TableKeys, options: WriterLeaseOptions): Promise<WriterLease> {
     const writerId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
     for (;;) {
       options.signal?.throwIfAborted();
-      const reply = (await run(() => writerScripts.leaseAcquire.run(redis, [keys.lease, keys.meta], [writerId, options.ttlMs]), 'taking the writer lease')) as [
-        number,
-        Buffer | number,
-        number?,
-      ];
-      if (reply[0] === 1) {
-        const lease = new WriterLease(redis, keys, writerId, String(reply[1]), options);
+      const reply = await leaseAcquire(redis, keys, { writerId, ttlMs: options.ttlMs });
+      if (reply.taken) {
+        const lease = new WriterLease(redis, keys, writerId, reply.fence, options);
         lease.scheduleRenewal();
         options.logger.info({ table: keys.table, writer: writerId, fence: lease.fence }, 'writer lease taken');
         return lease;
       }
-      const holder = String(reply[1]);
-      const remainingMs = Math.max(0, Number(reply[2] ?? 0));
+      const { holder, remainingMs } = reply;
       if (!options.standby) throw new LeaseHeldError(keys.table, holder, remainingMs);
       options.logger.info({ table: keys.table, holder, remainingMs }, 'waiting as standby for the writer lease');
       await abortableDelay(Math.min(Math.max(remainingMs, 10), Math.ceil(options.ttlMs / 3)), options.signal);
@@ -76,10 +71,10 @@ export class WriterLease {
   /**
    * Records that the lease is lost: a write script refused this writer's
    * fence token (`detail` from the script), or a renewal found it gone.
-   * A fence token that is now absent means Redis lost the table's metadata
-   * (eviction, flush, restart), not that another writer took over.
+   * `dataLost`: the fence token is gone too, so Redis lost the table's
+   * metadata (eviction, flush, restart); no other writer took over.
    */
-  markLost(detail: string, dataLost = FENCE_GONE.test(detail)): LeaseLostError {
+  markLost(detail: string, dataLost: boolean): LeaseLostError {
     if (!this.lostError) {
       this.lostError = new LeaseLostError(this.keys.table, dataLost ? 'the lease key and the table metadata are gone' : detail, dataLost);
       this.stopRenewal();
@@ -93,7 +88,7 @@ export class WriterLease {
   async release(): Promise<void> {
     this.stopRenewal();
     if (this.lostError) return;
-    await run(() => writerScripts.leaseRelease.run(this.redis, [this.keys.lease], [this.writerId]), 'releasing the writer lease');
+    await leaseRelease(this.redis, this.keys, { writerId: this.writerId });
   }
 
   private scheduleRenewal(): void {
@@ -109,12 +104,12 @@ export class WriterLease {
 
   private async renew(): Promise<void> {
     try {
-      const held = await writerScripts.leaseRenew.run(this.redis, [this.keys.lease, this.keys.meta], [this.writerId, this.options.ttlMs, this.fence]);
-      if (held === -1) {
+      const held = await leaseRenew(this.redis, this.keys, { writerId: this.writerId, ttlMs: this.options.ttlMs, fence: this.fence });
+      if (held === 'gone') {
         this.markLost('the lease key and the table metadata are gone', true);
         return;
       }
-      if (held !== 1) {
+      if (held === 'taken') {
         this.markLost('another writer took it after it expired', false);
         return;
       }
@@ -124,16 +119,5 @@ export class WriterLease {
       this.options.logger.warn({ table: this.keys.table, err: error }, 'writer lease renewal failed; retrying');
     }
     if (!this.lostError && this.renewTimer !== undefined) this.scheduleRenewal();
-  }
-}
-
-// What the write scripts report when the table's meta hash has no fence token any more (Lua's HGET of nothing is false).
-const FENCE_GONE = /fence token is now (false|nil)$/;
-
-async function run<T>(call: () => Promise<T>, doing: string): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw toTablecacheError(error, doing);
   }
 }

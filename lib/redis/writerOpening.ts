@@ -1,61 +1,54 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.ts';
-import { LAYOUT_FORMAT_VERSION, MetaField, type TableKeys, generationGroup } from './keyLayout.ts';
+import { LAYOUT_FORMAT_VERSION, type TableKeys, generationGroup } from './keyLayout.ts';
 import { RedisCommandError, StorageFormatError } from './redisErrors.ts';
 import { readerFunctionLibrary } from './scripts/readerScripts.ts';
-import { writerScripts } from './scripts/writerScripts.ts';
+import {
+  dropKeyGroups,
+  listKeyGroups,
+  loadReaderFunctionLibrary,
+  mergeStep,
+  readPublishedTable,
+  type WriterSession,
+} from './writerProtocol.ts';
 
 // What a writer does when it opens a table, before its first write.
 
 /**
  * What a new writer does before its first write: finish the merge a crashed
  * writer left behind (readers already see it through the overlay), delete
- * key groups no reader uses, and decide whether to continue on the live data.
+ * key groups no reader uses, and decide whether to continue on the live data
+ * (written with the session's index names and `codecId`).
  */
 export async function recoverTable(
-  redis: Redis,
-  keys: TableKeys,
-  fence: string,
-  indexNames: readonly string[],
+  session: WriterSession,
   codecId: string,
   mergeBatchSize: number,
   logger: Logger,
 ): Promise<{ liveGeneration: number | null; adoptable: boolean }> {
-  const meta = await redis.hmget(keys.meta, MetaField.format, MetaField.generation, MetaField.codec, MetaField.indexes, MetaField.overlay);
-  const field = (i: number): string | null => meta[i] ?? null;
-  const [format, generationText, codec, indexesJson, overlay] = [field(0), field(1), field(2), field(3), field(4)];
-  if (format !== null && format !== LAYOUT_FORMAT_VERSION) {
+  const { keys } = session;
+  const published = await readPublishedTable(session.redis, keys);
+  if (published.format !== null && published.format !== LAYOUT_FORMAT_VERSION) {
     throw new StorageFormatError(
-      `Table "${keys.table}" in Redis uses key layout format ${format}; this writer writes format ${LAYOUT_FORMAT_VERSION}. ` +
+      `Table "${keys.table}" in Redis uses key layout format ${published.format}; this writer writes format ${LAYOUT_FORMAT_VERSION}. ` +
         `Delete the keys "${keys.base}*" (Redis holds only a cache) or use a matching tablecache version.`,
     );
   }
-  const liveGeneration = generationText === null ? null : Number(generationText);
-  const liveIndexNames: string[] = indexesJson === null ? [] : (JSON.parse(indexesJson) as string[]);
-  if (liveGeneration !== null && overlay !== null) {
-    logger.warn({ table: keys.table, generation: liveGeneration, staging: overlay }, 'finishing a merge the previous writer left half applied');
-    const stagingId = Number(overlay);
-    const mergeKeys = [
-      keys.meta,
-      keys.owned,
-      keys.records(liveGeneration),
-      keys.stagedRecords(stagingId),
-      keys.stagedDeletes(stagingId),
-      ...liveIndexNames.map((name) => keys.index(liveGeneration, name)),
-      ...liveIndexNames.map((name) => keys.stagedIndex(stagingId, name)),
-    ];
-    let remaining: number;
-    do {
-      remaining = Number(await writerScripts.mergeStep.run(redis, mergeKeys, [fence, mergeBatchSize, '0', '1', stagingId, 0, '', Date.now()]));
-    } while (remaining > 0);
+  const liveGeneration = published.generation;
+  if (liveGeneration !== null && published.overlay !== null) {
+    logger.warn({ table: keys.table, generation: liveGeneration, staging: published.overlay }, 'finishing a merge the previous writer left half applied');
+    // The staged session has the live generation's indexes, which may not be this writer's.
+    const liveSession: WriterSession = { ...session, indexNames: published.indexNames ?? [] };
+    const step = { generation: liveGeneration, staging: published.overlay, budget: mergeBatchSize, first: false, live: true, delta: 0, coverage: '' };
+    while ((await mergeStep(liveSession, step)) > 0);
   }
-  const groups = await redis.hkeys(keys.owned);
-  const orphans = groups.filter((group) => liveGeneration === null || group !== generationGroup(liveGeneration));
+  const orphans = (await listKeyGroups(session.redis, keys)).filter((group) => liveGeneration === null || group !== generationGroup(liveGeneration));
   if (orphans.length > 0) {
     logger.info({ table: keys.table, groups: orphans }, 'deleting key groups earlier writers left behind');
-    await writerScripts.dropKeyGroups.run(redis, [keys.meta, keys.owned], [fence, ...orphans]);
+    await dropKeyGroups(session, { groups: orphans.map((listed) => ({ listed })), doing: 'deleting key groups earlier writers left behind' });
   }
-  const adoptable = liveGeneration !== null && codec === codecId && JSON.stringify(liveIndexNames) === JSON.stringify(indexNames);
+  const adoptable =
+    liveGeneration !== null && published.codec === codecId && JSON.stringify(published.indexNames ?? []) === JSON.stringify(session.indexNames);
   return { liveGeneration, adoptable };
 }
 
@@ -66,7 +59,7 @@ export async function recoverTable(
  */
 export async function loadReaderFunctions(redis: Redis, keys: TableKeys, logger: Logger): Promise<void> {
   try {
-    await redis.call('FUNCTION', 'LOAD', 'REPLACE', readerFunctionLibrary.source);
+    await loadReaderFunctionLibrary(redis);
   } catch (error) {
     logger.warn({ table: keys.table, library: readerFunctionLibrary.name, err: error }, 'could not load the reader function library; readers will use scripts');
   }

@@ -5,9 +5,7 @@
 -- ARGV[1] the writer's fence token, ARGV[2] kind ("g" or "s"),
 -- ARGV[3] the table's key base ("{prefix+table}:"), ARGV[4..] key suffixes after the group id
 -- Returns the new id. Atomic: the id is unique and listed before any key of the group exists.
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 local id = redis.call('HINCRBY', KEYS[1], 'nextId', 1)
 local group = ARGV[2] .. id
 local keys = {}

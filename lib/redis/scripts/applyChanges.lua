@@ -14,9 +14,7 @@
 -- times: primary-key field, encoded record, one score per index (KEYS order)
 -- A live step is announced on the change channel with the keys it changed.
 -- Returns the change of the record count.
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 -- #include announceStep
 local records = KEYS[2]
 local index_count = #KEYS - 2

@@ -5,9 +5,7 @@
 -- In the live generation (a direct write, not a load) the call is a writer
 -- step: it bumps the step and is announced on the change channel.
 -- Returns how many records existed. Atomic per call.
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 -- #include announceStep
 local CHUNK = 7000
 local deleted = 0

@@ -3,9 +3,7 @@
 -- KEYS[1] meta hash, KEYS[2] owned hash
 -- ARGV[1] the writer's fence token, ARGV[2..] group ids ("g7", "s9")
 -- Returns how many groups were dropped. Atomic per call.
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 local dropped = 0
 for i = 2, #ARGV do
   local listed = redis.call('HGET', KEYS[2], ARGV[i])

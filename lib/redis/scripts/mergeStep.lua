@@ -20,9 +20,7 @@
 -- the keys it changes (collected before any is applied), or "all".
 -- Returns how many staged changes remain; with none left, the session's entry
 -- in the owned hash is removed too (its keys are gone once empty).
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 -- #include announceStep
 local k = (#KEYS - 5) / 2
 local budget = tonumber(ARGV[2])

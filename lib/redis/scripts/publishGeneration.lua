@@ -7,9 +7,7 @@
 -- ARGV[7] now (ms since the epoch)
 -- Announced on the change channel as "all".
 -- Returns the previous live generation id, or nil. Atomic.
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 -- #include announceStep
 local previous = redis.call('HGET', KEYS[1], 'gen')
 redis.call('HSET', KEYS[1],

@@ -7,9 +7,7 @@
 -- Into the live generation (a direct write, not a load) the batch is a
 -- writer step: it bumps the step and is announced on the change channel.
 -- Returns n. Atomic per batch; refuses to write once another writer holds the fence.
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 -- #include announceStep
 -- Lua's unpack() takes at most about 8000 values.
 local CHUNK = 7000

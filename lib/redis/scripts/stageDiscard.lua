@@ -9,9 +9,7 @@
 -- records hash, KEYS[4] staged deletions set, KEYS[5..] staged scores per index
 -- ARGV[1] the writer's fence token, ARGV[2] mode ("live" or "staged"), ARGV[3..] primary-key fields
 -- Returns the change of the record count this causes at the merge. Atomic per call.
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 local delta = 0
 if ARGV[2] == 'live' then
   for i = 3, #ARGV do

@@ -11,9 +11,7 @@
 --   primary-key field, encoded record, one score per index
 -- Returns the change of the record count the batch causes at the merge.
 -- Atomic per batch.
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then
-  return redis.error_reply('TC_LEASE_LOST the fence token is now ' .. tostring(redis.call('HGET', KEYS[1], 'fence')))
-end
+-- #include checkFence
 local CHUNK = 7000
 local n = tonumber(ARGV[2])
 local index_count = #KEYS - 4
