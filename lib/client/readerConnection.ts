@@ -1,9 +1,15 @@
 import type { ConnectionOptions } from 'node:tls';
-import { Command, Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.ts';
 import type { RedisArgument } from '../redis/luaScript.ts';
 import { connectFailure, RedisConnectionError, RedisTimeoutError, toTablecacheError, type ConnectFailureKind } from '../redis/redisErrors.ts';
-import { readerFunctionLibrary, readerScripts, type ReaderScriptName } from '../redis/scripts/readerScripts.ts';
+import {
+  isFunctionUnavailable,
+  isReaderReplyError,
+  readerFunctionCommand,
+  runReaderScript,
+  type ReaderScriptName,
+} from '../redis/scripts/readerScripts.ts';
 
 /** How a reader reaches Redis. */
 export interface ReaderConnectionOptions {
@@ -131,10 +137,7 @@ export class ReaderConnection {
     // its reject is the deadline's, so a read allocates no promise of its own.
     // Measured: a wrapping promise whose handlers call resolve cost ~3 µs of a
     // ~30 µs loopback read.
-    const command = new Command('FCALL_RO', [readerFunctionLibrary.functionNames[name], keys.length, ...keys, ...args], {
-      keyPrefix: this.redis.options.keyPrefix,
-      replyEncoding: null,
-    });
+    const command = readerFunctionCommand(name, keys, args, this.redis.options.keyPrefix);
     const entry = this.track(doing, command.reject);
     void this.redis.sendCommand(command);
     return command.promise.then(
@@ -146,7 +149,7 @@ export class ReaderConnection {
       (error: unknown) => {
         this.untrack(entry);
         // Missing after a Redis restart without persistence, loaded by a writer of another version, or not granted to this user.
-        if (!(error instanceof Error) || !/Function not found|NOPERM.*fcall_ro/i.test(error.message)) throw readError(error, doing);
+        if (!isFunctionUnavailable(error)) throw readError(error, doing);
         this.scriptsUntil = Date.now() + FUNCTION_RETRY_MS;
         return this.readWithScript(name, keys, args, doing);
       },
@@ -157,7 +160,7 @@ export class ReaderConnection {
   private readWithScript(name: ReaderScriptName, keys: readonly string[], args: readonly RedisArgument[], doing: string): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const entry = this.track(doing, reject);
-      readerScripts[name].run(this.redis, keys, args, true).then(
+      runReaderScript(this.redis, name, keys, args).then(
         (reply) => {
           this.untrack(entry);
           resolve(reply);
@@ -210,7 +213,7 @@ export class ReaderConnection {
 
 /** Error replies a reader script raises on purpose (`TC_…`) pass through, for the caller to map; anything else becomes a typed error. */
 function readError(error: unknown, doing: string): unknown {
-  return error instanceof Error && error.message.startsWith('TC_') ? error : toTablecacheError(error, doing);
+  return isReaderReplyError(error) ? error : toTablecacheError(error, doing);
 }
 
 function withDeadline<T>(promise: Promise<T>, ms: number, timeoutError: () => Error): Promise<T> {

@@ -1,13 +1,34 @@
-import { InvalidArgumentError, NotCoveredError, NotLoadedError, TablecacheError } from '../core/errors.ts';
+import { InvalidArgumentError, NotCoveredError, TablecacheError } from '../core/errors.ts';
 import { Interval, type Score } from '../core/interval.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
 import { canonicalKey } from '../core/keyColumnIndexes.ts';
 import type { Coverage, PrimaryKey } from '../core/storageTable.ts';
 import { coverageCovers, decodeCoverage } from '../redis/coverageFormat.ts';
-import { DEFAULT_KEY_PREFIX, LAYOUT_FORMAT_VERSION, TableKeys, primaryKeyField, scoreArgument } from '../redis/keyLayout.ts';
+import { DEFAULT_KEY_PREFIX, TableKeys, primaryKeyField } from '../redis/keyLayout.ts';
 import { MessagePackRecordCodec, type RecordCodec } from '../redis/recordCodec.ts';
 import { ClosedError, RecordDecodeError, RedisConnectionError, StorageFormatError } from '../redis/redisErrors.ts';
-import type { ReaderScriptName } from '../redis/scripts/readerScripts.ts';
+import {
+  type CoverageReply,
+  type RangeParams,
+  type ReaderReplyContext,
+  type ReaderScriptName,
+  coverageArgs,
+  coverageReply,
+  formatError,
+  getArgs,
+  getManyArgs,
+  getReplyRecord,
+  getReplyRecords,
+  getReplyStep,
+  infoArgs,
+  infoReply,
+  isReaderReplyError,
+  rangeArgs,
+  rangeReply,
+  rangeReplyWithFields,
+  readerReplyError,
+  readerScriptKeys,
+} from '../redis/scripts/readerScripts.ts';
 import { registerNearCachedReader } from './barrier.ts';
 import { ChangeSubscription } from './changeSubscription.ts';
 import { NearCache, type NearCacheOptions, type NearCacheStats } from './nearCache.ts';
@@ -116,10 +137,6 @@ export async function openReader<R = Record<string, unknown>>(options: ReaderOpt
   return reader;
 }
 
-type ReadReply = (Buffer | number | null | ReadReply)[];
-
-const describeRangeBound = () => 'A range bound';
-
 /**
  * A primary key as {@link TableReader.get} takes it: the value of the key
  * column, or for a composite key an array of one value per key column, in
@@ -152,7 +169,7 @@ function readerKeyField(key: ReaderKey): string {
 /**
  * Reads one cached table from Redis. Get one from {@link openReader}.
  *
- * Read methods throw {@link NotLoadedError} before the writer's first load,
+ * Read methods throw `NotLoadedError` (`TC_NOT_LOADED`) before the writer's first load,
  * {@link StorageFormatError} when the data is in a layout or codec this
  * reader does not know (reload the cache with a matching writer),
  * {@link RecordDecodeError} naming the key of a record that does not decode,
@@ -169,6 +186,7 @@ export class TableReader<R> implements AsyncDisposable {
   /** Per-read values built once: reads are hot. */
   private readonly metaKeys: readonly string[];
   private readonly readingByKey: string;
+  private readonly replyContext: ReaderReplyContext;
 
   /** @internal Use {@link openReader}. */
   constructor(
@@ -176,7 +194,8 @@ export class TableReader<R> implements AsyncDisposable {
     private readonly keys: TableKeys,
     private readonly codec: RecordCodec<R>,
   ) {
-    this.metaKeys = [keys.meta];
+    this.metaKeys = readerScriptKeys(keys, 'get');
+    this.replyContext = { keys, codecId: codec.id };
     this.readingByKey = `reading a record by primary key of table "${keys.table}"`;
   }
 
@@ -204,8 +223,8 @@ export class TableReader<R> implements AsyncDisposable {
       if (entry !== undefined) return Promise.resolve(entry.record);
     }
     const epoch = cache?.epoch ?? 0;
-    return this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, field], this.readingByKey, (reply) => {
-      const bytes = (reply as (Buffer | null)[])[1] ?? null;
+    return this.call('get', getArgs(this.codec.id, field), this.readingByKey, (reply) => {
+      const bytes = getReplyRecord(reply, 0);
       let record: R | undefined;
       try {
         record = bytes === null ? undefined : this.codec.decode(bytes);
@@ -214,7 +233,7 @@ export class TableReader<R> implements AsyncDisposable {
       }
       if (cache !== null) {
         const records = [record];
-        cache.fill(epoch, Number((reply as Buffer[])[0]), [field], records, [bytes?.length ?? 0]);
+        cache.fill(epoch, getReplyStep(reply), [field], records, [bytes?.length ?? 0]);
         return records[0];
       }
       return record;
@@ -232,11 +251,11 @@ export class TableReader<R> implements AsyncDisposable {
       if (cached !== null) return cached;
     }
     const epoch = cache?.epoch ?? 0;
-    const reply = (await this.call('get', [LAYOUT_FORMAT_VERSION, this.codec.id, ...fields], `reading records by primary key of table "${this.table}"`)) as (Buffer | null)[];
-    const values = reply.slice(1);
+    const reply = await this.call('get', getManyArgs(this.codec.id, fields), `reading records by primary key of table "${this.table}"`);
+    const values = getReplyRecords(reply);
     const records = await this.decodeFields(fields, values);
     if (cache !== null) {
-      cache.fill(epoch, Number(reply[0]), fields, records, values.map((bytes) => bytes?.length ?? 0));
+      cache.fill(epoch, getReplyStep(reply), fields, records, values.map((bytes) => bytes?.length ?? 0));
     }
     return records;
   }
@@ -298,28 +317,24 @@ export class TableReader<R> implements AsyncDisposable {
    * holds completely), or `null` when its Indexes cannot describe it.
    */
   async coverage(): Promise<Coverage | null> {
-    const reply = (await this.call('coverage', [LAYOUT_FORMAT_VERSION, this.coverageStep ?? ''], `reading the coverage of table "${this.table}"`)) as ReadReply;
-    this.updateCoverage(String(reply[0]), reply[1] as Buffer | null);
+    this.updateCoverage(coverageReply(await this.call('coverage', coverageArgs(this.coverageStep), `reading the coverage of table "${this.table}"`)));
     return this.cachedCoverage;
   }
 
   /** What the writer published about the table; does not throw before the first load. */
   async info(): Promise<TableInfo> {
-    const reply = (await this.call('info', [LAYOUT_FORMAT_VERSION], `reading the info of table "${this.table}"`, undefined, [this.keys.meta, this.keys.lease])) as ReadReply;
-    const text = (i: number) => (reply[i] === null ? null : String(reply[i]));
-    const status = text(0);
-    if (status === 'format') throw this.formatError(text(1) ?? '');
-    const writerId = text(9);
+    const reply = infoReply(await this.call('info', infoArgs(), `reading the info of table "${this.table}"`, undefined, readerScriptKeys(this.keys, 'info')));
+    if (reply.status === 'format') throw formatError(this.table, reply.format ?? '');
     return {
-      loaded: status === 'ok',
-      recordCount: Number(reply[8]),
-      generation: text(2) === null ? null : Number(text(2)),
-      step: Number(text(5) ?? 0),
-      codec: text(3),
-      indexNames: text(4) === null ? [] : (JSON.parse(text(4)!) as string[]),
-      lastRefreshAt: text(6) === null ? null : new Date(Number(text(6))),
-      loadedAt: text(7) === null ? null : new Date(Number(text(7))),
-      writer: writerId === null ? null : { id: writerId, leaseExpiresInMs: Number(reply[10] ?? 0) },
+      loaded: reply.status === 'ok',
+      recordCount: reply.recordCount,
+      generation: reply.generation,
+      step: reply.step,
+      codec: reply.codec,
+      indexNames: reply.indexNames,
+      lastRefreshAt: reply.refreshedAt === null ? null : new Date(reply.refreshedAt),
+      loadedAt: reply.loadedAt === null ? null : new Date(reply.loadedAt),
+      writer: reply.writerId === null ? null : { id: reply.writerId, leaseExpiresInMs: reply.leaseExpiresInMs },
       nearCache: this.nearCache?.stats() ?? null,
     };
   }
@@ -338,20 +353,19 @@ export class TableReader<R> implements AsyncDisposable {
   }
 
   private readIntervals(indexName: string, intervals: readonly Interval[], options: RangeOptions): Promise<R[]> {
-    const args = [LAYOUT_FORMAT_VERSION, this.codec.id, indexName, options.requireCovered ? (this.coverageStep ?? '-') : '', '0'];
+    const params: RangeParams = options.requireCovered
+      ? { codecId: this.codec.id, indexName, coverageStep: this.coverageStep, intervals }
+      : { codecId: this.codec.id, indexName, intervals };
+    let args: string[];
     try {
-      for (const interval of intervals) {
-        if (interval.isEmpty) continue;
-        args.push(scoreArgument(interval.ge, describeRangeBound), scoreArgument(interval.lt, describeRangeBound));
-      }
+      args = rangeArgs(params);
     } catch (error) {
       return Promise.reject(error);
     }
     return this.call('range', args, `reading a range of index "${indexName}" of table "${this.table}"`, (reply) => {
-      let values = reply as (Buffer | null)[];
-      if (options.requireCovered) {
-        this.updateCoverage(String(values[0]), values[1] ?? null);
-        values = values.slice(2);
+      const { coverage, records: values } = rangeReply(reply, options.requireCovered === true);
+      if (coverage !== null) {
+        this.updateCoverage(coverage);
         if (!coverageCovers(this.cachedCoverage, indexName, intervals)) {
           throw new NotCoveredError(
             `Table "${this.table}" does not hold every record of index "${indexName}" in ${intervals.join(', ')} (per the writer's published coverage); read those from the database.`,
@@ -362,7 +376,7 @@ export class TableReader<R> implements AsyncDisposable {
       try {
         for (let i = 0; i < values.length; i++) records[i] = this.codec.decode(values[i]!);
       } catch (error) {
-        return this.locateDecodeFailure(args, error).then((failure) => Promise.reject(failure));
+        return this.locateDecodeFailure(indexName, intervals, error).then((failure) => Promise.reject(failure));
       }
       return records;
     });
@@ -373,15 +387,11 @@ export class TableReader<R> implements AsyncDisposable {
    * again with field names (a rare path, so the common reply stays lean) to
    * name the record's key and field.
    */
-  private async locateDecodeFailure(args: string[], cause: unknown): Promise<Error> {
-    const withFields = [...args];
-    withFields[3] = '';
-    withFields[4] = '1';
-    const reply = (await this.call('range', withFields, `locating a record that does not decode in table "${this.table}"`)) as (Buffer | null)[];
+  private async locateDecodeFailure(indexName: string, intervals: readonly Interval[], cause: unknown): Promise<Error> {
+    const args = rangeArgs({ codecId: this.codec.id, indexName, withFields: true, intervals });
+    const reply = await this.call('range', args, `locating a record that does not decode in table "${this.table}"`);
     const recordsKey = await this.liveRecordsKey();
-    for (let i = 0; i < reply.length; i += 2) {
-      const field = String(reply[i]);
-      const bytes = reply[i + 1] ?? null;
+    for (const { field, bytes } of rangeReplyWithFields(reply)) {
       if (bytes === null) {
         return new StorageFormatError(`Index entry "${field}" of table "${this.table}" has no record in "${recordsKey}"; the table was changed outside tablecache. Reload the cache.`);
       }
@@ -416,9 +426,9 @@ export class TableReader<R> implements AsyncDisposable {
     return generation === null ? this.keys.meta : this.keys.records(generation);
   }
 
-  private updateCoverage(step: string, coverageJson: Buffer | null): void {
-    if (coverageJson !== null) {
-      this.cachedCoverage = decodeCoverage(coverageJson.toString());
+  private updateCoverage({ step, json }: CoverageReply): void {
+    if (json !== null) {
+      this.cachedCoverage = decodeCoverage(json.toString());
       this.coverageStep = step;
     } else if (this.coverageStep !== step) {
       // The writer published no coverage for this step.
@@ -440,42 +450,7 @@ export class TableReader<R> implements AsyncDisposable {
   ): Promise<T> {
     if (this.closed) return Promise.reject(new ClosedError(`The reader of table "${this.table}" is closed.`));
     return this.connection.read(script, keys, args, doing).then(onReply as (reply: unknown) => T, (error: unknown) => {
-      throw this.scriptError(error);
+      throw isReaderReplyError(error) ? readerReplyError(error, this.replyContext) : error;
     });
   }
-
-  /** Maps the error replies the reader scripts raise on purpose. */
-  private scriptError(error: unknown): unknown {
-    if (!(error instanceof Error) || !error.message.startsWith('TC_')) return error;
-    const [status, ...rest] = error.message.split(' ');
-    const detail = rest.join(' ');
-    switch (status) {
-      case 'TC_UNLOADED':
-        return new NotLoadedError(`Table "${this.table}" has not been loaded yet: no writer has published data under ${this.keys.meta}.`);
-      case 'TC_FORMAT':
-        return this.formatError(detail);
-      case 'TC_CODEC':
-        return new StorageFormatError(
-          `Table "${this.table}" is encoded with codec "${detail}", but this reader decodes "${this.codec.id}". ` +
-            'Open the reader with the codec the writer uses, or reload the cache with a writer that uses this one.',
-        );
-      case 'TC_NOINDEX': {
-        const [, name, names] = /^("(?:[^"\\]|\\.)*") (.*)$/s.exec(detail) ?? [];
-        return new InvalidArgumentError(
-          `Table "${this.table}" has no index ${name ?? '(unknown)'}; its indexes are ${(JSON.parse(names ?? '[]') as string[]).join(', ')}.`,
-        );
-      }
-      default:
-        return new StorageFormatError(`Unexpected reply "${error.message}" reading table "${this.table}".`);
-    }
-  }
-
-  private formatError(format: string): StorageFormatError {
-    return new StorageFormatError(
-      `Table "${this.table}" is stored in key layout format "${format}", but this reader knows format ${LAYOUT_FORMAT_VERSION}. ` +
-        'Reload the cache with a writer of this version (or use a reader that matches the writer).',
-    );
-  }
-
-
 }

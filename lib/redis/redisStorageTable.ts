@@ -2,11 +2,12 @@ import { Redis } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
-import type { CoverageUpdate, RecordScorer, StorageTable } from '../core/storageTable.ts';
-import { TableKeys } from './keyLayout.ts';
+import type { CoverageUpdate, StorageTable } from '../core/storageTable.ts';
+import { DEFAULT_KEY_PREFIX, TableKeys } from './keyLayout.ts';
+import { writerSettings, type RedisStorageTableOptions } from './redisStorageOptions.ts';
 import { encodeCoverage } from './coverageFormat.ts';
 import { MessagePackRecordCodec, type RecordCodec } from './recordCodec.ts';
-import { ClosedError, type LeaseLostError, toTablecacheError } from './redisErrors.ts';
+import { ClosedError, toTablecacheError } from './redisErrors.ts';
 import { announceWriter, loadReaderFunctions, recoverTable } from './writerOpening.ts';
 import { WriterLease } from './writerLease.ts';
 import { RecordBatches, type PageRecord } from './recordBatches.ts';
@@ -25,42 +26,7 @@ import {
   type WriterSession,
 } from './writerProtocol.ts';
 
-/** Options of {@link RedisStorageTable.open}. */
-export interface RedisStorageTableOptions<R> {
-  /** A connection to use (left open by `close`). Give this or `url`. */
-  readonly redis?: Redis;
-  /** A Redis URL to connect to (the connection is closed by `close`). */
-  readonly url?: string;
-  /** The table name; readers open the table by it. */
-  readonly table: string;
-  /** Primary keys and index scores of records. */
-  readonly scorer: RecordScorer<R>;
-  /** Start of every key name inside the hash tag (default `tablecache:`). */
-  readonly keyPrefix?: string;
-  /** Record encoding (default {@link MessagePackRecordCodec}); readers must use the same. */
-  readonly codec?: RecordCodec<R>;
-  /** Lease lifetime without renewal, in ms (default 10,000); a standby takes over at most this long after a crash. */
-  readonly leaseTtlMs?: number;
-  /** Wait until the current writer's lease expires instead of failing with {@link LeaseHeldError}. */
-  readonly standby?: boolean;
-  /** Aborts a standby wait. */
-  readonly signal?: AbortSignal;
-  /** Records per write script call (default 1,000); batches are also cut at about 1 MB. */
-  readonly writeBatchSize?: number;
-  /** Staged changes a merge applies per script call (default 2,000): bounds how long one call blocks Redis. */
-  readonly mergeBatchSize?: number;
-  /** Where lease changes and recoveries are logged. */
-  readonly logger?: Logger;
-  /** Called once when the lease is found lost; every later write throws {@link LeaseLostError}. */
-  readonly onLeaseLost?: (error: LeaseLostError) => void;
-}
-
-const DEFAULTS = {
-  keyPrefix: 'tablecache:',
-  leaseTtlMs: 10_000,
-  writeBatchSize: 1_000,
-  mergeBatchSize: 2_000,
-} as const;
+export type { RedisStorageTableOptions } from './redisStorageOptions.ts';
 
 /**
  * A {@link StorageTable} in Redis that any number of reader processes share
@@ -145,16 +111,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    * @throws {@link InvalidArgumentError} for bad options.
    */
   static async open<R>(options: RedisStorageTableOptions<R>): Promise<RedisStorageTable<R>> {
-    const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULTS.keyPrefix);
-    const settings = {
-      writeBatchSize: positiveInteger(options.writeBatchSize ?? DEFAULTS.writeBatchSize, 'writeBatchSize'),
-      mergeBatchSize: positiveInteger(options.mergeBatchSize ?? DEFAULTS.mergeBatchSize, 'mergeBatchSize'),
-    };
-    const leaseTtlMs = positiveInteger(options.leaseTtlMs ?? DEFAULTS.leaseTtlMs, 'leaseTtlMs');
-    if (options.scorer.indexNames.length === 0) throw new InvalidArgumentError('The scorer must name at least one index.');
-    if ((options.redis === undefined) === (options.url === undefined)) {
-      throw new InvalidArgumentError('Give RedisStorageTable.open exactly one of `redis` (a connection) or `url`.');
-    }
+    const { keys, leaseTtlMs, ...settings } = writerSettings(options);
     const redis = options.redis ?? new Redis(options.url!, { lazyConnect: true });
     const ownsConnection = options.redis === undefined;
     const logger = options.logger ?? silentLogger;
@@ -187,7 +144,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    * The writer that holds the lease of `table`, or null: what a standby
    * waits for (the wait itself is {@link open}'s).
    */
-  static async leaseHolder(redis: Redis, table: string, keyPrefix: string = DEFAULTS.keyPrefix): Promise<string | null> {
+  static async leaseHolder(redis: Redis, table: string, keyPrefix: string = DEFAULT_KEY_PREFIX): Promise<string | null> {
     return readLeaseHolder(redis, new TableKeys(table, keyPrefix));
   }
 
@@ -422,9 +379,4 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
 /** The protocol's view of a writer: a refused fence token marks the lease lost. */
 function writerSession(redis: Redis, keys: TableKeys, indexNames: readonly string[], lease: WriterLease): WriterSession {
   return { redis, keys, indexNames, fence: lease.fence, leaseLost: (detail, dataLost) => lease.markLost(detail, dataLost) };
-}
-
-function positiveInteger(value: number, name: string): number {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}.`);
-  return value;
 }
