@@ -21,6 +21,8 @@ export interface CaptureCheckOptions {
   readonly events: EventEmitter<DaemonEvents>;
   /** Reloads cached tables (the pipeline's `requestReload`). */
   readonly requestReload: (tables: readonly string[], reason: string, kind: ReloadKind) => void;
+  /** Whether changes come through the triggers (default true); the logical change source needs none, only the shape check. */
+  readonly triggers?: boolean;
 }
 
 /**
@@ -111,6 +113,7 @@ export class CaptureCheck {
 
   /** Trigger status of every source; first gives triggers to new partitions and children the daemon's role owns. */
   private async readStatuses(): Promise<readonly SourceTriggerStatus[]> {
+    if (this.options.triggers === false) return [];
     const client = await this.options.pool.connect();
     try {
       const status = await readTriggerStatus(client, this.spec);

@@ -8,7 +8,8 @@ import type { DaemonEvents, ReloadKind } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import { classifyNotification, payloadExcerpt, type Notification } from './notificationText.ts';
 import type { StepSnapshotSource } from './stepSnapshot.ts';
-import { TableStepLoop, type SyncedTable } from './tableStepLoop.ts';
+import { TableStepLoop, type CapturePositions, type SyncedTable } from './tableStepLoop.ts';
+import type { ChangePayload } from '../sql-triggers/payload.ts';
 
 export type { SyncedTable } from './tableStepLoop.ts';
 
@@ -53,6 +54,8 @@ export interface ChangePipelineOptions {
   /** Where events go. */
   readonly events: EventEmitter<DaemonEvents>;
   readonly logger: Logger;
+  /** The change source's positions (logical capture). */
+  readonly positions?: CapturePositions;
 }
 
 /**
@@ -98,6 +101,7 @@ export class ChangePipeline {
       loadTimeoutMs: options.loadTimeoutMs ?? 0,
       events: options.events,
       logger: options.logger,
+      positions: options.positions,
     };
     this.loops = new Map(options.tables.map((table) => [table.name, new TableStepLoop({ ...loopOptions, table })]));
   }
@@ -145,9 +149,16 @@ export class ChangePipeline {
     return pending;
   }
 
-  /** Starts every table's loop. The first step of each reloads it (`reason`), with whatever notifications arrived meanwhile. */
-  start(reason: string): void {
-    this.requestReload(null, reason, 'start');
+  /**
+   * Starts every table's loop. The first step of each reloads it (`reason`),
+   * with whatever notifications arrived meanwhile; `resumed` tables (logical
+   * capture: Redis holds their generation and position) are not reloaded.
+   */
+  start(reason: string, resumed: ReadonlySet<string> = new Set()): void {
+    for (const [name, loop] of this.loops) {
+      if (resumed.has(name)) loop.markResumed();
+      else loop.requestReload(reason, 'start');
+    }
     if (this.started) return;
     this.started = true;
     for (const loop of this.loops.values()) loop.start();
@@ -185,6 +196,12 @@ export class ChangePipeline {
         for (const table of this.options.mapper.tablesOf(notification.payload.t)) this.loops.get(table)?.addChange(notification.payload);
         return;
     }
+  }
+
+  /** Takes one change of the logical change source, committed at `commitLsn`. */
+  pushChange(payload: ChangePayload, commitLsn: bigint): void {
+    this.options.events.emit('notificationReceived', { kind: 'change' });
+    for (const table of this.options.mapper.tablesOf(payload.t)) this.loops.get(table)?.addChange(payload, commitLsn);
   }
 
   /**

@@ -13,6 +13,8 @@ interface PendingChange {
   readonly keys: number;
   /** When it arrived (`performance.now()` ms): the lag gauge counts from here. */
   readonly arrivedAt: number;
+  /** Where its commit is in the WAL (logical capture), or `null` (NOTIFY). */
+  readonly commitLsn: bigint | null;
 }
 
 /** What a step takes from the queue before it opens its snapshot. */
@@ -48,6 +50,8 @@ export class ChangeQueue {
   private droppedChangeTimes: number[] = [];
   /** When the oldest dropped change arrived (its reload, in the next step, makes it visible). */
   private droppedArrivedAt: number | null = null;
+  /** The oldest commit position of the changes dropped since the last cut (their reload comes with a later step). */
+  private droppedCommitLsn: bigint | null = null;
 
   /** Whether anything waits for a step. */
   get hasWork(): boolean {
@@ -69,10 +73,24 @@ export class ChangeQueue {
     return this.reloads;
   }
 
-  addChange(payload: ChangePayload): void {
+  /**
+   * Where the oldest change not applied yet commits in the WAL, dropped ones
+   * included (their reload has not run yet), or `null` when none (logical
+   * capture: the table's position may not pass it).
+   */
+  get oldestCommitLsn(): bigint | null {
+    let oldest = this.droppedCommitLsn;
+    for (const change of this.changes) {
+      if (change.commitLsn !== null && (oldest === null || change.commitLsn < oldest)) oldest = change.commitLsn;
+    }
+    return oldest;
+  }
+
+  /** Queues a change; `commitLsn`: where its transaction commits in the WAL (logical capture). */
+  addChange(payload: ChangePayload, commitLsn: bigint | null = null): void {
     const keys = payload.op === 'T' || payload.op === 'X' ? 1 : payload.k.length + (payload.ok?.length ?? 0);
     this.since ??= performance.now();
-    this.changes.push({ xid: BigInt(payload.xid), payload, keys, arrivedAt: performance.now() });
+    this.changes.push({ xid: BigInt(payload.xid), payload, keys, arrivedAt: performance.now(), commitLsn });
     this.changeKeys += keys;
     this.sourceKeys.set(payload.t, (this.sourceKeys.get(payload.t) ?? 0) + keys);
   }
@@ -135,6 +153,7 @@ export class ChangeQueue {
   }
 
   private drop(change: PendingChange): void {
+    if (change.commitLsn !== null && (this.droppedCommitLsn === null || change.commitLsn < this.droppedCommitLsn)) this.droppedCommitLsn = change.commitLsn;
     this.droppedChangeTimes.push(change.payload.ts);
     this.droppedArrivedAt = Math.min(this.droppedArrivedAt ?? change.arrivedAt, change.arrivedAt);
   }
@@ -187,6 +206,7 @@ export class ChangeQueue {
     batch.countDroppedChanges(this.droppedChangeTimes, this.droppedArrivedAt);
     this.droppedChangeTimes = [];
     this.droppedArrivedAt = null;
+    this.droppedCommitLsn = null;
     batch.addReloadsOf(start.reloads);
     const kept: PendingChange[] = [];
     for (const change of this.changes) {

@@ -37,7 +37,9 @@ export type ReloadKind =
   /** A source table's columns, identity (DROP + CREATE) or partitions changed. */
   | 'schema_change'
   /** A source table's triggers are back after they were missing or disabled: changes made meanwhile were not captured. */
-  | 'capture_restored';
+  | 'capture_restored'
+  /** Logical capture: the replication slot was missing or invalidated and was created anew; what it held back is gone. */
+  | 'slot_recreated';
 
 /** What one applied batch did to one table. */
 export interface TableBatchResult {

@@ -39,6 +39,20 @@ export interface TableWriter {
   writable(): Promise<boolean>;
   /** How many records readers see, or `null` when it cannot be told now. */
   recordCount(): Promise<number | null>;
+  /**
+   * The change source's position saved with the live generation
+   * ({@link savePosition}), when this writer continues that generation as it
+   * found it at open; `null` otherwise (nothing saved, another generation
+   * published since, data written with other indexes): the table is then
+   * loaded, not resumed.
+   */
+  savedPosition(): Promise<string | null>;
+  /**
+   * Saves the change source's position with the live generation: every
+   * change before it is in the published data. Written only while this
+   * writer holds the table.
+   */
+  savePosition(position: string): Promise<void>;
   /** Gives the table up (the lease, in Redis); the published data stays for readers. */
   close(): Promise<void>;
 }

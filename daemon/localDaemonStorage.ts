@@ -66,5 +66,12 @@ class LocalTableWriter implements TableWriter {
     return this.live.get(this.name)?.size ?? null;
   }
 
+  /** The process's memory does not outlive it: there is nothing to resume. */
+  async savedPosition(): Promise<string | null> {
+    return null;
+  }
+
+  async savePosition(): Promise<void> {}
+
   async close(): Promise<void> {}
 }

@@ -158,6 +158,15 @@ class RedisTableWriter implements TableWriter {
     return info.loaded ? info.recordCount : null;
   }
 
+  savedPosition(): Promise<string | null> {
+    return this.storage.savedCapturePosition();
+  }
+
+  async savePosition(position: string): Promise<void> {
+    if (this.lost) return;
+    await this.storage.saveCapturePosition(position);
+  }
+
   async close(): Promise<void> {
     await this.reader?.close();
     await this.storage.close();

@@ -106,6 +106,15 @@ export interface PostgresStepSnapshotsOptions {
    * own ticks; an open beyond it waits for a close.
    */
   readonly maxOpen?: number;
+  /**
+   * How ticks travel (default `notify`): a NOTIFY on the channel, or, for the
+   * logical change source, `logicalMessage`: a non-transactional
+   * `pg_logical_emit_message` with the channel as its prefix, which the
+   * replication stream delivers in WAL order among the commits.
+   */
+  readonly tick?: 'notify' | 'logicalMessage';
+  /** Called with each tick transaction's 64-bit id: a recent id, for whoever widens 32-bit ids. */
+  readonly onTickXid?: (xid: bigint) => void;
 }
 
 const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
@@ -114,6 +123,17 @@ const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 function statementTimeoutValue(timeoutMs: number): number {
   return Number.isFinite(timeoutMs) && timeoutMs > 0 ? Math.floor(timeoutMs) : 0;
 }
+
+/** A NOTIFY tick needs ordering, not durability: its commit need not wait for the WAL flush. */
+const NOTIFY_TICK = "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2), pg_current_xact_id()::text AS xid";
+
+/**
+ * A logical tick: logical decoding reads only flushed WAL, and a message
+ * alone is never flushed by its transaction's end; the xid makes the commit
+ * write a commit record and flush it (`local`: not waiting for synchronous
+ * standbys), so the walsender sees the tick at once.
+ */
+const LOGICAL_TICK = "SELECT set_config('synchronous_commit', 'local', true), pg_logical_emit_message(false, $1, $2), pg_current_xact_id()::text AS xid";
 
 /** The start of every tick payload: the daemon's own marker, never a trigger's or a barrier's. */
 const TICK_PREFIX = '{"op":"tablecache_tick","id":"';
@@ -181,12 +201,15 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       const reading = client.query(`${BEGIN_SNAPSHOT}; SELECT pg_current_snapshot()::text AS s; SET LOCAL statement_timeout = ${limitMs}`) as unknown as Promise<
         pg.QueryResult<{ s: string }>[]
       >;
-      const firstTick = this.tick();
-      firstTick.catch(() => undefined);
+      // A logical message proves the cut only when written after S was taken (WAL order is not visibility order):
+      // it never races the snapshot's query.
+      const firstTick = this.options.tick === 'logicalMessage' ? null : this.tick();
+      firstTick?.catch(() => undefined);
       const text = (await reading)[1]!.rows[0]!.s;
       const snapshot = parsePgSnapshot(text);
       let ticks = 1;
-      if (visibleInSnapshot(snapshot, await firstTick)) {
+      if (firstTick === null) await this.tick();
+      else if (visibleInSnapshot(snapshot, await firstTick)) {
         ticks++;
         await this.tick();
       }
@@ -271,13 +294,11 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     // Handled below; until then a rejection (reset, timeout) must not count as unhandled.
     arrived.catch(() => undefined);
     try {
-      // The tick needs ordering, not durability: its commit need not wait for the WAL flush.
-      const sent = await this.options.pool.query<{ xid: string }>(
-        "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2), pg_current_xact_id()::text AS xid",
-        [this.options.channel, `${TICK_PREFIX}${id}"}`],
-      );
+      const sent = await this.options.pool.query<{ xid: string }>(this.options.tick === 'logicalMessage' ? LOGICAL_TICK : NOTIFY_TICK, [this.options.channel, `${TICK_PREFIX}${id}"}`]);
+      const xid = BigInt(sent.rows[0]!.xid);
+      this.options.onTickXid?.(xid);
       await arrived;
-      return BigInt(sent.rows[0]!.xid);
+      return xid;
     } finally {
       clearTimeout(timer);
       this.waiting.delete(id);

@@ -26,6 +26,18 @@ export interface SyncedTable {
   storageIntact(): Promise<boolean>;
 }
 
+/**
+ * Where a change source with positions (logical capture: WAL positions) is,
+ * and where each table has got to: a table's position moves only after a
+ * step made everything before it visible in Redis.
+ */
+export interface CapturePositions {
+  /** Where the source is now: every change committed before it has been queued. */
+  current(): bigint;
+  /** Table `table` holds every change committed before `position` (saved with its generation, then acknowledged). */
+  reached(table: string, position: bigint): Promise<void>;
+}
+
 /** Options of a {@link TableStepLoop}; the pipeline's, for one table. */
 export interface TableStepLoopOptions {
   readonly table: SyncedTable;
@@ -46,6 +58,8 @@ export interface TableStepLoopOptions {
   readonly loadTimeoutMs: number;
   readonly events: EventEmitter<DaemonEvents>;
   readonly logger: Logger;
+  /** The change source's positions (logical capture); absent for NOTIFY, which has none. */
+  readonly positions?: CapturePositions | undefined;
 }
 
 /**
@@ -148,14 +162,23 @@ export class TableStepLoop {
     return reasons.length === 0 && kinds.length === 0 ? undefined : { reasons, kinds };
   }
 
+  /**
+   * The table was resumed from what Redis holds (logical capture: its
+   * position was saved with the live generation), not loaded: it counts as
+   * loaded.
+   */
+  markResumed(): void {
+    this.loadedOnce = true;
+  }
+
   /** Starts the loop (idempotent). */
   start(): void {
     this.loop ??= this.run();
   }
 
-  /** Queues a change notification that feeds this table. */
-  addChange(payload: ChangePayload): void {
-    this.queue.addChange(payload);
+  /** Queues a change notification that feeds this table; `commitLsn`: where it commits in the WAL (logical capture). */
+  addChange(payload: ChangePayload, commitLsn: bigint | null = null): void {
+    this.queue.addChange(payload, commitLsn);
     if (payload.op !== 'T' && payload.op !== 'X') this.boundQueuedKeys(payload.t);
     this.collapseIfBehind();
     this.wake?.();
@@ -215,7 +238,10 @@ export class TableStepLoop {
       if (!this.queue.hasWork) await this.waitForWork(this.options.storageCheckIntervalMs);
       if (this.stopping) return;
       await this.checkStorage();
-      if (!this.queue.hasWork) continue;
+      if (!this.queue.hasWork) {
+        await this.recordIdlePosition();
+        continue;
+      }
       await this.waitForWindow();
       if (this.stopping) return;
       const failed = await this.step();
@@ -239,12 +265,16 @@ export class TableStepLoop {
       this.reportError(error, 'opening a snapshot for the next step');
       return true;
     }
+    // Every change committed before it is queued now: what this step does not apply stays queued.
+    const cutAt = this.options.positions?.current() ?? null;
     try {
       if (!this.options.table.isLoaded && !start.reloads.table(this.name).needsReload) start.reloads.table(this.name).requestReload('its last reload failed', 'failure');
       const batch = this.queue.cut(start, snapshot, this.options.mapper, (table, reason, kind) => this.throttle.admit(table, reason, kind), this.name);
       this.inFlight = batch;
       const reached = this.holdIfDeferred(batch);
-      return await this.apply(batch, reached, snapshot);
+      const failed = await this.apply(batch, reached, snapshot);
+      if (!failed && cutAt !== null) await this.recordPosition(cutAt);
+      return failed;
     } finally {
       this.inFlight = null;
       // Ending the read-only transaction is off the path to the next step (close never rejects).
@@ -319,6 +349,33 @@ export class TableStepLoop {
       changeTimes: failure !== null ? [] : batch.changeTimes,
     });
     return failure !== null;
+  }
+
+  /**
+   * After a successful step: the table holds every change committed before
+   * the cut, except those still queued (or dropped for a reload not run
+   * yet). A table waiting for a reload holds back its position.
+   */
+  private async recordPosition(cutAt: bigint): Promise<void> {
+    if (this.pendingReload() !== undefined || !this.options.table.isLoaded) return;
+    const queued = this.queue.oldestCommitLsn;
+    await this.reportPosition(queued !== null && queued < cutAt ? queued : cutAt);
+  }
+
+  /** An idle, caught-up table holds everything the source has delivered: its position follows the source's. */
+  private async recordIdlePosition(): Promise<void> {
+    const positions = this.options.positions;
+    if (positions === undefined || this.queue.hasWork || this.pendingReload() !== undefined || !this.isCaughtUp) return;
+    await this.reportPosition(positions.current());
+  }
+
+  private async reportPosition(position: bigint): Promise<void> {
+    try {
+      await this.options.positions?.reached(this.name, position);
+    } catch (error) {
+      // Not fatal: the position is saved again after the next step; until then the slot keeps the WAL.
+      this.reportError(error, `saving the capture position of table ${this.name}`);
+    }
   }
 
   private carry(arrivedAt: number | null): void {

@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { CachedTable } from '../lib/core/cachedTable.ts';
+import type { DbAccess } from '../lib/core/dbAccess.ts';
 import { NotLoadedError } from '../lib/core/errors.ts';
 import { canonicalKey, canonicalKeyValue, PRIMARY_KEY_INDEX, type KeyColumnIndexes, type KeyColumnSpec, type KeyColumnSpecArgs } from '../lib/core/keyColumnIndexes.ts';
 import type { Logger } from '../lib/core/logger.ts';
@@ -12,8 +13,15 @@ import type { SourceConfig } from './config/configSchema.ts';
 import type { DaemonEvents } from './daemonEvents.ts';
 import type { DaemonStorage, Row, TableWriter } from './daemonStorage.ts';
 import type { RefreshDbAccess } from './refreshDbAccess.ts';
+import { ResumedStorage } from './resumedStorage.ts';
 import { estimateRows } from './rowEstimate.ts';
 import type { StepSnapshot } from './stepSnapshot.ts';
+
+/** The database of a resuming "load": it reads nothing, the records are in Redis already. */
+const NO_ROWS: DbAccess = {
+   
+  async *getRecords() {},
+};
 
 /** How often a running load reports its progress (`loadProgress` events). */
 const PROGRESS_INTERVAL_MS = 250;
@@ -138,6 +146,41 @@ export class TableSync {
     } finally {
       clearInterval(progress);
     }
+  }
+
+  /**
+   * The change source's position saved with the live generation in Redis,
+   * when this writer can continue that generation as it is (see
+   * {@link resume}); `null` when the table must be loaded.
+   */
+  async savedPosition(): Promise<string | null> {
+    return this.writer.savedPosition();
+  }
+
+  /** Whether this daemon still holds the table's writer lease. */
+  async writable(): Promise<boolean> {
+    return this.writer.writable();
+  }
+
+  /** Saves the change source's position with the published generation: every change before it is in Redis. */
+  async savePosition(position: string): Promise<void> {
+    await this.writer.savePosition(position);
+  }
+
+  /**
+   * Takes the live generation over as it is, without reading Postgres: for a
+   * restarted daemon whose saved position ({@link savedPosition}) the change
+   * source can replay from. Refreshes then apply to that generation.
+   */
+  async resume(): Promise<void> {
+    let resuming = true;
+    // The "load" reads nothing (the records are in Redis already); the refreshes after it read the database.
+    const db: DbAccess = { getRecords: (spec) => (resuming ? NO_ROWS.getRecords(spec) : this.options.db.getRecords(spec)) };
+    const table = new CachedTable(this.options.indexes, db, new ResumedStorage(this.writer.storageForLoad()), { logger: this.options.logger });
+    await table.load(PRIMARY_KEY_INDEX, { all: true });
+    resuming = false;
+    await this.writer.published();
+    this.table = table;
   }
 
   /**

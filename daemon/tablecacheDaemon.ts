@@ -5,7 +5,6 @@ import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
 import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
 import { LeaseLostError } from '../lib/redis/redisErrors.ts';
 import { CaptureCheck } from './captureCheck.ts';
-import { ChangeListener } from './changeListener.ts';
 import { ChangeMapper, type MappedTable } from './changeMapper.ts';
 import { ChangePipeline } from './changePipeline.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
@@ -16,11 +15,13 @@ import type { DaemonDependency, DaemonEvents, LoadProgressEvent, WaitingEvent } 
 import type { DaemonStorage } from './daemonStorage.ts';
 import { errorSource } from './errorSource.ts';
 import { LagReadiness } from './lagReadiness.ts';
-import { NotificationQueueWatch } from './notificationQueueWatch.ts';
+import { LogicalChangeSource } from './logical/logicalChangeSource.ts';
+import { NotifyChangeSource } from './notifyChangeSource.ts';
+import { captureSettings } from './config/captureSettings.ts';
+import { triggerSpecFromConfig } from './config/triggerSpecFromConfig.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
 import { retryDelayMs } from './retryBackoff.ts';
-import { createSenderGate } from './senderCheck.ts';
 import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
 import { PostgresStepSnapshots } from './stepSnapshot.ts';
 import { TableSync } from './tableSync.ts';
@@ -108,8 +109,8 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   private db: PostgresAccess | null = null;
   private tables: TableSync[] = [];
   private pipeline: ChangePipeline | null = null;
-  private listener: ChangeListener | null = null;
-  private queueWatch: NotificationQueueWatch | null = null;
+  /** Where changes come from: LISTEN (triggers) or the replication slot (logical). */
+  private source: NotifyChangeSource | LogicalChangeSource | null = null;
   private captureCheck: CaptureCheck | null = null;
   private waitingFor: WaitingEvent | null = null;
   private readonly loading = new Map<string, LoadProgressEvent>();
@@ -232,13 +233,36 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       );
     }
     const mapper = new ChangeMapper(mapped);
+    const capture = captureSettings(config);
+    let logical: LogicalChangeSource | null = null;
     const snapshots = new PostgresStepSnapshots({
       pool: db.pool,
       channel: config.triggers.channel,
       statementTimeoutMs: config.daemon.refreshTimeoutMs,
       // The rest of the pool is for ticks, resolve-free checks and row estimates: never all taken by open snapshots.
       maxOpen: Math.max(1, Math.floor((poolSize - 4) / 2)),
+      ...(capture.method === 'logical' ? { tick: 'logicalMessage', onTickXid: (xid: bigint) => logical?.observeXid(xid) } : {}),
     });
+    let resumed = new Set<string>();
+    if (capture.method === 'logical') {
+      logical = new LogicalChangeSource({
+        connectionString: config.postgres.listenUrl,
+        pool: db.pool,
+        slot: capture.slot,
+        publication: capture.publication,
+        channel: config.triggers.channel,
+        sources: triggerSpecFromConfig(config).sources,
+        maxKeysPerTransaction: config.triggers.maxKeysPerStatement,
+        tables: this.tables,
+        holdsTables: async () => (await Promise.all(this.tables.map((table) => table.writable()))).every(Boolean),
+        onStreamReset: () => snapshots.listenerReset(),
+        events: this,
+        logger,
+      });
+      this.source = logical;
+      resumed = await logical.prepare();
+      for (const table of this.tables) if (resumed.has(table.name)) await table.resume();
+    }
     const pipeline = new ChangePipeline({
       tables: this.tables,
       mapper,
@@ -254,35 +278,27 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       ...(options.storageCheckIntervalMs === undefined ? {} : { storageCheckIntervalMs: options.storageCheckIntervalMs }),
       refreshTimeoutMs: config.daemon.refreshTimeoutMs,
       loadTimeoutMs: config.daemon.loadTimeoutMs,
+      ...(logical === null ? {} : { positions: logical }),
     });
     this.pipeline = pipeline;
-    const postgres = `Postgres at ${redactUrl(config.postgres.listenUrl)}`;
-    const listener = await ChangeListener.start(
-      {
-        connectionString: config.postgres.listenUrl,
-        channel: config.triggers.channel,
+    if (logical !== null) {
+      await logical.start(pipeline, signal);
+    } else {
+      const notify = new NotifyChangeSource({
+        config,
+        pool: db.pool,
+        mapper,
+        snapshots,
+        tables: this.tableNames,
+        postgresDown: () => this.down.has('postgres'),
+        events: this,
         logger,
-        ...(options.listenerCheckMs === undefined ? {} : { paranoidCheckMs: options.listenerCheckMs }),
-        onRetry: (attempt, cause) => this.emit('waiting', { for: 'postgres', detail: `${postgres} to LISTEN (${cause}; attempt ${attempt})` }),
-      },
-      signal,
-    );
-    this.listener = listener;
-    const gate = config.daemon.verifySenders
-      ? createSenderGate({ pool: db.pool, mapper, pipeline, tables: this.tableNames, logger, onRejected: () => this.emit('notificationReceived', { kind: 'rejected' }) })
-      : null;
-    listener.on('notification', (text, processId) => (gate === null ? pipeline.push(text) : gate.push(text, processId)));
-    listener.on('reconnecting', (attempt) => {
-      snapshots.listenerReset();
-      if (attempt <= 1 || !this.down.has('postgres')) this.emit('connectionLost', { source: 'postgres', attempt });
-    });
-    listener.on('reconnected', (downMs, attempts) => {
-      // A tick sent while LISTEN was down never comes: the waiting step gives up and is retried.
-      snapshots.listenerReset();
-      this.emit('connectionRestored', { source: 'postgres' });
-      this.emit('listenerReconnected', { downMs, attempts });
-      pipeline.requestReload(null, `resync: LISTEN was down for ${Math.round(downMs)} ms`, 'listen_lost');
-    });
+        listenerCheckMs: options.listenerCheckMs,
+        queueCheckIntervalMs: options.queueCheckIntervalMs,
+      });
+      this.source = notify;
+      await notify.start(pipeline, signal);
+    }
     const captureCheck = new CaptureCheck({
       config,
       pool: db.pool,
@@ -290,22 +306,13 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       logger,
       events: this,
       requestReload: (tables, reason, kind) => pipeline.requestReload(tables, reason, kind),
+      triggers: capture.method === 'triggers',
     });
     this.captureCheck = captureCheck;
     // Before the first load: the shapes it records are the baseline, so a change between them and the load's snapshot
     // shows up at the next check (a reload too many) rather than never.
     await captureCheck.start();
-    pipeline.start('start');
-    this.queueWatch = new NotificationQueueWatch({
-      pool: db.pool,
-      silentAt: config.triggers.maxQueueUsage,
-      logger,
-      events: this,
-      ...(options.queueCheckIntervalMs === undefined ? {} : { intervalMs: options.queueCheckIntervalMs }),
-      onTriggersResumed: (peak) =>
-        pipeline.requestReload(null, `the triggers fell silent: the notification queue reached ${(peak * 100).toFixed(1)}% usage`, 'queue_full'),
-    });
-    this.queueWatch.start();
+    pipeline.start('start', resumed);
     // Sampled on a timer, not only when /readyz asks: the hysteresis needs to know for how long the lag stayed low.
     this.lagSampler = setInterval(() => this.sampleLag(), options.lagSampleIntervalMs ?? 250);
     this.lagSampler.unref();
@@ -448,8 +455,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   private async release(): Promise<void> {
     if (this.lagSampler !== null) clearInterval(this.lagSampler);
     await this.captureCheck?.close();
-    await this.queueWatch?.close();
-    await this.listener?.close();
+    await this.source?.close();
     await this.pipeline?.stop();
     await Promise.all(this.tables.map((table) => table.close().catch((error: unknown) => this.logger.warn({ err: error, table: table.name }, 'could not release the writer lease'))));
     await this.storage.close();

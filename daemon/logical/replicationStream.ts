@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { abortableDelay } from '../../lib/core/abortableDelay.ts';
 import type { Logger } from '../../lib/core/logger.ts';
-import { reconnectDelay } from '../changeListener.ts';
+import { DEFAULT_RETRY_BACKOFF, retryDelayMs } from '../retryBackoff.ts';
 import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
 import { type PgoutputTransactions, type CommittedTransaction, type StreamMessage } from './pgoutputTransactions.ts';
 
@@ -168,7 +168,7 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
         if (first) failed(cause);
         return;
       }
-      const delayMs = reconnectDelay(attempt - 1, this.options.retryMinMs ?? 100, this.options.retryMaxMs ?? 5_000);
+      const delayMs = retryDelayMs(attempt - 1, { minMs: this.options.retryMinMs ?? DEFAULT_RETRY_BACKOFF.minMs, maxMs: this.options.retryMaxMs ?? DEFAULT_RETRY_BACKOFF.maxMs });
       this.options.logger.warn({ slot: this.options.slot, cause: cause.message, attempt, retryInMs: delayMs }, first ? 'waiting for the replication slot; retrying' : 'the replication stream broke off; reconnecting');
       await abortableDelay(delayMs, this.stopper.signal).catch(() => {});
     }

@@ -39,6 +39,13 @@ export interface SendBarrierOptions {
   readonly channel: string;
   /** The barrier id (default: a random UUID). */
   readonly id?: string;
+  /**
+   * How the daemon captures changes (its `capture.method`; default
+   * `triggers`): a NOTIFY on the channel, or with `logical` a transactional
+   * `pg_logical_emit_message` with the channel as its prefix, which the
+   * replication stream delivers in commit order.
+   */
+  readonly method?: 'triggers' | 'logical';
 }
 
 /**
@@ -62,6 +69,7 @@ export async function sendBarrier(db: BarrierQueryable, options: SendBarrierOpti
   const id = options.id ?? randomUUID();
   if (!BARRIER_ID.test(id)) throw new InvalidArgumentError(`A barrier id must be 1 to 64 letters, digits, _ or -, got ${JSON.stringify(id)}.`);
   const payload: BarrierPayload = { v: BARRIER_PAYLOAD_VERSION, op: 'B', id };
-  await db.query('SELECT pg_notify($1, $2)', [options.channel, JSON.stringify(payload)]);
+  const send = options.method === 'logical' ? 'SELECT pg_logical_emit_message(true, $1, $2)' : 'SELECT pg_notify($1, $2)';
+  await db.query(send, [options.channel, JSON.stringify(payload)]);
   return id;
 }

@@ -30,6 +30,7 @@ export const MetaField = {
   fence: 'fence',
   writer: 'writer',
   nextId: 'nextId',
+  capturePosition: 'capturePosition',
 } as const;
 
 /**

@@ -19,10 +19,12 @@ import {
   type KeyGroup,
   publishGeneration,
   putRecords,
+  readCapturePosition,
   readGenerationCounts,
   readPublishedTable,
   readLeaseHolder,
   readTableWriter,
+  saveCapturePosition,
   type WriterSession,
 } from './writerProtocol.ts';
 
@@ -146,6 +148,29 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    */
   static async leaseHolder(redis: Redis, table: string, keyPrefix: string = DEFAULT_KEY_PREFIX): Promise<string | null> {
     return readLeaseHolder(redis, new TableKeys(table, keyPrefix));
+  }
+
+  /**
+   * The change source's position saved with the live generation, when this
+   * writer continues that generation as it found it at open (same indexes
+   * and codec); null otherwise: the table must be loaded, not resumed.
+   */
+  async savedCapturePosition(): Promise<string | null> {
+    if (this.generation === null || this.generation !== this.liveGeneration) return null;
+    const saved = await readCapturePosition(this.redis, this.keys);
+    return saved !== null && saved.generation === this.generation ? saved.position : null;
+  }
+
+  /**
+   * Saves the change source's position with the live generation: every
+   * change before it is in what readers see. Nothing is saved when this
+   * writer's generation is not the live one.
+   *
+   * @throws {@link LeaseLostError} when another writer holds the table.
+   */
+  async saveCapturePosition(position: string): Promise<void> {
+    if (this.generation === null || this.generation !== this.liveGeneration) return;
+    await saveCapturePosition(this.session, { generation: this.generation, position });
   }
 
   /** The writer's id, as shown in the lease and to readers' `info()`. */

@@ -162,6 +162,21 @@ export async function publishGeneration(session: WriterSession, params: { genera
   return previous === null ? null : Number(String(previous));
 }
 
+/** Saves the change source's position beside `generation` (saveCapturePosition.lua); false when another generation is live. */
+export async function saveCapturePosition(session: WriterSession, params: { generation: number; position: string }): Promise<boolean> {
+  const saved = await write(session, writerScripts.saveCapturePosition, [session.keys.meta], [String(params.generation), params.position], 'saving the capture position');
+  return Number(saved) === 1;
+}
+
+/** The change source's position saved with the live generation, or null (none saved, or saved with another generation). */
+export async function readCapturePosition(redis: ScriptConnection, keys: TableKeys): Promise<{ readonly generation: number; readonly position: string } | null> {
+  const [generation, saved] = await redis.hmget(keys.meta, MetaField.generation, MetaField.capturePosition);
+  if (generation == null || saved == null) return null;
+  const separator = saved.indexOf('@');
+  if (separator < 0 || saved.slice(0, separator) !== generation) return null;
+  return { generation: Number(generation), position: saved.slice(separator + 1) };
+}
+
 /** One record of a {@link readPage} reply. */
 export interface PageEntry {
   /** Which of the page's intervals (0-based) it lies in. */

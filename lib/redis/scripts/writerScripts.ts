@@ -13,6 +13,7 @@ export const writerScripts = {
   mergeStep: new LuaScript('mergeStep', luaSource('mergeStep')),
   applyChanges: new LuaScript('applyChanges', luaSource('applyChanges')),
   publishGeneration: new LuaScript('publishGeneration', luaSource('publishGeneration')),
+  saveCapturePosition: new LuaScript('saveCapturePosition', luaSource('saveCapturePosition')),
   leaseAcquire: new LuaScript('leaseAcquire', luaSource('leaseAcquire')),
   leaseRenew: new LuaScript('leaseRenew', luaSource('leaseRenew')),
   leaseRelease: new LuaScript('leaseRelease', luaSource('leaseRelease')),
