@@ -17,8 +17,7 @@ import { errorSource } from './errorSource.ts';
 import { LagReadiness } from './lagReadiness.ts';
 import { LogicalChangeSource } from './logical/logicalChangeSource.ts';
 import { NotifyChangeSource } from './notifyChangeSource.ts';
-import { captureSettings } from './config/captureSettings.ts';
-import { triggerSpecFromConfig } from './config/triggerSpecFromConfig.ts';
+import { logicalCaptureSpecFromConfig } from './config/logicalCaptureSpecFromConfig.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
 import { retryDelayMs } from './retryBackoff.ts';
@@ -233,7 +232,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       );
     }
     const mapper = new ChangeMapper(mapped);
-    const capture = captureSettings(config);
+    const capture = config.capture;
     let logical: LogicalChangeSource | null = null;
     const snapshots = new PostgresStepSnapshots({
       pool: db.pool,
@@ -245,13 +244,14 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     });
     let resumed = new Set<string>();
     if (capture.method === 'logical') {
+      const spec = logicalCaptureSpecFromConfig(config);
       logical = new LogicalChangeSource({
         connectionString: config.postgres.listenUrl,
         pool: db.pool,
-        slot: capture.slot,
-        publication: capture.publication,
+        slot: spec.slot,
+        publication: spec.publication,
         channel: config.triggers.channel,
-        sources: triggerSpecFromConfig(config).sources,
+        sources: spec.sources,
         maxKeysPerTransaction: config.triggers.maxKeysPerStatement,
         tables: this.tables,
         holdsTables: async () => (await Promise.all(this.tables.map((table) => table.writable()))).every(Boolean),

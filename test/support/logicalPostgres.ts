@@ -1,4 +1,7 @@
 import pg from 'pg';
+import type { TablecacheConfig } from '../../daemon/config/configSchema.ts';
+import { logicalCaptureSpecFromConfig } from '../../daemon/config/logicalCaptureSpecFromConfig.ts';
+import { installLogicalCapture } from '../../sql-triggers/logicalCapture.ts';
 import { PrivatePostgres } from './privateServers.ts';
 
 /** The settings a private cluster needs for the logical change source. */
@@ -16,11 +19,12 @@ export function privatePool(url: string): pg.Pool {
   return pool;
 }
 
-/**
- * Creates the publication of `tables` (with their TRUNCATEs) and the
- * pgoutput slot, as `tablecache capture install` would, in plain SQL.
- */
-export async function createPublicationAndSlot(pool: pg.Pool, name: string, tables: readonly string[]): Promise<void> {
-  await pool.query(`CREATE PUBLICATION ${name} FOR TABLE ${tables.join(', ')}`);
-  await pool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [name]);
+/** Runs `tablecache capture install` for the configuration: the publication of its source tables and its pgoutput slot. */
+export async function installConfigCapture(pool: pg.Pool, config: TablecacheConfig): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await installLogicalCapture(client, logicalCaptureSpecFromConfig(config));
+  } finally {
+    client.release();
+  }
 }

@@ -34,6 +34,8 @@ export interface SeedConfigOptions {
   readonly daemon?: Record<string, unknown>;
   /** More cached tables beside `users` (name → table configuration). */
   readonly tables?: Record<string, unknown>;
+  /** The `capture` section (default: none, i.e. triggers). */
+  readonly capture?: Record<string, unknown>;
 }
 
 /** A configuration file for the seed schema, written to a temporary directory, with the health endpoint on a free port. */
@@ -44,6 +46,7 @@ export function writeSeedConfig(options: SeedConfigOptions): { file: string; con
     postgres: { url: options.postgresUrl },
     redis: { url: options.redisUrl, keyPrefix: options.keyPrefix, ...options.redis },
     triggers: { schema: 'tablecache', channel: options.channel },
+    ...(options.capture === undefined ? {} : { capture: options.capture }),
     // Port 0: test files run daemons side by side, each on a free port.
     daemon: { batchWindowMs: 1, logLevel: 'info', http: { port: 0 }, ...options.daemon },
     tables: {
