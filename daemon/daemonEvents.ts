@@ -26,6 +26,8 @@ export type ReloadKind =
   | 'storage_lost'
   /** The writer lease was lost. */
   | 'lease_lost'
+  /** A Redis Cluster master or the Sentinel primary was replaced by a replica, which may lack the last acknowledged writes. */
+  | 'redis_failover'
   /** The daemon fell so far behind that its queue was replaced by a reload. */
   | 'fell_behind'
   /** A change came from a session that had exited before its role could be checked (`daemon.verifySenders`). */
@@ -153,11 +155,20 @@ export interface ConnectionLostEvent {
   readonly source: DaemonDependency;
   /** Reconnect attempt, from 1. */
   readonly attempt: number;
+  /** What is down, for `/readyz` (e.g. which Redis Cluster master does not answer); absent: the connection itself. */
+  readonly detail?: string;
 }
 
 /** Payload of the `connectionRestored` event. */
 export interface ConnectionRestoredEvent {
   readonly source: DaemonDependency;
+  /**
+   * Set when the connection came back to another server than it lost (a
+   * replica promoted by Redis Cluster or Sentinel): writes acknowledged just
+   * before the failover may be missing there (replication is asynchronous),
+   * so every table is reloaded (`redis_failover`). Says what happened.
+   */
+  readonly failover?: string;
 }
 
 /** Payload of the `waiting` event: the start is held up, and by what. */

@@ -24,6 +24,7 @@ const CATCH_UP_KINDS: ReadonlySet<ReloadKind> = new Set([
   'queue_full',
   'storage_lost',
   'lease_lost',
+  'redis_failover',
   'fell_behind',
   'key_flood',
   'failure',

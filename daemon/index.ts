@@ -62,4 +62,4 @@ export { ChangeListener, type ChangeListenerEvents, type ChangeListenerOptions }
 export { classifyNotification, payloadExcerpt, PAYLOAD_EXCERPT_LENGTH, type Notification } from './notificationText.ts';
 export { TableSync, type TableRefreshCounts, type TableSyncOptions } from './tableSync.ts';
 export { RefreshDbAccess } from './refreshDbAccess.ts';
-export { connectRedis, connectRedisWhenReachable, redisOptions, type RedisWaitOptions } from './redisConnection.ts';
+export { connectRedis, connectRedisWhenReachable, describeRedis, redisOptions, type RedisConnection, type RedisPurpose, type RedisWaitOptions } from './redisConnection.ts';

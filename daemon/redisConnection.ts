@@ -1,29 +1,53 @@
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis';
 import type { Logger } from '../lib/core/logger.ts';
 import { connectFailure, RedisConnectionError, type ConnectFailureKind } from '../lib/redis/redisErrors.ts';
-import type { TablecacheConfig } from './config/configSchema.ts';
+import type { RedisConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
+import { refuseClusterNodeUrl } from './redisTopology.ts';
+
+/** What the daemon, `verify` and the CLI hold: one Redis (a URL, or the primary Sentinel names) or a Redis Cluster. */
+export type RedisConnection = Redis | Cluster;
+
+/**
+ * What a connection is for. `write`: the daemon's, always on the primary or
+ * the masters, since it reads its own writes back (intactness, counts);
+ * `read`: `verify`'s, where `cluster.scaleReads` and `sentinel.role` say.
+ */
+export type RedisPurpose = 'write' | 'read';
 
 /** Reconnect delays of the daemon's Redis connection grow by this per attempt … */
 const RETRY_STEP_MS = 200;
 /** … up to this. */
 const RETRY_MAX_MS = 5_000;
 
+const retryDelay = (attempt: number) => Math.min(attempt * RETRY_STEP_MS, RETRY_MAX_MS);
+
 /**
- * The ioredis options for the configured Redis: the URL plus the separately
- * given user, password and TLS settings (which win over the URL's), and
- * failing commands after a few reconnect attempts so that an outage surfaces
- * as errors the daemon recovers from (by reloading) instead of as commands
- * piling up in memory.
+ * Where the configured Redis is, fit for messages (passwords redacted):
+ * `Redis at redis://cache:6379`, `Redis Cluster at redis://a:7000, …`,
+ * `Redis Sentinel master "cache" via redis://s1:26379, …`.
  */
-export function redisOptions(config: TablecacheConfig['redis'], connectionName: string): RedisOptions {
+export function describeRedis(config: RedisConfig): string {
+  if (config.cluster !== undefined) return `Redis Cluster at ${config.cluster.nodes.map(redactUrl).join(', ')}`;
+  if (config.sentinel !== undefined) return `Redis Sentinel master "${config.sentinel.name}" via ${config.sentinel.sentinels.map(redactUrl).join(', ')}`;
+  return `Redis at ${redactUrl(config.url ?? '')}`;
+}
+
+/**
+ * The ioredis options of every data node: the separately given user,
+ * password and TLS settings (which win over a URL's), and failing commands
+ * after a few reconnect attempts so that an outage surfaces as errors the
+ * daemon recovers from (by reloading) instead of as commands piling up in
+ * memory.
+ */
+export function redisOptions(config: RedisConfig, connectionName: string): RedisOptions {
   const { tls } = config;
   return {
     lazyConnect: true,
     connectionName,
     maxRetriesPerRequest: 3,
-    retryStrategy: (attempt) => Math.min(attempt * RETRY_STEP_MS, RETRY_MAX_MS),
+    retryStrategy: retryDelay,
     ...(config.username === undefined ? {} : { username: config.username }),
     ...(config.password === undefined ? {} : { password: config.password }),
     ...(tls === false
@@ -40,19 +64,122 @@ export function redisOptions(config: TablecacheConfig['redis'], connectionName: 
   };
 }
 
+/** Host and port of a `redis://` or `rediss://` URL, and the user, password and TLS it implies. */
+function addressOf(url: string): { host: string; port: number; username?: string; password?: string; tls: boolean } {
+  const parsed = new URL(url);
+  const username = decodeURIComponent(parsed.username);
+  const password = decodeURIComponent(parsed.password);
+  return {
+    host: parsed.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: parsed.port === '' ? 6379 : Number(parsed.port),
+    ...(username === '' ? {} : { username }),
+    ...(password === '' ? {} : { password }),
+    tls: parsed.protocol === 'rediss:',
+  };
+}
+
+/** The data nodes' options where only URLs are given: the first URL's credentials, and TLS for `rediss:`, unless the config sets them. */
+function nodeOptions(config: RedisConfig, connectionName: string, urls: readonly string[]): RedisOptions {
+  const options = redisOptions(config, connectionName);
+  const first = addressOf(urls[0]!);
+  return {
+    ...options,
+    ...(options.username === undefined && first.username !== undefined ? { username: first.username } : {}),
+    ...(options.password === undefined && first.password !== undefined ? { password: first.password } : {}),
+    ...(options.tls === undefined && first.tls ? { tls: {} } : {}),
+  };
+}
+
+function createCluster(config: RedisConfig, connectionName: string, purpose: RedisPurpose): Cluster {
+  const cluster = config.cluster!;
+  const { lazyConnect: _lazy, retryStrategy: _retry, ...perNode } = nodeOptions(config, connectionName, cluster.nodes);
+  const natMap = Object.fromEntries(
+    Object.entries(cluster.natMap ?? {}).map(([announced, reached]) => {
+      const colon = reached.lastIndexOf(':');
+      return [announced, { host: reached.slice(0, colon), port: Number(reached.slice(colon + 1)) }];
+    }),
+  );
+  const options: ClusterOptions = {
+    lazyConnect: true,
+    redisOptions: perNode,
+    scaleReads: purpose === 'write' ? 'master' : (cluster.scaleReads ?? 'master'),
+    // Reconnecting to the whole cluster (every seed failed) backs off like a single Redis.
+    clusterRetryStrategy: retryDelay,
+    // A failover moves slots: MOVED, CLUSTERDOWN and TRYAGAIN are retried after a slots refresh
+    // up to maxRedirections times, so a command fails only when the cluster stays down.
+    maxRedirections: 32,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    retryDelayOnTryAgain: 200,
+    slotsRefreshTimeout: 2_000,
+    ...(Object.keys(natMap).length === 0 ? {} : { natMap }),
+  };
+  return new Cluster(cluster.nodes.map((url) => { const { host, port } = addressOf(url); return { host, port }; }), options);
+}
+
+function createSentinelClient(config: RedisConfig, connectionName: string, purpose: RedisPurpose): Redis {
+  const sentinel = config.sentinel!;
+  const sentinels: Partial<SentinelAddress>[] = sentinel.sentinels.map((url) => { const { host, port } = addressOf(url); return { host, port }; });
+  const first = addressOf(sentinel.sentinels[0]!);
+  const sentinelUsername = sentinel.sentinelUsername ?? first.username;
+  const sentinelPassword = sentinel.sentinelPassword ?? first.password;
+  const options = redisOptions(config, connectionName);
+  return new Redis({
+    ...options,
+    sentinels,
+    name: sentinel.name,
+    role: purpose === 'read' && sentinel.role === 'replica' ? 'slave' : 'master',
+    ...(sentinelUsername === undefined ? {} : { sentinelUsername }),
+    ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
+    ...(first.tls ? { sentinelTLS: options.tls ?? {} } : {}),
+    ...(options.tls === undefined ? {} : { enableTLSForSentinelMode: true }),
+    sentinelRetryStrategy: retryDelay,
+    // Subscribes to +switch-master on the sentinels: a failover drops the connection to the old primary at once.
+    failoverDetector: true,
+  });
+}
+
+/**
+ * The one place a Redis connection is made from the configuration, for the
+ * daemon, `verify` and the CLI: a {@link Redis} for `url` (and for
+ * `sentinel`, which asks the sentinels for the primary, or a replica for
+ * reads with `role: replica`), a {@link Cluster} for `cluster`. Not yet
+ * connected (`lazyConnect`); {@link connectRedis} and
+ * {@link connectRedisWhenReachable} connect.
+ */
+function createRedisConnection(config: RedisConfig, connectionName: string, purpose: RedisPurpose): RedisConnection {
+  if (config.cluster !== undefined) return createCluster(config, connectionName, purpose);
+  if (config.sentinel !== undefined) return createSentinelClient(config, connectionName, purpose);
+  return new Redis(config.url!, redisOptions(config, connectionName));
+}
+
+/** A cluster's connect error wraps the node's own (WRONGPASS, a certificate): that one says what to fix. */
+function nodeError(error: unknown): unknown {
+  const lastNodeError = (error as { lastNodeError?: unknown } | undefined)?.lastNodeError;
+  return lastNodeError instanceof Error ? lastNodeError : error;
+}
+
 /** Which settings to check, by what made connecting fail. */
 const CONNECT_ADVICE: Record<ConnectFailureKind, string> = {
-  credentials: 'Check redis.username and redis.password (or the user and password in redis.url) and that user\'s ACL.',
-  tls: 'Check redis.tls: caFile must hold the CA that signed the server\'s certificate, and the host in redis.url (or servername) a name in it.',
-  unreachable: 'Check redis.url and that Redis runs.',
+  credentials: 'Check redis.username and redis.password (or the user and password in the Redis URLs) and that user\'s ACL.',
+  tls: 'Check redis.tls: caFile must hold the CA that signed the server\'s certificate, and the host in the Redis URLs (or servername) a name in it.',
+  unreachable: 'Check redis.url (or redis.cluster.nodes, redis.sentinel.sentinels) and that Redis runs.',
 };
 
-/** Connects to the configured Redis. The caller closes the connection (`quit()`). */
-export async function connectRedis(config: TablecacheConfig['redis'], connectionName: string): Promise<Redis> {
-  const redis = new Redis(config.url, redisOptions(config, connectionName));
+/**
+ * Connects to the configured Redis ({@link createRedisConnection}) and fails
+ * at once when it cannot. The caller closes the connection (`quit()`).
+ *
+ * @throws {@link RedisConnectionError} (`TC_CONNECTION_FAILED`) naming the settings to check.
+ */
+export async function connectRedis(config: RedisConfig, connectionName: string, purpose: RedisPurpose = 'write'): Promise<RedisConnection> {
+  const redis = createRedisConnection(config, connectionName, purpose);
   let lastError: Error | undefined;
   // Connection errors surface through the commands; unhandled, the event would crash the process.
   redis.on('error', (error: Error) => {
+    lastError = nodeError(error) as Error;
+  });
+  redis.on('node error', (error: Error) => {
     lastError = error;
   });
   try {
@@ -60,9 +187,13 @@ export async function connectRedis(config: TablecacheConfig['redis'], connection
   } catch (error) {
     // ioredis would go on reconnecting in the background and keep the process alive.
     redis.disconnect();
-    const { cause, kind } = connectFailure(error, lastError);
-    throw new RedisConnectionError(`Redis at ${redactUrl(config.url)} ${kind === 'unreachable' ? 'is not reachable' : 'refused the connection'}: ${cause}. ${CONNECT_ADVICE[kind]}`, { cause: error });
+    const { cause, kind } = connectFailure(nodeError(error), lastError);
+    throw new RedisConnectionError(`${describeRedis(config)} ${kind === 'unreachable' ? 'is not reachable' : 'refused the connection'}: ${cause}. ${CONNECT_ADVICE[kind]}`, { cause: error });
   }
+  await refuseClusterNodeUrl(redis, config, describeRedis(config)).catch((error: unknown) => {
+    redis.disconnect();
+    throw error;
+  });
   return redis;
 }
 
@@ -85,30 +216,32 @@ export interface RedisWaitOptions {
  * @throws {@link RedisConnectionError} (`TC_CONNECTION_FAILED`) at once for what waiting cannot heal: a refused
  * login (WRONGPASS, an unknown ACL user, NOAUTH) or a certificate the configured CA does not accept.
  */
-export async function connectRedisWhenReachable(config: TablecacheConfig['redis'], connectionName: string, options: RedisWaitOptions): Promise<Redis> {
+export async function connectRedisWhenReachable(config: RedisConfig, connectionName: string, options: RedisWaitOptions): Promise<RedisConnection> {
   options.signal?.throwIfAborted();
-  const redis = new Redis(config.url, redisOptions(config, connectionName));
-  const target = redactUrl(config.url);
+  const redis = createRedisConnection(config, connectionName, 'write');
+  const target = describeRedis(config);
   let lastError = 'no answer';
   let lastKind: ConnectFailureKind = 'unreachable';
   let attempt = 0;
   let refused: (error: RedisConnectionError) => void = () => {};
   const onError = (error: Error) => {
-    const { cause, kind } = connectFailure(undefined, error);
+    const { cause, kind } = connectFailure(undefined, nodeError(error) as Error);
     lastError = cause;
     lastKind = kind;
     // A refused login or a certificate the CA did not sign stays so: fail now, with the settings to check.
     if (kind === 'credentials' || (kind === 'tls' && /certificate|self.signed|Hostname\/IP does not match/i.test(cause))) {
-      refused(new RedisConnectionError(`Redis at ${target} refused the connection: ${cause}. ${CONNECT_ADVICE[kind]}`, { cause: error }));
+      refused(new RedisConnectionError(`${target} refused the connection: ${cause}. ${CONNECT_ADVICE[kind]}`, { cause: error }));
     }
   };
-  const onReconnecting = (delayMs: number) => {
+  // A Cluster's 'reconnecting' carries no delay.
+  const onReconnecting = (delayMs = retryDelay(attempt + 1)) => {
     attempt++;
     const message = lastKind === 'unreachable' ? 'waiting for Redis: it does not answer yet' : 'waiting for Redis: it refused the connection; retrying';
     options.logger.warn({ redis: target, attempt, retryInMs: delayMs, cause: lastError }, message);
     options.onRetry?.(attempt, lastError, delayMs);
   };
   redis.on('error', onError);
+  redis.on('node error', onError);
   redis.on('reconnecting', onReconnecting);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -137,8 +270,24 @@ export async function connectRedisWhenReachable(config: TablecacheConfig['redis'
   } finally {
     redis.off('reconnecting', onReconnecting);
     redis.off('error', onError);
+    redis.off('node error', onError);
   }
   // Later connection errors surface through the commands; unhandled, the event would crash the process.
   redis.on('error', () => {});
+  await refuseClusterNodeUrl(redis, config, describeRedis(config)).catch((error: unknown) => {
+    redis.disconnect();
+    throw error;
+  });
   return redis;
+}
+
+/**
+ * `redis` as the library's APIs (RedisStorageTable.open, openReader) still
+ * type it. At run time they work on a Cluster: every key of a table shares
+ * the table's hash tag, so each script call and pipeline stays in one slot.
+ * The one cast of issue #15's transition: it goes once the library accepts
+ * `Redis | Cluster` (the cluster-lib change).
+ */
+export function asLibraryConnection(redis: RedisConnection): Redis {
+  return redis as Redis;
 }

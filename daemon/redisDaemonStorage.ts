@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { openReader, type TableReader } from '../lib/client/tableReader.ts';
 import { RedisStorageTable } from '../lib/redis/redisStorageTable.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
-import { redactUrl } from './config/redactUrl.ts';
 import type { DaemonStorage, Row, StorageConnectOptions, TableWriter, TableWriterOptions } from './daemonStorage.ts';
+import { watchClusterMasters } from './clusterMasterWatch.ts';
 import { checkEvictionPolicy } from './evictionPolicy.ts';
-import { connectRedisWhenReachable } from './redisConnection.ts';
+import { asLibraryConnection, connectRedisWhenReachable, describeRedis, type RedisConnection } from './redisConnection.ts';
 
 /** The daemon's default writer lease lifetime: a standby takes over at most about this long after the writer died. */
 export const DEFAULT_LEASE_TTL_MS = 5_000;
@@ -29,18 +29,19 @@ export interface RedisDaemonStorageOptions {
  */
 export class RedisDaemonStorage implements DaemonStorage {
   readonly description: string;
-  private redis: Redis | null = null;
+  private redis: RedisConnection | null = null;
   private events: StorageConnectOptions['events'] | null = null;
+  private stopWatching: () => void = () => {};
 
   constructor(
     private readonly config: TablecacheConfig['redis'],
     private readonly options: RedisDaemonStorageOptions = {},
   ) {
-    this.description = `Redis at ${redactUrl(config.url)}`;
+    this.description = describeRedis(config);
   }
 
   get barrierMarks(): Redis | undefined {
-    return this.redis ?? undefined;
+    return this.redis === null ? undefined : asLibraryConnection(this.redis);
   }
 
   async connect({ logger, events, signal }: StorageConnectOptions): Promise<void> {
@@ -50,30 +51,58 @@ export class RedisDaemonStorage implements DaemonStorage {
       onRetry: (attempt, cause) => events.emit('waiting', { for: 'redis', detail: `${this.description} (${cause}; attempt ${attempt})` }),
     });
     try {
-      await checkEvictionPolicy(redis, this.description, logger);
+      // Each master of a cluster has its own maxmemory-policy, and any may hold a table.
+      const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
+      for (const server of servers) await checkEvictionPolicy(server, servers.length > 1 ? `${this.description} (node ${server.options.host}:${server.options.port})` : this.description, logger);
     } catch (error) {
       redis.disconnect();
       throw error;
     }
-    let down = false;
+    // Down while the connection reconnects, or (a cluster) while a master does not answer: both stall or fail writes.
+    const causes = new Map<'connection' | 'master', string>();
+    let failover: string | undefined;
+    const lost = (cause: 'connection' | 'master', detail: string) => {
+      const first = causes.size === 0;
+      causes.set(cause, detail);
+      if (first) events.emit('connectionLost', { source: 'redis', attempt: 1, detail });
+    };
+    const restored = (cause: 'connection' | 'master', after?: string) => {
+      failover ??= after;
+      if (!causes.delete(cause) || causes.size > 0) return;
+      events.emit('connectionRestored', { source: 'redis', ...(failover === undefined ? {} : { failover }) });
+      failover = undefined;
+    };
+    // Sentinel hands out whichever server is primary now: a new run_id after a reconnect is a failover.
+    let runId = this.config.sentinel === undefined ? null : await serverRunId(redis);
     redis.on('reconnecting', () => {
-      if (down) return;
-      down = true;
-      logger.warn({ redis: redactUrl(this.config.url) }, 'lost the Redis connection; reconnecting');
-      events.emit('connectionLost', { source: 'redis', attempt: 1 });
+      if (causes.has('connection')) return;
+      logger.warn({ redis: this.description }, 'lost the Redis connection; reconnecting');
+      lost('connection', `the connection to ${this.description} is down; reconnecting`);
     });
     redis.on('ready', () => {
-      if (!down) return;
-      down = false;
-      logger.info({ redis: redactUrl(this.config.url) }, 'the Redis connection is back');
-      events.emit('connectionRestored', { source: 'redis' });
+      if (!causes.has('connection')) return;
+      logger.info({ redis: this.description }, 'the Redis connection is back');
+      if (runId === null) return restored('connection');
+      void serverRunId(redis).then((now) => {
+        const switched = now !== null && now !== runId;
+        runId = now ?? runId;
+        restored('connection', switched ? `${this.description} failed over to another server: it may lack the last writes` : undefined);
+      });
     });
+    if (redis instanceof Cluster) {
+      this.stopWatching = watchClusterMasters(redis, {
+        description: this.description,
+        logger,
+        onDown: (detail) => lost('master', detail),
+        onUp: () => restored('master', `a master of ${this.description} was replaced or restarted: it may lack the last writes`),
+      });
+    }
     this.redis = redis;
     this.events = events;
   }
 
   async openWriter(options: TableWriterOptions): Promise<TableWriter> {
-    const redis = this.connection();
+    const redis = asLibraryConnection(this.connection());
     if (options.standby) {
       // Only for the readiness reason: the wait itself is RedisStorageTable's.
       const holder = await RedisStorageTable.leaseHolder(redis, options.table, this.config.keyPrefix);
@@ -105,12 +134,22 @@ export class RedisDaemonStorage implements DaemonStorage {
   async close(): Promise<void> {
     const redis = this.redis;
     this.redis = null;
+    this.stopWatching();
     await redis?.quit().catch(() => redis.disconnect());
   }
 
-  private connection(): Redis {
+  private connection(): RedisConnection {
     if (this.redis === null) throw new Error('RedisDaemonStorage: connect() first.');
     return this.redis;
+  }
+}
+
+/** The server's `run_id` (`INFO server`): another process after a reconnect means another server; `null` when INFO is not allowed. */
+async function serverRunId(redis: RedisConnection): Promise<string | null> {
+  try {
+    return /^run_id:(\w+)/m.exec(await redis.info('server'))?.[1] ?? null;
+  } catch {
+    return null;
   }
 }
 

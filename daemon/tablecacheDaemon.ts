@@ -115,7 +115,8 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   private readonly loading = new Map<string, LoadProgressEvent>();
   /** Tables whose last load failed (they are retried). */
   private readonly failedLoads = new Set<string>();
-  private readonly down = new Set<DaemonDependency>();
+  /** Dependencies whose connection is down, with what `/readyz` says about it when the event said more. */
+  private readonly down = new Map<DaemonDependency, string | undefined>();
   /** Readiness by each table's oldest change not yet visible (`daemon.maxLagMs`), with hysteresis. */
   private readonly lag: LagReadiness;
   private lagSampler: NodeJS.Timeout | null = null;
@@ -147,8 +148,12 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       if (table === undefined || !this.loading.delete(table)) return;
       this.failedLoads.add(table);
     });
-    this.on('connectionLost', ({ source }) => this.down.add(source));
-    this.on('connectionRestored', ({ source }) => this.down.delete(source));
+    this.on('connectionLost', ({ source, detail }) => this.down.set(source, detail));
+    this.on('connectionRestored', ({ source, failover }) => {
+      this.down.delete(source);
+      // Asynchronous replication: the promoted replica may lack the last refreshes, which no count would reveal.
+      if (failover !== undefined) this.pipeline?.requestReload(null, failover, 'redis_failover');
+    });
   }
 
   /**
@@ -392,7 +397,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         break;
       case 'running': {
         if (this.down.has('postgres')) reasons.push('the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)');
-        if (this.down.has('redis')) reasons.push(`the connection to ${this.storage.description} is down; reconnecting`);
+        if (this.down.has('redis')) reasons.push(this.down.get('redis') ?? `the connection to ${this.storage.description} is down; reconnecting`);
         for (const problem of this.captureCheck?.problems() ?? []) reasons.push(problem.message);
         this.sampleLag();
         for (const lagging of this.lag.laggingTables()) reasons.push(this.lag.describe(lagging));

@@ -7,8 +7,10 @@ import type { PrimaryKey } from '../lib/core/storageTable.ts';
 import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
 import { primaryKeyField } from '../lib/redis/keyLayout.ts';
 import { MessagePackRecordCodec } from '../lib/redis/recordCodec.ts';
+import { RedisConnectionError } from '../lib/redis/redisErrors.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
-import { connectRedis } from './redisConnection.ts';
+import { asLibraryConnection, connectRedis, describeRedis, type RedisConnection } from './redisConnection.ts';
+import { topologyErrorOf } from './redisTopology.ts';
 import { tableIndexes } from './config/tableIndexes.ts';
 
 type Row = Record<string, unknown>;
@@ -67,15 +69,22 @@ export async function verifyCache(config: TablecacheConfig, options: VerifyOptio
     throw new InvalidArgumentError(`No cached table named ${unknown.join(', ')} in ${config.file}; its tables are ${config.tables.map((table) => table.name).join(', ')}.`);
   }
   const db = new PostgresAccess({ connectionString: config.postgres.url, application_name: 'tablecache-verify' });
-  let redis: Redis | undefined;
+  let redis: RedisConnection | undefined;
   try {
-    redis = await connectRedis(config.redis, 'tablecache-verify');
+    redis = await connectRedis(config.redis, 'tablecache-verify', 'read');
     const results: TableVerification[] = [];
     for (const table of config.tables.filter((candidate) => names.includes(candidate.name))) {
       const indexes = await tableIndexes(table);
-      results.push(await verifyTable(table.name, indexes, db, redis, config.redis.keyPrefix, options));
+      results.push(await verifyTable(table.name, indexes, db, asLibraryConnection(redis), config.redis.keyPrefix, options));
     }
     return results;
+  } catch (error) {
+    // A failover or resharding under way is no difference between Postgres and Redis: say so, and exit as a connection problem.
+    const topology = error instanceof RedisConnectionError ? undefined : topologyErrorOf(error);
+    if (topology === undefined) throw error;
+    throw new RedisConnectionError(`${describeRedis(config.redis)} is failing over or resharding (${topology}); nothing was compared. Run verify again once it has settled.`, {
+      cause: error,
+    });
   } finally {
     await redis?.quit().catch(() => redis?.disconnect());
     await db.close();

@@ -136,19 +136,51 @@ const keyPrefixSchema = z
     error: (issue) => `the key prefix ${JSON.stringify(issue.input)} contains ${badCharacters(String(issue.input), /[^{}]/)}, which would break the Redis hash tag {<keyPrefix><table>}; choose a prefix without braces`,
   });
 
+const redisUrl = url(['redis:', 'rediss:']);
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, { error: 'expected "host:port"' });
+
+const clusterSchema = strictObject({
+  nodes: z.array(redisUrl, { error: 'expected a list of node URLs: ["redis://host:port", …]' }).min(1, { error: 'expected at least one node URL: any node of the cluster finds the others' }),
+  natMap: z.record(hostPort, hostPort, { error: 'expected a map of "host:port" as the cluster announces a node to "host:port" as this process reaches it' }).optional(),
+  scaleReads: z.enum(['master', 'slave', 'all'], { error: 'expected master, slave or all' }).optional(),
+});
+
+const sentinelSchema = strictObject({
+  sentinels: z.array(redisUrl, { error: 'expected a list of sentinel URLs: ["redis://host:26379", …]' }).min(1, { error: 'expected at least one sentinel URL' }),
+  name: z.string({ error: 'expected the master name the sentinels monitor (sentinel monitor <name> …)' }).min(1),
+  role: z.enum(['master', 'replica'], { error: 'expected master or replica' }).optional(),
+  sentinelUsername: z.string().min(1).optional(),
+  sentinelPassword: z.string().min(1).optional(),
+});
+
+/** Where Redis is: exactly one of a URL, a cluster, or a sentinel-watched primary. */
+const REDIS_TARGETS = ['url', 'cluster', 'sentinel'] as const;
+
+const redisSchema = strictObject({
+  url: redisUrl.optional(),
+  cluster: clusterSchema.optional(),
+  sentinel: sentinelSchema.optional(),
+  keyPrefix: keyPrefixSchema.default(redisDefaults.keyPrefix),
+  username: z.string().min(1).optional(),
+  password: z.string().min(1).optional(),
+  tls: tlsSchema.default(false),
+}).superRefine((redis, context) => {
+  const given = REDIS_TARGETS.filter((target) => redis[target] !== undefined);
+  if (given.length === 1) return;
+  const message =
+    given.length === 0
+      ? 'expected where Redis is: url (one Redis: "redis://host:6379"), cluster ({ nodes: ["redis://host:port", …] }) or sentinel ({ sentinels: [...], name })'
+      : `expected exactly one of url, cluster and sentinel, got ${given.join(' and ')}: keep the one that describes your Redis and remove the other${given.length > 2 ? 's' : ''}`;
+  context.addIssue({ code: 'custom', message });
+});
+
 /** The zod schema of a configuration file, before names are parsed; {@link loadConfig} applies it. */
 export const configFileSchema = strictObject({
   postgres: strictObject({
     url: url(['postgres:', 'postgresql:']),
     listenUrl: url(['postgres:', 'postgresql:']).optional(),
   }),
-  redis: strictObject({
-    url: url(['redis:', 'rediss:']),
-    keyPrefix: keyPrefixSchema.default(redisDefaults.keyPrefix),
-    username: z.string().min(1).optional(),
-    password: z.string().min(1).optional(),
-    tls: tlsSchema.default(false),
-  }),
+  redis: redisSchema,
   triggers: strictObject({
     schema: z.string().default(triggerDefaults.schema),
     channel: z.string().default(triggerDefaults.channel),
@@ -246,6 +278,48 @@ export interface CaptureConfig {
   readonly publication: string;
 }
 
+/**
+ * A Redis Cluster: `nodes` are seeds (any reachable node tells the client the
+ * others); `natMap` translates the addresses nodes announce (`host:port`) to
+ * those this process reaches them at (Docker, NAT); `scaleReads` is where
+ * `verify` reads (the daemon always reads and writes masters: its checks must
+ * see its own writes).
+ */
+export interface RedisClusterConfig {
+  readonly nodes: readonly string[];
+  readonly natMap?: Readonly<Record<string, string>>;
+  readonly scaleReads?: 'master' | 'slave' | 'all';
+}
+
+/**
+ * A primary with replicas behind Redis Sentinel: the sentinels to ask, the
+ * master `name` they monitor, and `role`, what `verify` connects to (the
+ * daemon always connects to the primary). `sentinelUsername` and
+ * `sentinelPassword` log in to the sentinels (else the sentinel URLs' own).
+ */
+export interface RedisSentinelConfig {
+  readonly sentinels: readonly string[];
+  readonly name: string;
+  readonly role?: 'master' | 'replica';
+  readonly sentinelUsername?: string;
+  readonly sentinelPassword?: string;
+}
+
+/**
+ * Where Redis is and how to log in: exactly one of `url`, `cluster` and
+ * `sentinel` is set. `username`, `password` and `tls` apply to every data
+ * node (and win over credentials in the URLs).
+ */
+export interface RedisConfig {
+  readonly url?: string;
+  readonly cluster?: RedisClusterConfig;
+  readonly sentinel?: RedisSentinelConfig;
+  readonly keyPrefix: string;
+  readonly username?: string;
+  readonly password?: string;
+  readonly tls: RedisTlsConfig;
+}
+
 /** A validated configuration: every default applied, every name parsed, every path absolute. */
 export interface TablecacheConfig {
   /** Absolute path of the file it was read from. */
@@ -255,13 +329,7 @@ export interface TablecacheConfig {
     /** The URL the daemon LISTENs on: a direct session on the primary (defaults to `url`). */
     readonly listenUrl: string;
   };
-  readonly redis: {
-    readonly url: string;
-    readonly keyPrefix: string;
-    readonly username?: string;
-    readonly password?: string;
-    readonly tls: RedisTlsConfig;
-  };
+  readonly redis: RedisConfig;
   readonly triggers: {
     readonly schema: string;
     readonly channel: string;

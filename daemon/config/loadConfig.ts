@@ -7,7 +7,7 @@ import { parseColumnName, parseQualifiedName, formatQualifiedName } from '../../
 import { checkTriggerChannel, checkTriggerSchema } from '../../sql-triggers/triggerSpec.ts';
 import { checkPublicationName, checkSlotName, defaultCaptureName } from '../../sql-triggers/logicalCaptureSpec.ts';
 import { ConfigError, formatConfigPath } from './configError.ts';
-import { configFileSchema, type CaptureConfig, type SourceConfig, type TableConfig, type TablecacheConfig } from './configSchema.ts';
+import { configFileSchema, type CaptureConfig, type RedisConfig, type SourceConfig, type TableConfig, type TablecacheConfig } from './configSchema.ts';
 import { substituteEnvironment } from './environment.ts';
 import { importModule } from './moduleImport.ts';
 
@@ -145,7 +145,7 @@ function normalize(parsed: ParsedFile, file: string, baseDirectory: string): Tab
     file,
     postgres: { url: parsed.postgres.url, listenUrl: parsed.postgres.listenUrl ?? parsed.postgres.url },
     redis: {
-      url: parsed.redis.url,
+      ...redisTarget(parsed.redis),
       keyPrefix: parsed.redis.keyPrefix,
       tls: redisTls,
       ...(parsed.redis.username === undefined ? {} : { username: parsed.redis.username }),
@@ -155,6 +155,25 @@ function normalize(parsed: ParsedFile, file: string, baseDirectory: string): Tab
     capture,
     daemon: parsed.daemon,
     tables,
+  };
+}
+
+/** The one of url, cluster and sentinel that the schema let through, without keys left undefined. */
+function redisTarget(redis: ParsedFile['redis']): Pick<RedisConfig, 'url' | 'cluster' | 'sentinel'> {
+  if (redis.url !== undefined) return { url: redis.url };
+  if (redis.cluster !== undefined) {
+    const { nodes, natMap, scaleReads } = redis.cluster;
+    return { cluster: { nodes, ...(natMap === undefined ? {} : { natMap }), ...(scaleReads === undefined ? {} : { scaleReads }) } };
+  }
+  const { sentinels, name, role, sentinelUsername, sentinelPassword } = redis.sentinel!;
+  return {
+    sentinel: {
+      sentinels,
+      name,
+      ...(role === undefined ? {} : { role }),
+      ...(sentinelUsername === undefined ? {} : { sentinelUsername }),
+      ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
+    },
   };
 }
 

@@ -130,6 +130,34 @@ describe('loadConfig', () => {
     expect(error.message).toContain('tables.orders: expected query, module or indexes');
   });
 
+  it('takes a Redis Cluster or Sentinel instead of redis.url, and exactly one of the three', async () => {
+    const cluster = parseConfig(
+      minimal({ redis: { cluster: { nodes: ['redis://a:7000', 'redis://b:7001'], natMap: { '10.0.0.1:7000': 'a:7000' }, scaleReads: 'slave' }, password: 'p' } }),
+      { file: 'x.yaml', env: {} },
+    );
+    expect(cluster.redis).toEqual({
+      cluster: { nodes: ['redis://a:7000', 'redis://b:7001'], natMap: { '10.0.0.1:7000': 'a:7000' }, scaleReads: 'slave' },
+      keyPrefix: 'tablecache:',
+      password: 'p',
+      tls: false,
+    });
+    const sentinel = parseConfig(minimal({ redis: { sentinel: { sentinels: ['redis://s1:26379'], name: 'cache', sentinelPassword: 's' } } }), { file: 'x.yaml', env: {} });
+    expect(sentinel.redis.sentinel).toEqual({ sentinels: ['redis://s1:26379'], name: 'cache', sentinelPassword: 's' });
+
+    const both = await configError(() => parseConfig(minimal({ redis: { url: 'redis://h', cluster: { nodes: ['redis://a:7000'] } } }), { file: 'x.yaml', env: {} }));
+    expect(both.message).toContain('redis: expected exactly one of url, cluster and sentinel, got url and cluster: keep the one that describes your Redis and remove the other');
+    const none = await configError(() => parseConfig(minimal({ redis: { keyPrefix: 'app:' } }), { file: 'x.yaml', env: {} }));
+    expect(none.message).toContain('redis: expected where Redis is: url');
+    const bad = await configError(() =>
+      parseConfig(minimal({ redis: { cluster: { nodes: [], natMap: { a: 'b:1' } }, sentinel: { sentinels: ['http://s'], role: 'primary' } } }), { file: 'x.yaml', env: {} }),
+    );
+    expect(bad.message).toContain('redis.cluster.nodes: expected at least one node URL');
+    expect(bad.message).toContain('redis.cluster.natMap.a: expected a map of "host:port" as the cluster announces a node');
+    expect(bad.message).toContain('redis.sentinel.sentinels[0]: expected a URL starting with redis:// or rediss://');
+    expect(bad.message).toContain('redis.sentinel.name: ');
+    expect(bad.message).toContain('redis.sentinel.role: expected master or replica');
+  });
+
   it('accepts numbers given as strings by ${VAR} substitution', () => {
     const config = parseConfig(minimal({ daemon: { http: { port: '${PORT}' } } }), { file: 'x.yaml', env: { PORT: '8080' } });
     expect(config.daemon.http.port).toBe(8080);
