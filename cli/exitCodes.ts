@@ -43,6 +43,13 @@ export const EXIT_CODES = {
   connection: 3,
   /** Postgres refused a statement or a configured query (privileges, a lock timeout, a syntax error, …). */
   database: 4,
+  /**
+   * Postgres is not set up for the logical capture (`capture install` and
+   * `capture status`): wal_level, a role without REPLICATION, a replica
+   * identity that cannot give old keys, no free slot, a slot or publication
+   * of that name that is not tablecache's. The message names each fix.
+   */
+  captureSetup: 5,
   /** A bug: an unexpected error (printed with its stack). */
   internal: 70,
 } as const;
@@ -50,6 +57,7 @@ export const EXIT_CODES = {
 const DATABASE_HINTS: Record<string, string> = {
   '42501': 'The role in postgres.url must own the source tables (DROP/CREATE TRIGGER need it) and may need CREATE on the database for the trigger schema.',
   '55P03': 'A source table stayed locked by another transaction past --lock-timeout; retry when it is quieter, or raise --lock-timeout.',
+  '57014': 'Creating a replication slot waits for every transaction open at that moment to end; one stayed open past --lock-timeout. Retry when it has ended, or raise --lock-timeout.',
 };
 
 /** The message to print and the exit code for an error that ended a command. */
@@ -58,6 +66,7 @@ export function describeFailure(error: unknown): { readonly exitCode: number; re
   if (error instanceof TablecacheError) {
     if (error.code === 'TC_CONNECTION_FAILED') return { exitCode: EXIT_CODES.connection, message: error.message };
     if (error.code === 'TC_CONFIG_INVALID' || error.code === 'TC_INVALID_ARGUMENT') return { exitCode: EXIT_CODES.usage, message: error.message };
+    if (error.code === 'TC_CAPTURE_SETUP') return { exitCode: EXIT_CODES.captureSetup, message: error.message };
     if (error.code === 'TC_QUERY_FAILED') {
       const missingName = MISSING_NAME_STATES.has((error as { sqlState?: string }).sqlState ?? '');
       return { exitCode: missingName ? EXIT_CODES.usage : EXIT_CODES.database, message: error.message };

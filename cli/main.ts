@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createCliContext, type CliContext } from './cliContext.ts';
 import { describeFailure, EXIT_CODES } from './exitCodes.ts';
+import { addCaptureCommand } from './captureCommand.ts';
 import { addDaemonCommand } from './daemonCommand.ts';
 import { addTriggersCommand } from './triggersCommand.ts';
 import { addVerifyCommand } from './verifyCommand.ts';
@@ -15,17 +16,20 @@ Exit codes:
       package the command needs is not installed
   ${EXIT_CODES.connection}   Postgres or Redis could not be reached, or refused the login
   ${EXIT_CODES.database}   Postgres refused a statement or query (privileges, lock timeout, an error in a configured query)
+  ${EXIT_CODES.captureSetup}   Postgres is not set up for the logical capture (wal_level, REPLICATION, replica identity, slot
+      headroom): capture install and status name each fix
   ${EXIT_CODES.internal}  unexpected error (a bug)`;
 
 /** Builds the `tablecache` command tree; command handlers report through `context`. */
 export function buildProgram(context: CliContext): Command {
   const program = new Command('tablecache')
-    .description('Keep a Postgres result set cached in Redis and correct: install change triggers, run the daemon, verify the cache.')
+    .description('Keep a Postgres result set cached in Redis and correct: set up the change capture (triggers or a logical slot), run the daemon, verify the cache.')
     .version(packageVersion, '-V, --version', 'print the version and exit')
     .configureOutput({ writeOut: (text) => context.out(text), writeErr: (text) => context.err(text) })
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
     .addHelpText('after', EXIT_CODE_HELP);
+  addCaptureCommand(program, context);
   addTriggersCommand(program, context);
   addDaemonCommand(program, context);
   addVerifyCommand(program, context);

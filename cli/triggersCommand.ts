@@ -21,15 +21,18 @@ async function triggerModules() {
   return { ...config, ...triggers, ...connection };
 }
 
-interface ConfigOption {
+/** The `--config` option's value, as commander hands it to a handler. */
+export interface ConfigOption {
   readonly config: string;
 }
 
-function configOption(): Option {
+/** `-c, --config <file>` (or `TABLECACHE_CONFIG`), mandatory. */
+export function configOption(): Option {
   return new Option('-c, --config <file>', 'the configuration file (YAML, JSON, or a JS/TS module)').env('TABLECACHE_CONFIG').makeOptionMandatory();
 }
 
-function lockTimeoutOption(): Option {
+/** `--lock-timeout <ms>`: how long install and uninstall wait for a source table's lock. */
+export function lockTimeoutOption(): Option {
   return new Option('--lock-timeout <ms>', 'give up when a source table stays locked this long (DROP/CREATE TRIGGER wait for writers)')
     .default(DEFAULT_LOCK_TIMEOUT_MS)
     .argParser((text) => {
@@ -45,7 +48,8 @@ function transactionScript(schema: string, lockTimeoutMs: number, statements: re
   return `${all.map((statement) => `${statement};`).join('\n\n')}\n`;
 }
 
-async function install(context: CliContext, options: ConfigOption & { dryRun?: boolean; lockTimeout: number }): Promise<number> {
+/** `triggers install`: create or upgrade the triggers (or print the SQL with `--dry-run`). */
+export async function triggersInstall(context: CliContext, options: ConfigOption & { dryRun?: boolean; lockTimeout: number }): Promise<number> {
   const { loadConfig, triggerSpecFromConfig, withPostgresClient, checkConfigAgainstDatabase, installTriggers } = await triggerModules();
   const config = await loadConfig(options.config);
   const spec = triggerSpecFromConfig(config);
@@ -64,7 +68,8 @@ async function install(context: CliContext, options: ConfigOption & { dryRun?: b
   });
 }
 
-async function uninstall(context: CliContext, options: ConfigOption & { dryRun?: boolean; lockTimeout: number }): Promise<number> {
+/** `triggers uninstall`: remove everything install created for the channel. */
+export async function triggersUninstall(context: CliContext, options: ConfigOption & { dryRun?: boolean; lockTimeout: number }): Promise<number> {
   const { loadConfig, withPostgresClient, uninstallTriggers } = await triggerModules();
   const config = await loadConfig(options.config);
   return withPostgresClient(config.postgres.url, async (client) => {
@@ -91,7 +96,7 @@ async function uninstall(context: CliContext, options: ConfigOption & { dryRun?:
  * The config check's failure, or `null`: status prints the trigger status
  * anyway, then the problems, and exits with the code every command gives them.
  */
-async function configProblems(client: pg.ClientBase, config: TablecacheConfig): Promise<ConfigError | ConfigQueryError | null> {
+export async function configProblems(client: pg.ClientBase, config: TablecacheConfig): Promise<ConfigError | ConfigQueryError | null> {
   const { checkConfigAgainstDatabase, ConfigQueryError: QueryError } = await triggerModules();
   try {
     await checkConfigAgainstDatabase(client, config);
@@ -127,7 +132,8 @@ function formatStatus(status: TriggerStatus): string {
   return `${table}\n\n${summary}\n`;
 }
 
-async function status(context: CliContext, options: ConfigOption & { json?: boolean }): Promise<number> {
+/** `triggers status`: the trigger table, exit 1 unless every source table is current. */
+export async function triggersStatus(context: CliContext, options: ConfigOption & { json?: boolean }): Promise<number> {
   const { loadConfig, withPostgresClient, readTriggerStatus, triggerSpecFromConfig } = await triggerModules();
   const config = await loadConfig(options.config);
   return withPostgresClient(config.postgres.url, async (client) => {
@@ -143,7 +149,8 @@ async function status(context: CliContext, options: ConfigOption & { json?: bool
   });
 }
 
-async function sql(context: CliContext, options: ConfigOption): Promise<number> {
+/** `triggers sql`: print the idempotent install script. */
+export async function triggersSql(context: CliContext, options: ConfigOption): Promise<number> {
   const { loadConfig, installTriggersScript, triggerSpecFromConfig } = await triggerModules();
   const config = await loadConfig(options.config);
   context.out(installTriggersScript(triggerSpecFromConfig(config)));
@@ -163,7 +170,7 @@ export function addTriggersCommand(program: Command, context: CliContext): void 
     .addOption(configOption())
     .option('--dry-run', 'print the SQL install would run, change nothing')
     .addOption(lockTimeoutOption())
-    .action(context.run(install));
+    .action(context.run(triggersInstall));
 
   triggers
     .command('uninstall')
@@ -171,18 +178,18 @@ export function addTriggersCommand(program: Command, context: CliContext): void 
     .addOption(configOption())
     .option('--dry-run', 'print the SQL uninstall would run, change nothing')
     .addOption(lockTimeoutOption())
-    .action(context.run(uninstall));
+    .action(context.run(triggersUninstall));
 
   triggers
     .command('status')
     .description('show, per source table, whether triggers are installed, their version, and whether they match the config (exit 1 if not all current)')
     .addOption(configOption())
     .option('--json', 'print the status as JSON')
-    .action(context.run(status));
+    .action(context.run(triggersStatus));
 
   triggers
     .command('sql')
     .description('print the install SQL (idempotent, for migration tools: node-pg-migrate, Prisma, Knex); needs no database')
     .addOption(configOption())
-    .action(context.run(sql));
+    .action(context.run(triggersSql));
 }

@@ -24,8 +24,10 @@ export interface LogicalCaptureInstallOptions {
 
 /** What {@link installLogicalCapture} did (or, on a dry run, would do). */
 export interface LogicalCaptureInstallResult {
-  /** Every statement run (or to run), in order; empty when everything was in place. */
-  readonly statements: readonly string[];
+  /** The statements run (or to run) in the publication's transaction; empty when it was in place. */
+  readonly publicationStatements: readonly string[];
+  /** The slot's statements, each run on its own after that transaction; empty when it was in place. */
+  readonly slotStatements: readonly string[];
   readonly publicationCreated: boolean;
   /** Source tables added to an existing publication (canonical names). */
   readonly addedTables: readonly string[];
@@ -54,8 +56,12 @@ function createPublicationStatements(spec: LogicalCaptureSpec): string[] {
   ];
 }
 
-function createSlotStatement(slot: string): string {
-  return `SELECT pg_catalog.pg_create_logical_replication_slot(${quoteLiteral(slot)}, 'pgoutput')`;
+/** Postgres 17 can keep a logical slot on standbys (`sync_replication_slots`), for slots created with `failover`. */
+const FAILOVER_SLOTS_VERSION = 170_000;
+
+function createSlotStatement(slot: string, serverVersion = 0): string {
+  const failover = serverVersion >= FAILOVER_SLOTS_VERSION ? ', temporary => false, twophase => false, failover => true' : '';
+  return `SELECT pg_catalog.pg_create_logical_replication_slot(${quoteLiteral(slot)}, 'pgoutput'${failover})`;
 }
 
 function dropSlotStatement(slot: string): string {
@@ -79,9 +85,10 @@ function planPublication(state: LogicalCaptureState, spec: LogicalCaptureSpec) {
 }
 
 function planSlot(state: LogicalCaptureState, spec: LogicalCaptureSpec) {
-  if (state.slot === null) return { statements: [createSlotStatement(spec.slot)], created: true, recreated: false };
+  const create = createSlotStatement(spec.slot, state.server.serverVersion);
+  if (state.slot === null) return { statements: [create], created: true, recreated: false };
   // An invalidated slot can never stream again; the checks refused one still held by a process.
-  if (state.slot.walStatus === 'lost') return { statements: [dropSlotStatement(spec.slot), createSlotStatement(spec.slot)], created: false, recreated: true };
+  if (state.slot.walStatus === 'lost') return { statements: [dropSlotStatement(spec.slot), create], created: false, recreated: true };
   return { statements: [], created: false, recreated: false };
 }
 
@@ -142,7 +149,9 @@ async function runSlotStatements(client: pg.ClientBase, statements: readonly str
  * role's REPLICATION, slot and WAL sender headroom, every source table's
  * replica identity), then creates the publication of the source tables (or
  * adds and removes tables to match the spec), then the `pgoutput` slot (or
- * recreates an invalidated one). Idempotent: a second run changes nothing.
+ * recreates an invalidated one; on Postgres 17 and later with `failover`, so
+ * that standbys with `sync_replication_slots` keep it). Idempotent: a second
+ * run changes nothing.
  * The publication comes first so that the slot never decodes WAL from before
  * it existed.
  *
@@ -156,7 +165,8 @@ export async function installLogicalCapture(client: pg.ClientBase, spec: Logical
   let slotChanged = slot.statements.length > 0;
   if (slotChanged && !options.dryRun) slotChanged = await runSlotStatements(client, slot.statements, options);
   return {
-    statements: [...publication.statements, ...slot.statements],
+    publicationStatements: publication.statements,
+    slotStatements: slot.statements,
     publicationCreated: publication.created,
     addedTables: publication.added,
     removedTables: publication.removed,

@@ -119,7 +119,7 @@ function identityChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): C
           topic: 'replica_identity',
           level: 'problem',
           message: `${where} has ${describeIdentity(relation)}: once it is in the publication, Postgres refuses every UPDATE and DELETE on it`,
-          fix: `${fullFix} (or add a primary key)`,
+          fix: `${fullFix} (or ${relation.identity === 'nothing' ? 'REPLICA IDENTITY DEFAULT, with a primary key' : 'add a primary key'} that holds the key columns ${source.keyColumns.join(', ')})`,
         },
       ];
     }

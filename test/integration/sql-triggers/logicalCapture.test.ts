@@ -74,21 +74,21 @@ describe('installLogicalCapture', () => {
   it('creates the publication, then the slot; a second run changes nothing; a dry run changes nothing', async () => {
     const target = spec('fresh');
     const dryRun = await run(target, { dryRun: true });
-    expect(dryRun.statements).toEqual([
+    expect(dryRun.publicationStatements).toEqual([
       `CREATE PUBLICATION "fresh_pub" FOR TABLE "public"."users", "public"."cities" WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)`,
       expect.stringMatching(/^COMMENT ON PUBLICATION "fresh_pub" IS 'tablecache: /),
-      `SELECT pg_catalog.pg_create_logical_replication_slot('fresh_slot', 'pgoutput')`,
     ]);
+    expect(dryRun.slotStatements).toEqual([`SELECT pg_catalog.pg_create_logical_replication_slot('fresh_slot', 'pgoutput')`]);
     expect(await objects(target)).toEqual({ slots: 0, publications: [] });
 
     const first = await run(target);
-    expect(first).toMatchObject({ publicationCreated: true, slotCreated: true, statements: dryRun.statements });
+    expect(first).toMatchObject({ publicationCreated: true, slotCreated: true, publicationStatements: dryRun.publicationStatements, slotStatements: dryRun.slotStatements });
     // users filters on name, but its primary key gives no old name to compare.
     expect(first.warnings.map((warning) => warning.fix)).toEqual([expect.stringContaining('ALTER TABLE public.users REPLICA IDENTITY FULL;')]);
     expect(await objects(target)).toEqual({ slots: 1, publications: ['public.cities', 'public.users'] });
 
     const second = await run(target);
-    expect(second).toMatchObject({ statements: [], publicationCreated: false, slotCreated: false, addedTables: [], removedTables: [] });
+    expect(second).toMatchObject({ publicationStatements: [], slotStatements: [], publicationCreated: false, slotCreated: false, addedTables: [], removedTables: [] });
   });
 
   it('adds and removes tables when the configuration changes', async () => {
@@ -105,7 +105,7 @@ describe('installLogicalCapture', () => {
     expect(error.code).toBe('TC_CAPTURE_SETUP');
     expect(error.checks.map((check) => [check.topic, check.fix])).toEqual([
       ['replica_identity', expect.stringContaining('ALTER TABLE public.members REPLICA IDENTITY FULL;')],
-      ['replica_identity', expect.stringContaining('ALTER TABLE public.events REPLICA IDENTITY FULL; (or add a primary key)')],
+      ['replica_identity', expect.stringContaining('ALTER TABLE public.events REPLICA IDENTITY FULL; (or add a primary key that holds the key columns id)')],
     ]);
     expect(error.message).toMatch(/members: its primary key \(user_id\) does not hold key column\(s\) city_id/);
     expect(error.message).toMatch(/events has REPLICA IDENTITY DEFAULT and no primary key: once it is in the publication, Postgres refuses every UPDATE and DELETE/);
@@ -204,6 +204,6 @@ describe('logicalCaptureScript', () => {
     await admin.query(publicationPart!);
     expect((await objects(target)).publications).toEqual(['public.cities', 'public.users']);
     // The script's publication is one install would leave alone: it carries install's comment.
-    expect(await run(target)).toMatchObject({ statements: [] });
+    expect(await run(target)).toMatchObject({ publicationStatements: [], slotStatements: [] });
   });
 });
