@@ -112,6 +112,20 @@ describe('installLogicalCapture', () => {
     expect(await objects(target)).toEqual({ slots: 0, publications: [] });
   });
 
+  it('checks the identity of every partition, and publishes a partitioned source under its own name', async () => {
+    await admin.query(`
+      CREATE TABLE measurements (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+      CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+      CREATE TABLE measurements_2026 PARTITION OF measurements FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+      ALTER TABLE measurements_2026 REPLICA IDENTITY NOTHING;`);
+    const target = spec('partitioned', [{ schema: 'public', table: 'measurements', keyColumns: ['id'] }]);
+    const error = await setupError(run(target));
+    expect(error.checks.map((check) => check.message)).toEqual([expect.stringMatching(/^public\.measurements_2026 \(below source public\.measurements\) has REPLICA IDENTITY NOTHING/)]);
+    await admin.query('ALTER TABLE measurements_2026 REPLICA IDENTITY DEFAULT');
+    await run(target);
+    expect(await objects(target)).toEqual({ slots: 1, publications: ['public.measurements'] });
+  });
+
   it('names ALTER ROLE … REPLICATION for a role that may not replicate', async () => {
     await admin.query(`CREATE ROLE plain_owner LOGIN; ALTER TABLE cities OWNER TO plain_owner`);
     try {
