@@ -28,3 +28,17 @@ export async function installConfigCapture(pool: pg.Pool, config: TablecacheConf
     client.release();
   }
 }
+
+/** A private wal_level=logical cluster as a test database: `drop` stops the cluster. */
+export async function privateLogicalDatabase(): Promise<{ readonly url: string; readonly pool: pg.Pool; drop(): Promise<void> }> {
+  const server = await startLogicalPostgres();
+  const pool = privatePool(server.url);
+  return {
+    url: server.url,
+    pool,
+    async drop() {
+      await pool.end();
+      await server.stop();
+    },
+  };
+}

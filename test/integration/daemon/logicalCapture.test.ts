@@ -51,7 +51,7 @@ async function verifyClean(): Promise<void> {
 }
 
 beforeAll(async () => {
-  server = await startLogicalPostgres();
+  server = await startLogicalPostgres({ max_slot_wal_keep_size: '1MB' });
   pool = privatePool(server.url);
   await createUsers(pool, 200, 5);
   const seed = writeSeedConfig({ postgresUrl: server.url, redisUrl: testRedisUrl(), keyPrefix, channel: CHANNEL, daemon: { minReloadIntervalMs: 0 }, capture: { method: 'logical' } });
@@ -99,8 +99,38 @@ describe('the daemon on the logical change source', () => {
     await verifyClean();
   });
 
+  it('reconnects after its walsender is terminated during writes, replaying from the slot without a reload', { timeout: 30_000 }, async () => {
+    await barrier();
+    const before = loads.length;
+    const { generation } = await reader.info();
+    const writes = (async () => {
+      for (let i = 0; i < 50; i++) await pool.query(`UPDATE ${SCHEMA}.users SET nickname = $1 WHERE user_id = $2`, [`walsender ${i}`, 1 + (i % 20)]);
+    })();
+    const pid = await waitFor('the slot streaming', async () => (await pool.query<{ pid: number | null }>('SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1', [config.capture.slot])).rows[0]?.pid ?? undefined);
+    await pool.query('SELECT pg_terminate_backend($1)', [pid]);
+    await writes;
+    await waitFor('a new walsender', async () => {
+      const { rows } = await pool.query<{ pid: number | null }>('SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1', [config.capture.slot]);
+      return rows[0]?.pid !== null && rows[0]?.pid !== pid;
+    });
+    await barrier();
+    await verifyClean();
+    expect(loads.slice(before)).toEqual([]);
+    expect((await reader.info()).generation).toBe(generation);
+  });
+
+  it('comes back after a Postgres restart and applies what was committed after it', { timeout: 60_000 }, async () => {
+    await barrier();
+    await server.restart('immediate');
+    await pool.query(`UPDATE ${SCHEMA}.users SET name = 'After restart' WHERE user_id = 13`);
+    await waitFor('user 13 renamed', async () => (await reader.get(13))?.['user_name'] === 'After restart', { timeoutMs: 30_000 });
+    await barrier();
+    await verifyClean();
+  });
+
   it('resumes from the slot after a restart without reloading, applying what was committed meanwhile', { timeout: 30_000 }, async () => {
     await barrier();
+    const { generation } = await reader.info();
     await daemon!.close();
     daemon = undefined;
     await pool.query(`UPDATE ${SCHEMA}.users SET name = 'While down' WHERE user_id = 11`);
@@ -109,6 +139,29 @@ describe('the daemon on the logical change source', () => {
     await waitFor('user 11 renamed', async () => (await reader.get(11))?.['user_name'] === 'While down');
     await barrier();
     expect(loads.slice(before)).toEqual([]);
+    expect((await reader.info()).generation).toBe(generation);
+    await verifyClean();
+  });
+
+  it('reloads when its slot was invalidated while it was down, creating the slot anew', { timeout: 60_000 }, async () => {
+    await barrier();
+    await daemon!.close();
+    daemon = undefined;
+    await pool.query(`UPDATE ${SCHEMA}.users SET name = 'Lost slot' WHERE user_id = 17`);
+    // Past max_slot_wal_keep_size (1 MB here) and a checkpoint, the slot loses its WAL.
+    await waitFor('the slot invalidated', async () => {
+      await pool.query('CREATE TABLE IF NOT EXISTS filler (x text); INSERT INTO filler SELECT repeat(\'x\', 1000) FROM generate_series(1, 2000); SELECT pg_switch_wal(); CHECKPOINT');
+      const { rows } = await pool.query<{ status: string }>('SELECT wal_status AS status FROM pg_replication_slots WHERE slot_name = $1', [config.capture.slot]);
+      return rows[0]?.status === 'lost';
+    }, { timeoutMs: 30_000, intervalMs: 10 });
+    const before = loads.length;
+    daemon = await startDaemon();
+    await waitFor('a load', () => loads.length > before);
+    expect(loads.slice(before)).toEqual(['loaded users']);
+    expect(await reader.get(17)).toMatchObject({ user_name: 'Lost slot' });
+    await pool.query(`UPDATE ${SCHEMA}.users SET name = 'New slot' WHERE user_id = 17`);
+    await barrier();
+    expect(await reader.get(17)).toMatchObject({ user_name: 'New slot' });
     await verifyClean();
   });
 });

@@ -10,7 +10,9 @@ import { parseConfig } from '../../../daemon/config/loadConfig.ts';
 import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
 import { verifyCache } from '../../../daemon/verifyCache.ts';
 import { SeededRandom } from '../../chaos/seededRandom.ts';
-import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
+import type pg from 'pg';
+import { privateLogicalDatabase, installConfigCapture } from '../../support/logicalPostgres.ts';
+import { createTestDatabase } from '../../support/postgres.ts';
 import { testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
 import { DaemonProcess, installConfigTriggers, releaseDaemonTest } from './daemonHarness.ts';
 import { accountsTableConfig, checkTransferRead, createAccounts, runTransferWriter, type TransferCounts, type TransferTable } from './transferWorkload.ts';
@@ -35,112 +37,118 @@ const SEED = 12;
 
 type Account = Record<string, unknown>;
 
-let db: TestDatabase;
-let redis: Redis;
-let reader: TableReader<Account>;
-let nearReader: TableReader<Account>;
-let config: TablecacheConfig;
-let daemon: DaemonProcess;
-let directory: string;
-const keyPrefix = uniqueRedisPrefix('transfer');
+type CaptureMethod = 'triggers' | 'logical';
 
-beforeAll(async () => {
-  db = await createTestDatabase('transfer');
-  await createAccounts(db.pool, TABLE);
-  directory = mkdtempSync(path.join(tmpdir(), 'tc-transfer-'));
-  const file = path.join(directory, 'tablecache.json');
-  const raw = {
-    postgres: { url: db.url },
-    redis: { url: testRedisUrl(), keyPrefix },
-    triggers: { schema: 'tablecache', channel: CHANNEL },
-    daemon: { batchWindowMs: 0, logLevel: 'info', http: { port: 0 } },
-    tables: { accounts: accountsTableConfig(TABLE) },
-  };
-  writeFileSync(file, JSON.stringify(raw));
-  config = parseConfig(raw, { file });
-  await installConfigTriggers(db.pool, config);
-  redis = new Redis(testRedisUrl());
-  reader = await openReader<Account>({ redis, table: 'accounts', keyPrefix });
-  nearReader = await openReader<Account>({ url: testRedisUrl(), table: 'accounts', keyPrefix, nearCache: { maxRecords: 50_000 } });
-  daemon = DaemonProcess.start(file);
-  await daemon.waitForLog('table loaded');
-});
+for (const method of ['triggers', 'logical'] as const satisfies readonly CaptureMethod[]) {
+  describe(`the transfer invariant (issue #12), capture ${method}`, () => {
+    let db: { readonly url: string; readonly pool: pg.Pool; drop(): Promise<void> };
+    let redis: Redis;
+    let reader: TableReader<Account>;
+    let nearReader: TableReader<Account>;
+    let config: TablecacheConfig;
+    let daemon: DaemonProcess;
+    let directory: string;
+    const keyPrefix = uniqueRedisPrefix(`transfer-${method}`);
 
-afterAll(async () => {
-  await nearReader?.close();
-  await releaseDaemonTest({
-    daemons: [daemon],
-    stopWith: 'SIGKILL',
-    reader,
-    redis,
-    keyPrefix,
-    removeConfig: () => rmSync(directory, { recursive: true, force: true }),
-  });
-  await db?.drop();
-});
+    beforeAll(async () => {
+      db = method === 'logical' ? await privateLogicalDatabase() : await createTestDatabase('transfer');
+      await createAccounts(db.pool, TABLE);
+      directory = mkdtempSync(path.join(tmpdir(), 'tc-transfer-'));
+      const file = path.join(directory, 'tablecache.json');
+      const raw = {
+        postgres: { url: db.url },
+        redis: { url: testRedisUrl(), keyPrefix },
+        triggers: { schema: 'tablecache', channel: CHANNEL },
+        capture: { method },
+        daemon: { batchWindowMs: 0, logLevel: 'info', http: { port: 0 } },
+        tables: { accounts: accountsTableConfig(TABLE) },
+      };
+      writeFileSync(file, JSON.stringify(raw));
+      config = parseConfig(raw, { file });
+      if (method === 'logical') await installConfigCapture(db.pool, config);
+      else await installConfigTriggers(db.pool, config);
+      redis = new Redis(testRedisUrl());
+      reader = await openReader<Account>({ redis, table: 'accounts', keyPrefix });
+      nearReader = await openReader<Account>({ url: testRedisUrl(), table: 'accounts', keyPrefix, nearCache: { maxRecords: 50_000 } });
+      daemon = DaemonProcess.start(file);
+      await daemon.waitForLog('table loaded');
+    }, 60_000);
 
-describe('the transfer invariant (issue #12)', () => {
-  it('never shows a read with a wrong total or count while 4 writers transfer, and verifies clean afterwards', { timeout: 60_000 }, async () => {
-    const random = new SeededRandom(SEED);
-    const ids = Array.from({ length: TABLE.accounts }, (_, i) => i + 1);
-    const counts: TransferCounts = { transfers: 0, replacements: 0, abandoned: 0 };
-    const stop = new AbortController();
-    const writers = Array.from({ length: WRITERS }, (_, writer) =>
-      runTransferWriter(db.pool, TABLE, writer, ids, random.derive(`writer ${writer}`), stop.signal, counts),
-    );
-    const examples: string[] = [];
-    let reads = 0;
-    let torn = 0;
-    const readers = Array.from({ length: READERS }, async () => {
-      while (!stop.signal.aborted) {
-        const check = checkTransferRead(TABLE, await reader.range('primary_key', 0, 2 ** 40));
-        reads++;
-        if (check.ok) continue;
-        torn++;
-        if (examples.length < 5) examples.push(`${check.count} accounts holding ${check.total}`);
-      }
+    afterAll(async () => {
+      await nearReader?.close();
+      await releaseDaemonTest({
+        daemons: [daemon],
+        stopWith: 'SIGKILL',
+        reader,
+        redis,
+        keyPrefix,
+        removeConfig: () => rmSync(directory, { recursive: true, force: true }),
+      });
+      await db?.drop();
     });
-    // Every id that can exist during a read: the first accounts, and per writer
-    // the ids it assigned so far (at most one per replacement or abandoned
-    // transaction) plus a margin far beyond what it can assign during one read.
-    // Ids that do not exist are absent, so the present ones must hold the total.
-    const possibleIds = (): number[] => {
-      const assigned = counts.replacements + counts.abandoned + 500;
-      const perWriter = Array.from({ length: WRITERS }, (_, writer) => Array.from({ length: assigned }, (_, n) => (writer + 1) * 1_000_000 + n + 1));
-      return [...Array.from({ length: TABLE.accounts }, (_, i) => i + 1), ...perWriter.flat()];
-    };
-    let nearReads = 0;
-    const nearReaderLoop = (async () => {
-      while (!stop.signal.aborted) {
-        const records = (await nearReader.getMany(possibleIds())).filter((record) => record !== undefined);
-        const check = checkTransferRead(TABLE, records);
-        nearReads++;
-        if (!check.ok) {
+
+    it('never shows a read with a wrong total or count while 4 writers transfer, and verifies clean afterwards', { timeout: 60_000 }, async () => {
+      const random = new SeededRandom(SEED);
+      const ids = Array.from({ length: TABLE.accounts }, (_, i) => i + 1);
+      const counts: TransferCounts = { transfers: 0, replacements: 0, abandoned: 0 };
+      const stop = new AbortController();
+      const writers = Array.from({ length: WRITERS }, (_, writer) =>
+        runTransferWriter(db.pool, TABLE, writer, ids, random.derive(`writer ${writer}`), stop.signal, counts),
+      );
+      const examples: string[] = [];
+      let reads = 0;
+      let torn = 0;
+      const readers = Array.from({ length: READERS }, async () => {
+        while (!stop.signal.aborted) {
+          const check = checkTransferRead(TABLE, await reader.range('primary_key', 0, 2 ** 40));
+          reads++;
+          if (check.ok) continue;
           torn++;
-          if (examples.length < 5) examples.push(`near-cache: ${check.count} accounts holding ${check.total}`);
+          if (examples.length < 5) examples.push(`${check.count} accounts holding ${check.total}`);
         }
-        // Reads answered from memory resolve without I/O: let the change stream in between.
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    })();
-    // The run's length, not a wait for a condition: the workload runs this long.
-    await new Promise((resolve) => setTimeout(resolve, RUN_MS));
-    stop.abort();
-    await Promise.all([...writers, ...readers, nearReaderLoop]);
+      });
+      // Every id that can exist during a read: the first accounts, and per writer
+      // the ids it assigned so far (at most one per replacement or abandoned
+      // transaction) plus a margin far beyond what it can assign during one read.
+      // Ids that do not exist are absent, so the present ones must hold the total.
+      const possibleIds = (): number[] => {
+        const assigned = counts.replacements + counts.abandoned + 500;
+        const perWriter = Array.from({ length: WRITERS }, (_, writer) => Array.from({ length: assigned }, (_, n) => (writer + 1) * 1_000_000 + n + 1));
+        return [...Array.from({ length: TABLE.accounts }, (_, i) => i + 1), ...perWriter.flat()];
+      };
+      let nearReads = 0;
+      const nearReaderLoop = (async () => {
+        while (!stop.signal.aborted) {
+          const records = (await nearReader.getMany(possibleIds())).filter((record) => record !== undefined);
+          const check = checkTransferRead(TABLE, records);
+          nearReads++;
+          if (!check.ok) {
+            torn++;
+            if (examples.length < 5) examples.push(`near-cache: ${check.count} accounts holding ${check.total}`);
+          }
+          // Reads answered from memory resolve without I/O: let the change stream in between.
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      })();
+      // The run's length, not a wait for a condition: the workload runs this long.
+      await new Promise((resolve) => setTimeout(resolve, RUN_MS));
+      stop.abort();
+      await Promise.all([...writers, ...readers, nearReaderLoop]);
 
-    console.info(`transfer invariant: ${reads} reads and ${nearReads} near-cache reads (${torn} torn), ${counts.transfers} transfers, ${counts.replacements} replacements, ${counts.abandoned} abandoned`);
-    // The writers and readers really ran: the invariant was exercised, not vacuous.
-    expect(counts.transfers).toBeGreaterThan(100);
-    expect(counts.replacements).toBeGreaterThan(10);
-    expect(reads).toBeGreaterThan(100);
-    expect(nearReads).toBeGreaterThan(100);
-    // The near-cache answered reads itself, so its coherence was exercised.
-    expect(nearReader.nearCacheStats()?.hits ?? 0).toBeGreaterThan(0);
-    expect({ torn, examples }, `torn reads among ${reads}`).toEqual({ torn: 0, examples: [] });
+      console.info(`transfer invariant: ${reads} reads and ${nearReads} near-cache reads (${torn} torn), ${counts.transfers} transfers, ${counts.replacements} replacements, ${counts.abandoned} abandoned`);
+      // The writers and readers really ran: the invariant was exercised, not vacuous.
+      expect(counts.transfers).toBeGreaterThan(100);
+      expect(counts.replacements).toBeGreaterThan(10);
+      expect(reads).toBeGreaterThan(100);
+      expect(nearReads).toBeGreaterThan(100);
+      // The near-cache answered reads itself, so its coherence was exercised.
+      expect(nearReader.nearCacheStats()?.hits ?? 0).toBeGreaterThan(0);
+      expect({ torn, examples }, `torn reads among ${reads}`).toEqual({ torn: 0, examples: [] });
 
-    const id = await sendBarrier(db.pool, { channel: CHANNEL });
-    await waitForBarrier(redis, id, { keyPrefix, timeoutMs: 20_000 });
-    const [result] = await verifyCache(config);
-    expect(result, JSON.stringify(result?.differences)).toMatchObject({ equal: true, postgresRecords: TABLE.accounts, redisRecords: TABLE.accounts });
+      const id = await sendBarrier(db.pool, { channel: CHANNEL, method });
+      await waitForBarrier(redis, id, { keyPrefix, timeoutMs: 20_000 });
+      const [result] = await verifyCache(config);
+      expect(result, JSON.stringify(result?.differences)).toMatchObject({ equal: true, postgresRecords: TABLE.accounts, redisRecords: TABLE.accounts });
+    });
   });
-});
+}
