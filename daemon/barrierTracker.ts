@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { BARRIER_MARK_TTL_MS, barrierBehindKey, barrierMarkKey, type BarrierBehindTable } from '../lib/client/barrier.ts';
+import { BARRIER_MARK_TTL_MS, barrierBehindKey, barrierMarkKey, tableBarrierMarkKey, type BarrierBehindTable } from '../lib/client/barrier.ts';
 
 /** Options of a {@link BarrierTracker}. */
 export interface BarrierTrackerOptions {
@@ -22,6 +22,10 @@ const MAX_REASON_CHARS = 300;
  * after the barrier arrived ({@link reached}), whatever order the tables
  * get there in.
  *
+ * Each table also gets a mark of its own as soon as it has applied the
+ * barrier, in its own slot, for readers that wait on the replica they read
+ * (`waitForBarrier(reader, id)`).
+ *
  * While a barrier waits, the tables it waits for are written beside its mark
  * (`{<keyPrefix>}barrier-behind:<id>`, a JSON list of `{ table, reason }`)
  * whenever that list changes because a table got there or failed a step:
@@ -34,6 +38,8 @@ export class BarrierTracker {
   private readonly failures = new Map<string, string>();
   /** Barriers whose mark could not be written; retried with the next write. */
   private unmarked: string[] = [];
+  /** Per table, barriers whose table mark could not be written; retried with the table's next marks. */
+  private readonly unmarkedTables = new Map<string, string[]>();
 
   constructor(private readonly options: BarrierTrackerOptions) {}
 
@@ -58,9 +64,11 @@ export class BarrierTracker {
     if (this.options.redis === undefined) return;
     const complete: string[] = [];
     const stillWaiting: string[] = [];
+    const reachedHere: string[] = [];
     for (const id of ids) {
       const tables = this.pending.get(id);
       if (tables === undefined || !tables.delete(table)) continue;
+      reachedHere.push(id);
       if (tables.size === 0) {
         this.pending.delete(id);
         complete.push(id);
@@ -68,7 +76,29 @@ export class BarrierTracker {
         stillWaiting.push(id);
       }
     }
-    await this.write(complete, stillWaiting);
+    await Promise.all([this.markTable(table, reachedHere), this.write(complete, stillWaiting)]);
+  }
+
+  /**
+   * Marks barriers `ids` reached for `table` in the table's own slot
+   * (`tableBarrierMarkKey`), where readers of replicas wait: the mark
+   * replicates behind the step that applied them. One pipeline per table:
+   * a Cluster pipeline must stay on one node. Marks that could not be
+   * written are retried with the table's next ones.
+   */
+  private async markTable(table: string, reachedNow: readonly string[]): Promise<void> {
+    const ids = [...(this.unmarkedTables.get(table) ?? []), ...reachedNow];
+    if (ids.length === 0) return;
+    this.unmarkedTables.delete(table);
+    const pipeline = this.options.redis!.pipeline();
+    for (const id of ids) pipeline.set(tableBarrierMarkKey(this.options.keyPrefix, table, id), '1', 'PX', BARRIER_MARK_TTL_MS);
+    try {
+      const failure = ((await pipeline.exec()) ?? []).find(([error]) => error !== null);
+      if (failure) throw failure[0];
+    } catch (error) {
+      this.unmarkedTables.set(table, ids);
+      this.options.onError(error, `marking barriers of table ${table}`);
+    }
   }
 
   /** A step of `table` failed: the barriers waiting for it say so (and why) beside their marks. */
@@ -83,6 +113,7 @@ export class BarrierTracker {
   clear(): void {
     this.pending.clear();
     this.unmarked = [];
+    this.unmarkedTables.clear();
   }
 
   private async write(complete: readonly string[], waiting: readonly string[]): Promise<void> {

@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from 'node:tls';
-import { Redis } from 'ioredis';
+import { Cluster, Command, type Redis } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.ts';
 import type { RedisArgument } from '../redis/luaScript.ts';
 import { connectFailure, RedisConnectionError, RedisTimeoutError, toTablecacheError, type ConnectFailureKind } from '../redis/redisErrors.ts';
@@ -10,13 +10,29 @@ import {
   runReaderScript,
   type ReaderScriptName,
 } from '../redis/scripts/readerScripts.ts';
+import { createReaderClient, sentinelFallback, toPrimary, type ReadFrom, type ReaderClient, type ReaderClusterOptions, type ReaderSentinelOptions } from './readerTopology.ts';
 
 /** How a reader reaches Redis. */
 export interface ReaderConnectionOptions {
-  /** A connection to use (left open by `close`). Give this or `url`. */
-  readonly redis?: Redis;
+  /** A connection to use, one node or an ioredis `Cluster` (left open by `close`). Give this, `url`, `cluster` or `sentinel`. */
+  readonly redis?: Redis | Cluster;
   /** A Redis URL (`redis://user:password@host:port/db`, `rediss://` for TLS); the reader owns that connection. */
   readonly url?: string;
+  /** A Redis Cluster: seed node URLs (the reader owns the connections). */
+  readonly cluster?: ReaderClusterOptions;
+  /** A primary with replicas behind Redis Sentinel (the reader owns the connection). */
+  readonly sentinel?: ReaderSentinelOptions;
+  /**
+   * Where reads go (default `primary`). `replica`: a replica (with `url`: the
+   * URL is a replica, and READONLY is sent so a cluster replica answers; with
+   * `cluster`: one replica of each slot, sticky per reader; with `sentinel`: a
+   * replica the sentinels name, waiting while there is none).
+   * `preferReplica`: the same, but a sentinel reader that finds no replica
+   * within `timeoutMs` reads the primary; a cluster slot without a replica is
+   * read from its master either way. Replicas lag: wait for barriers with
+   * `waitForBarrier(reader, id)`, which waits on the node the reader reads.
+   */
+  readonly readFrom?: ReadFrom;
   /**
    * TLS for the connection opened from `url`: the CA to trust, a client
    * certificate and key, `servername`, as Node's `tls.connect` takes them
@@ -71,7 +87,7 @@ export class ReaderConnection {
   private scriptsUntil = 0;
 
   private constructor(
-    readonly redis: Redis,
+    readonly redis: ReaderClient,
     private readonly owned: boolean,
     readonly timeoutMs: number,
   ) {
@@ -87,24 +103,25 @@ export class ReaderConnection {
   static async open(options: ReaderConnectionOptions, describe: string): Promise<ReaderConnection> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new InvalidArgumentError(`timeoutMs must be a positive number of ms, got ${timeoutMs}.`);
-    if ((options.redis === undefined) === (options.url === undefined)) {
-      throw new InvalidArgumentError('Give openReader exactly one of `redis` (a connection) or `url`.');
+    if (options.redis) {
+      if ([options.url, options.cluster, options.sentinel].some((value) => value !== undefined)) {
+        throw new InvalidArgumentError('Give openReader exactly one of `redis` (a connection), `url`, `cluster` or `sentinel`.');
+      }
+      if (options.tls !== undefined || options.readFrom !== undefined) {
+        throw new InvalidArgumentError('`tls` and `readFrom` apply to the connection openReader opens; set them on the connection you pass as `redis` instead (`scaleReads` on a Cluster).');
+      }
+      return new ReaderConnection(options.redis, false, timeoutMs);
     }
-    if (options.redis && options.tls !== undefined) throw new InvalidArgumentError('`tls` applies to the connection openReader opens from `url`; set TLS on the connection you pass as `redis` instead.');
-    if (options.redis) return new ReaderConnection(options.redis, false, timeoutMs);
-    const redis = new Redis(options.url!, {
-      lazyConnect: true,
-      connectTimeout: timeoutMs,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      // The ready check sends INFO and the client info CLIENT SETINFO: a
-      // read-only ACL user need not be allowed either (and each refusal
-      // would land in Redis's ACL LOG).
-      enableReadyCheck: false,
-      disableClientInfo: true,
-      retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
-      ...(options.tls === undefined ? {} : { tls: options.tls }),
-    });
+    try {
+      return await ReaderConnection.connect(createReaderClient(options, timeoutMs), describe, timeoutMs);
+    } catch (error) {
+      if (!(error instanceof RedisConnectionError) || !sentinelFallback(options)) throw error;
+      // preferReplica: no replica answered in time, so read the primary.
+      return ReaderConnection.connect(createReaderClient(options, timeoutMs, 'master'), describe, timeoutMs);
+    }
+  }
+
+  private static async connect(redis: ReaderClient, describe: string, timeoutMs: number): Promise<ReaderConnection> {
     let lastError: Error | undefined;
     // Errors surface through the calls; without a listener ioredis would log each reconnect failure.
     const onError = (error: Error) => {
@@ -171,6 +188,37 @@ export class ReaderConnection {
         },
       );
     });
+  }
+
+  /**
+   * Whether the primary this connection replicates from holds `key`, when
+   * the connection reads a replica: a barrier mark there but not here means
+   * replication lag. Null when this connection reads the primary itself, or
+   * the primary cannot be asked within `timeoutMs` (unknown address, an ACL
+   * without ROLE, a password the replica does not share).
+   */
+  async primaryHasKey(key: string): Promise<boolean | null> {
+    const ask = async (): Promise<boolean | null> => {
+      if (this.redis instanceof Cluster) {
+        if (typeof this.redis.options.scaleReads !== 'function') return null;
+        return Number(await this.redis.sendCommand(toPrimary(new Command('exists', [key])))) === 1;
+      }
+      let primary: Redis;
+      if (this.redis.options.sentinels !== undefined && this.redis.options.role === 'slave') {
+        primary = this.redis.duplicate({ role: 'master', lazyConnect: true, enableOfflineQueue: true, readOnly: false });
+      } else {
+        const role = (await this.redis.call('role')) as [string, string?, number?];
+        if (role[0] !== 'slave' || role[1] === undefined) return null;
+        primary = this.redis.duplicate({ host: role[1], port: Number(role[2]), lazyConnect: true, enableOfflineQueue: true, readOnly: false });
+      }
+      primary.on('error', () => {});
+      try {
+        return (await primary.exists(key)) === 1;
+      } finally {
+        primary.disconnect();
+      }
+    };
+    return withDeadline(ask(), this.timeoutMs, () => new Error('no answer')).catch(() => null);
   }
 
   /** Closes the connection if this reader opened it: QUIT, or a plain disconnect when Redis does not answer in `timeoutMs`. */

@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import { InvalidArgumentError, NotCoveredError, TablecacheError } from '../core/errors.ts';
 import { Interval, type Score } from '../core/interval.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
@@ -204,6 +205,12 @@ export class TableReader<R> implements AsyncDisposable {
     return this.keys.table;
   }
 
+  /** @internal What `waitForBarrier(reader, id)` waits on: the connection this reader reads from. */
+  get barrierView(): { readonly keyPrefix: string; readonly redis: ReaderConnection['redis']; primaryHasKey(key: string): Promise<boolean | null> } {
+    const connection = this.connection;
+    return { keyPrefix: this.keys.keyPrefix, redis: connection.redis, primaryHasKey: (key) => connection.primaryHasKey(key) };
+  }
+
   /**
    * The record with primary key `key`, or `undefined` when the table has none.
    * See {@link ReaderKey} for the forms a key may take.
@@ -271,10 +278,15 @@ export class TableReader<R> implements AsyncDisposable {
 
   /** @internal Subscribes the near-cache to the table's change stream (openReader does this). */
   async attachNearCache(cache: NearCache<R>): Promise<void> {
-    const subscriber = this.connection.redis.duplicate({ lazyConnect: true, autoResubscribe: false, enableReadyCheck: false, enableOfflineQueue: true });
+    const redis = this.connection.redis;
+    if (redis instanceof Cluster) {
+      // A cluster's subscriber may move between nodes without telling: the stream could miss a step unnoticed.
+      throw new InvalidArgumentError('A near-cache needs a reader on one node (`url`, `sentinel`, or a Redis connection): it is not available on a Redis Cluster yet.');
+    }
+    const subscriber = redis.duplicate({ lazyConnect: true, autoResubscribe: false, enableReadyCheck: false, enableOfflineQueue: true });
     this.nearCache = cache;
     this.subscription = new ChangeSubscription(subscriber, this.keys.changes, cache as NearCache<unknown>, async () => (await this.info()).step);
-    this.unregister = registerNearCachedReader({ keyPrefix: this.keys.keyPrefix, raiseFloor: () => this.raiseNearCacheFloor() });
+    this.unregister = registerNearCachedReader({ keyPrefix: this.keys.keyPrefix, table: this.keys.table, raiseFloor: () => this.raiseNearCacheFloor() });
     await this.subscription.start(this.connection.timeoutMs);
   }
 

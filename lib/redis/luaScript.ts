@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
-/** The connection scripts and functions are sent on: the one place to widen (to a Cluster, say). */
-export type ScriptConnection = Redis;
+/** The connection scripts and functions are sent on: one Redis, or a Cluster (every key of a table shares a slot). */
+export type ScriptConnection = Redis | Cluster;
 
 /** An argument of a Redis command. */
 export type RedisArgument = string | Buffer | number;
@@ -25,12 +25,14 @@ export class LuaScript {
   /**
    * Runs the script with Buffer replies. Read-only scripts go through
    * EVALSHA_RO, so they run on replicas and for ACL users that may only read.
+   * Command names are lower case: ioredis's Cluster sends a command to a
+   * replica only when it finds the name, as written, read-only in its command table.
    */
   run(redis: ScriptConnection, keys: readonly string[], args: readonly RedisArgument[], readOnly = false): Promise<unknown> {
     // A plain promise chain, not an async function: reads are hot, every frame counts.
-    return redis.callBuffer(readOnly ? 'EVALSHA_RO' : 'EVALSHA', this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+    return redis.callBuffer(readOnly ? 'evalsha_ro' : 'evalsha', this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return redis.callBuffer(readOnly ? 'EVAL_RO' : 'EVAL', this.source, keys.length, ...keys, ...args);
+      return redis.callBuffer(readOnly ? 'eval_ro' : 'eval', this.source, keys.length, ...keys, ...args);
     });
   }
 }

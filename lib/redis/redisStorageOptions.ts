@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { RecordScorer } from '../core/storageTable.ts';
@@ -8,8 +8,11 @@ import type { LeaseLostError } from './redisErrors.ts';
 
 /** Options of {@link RedisStorageTable.open}. */
 export interface RedisStorageTableOptions<R> {
-  /** A connection to use (left open by `close`). Give this or `url`. */
-  readonly redis?: Redis;
+  /**
+   * A connection to use (left open by `close`): one Redis, or an ioredis
+   * `Cluster` (every key of a table shares a slot). Give this or `url`.
+   */
+  readonly redis?: Redis | Cluster;
   /** A Redis URL to connect to (the connection is closed by `close`). */
   readonly url?: string;
   /** The table name; readers open the table by it. */

@@ -1,4 +1,6 @@
 import { Redis } from 'ioredis';
+import type { ScriptConnection } from './luaScript.ts';
+import { ReaderFunctionKeeper } from './readerFunctions.ts';
 import { InvalidArgumentError } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
@@ -8,7 +10,7 @@ import { writerSettings, type RedisStorageTableOptions } from './redisStorageOpt
 import { encodeCoverage } from './coverageFormat.ts';
 import { MessagePackRecordCodec, type RecordCodec } from './recordCodec.ts';
 import { ClosedError, toTablecacheError } from './redisErrors.ts';
-import { announceWriter, loadReaderFunctions, recoverTable } from './writerOpening.ts';
+import { announceWriter, recoverTable } from './writerOpening.ts';
 import { WriterLease } from './writerLease.ts';
 import { RecordBatches, type PageRecord } from './recordBatches.ts';
 import { ScratchSession } from './scratchSession.ts';
@@ -75,10 +77,11 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   private published: { readonly generation: number; readonly records: number } | null = null;
 
   private constructor(
-    private readonly redis: Redis,
+    private readonly redis: ScriptConnection,
     private readonly ownsConnection: boolean,
     private readonly keys: TableKeys,
     private readonly lease: WriterLease,
+    private readonly functions: ReaderFunctionKeeper,
     settings: { writeBatchSize: number; mergeBatchSize: number },
     options: RedisStorageTableOptions<R>,
     state: { liveGeneration: number | null; adoptable: boolean },
@@ -114,7 +117,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    */
   static async open<R>(options: RedisStorageTableOptions<R>): Promise<RedisStorageTable<R>> {
     const { keys, leaseTtlMs, ...settings } = writerSettings(options);
-    const redis = options.redis ?? new Redis(options.url!, { lazyConnect: true });
+    const redis: ScriptConnection = options.redis ?? new Redis(options.url!, { lazyConnect: true });
     const ownsConnection = options.redis === undefined;
     const logger = options.logger ?? silentLogger;
     try {
@@ -126,13 +129,16 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
         logger,
         onLost: options.onLeaseLost ?? (() => {}),
       });
+      let functions: ReaderFunctionKeeper | undefined;
       try {
         await announceWriter(redis, keys, lease.writerId);
-        await loadReaderFunctions(redis, keys, logger);
+        // Checked once per lease lifetime: readers are back on functions about that long after a FUNCTION FLUSH or failover.
+        functions = await ReaderFunctionKeeper.start(redis, keys.table, logger, leaseTtlMs);
         const codecId = (options.codec ?? new MessagePackRecordCodec()).id;
         const state = await recoverTable(writerSession(redis, keys, options.scorer.indexNames, lease), codecId, settings.mergeBatchSize, logger);
-        return new RedisStorageTable(redis, ownsConnection, keys, lease, settings, options, state);
+        return new RedisStorageTable(redis, ownsConnection, keys, lease, functions, settings, options, state);
       } catch (error) {
+        functions?.stop();
         await lease.release().catch(() => {});
         throw error;
       }
@@ -146,7 +152,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    * The writer that holds the lease of `table`, or null: what a standby
    * waits for (the wait itself is {@link open}'s).
    */
-  static async leaseHolder(redis: Redis, table: string, keyPrefix: string = DEFAULT_KEY_PREFIX): Promise<string | null> {
+  static async leaseHolder(redis: ScriptConnection, table: string, keyPrefix: string = DEFAULT_KEY_PREFIX): Promise<string | null> {
     return readLeaseHolder(redis, new TableKeys(table, keyPrefix));
   }
 
@@ -339,6 +345,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.functions.stop();
     try {
       const groups = [...this.scratch.groupsToDropOnClose(), ...this.unpublishedGeneration()];
       if (groups.length > 0 && this.leaseHeld()) {
@@ -402,6 +409,6 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
 }
 
 /** The protocol's view of a writer: a refused fence token marks the lease lost. */
-function writerSession(redis: Redis, keys: TableKeys, indexNames: readonly string[], lease: WriterLease): WriterSession {
+function writerSession(redis: ScriptConnection, keys: TableKeys, indexNames: readonly string[], lease: WriterLease): WriterSession {
   return { redis, keys, indexNames, fence: lease.fence, leaseLost: (detail, dataLost) => lease.markLost(detail, dataLost) };
 }

@@ -1,12 +1,10 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.ts';
 import { LAYOUT_FORMAT_VERSION, type TableKeys, generationGroup } from './keyLayout.ts';
+import type { ScriptConnection } from './luaScript.ts';
 import { RedisCommandError, StorageFormatError } from './redisErrors.ts';
-import { readerFunctionLibrary } from './scripts/readerScripts.ts';
 import {
   dropKeyGroups,
   listKeyGroups,
-  loadReaderFunctionLibrary,
   mergeStep,
   readPublishedTable,
   type WriterSession,
@@ -53,26 +51,13 @@ export async function recoverTable(
 }
 
 /**
- * Loads the readers' function library (FCALL_RO is cheaper per read than
- * EVALSHA_RO). Readers fall back to scripts without it, so a Redis that
- * refuses (an ACL without FUNCTION, say) costs only speed.
- */
-export async function loadReaderFunctions(redis: Redis, keys: TableKeys, logger: Logger): Promise<void> {
-  try {
-    await loadReaderFunctionLibrary(redis);
-  } catch (error) {
-    logger.warn({ table: keys.table, library: readerFunctionLibrary.name, err: error }, 'could not load the reader function library; readers will use scripts');
-  }
-}
-
-/**
  * Announces a new writer on the table's change channel. Every step publishes
  * there from inside its script, so a Redis user that may not publish on it
  * (an ACL from before the channel existed) would fail every write: this
  * finds out at open, with the fix, instead. Near-cached readers treat the
  * announcement (it names no step) as "everything changed", which is safe.
  */
-export async function announceWriter(redis: Pick<Redis, 'publish'>, keys: TableKeys, writerId: string): Promise<void> {
+export async function announceWriter(redis: Pick<ScriptConnection, 'publish'>, keys: TableKeys, writerId: string): Promise<void> {
   try {
     await redis.publish(keys.changes, JSON.stringify({ v: 1, writer: writerId }));
   } catch (error) {

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import { LAYOUT_FORMAT_VERSION, MetaField, type TableKeys, generationGroup, keyGroupSuffixes, stagingGroup } from './keyLayout.ts';
 import type { LuaScript, RedisArgument, ScriptConnection } from './luaScript.ts';
 import { toTablecacheError } from './redisErrors.ts';
@@ -327,9 +328,18 @@ export async function readGenerationCounts(
 }
 
 /**
- * Loads the readers' function library (FUNCTION LOAD REPLACE): readers call
- * FCALL_RO, cheaper per read than EVALSHA_RO, and fall back to scripts without it.
+ * Loads the readers' function library on one node (a primary; a Cluster's
+ * masters one by one): readers call FCALL_RO, cheaper per read than
+ * EVALSHA_RO, and fall back to scripts without it. Without `replace`,
+ * resolves false where the node has the library already (Redis refuses to
+ * load it twice), true when it loaded it.
  */
-export async function loadReaderFunctionLibrary(redis: ScriptConnection): Promise<void> {
-  await redis.call('FUNCTION', 'LOAD', 'REPLACE', readerFunctionLibrary.source);
+export async function loadReaderFunctionLibrary(node: Redis, replace: boolean): Promise<boolean> {
+  try {
+    await node.call('function', 'load', ...(replace ? ['replace'] : []), readerFunctionLibrary.source);
+    return true;
+  } catch (error) {
+    if (!replace && error instanceof Error && /already exists/i.test(error.message)) return false;
+    throw error;
+  }
 }

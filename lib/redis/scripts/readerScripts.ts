@@ -74,7 +74,9 @@ export function readerScriptKeys(keys: TableKeys, name: ReaderScriptName): strin
  * command's own promise, so a read allocates no promise of its own.
  */
 export function readerFunctionCommand(name: ReaderScriptName, keys: readonly string[], args: readonly RedisArgument[], keyPrefix: string | undefined): Command {
-  return new Command('FCALL_RO', [readerFunctionLibrary.functionNames[name], keys.length, ...keys, ...args], { keyPrefix, replyEncoding: null });
+  // Lower case: ioredis's Cluster routes a command to replicas only when it finds the name in its
+  // (lower-case) command table flagged read-only; `readOnly` marks it for ioredis versions that check that.
+  return new Command('fcall_ro', [readerFunctionLibrary.functionNames[name], keys.length, ...keys, ...args], { keyPrefix, replyEncoding: null, readOnly: true });
 }
 
 /** Runs a reader script as a read-only script (EVALSHA_RO): where the function library is missing or not allowed. */

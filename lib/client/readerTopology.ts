@@ -1,0 +1,188 @@
+import type { ConnectionOptions } from 'node:tls';
+import { Cluster, Redis, type ClusterNode, type Command, type NatMap, type RedisOptions } from 'ioredis';
+import { InvalidArgumentError } from '../core/errors.ts';
+
+/**
+ * Which Redis a reader opens and which node of it each read goes to: one
+ * node (`url`), a Redis Cluster (`cluster`) or a primary with replicas behind
+ * Sentinel (`sentinel`), read from the primary or from replicas (`readFrom`).
+ */
+
+/** Where a reader's reads go. */
+export type ReadFrom = 'primary' | 'replica' | 'preferReplica';
+
+/** A Redis Cluster to read from. */
+export interface ReaderClusterOptions {
+  /** Seed nodes (`redis://host:port`, `rediss://` for TLS); the reader discovers the others. User and password may be in the first URL. */
+  readonly nodes: readonly string[];
+  /** Addresses the nodes announce, mapped to addresses this process reaches them at (`{ '10.0.0.5:6379': { host, port } }`). */
+  readonly natMap?: NatMap;
+  /** ACL user and password, when not in the first URL. */
+  readonly username?: string;
+  readonly password?: string;
+}
+
+/** A primary with replicas watched by Redis Sentinel. */
+export interface ReaderSentinelOptions {
+  /** The sentinels (`redis://host:port`; user and password in a URL are the sentinels' own). */
+  readonly sentinels: readonly string[];
+  /** The master name the sentinels monitor. */
+  readonly name: string;
+  /** ACL user and password of the data nodes. */
+  readonly username?: string;
+  readonly password?: string;
+}
+
+/** What {@link createReaderClient} needs. */
+export interface ReaderTopologyOptions {
+  readonly url?: string | undefined;
+  readonly cluster?: ReaderClusterOptions | undefined;
+  readonly sentinel?: ReaderSentinelOptions | undefined;
+  readonly readFrom?: ReadFrom | undefined;
+  readonly tls?: ConnectionOptions | undefined;
+}
+
+/** A reader's connection: one node (a URL or Sentinel) or a cluster. */
+export type ReaderClient = Redis | Cluster;
+
+/** What every connection a reader opens shares: fail fast, never send what a read-only ACL user may not run. */
+function nodeOptions(timeoutMs: number, tls: ConnectionOptions | undefined): RedisOptions {
+  return {
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    // The ready check sends INFO and the client info CLIENT SETINFO: a
+    // read-only ACL user need not be allowed either (and each refusal
+    // would land in Redis's ACL LOG).
+    enableReadyCheck: false,
+    disableClientInfo: true,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+    ...(tls === undefined ? {} : { tls }),
+  };
+}
+
+/**
+ * Commands sent to the primary of their slot whatever `readFrom` says (a
+ * barrier timeout asks the primary whether the mark is there).
+ */
+const primaryCommands = new WeakSet<Command>();
+
+/** Marks `command` for the primary of its slot (on a cluster client); returns it. */
+export function toPrimary(command: Command): Command {
+  primaryCommands.add(command);
+  return command;
+}
+
+/**
+ * The cluster's `scaleReads`: ioredis calls it for read-only commands with
+ * the nodes serving the command's slot, master first. Each reader sticks to
+ * one replica per slot (picked at random when it opens), so that its reads
+ * never go back in time between two replicas that lag differently, and a
+ * barrier mark seen on its replica holds for its next read there. Readers
+ * spread over the replicas by their random picks. A slot without a replica
+ * is read from its master (ioredis's fallback).
+ */
+function stickyReplica(): (nodes: Redis[], command: Command) => Redis | undefined {
+  const pick = Math.floor(Math.random() * 1_000_000);
+  return (nodes, command) => {
+    if (primaryCommands.has(command) || nodes.length < 2) return nodes[0];
+    return nodes[1 + (pick % (nodes.length - 1))];
+  };
+}
+
+function hostAndPort(url: string, what: string): { host: string; port: number; username?: string; password?: string; tls: boolean } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new InvalidArgumentError(`${what} "${url}" is not a URL; write redis://host:port (rediss:// for TLS).`);
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new InvalidArgumentError(`${what} "${parsed.protocol}//${parsed.host}" must start with redis:// or rediss://.`);
+  }
+  return {
+    host: parsed.hostname,
+    port: parsed.port === '' ? 6379 : Number(parsed.port),
+    ...(parsed.username === '' ? {} : { username: decodeURIComponent(parsed.username) }),
+    ...(parsed.password === '' ? {} : { password: decodeURIComponent(parsed.password) }),
+    tls: parsed.protocol === 'rediss:',
+  };
+}
+
+/**
+ * Builds the reader's connection (not connected: `lazyConnect`).
+ *
+ * - `url`: one node; with `readFrom` other than `primary` the connection
+ *   sends READONLY at every connect, so a Redis Cluster replica answers reads
+ *   of its master's slots instead of MOVED.
+ * - `cluster`: an ioredis `Cluster`; `readFrom: 'replica'` or
+ *   `'preferReplica'` reads each slot from one of its replicas (sticky per
+ *   reader), `primary` from its master.
+ * - `sentinel`: the primary, or with `readFrom` other than `primary` one
+ *   replica the sentinels name (`preferReplica` falls back to the primary,
+ *   see {@link sentinelFallback}).
+ *
+ * @throws {@link InvalidArgumentError} when not exactly one of them is given, or a URL is malformed.
+ */
+export function createReaderClient(options: ReaderTopologyOptions, timeoutMs: number, role?: 'master'): ReaderClient {
+  const given = [options.url, options.cluster, options.sentinel].filter((value) => value !== undefined).length;
+  if (given !== 1) throw new InvalidArgumentError('Give openReader exactly one of `redis` (a connection), `url`, `cluster` or `sentinel`.');
+  const readFrom = options.readFrom ?? 'primary';
+  if (!['primary', 'replica', 'preferReplica'].includes(readFrom)) {
+    throw new InvalidArgumentError(`readFrom must be 'primary', 'replica' or 'preferReplica', got ${JSON.stringify(readFrom)}.`);
+  }
+  if (options.cluster !== undefined) return clusterClient(options.cluster, readFrom, timeoutMs, options.tls);
+  if (options.sentinel !== undefined) return sentinelClient(options.sentinel, role ?? (readFrom === 'primary' ? 'master' : 'slave'), timeoutMs, options.tls);
+  return new Redis(options.url!, { ...nodeOptions(timeoutMs, options.tls), lazyConnect: true, enableOfflineQueue: false, readOnly: readFrom !== 'primary' });
+}
+
+/** Whether a sentinel reader that could not reach a replica in time opens on the primary instead (`preferReplica`). */
+export function sentinelFallback(options: ReaderTopologyOptions): boolean {
+  return options.sentinel !== undefined && options.readFrom === 'preferReplica';
+}
+
+function clusterClient(options: ReaderClusterOptions, readFrom: ReadFrom, timeoutMs: number, tls: ConnectionOptions | undefined): Cluster {
+  if (!Array.isArray(options.nodes) || options.nodes.length === 0) throw new InvalidArgumentError('cluster.nodes must list at least one node URL (redis://host:port).');
+  const seeds = options.nodes.map((url) => hostAndPort(url, 'A cluster node'));
+  const first = seeds[0]!;
+  const credentials = { username: options.username ?? first.username, password: options.password ?? first.password };
+  const nodes: ClusterNode[] = seeds.map(({ host, port }) => ({ host, port }));
+  return new Cluster(nodes, {
+    lazyConnect: true,
+    enableReadyCheck: false,
+    // Commands fail at once while the cluster is down, as a reader's do on one node.
+    enableOfflineQueue: false,
+    scaleReads: readFrom === 'primary' ? 'master' : stickyReplica(),
+    slotsRefreshTimeout: timeoutMs,
+    clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+    ...(options.natMap === undefined ? {} : { natMap: options.natMap }),
+    redisOptions: {
+      ...nodeOptions(timeoutMs, tls ?? (first.tls ? {} : undefined)),
+      ...(credentials.username === undefined ? {} : { username: credentials.username }),
+      ...(credentials.password === undefined ? {} : { password: credentials.password }),
+    },
+  });
+}
+
+function sentinelClient(options: ReaderSentinelOptions, role: 'master' | 'slave', timeoutMs: number, tls: ConnectionOptions | undefined): Redis {
+  if (!Array.isArray(options.sentinels) || options.sentinels.length === 0) throw new InvalidArgumentError('sentinel.sentinels must list at least one sentinel URL (redis://host:port).');
+  if (typeof options.name !== 'string' || options.name === '') throw new InvalidArgumentError('sentinel.name must name the master the sentinels monitor.');
+  const sentinels = options.sentinels.map((url) => hostAndPort(url, 'A sentinel'));
+  const first = sentinels[0]!;
+  return new Redis({
+    ...nodeOptions(timeoutMs, tls),
+    sentinels: sentinels.map(({ host, port }) => ({ host, port })),
+    name: options.name,
+    role,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    sentinelMaxConnections: 3,
+    sentinelRetryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+    ...(first.username === undefined ? {} : { sentinelUsername: first.username }),
+    ...(first.password === undefined ? {} : { sentinelPassword: first.password }),
+    // `tls` is for the data nodes; sentinels named with rediss:// are reached over TLS too.
+    ...(tls === undefined ? {} : { enableTLSForSentinelMode: true }),
+    ...(first.tls ? { sentinelTLS: tls ?? {} } : {}),
+    ...(options.username === undefined ? {} : { username: options.username }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+  });
+}

@@ -1,0 +1,87 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { BarrierTimeoutError, waitForBarrier } from '../../../lib/client/barrier.ts';
+import { openReader } from '../../../lib/client/index.ts';
+import { Interval } from '../../../lib/core/interval.ts';
+import type { RecordScorer } from '../../../lib/core/storageTable.ts';
+import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
+import { BarrierTracker } from '../../../daemon/barrierTracker.ts';
+import { LaggingReplica } from '../../support/laggingReplica.ts';
+import { PrivateRedis } from '../../support/privateServers.ts';
+import { waitFor } from '../../support/waitFor.ts';
+
+// A reader of a replica that lags (its replication held back by a proxy):
+// a barrier the primary has reached does not make the replica fresh, and
+// waitForBarrier(reader, id) waits on the replica, naming the lag when it
+// times out.
+
+interface City {
+  city_id: number;
+  name: string;
+}
+
+const scorer: RecordScorer<City, number> = {
+  indexNames: ['primary_key'],
+  score: (_, city) => city.city_id,
+  primaryKey: (city) => city.city_id,
+};
+const prefix = 'tcreplica:';
+const table = 'cities';
+
+let primary: PrivateRedis;
+let replica: LaggingReplica;
+let redis: Redis;
+
+beforeAll(async () => {
+  primary = await PrivateRedis.start();
+  redis = new Redis(primary.url, { lazyConnect: true });
+  await redis.connect();
+  // The replica's first sync starts at once instead of after the default 5 s.
+  await redis.config('SET', 'repl-diskless-sync-delay', '0');
+  replica = await LaggingReplica.start(primary.port);
+}, 60_000);
+
+afterAll(async () => {
+  redis?.disconnect();
+  await replica?.stop();
+  await primary?.stop();
+});
+
+it('waitForBarrier(reader) waits until the replica the reader reads has the barrier, and a timeout names replication lag', async () => {
+  const storage = await RedisStorageTable.open<City>({ redis, table, keyPrefix: prefix, scorer });
+  await storage.clear();
+  await storage.putRecords([{ city_id: 1, name: 'old' }]);
+  await storage.markLoaded({ coverage: { primary_key: [Interval.everything()] } });
+  const reader = await openReader<City>({ url: replica.url, table, keyPrefix: prefix, readFrom: 'replica' });
+  await waitFor('the load on the replica', async () => (await reader.get(1))?.name === 'old');
+
+  replica.hold();
+  await storage.scratchPutRecords([{ city_id: 1, name: 'new' }]);
+  await storage.scratchMerge();
+  const tracker = new BarrierTracker({ tables: [table], redis, keyPrefix: prefix, onError: (error) => expect.fail(String(error)) });
+  tracker.arrive('b1');
+  await tracker.reached(table, ['b1']);
+
+  // The barrier holds on the primary, but the replica has neither it nor the change (the stale reads).
+  await waitForBarrier(redis, 'b1', { keyPrefix: prefix, timeoutMs: 5_000 });
+  expect((await reader.get(1))?.name).toBe('old');
+  const error = await waitForBarrier(reader, 'b1', { timeoutMs: 200 }).catch((caught: unknown) => caught);
+  expect(error).toBeInstanceOf(BarrierTimeoutError);
+  expect(error).toMatchObject({ code: 'TC_TIMEOUT', laggingTables: [table] });
+  expect((error as Error).message).toMatch(/replication lag is the likely cause/);
+
+  const waiting = waitForBarrier(reader, 'b1', { timeoutMs: 30_000 });
+  replica.release();
+  await waiting;
+  expect((await reader.get(1))?.name).toBe('new');
+  await reader.close();
+  await storage.close();
+});
+
+it('a reader of the primary whose barrier never comes does not blame replication', async () => {
+  const reader = await openReader<City>({ url: primary.url, table, keyPrefix: prefix });
+  const error = await waitForBarrier(reader, 'never', { timeoutMs: 50 }).catch((caught: unknown) => caught);
+  expect(error).toMatchObject({ code: 'TC_TIMEOUT', laggingTables: [] });
+  expect((error as Error).message).not.toMatch(/replication/);
+  await reader.close();
+});
