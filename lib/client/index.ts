@@ -6,8 +6,9 @@
  */
 export { openReader, TableReader, type ReaderKey, type ReaderOptions, type RangeOptions, type TableInfo } from './tableReader.ts';
 export type { ReaderConnectionOptions } from './readerConnection.ts';
+export type { ReadFrom, ReaderClusterOptions, ReaderSentinelOptions } from './readerTopology.ts';
 export type { NearCacheOptions, NearCacheStats, InvalidationEvent } from './nearCache.ts';
 export { coverageCovers } from '../redis/coverageFormat.ts';
 export { MessagePackRecordCodec, type RecordCodec, type ColumnCodec } from '../redis/recordCodec.ts';
 export { RecordDecodeError, StorageFormatError, RedisTimeoutError, RedisConnectionError, ClosedError } from '../redis/redisErrors.ts';
-export { waitForBarrier, barrierMarkKey, barrierBehindKey, BarrierTimeoutError, BARRIER_MARK_TTL_MS, type BarrierBehindTable, type WaitForBarrierOptions } from './barrier.ts';
+export { waitForBarrier, barrierMarkKey, tableBarrierMarkKey, barrierBehindKey, BarrierTimeoutError, BARRIER_MARK_TTL_MS, type BarrierBehindTable, type BarrierWaitTarget, type WaitForBarrierOptions } from './barrier.ts';

@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import net from 'node:net';
 import { Redis } from 'ioredis';
 import { freePort } from './privateServers.ts';
@@ -26,6 +29,7 @@ export class LaggingReplica {
     private readonly proxy: net.Server,
     private readonly links: Set<ProxyLink>,
     private readonly server: ChildProcess,
+    private readonly directory: string,
   ) {}
 
   /** Starts the proxy to the primary on `primaryPort` and a replica of it (no persistence); resolves once the replica's link is up. */
@@ -56,10 +60,11 @@ export class LaggingReplica {
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     const proxyPort = (proxy.address() as net.AddressInfo).port;
     const port = await freePort();
-    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--replicaof', '127.0.0.1', String(proxyPort)], {
-      stdio: 'ignore',
-    });
-    const replica = new LaggingReplica(port, proxy, links, server);
+    // The replica writes the primary's snapshot to its directory while it syncs.
+    const directory = mkdtempSync(path.join(tmpdir(), 'tc-lagging-replica-'));
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', directory, '--replicaof', '127.0.0.1', String(proxyPort)];
+    const server = spawn('redis-server', args, { stdio: 'ignore' });
+    const replica = new LaggingReplica(port, proxy, links, server, directory);
     try {
       await waitFor(`replica on port ${port} to link to its primary`, async () => {
         const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
@@ -101,5 +106,6 @@ export class LaggingReplica {
     }
     for (const link of [...this.links]) link.close();
     await new Promise((resolve) => this.proxy.close(resolve));
+    rmSync(this.directory, { recursive: true, force: true });
   }
 }
