@@ -280,14 +280,3 @@ export async function connectRedisWhenReachable(config: RedisConfig, connectionN
   });
   return redis;
 }
-
-/**
- * `redis` as the library's APIs (RedisStorageTable.open, openReader) still
- * type it. At run time they work on a Cluster: every key of a table shares
- * the table's hash tag, so each script call and pipeline stays in one slot.
- * The one cast of issue #15's transition: it goes once the library accepts
- * `Redis | Cluster` (the cluster-lib change).
- */
-export function asLibraryConnection(redis: RedisConnection): Redis {
-  return redis as Redis;
-}

@@ -1,11 +1,11 @@
-import { Cluster, type Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { openReader, type TableReader } from '../lib/client/tableReader.ts';
 import { RedisStorageTable } from '../lib/redis/redisStorageTable.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import type { DaemonStorage, Row, StorageConnectOptions, TableWriter, TableWriterOptions } from './daemonStorage.ts';
 import { watchClusterMasters } from './clusterMasterWatch.ts';
 import { checkEvictionPolicy } from './evictionPolicy.ts';
-import { asLibraryConnection, connectRedisWhenReachable, describeRedis, type RedisConnection } from './redisConnection.ts';
+import { connectRedisWhenReachable, describeRedis, type RedisConnection } from './redisConnection.ts';
 
 /** The daemon's default writer lease lifetime: a standby takes over at most about this long after the writer died. */
 export const DEFAULT_LEASE_TTL_MS = 5_000;
@@ -40,8 +40,8 @@ export class RedisDaemonStorage implements DaemonStorage {
     this.description = describeRedis(config);
   }
 
-  get barrierMarks(): Redis | undefined {
-    return this.redis === null ? undefined : asLibraryConnection(this.redis);
+  get barrierMarks(): RedisConnection | undefined {
+    return this.redis ?? undefined;
   }
 
   async connect({ logger, events, signal }: StorageConnectOptions): Promise<void> {
@@ -102,7 +102,7 @@ export class RedisDaemonStorage implements DaemonStorage {
   }
 
   async openWriter(options: TableWriterOptions): Promise<TableWriter> {
-    const redis = asLibraryConnection(this.connection());
+    const redis = this.connection();
     if (options.standby) {
       // Only for the readiness reason: the wait itself is RedisStorageTable's.
       const holder = await RedisStorageTable.leaseHolder(redis, options.table, this.config.keyPrefix);
@@ -160,7 +160,7 @@ class RedisTableWriter implements TableWriter {
   private reader: TableReader<Row> | null = null;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly table: { readonly table: string; readonly keyPrefix: string },
     private readonly storage: RedisStorageTable<Row>,
     private readonly readTimeoutMs: number,

@@ -1,5 +1,4 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { Redis } from 'ioredis';
 import { openReader } from '../lib/client/tableReader.ts';
 import { InvalidArgumentError } from '../lib/core/errors.ts';
 import type { KeyColumnIndexes } from '../lib/core/keyColumnIndexes.ts';
@@ -9,7 +8,7 @@ import { primaryKeyField } from '../lib/redis/keyLayout.ts';
 import { MessagePackRecordCodec } from '../lib/redis/recordCodec.ts';
 import { RedisConnectionError } from '../lib/redis/redisErrors.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
-import { asLibraryConnection, connectRedis, describeRedis, type RedisConnection } from './redisConnection.ts';
+import { connectRedis, describeRedis, type RedisConnection } from './redisConnection.ts';
 import { topologyErrorOf } from './redisTopology.ts';
 import { tableIndexes } from './config/tableIndexes.ts';
 
@@ -75,7 +74,7 @@ export async function verifyCache(config: TablecacheConfig, options: VerifyOptio
     const results: TableVerification[] = [];
     for (const table of config.tables.filter((candidate) => names.includes(candidate.name))) {
       const indexes = await tableIndexes(table);
-      results.push(await verifyTable(table.name, indexes, db, asLibraryConnection(redis), config.redis.keyPrefix, options));
+      results.push(await verifyTable(table.name, indexes, db, redis, config.redis.keyPrefix, options));
     }
     return results;
   } catch (error) {
@@ -95,7 +94,7 @@ async function verifyTable(
   name: string,
   indexes: KeyColumnIndexes,
   db: PostgresAccess,
-  redis: Redis,
+  redis: RedisConnection,
   keyPrefix: string,
   options: VerifyOptions,
 ): Promise<TableVerification> {

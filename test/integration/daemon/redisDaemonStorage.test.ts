@@ -38,7 +38,7 @@ function loseLeaseDuringOpen(connection: Redis, leaseKey: string): void {
   const renewal = new Promise<void>((resolve) => (renewalAnswered = resolve));
   let held = false;
   connection.call = ((...args: unknown[]) => {
-    if (held || args[0] !== 'FUNCTION') return call(...args);
+    if (held || String(args[0]).toLowerCase() !== 'function') return call(...args);
     held = true;
     return redis
       .set(leaseKey, 'another-writer', 'PX', 60_000)
