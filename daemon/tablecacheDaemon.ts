@@ -15,6 +15,7 @@ import type { DaemonDependency, DaemonEvents, LoadProgressEvent, WaitingEvent } 
 import type { DaemonStorage } from './daemonStorage.ts';
 import { errorSource } from './errorSource.ts';
 import { LagReadiness } from './lagReadiness.ts';
+import type { CaptureSlotStatus } from './http/daemonMetrics.ts';
 import { LogicalChangeSource } from './logical/logicalChangeSource.ts';
 import { NotifyChangeSource } from './notifyChangeSource.ts';
 import { logicalCaptureSpecFromConfig } from './config/logicalCaptureSpecFromConfig.ts';
@@ -358,6 +359,11 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
    */
   oldestPendingChangeAges(now = performance.now()): Map<string, number> {
     return this.pipeline?.oldestPendingChangeAges(now) ?? new Map(this.tableNames.map((name) => [name, 0]));
+  }
+
+  /** The replication slot's lag, retained WAL and the stream's silence (logical capture); `null` with triggers. */
+  async captureSlotStatus(): Promise<CaptureSlotStatus | null> {
+    return this.source instanceof LogicalChangeSource ? this.source.slotStatus() : null;
   }
 
   /** Where the daemon is in its life. */

@@ -11,6 +11,18 @@ export interface MetricsSource extends EventEmitter<DaemonEvents> {
   queuedKeys?(): ReadonlyMap<string, number>;
   /** Per table, the age (ms) of the oldest change received and not visible yet (0: none). */
   oldestPendingChangeAges?(): ReadonlyMap<string, number>;
+  /** The replication slot's numbers (logical capture), or `null` (triggers, or not known now). */
+  captureSlotStatus?(): Promise<CaptureSlotStatus | null>;
+}
+
+/** The logical capture's slot, as the daemon sees it. */
+export interface CaptureSlotStatus {
+  /** WAL written since the slot's confirmed position (what a restart would replay), in bytes. */
+  readonly lagBytes: number;
+  /** WAL the slot keeps on disk (since its restart position), in bytes. */
+  readonly retainedWalBytes: number;
+  /** Seconds since the last message (data or keepalive) from the stream; `null` before the first. */
+  readonly secondsSinceLastMessage: number | null;
 }
 
 /** Options of {@link DaemonMetrics}. */
@@ -174,6 +186,36 @@ export class DaemonMetrics {
           for (const [table, ms] of ages()) this.set({ table }, ms / 1000);
         },
       });
+    }
+    if (source.captureSlotStatus !== undefined) {
+      // One read of the slot per scrape, shared by its three gauges.
+      const slotStatus = source.captureSlotStatus.bind(source);
+      let reading: Promise<CaptureSlotStatus | null> | null = null;
+      const read = (): Promise<CaptureSlotStatus | null> => {
+        reading ??= slotStatus()
+          .catch(() => null)
+          .finally(() => setImmediate(() => (reading = null)));
+        return reading;
+      };
+      const slotGauge = (name: string, help: string, value: (status: CaptureSlotStatus) => number | null) =>
+        new Gauge({
+          name,
+          help,
+          registers,
+          async collect() {
+            this.reset();
+            const status = await read();
+            const current = status === null ? null : value(status);
+            if (current !== null) this.set(current);
+          },
+        });
+      slotGauge('tablecache_capture_slot_lag_bytes', 'Logical capture: WAL written since the slot\'s confirmed position, in bytes (what a restarted daemon replays; absent when unknown).', (status) => status.lagBytes);
+      slotGauge('tablecache_capture_slot_retained_wal_bytes', 'Logical capture: WAL the slot keeps on disk (since its restart position), in bytes.', (status) => status.retainedWalBytes);
+      slotGauge(
+        'tablecache_capture_seconds_since_last_message',
+        'Logical capture: seconds since the last message (data or keepalive) from the replication stream; the WAL sender sends a keepalive after half of wal_sender_timeout.',
+        (status) => status.secondsSinceLastMessage,
+      );
     }
     new Gauge({
       name: 'tablecache_ready',

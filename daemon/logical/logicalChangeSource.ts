@@ -1,15 +1,17 @@
 import type { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { TablecacheError } from '../../lib/core/errors.ts';
 import type { Logger } from '../../lib/core/logger.ts';
 import type { ChangePipeline } from '../changePipeline.ts';
 import type { DaemonEvents } from '../daemonEvents.ts';
+import type { CaptureSlotStatus } from '../http/daemonMetrics.ts';
 import type { CapturePositions } from '../tableStepLoop.ts';
 import type { TableSync } from '../tableSync.ts';
 import type { SourceTableSpec } from '../../sql-triggers/triggerSpec.ts';
 import { formatLsn, fullXid, parseLsn, type Lsn } from './lsn.ts';
 import { PgoutputTransactions, type CommittedTransaction, type StreamMessage } from './pgoutputTransactions.ts';
-import { readSlot, recreateSlot, takeSlotOver } from './replicationSlot.ts';
+import { readSlot, readSlotDistances, recreateSlot, takeSlotOver } from './replicationSlot.ts';
 import { ReplicationStream } from './replicationStream.ts';
 
 /** Options of a {@link LogicalChangeSource}. */
@@ -101,14 +103,12 @@ export class LogicalChangeSource implements CapturePositions {
     return this.stream.receivedPosition;
   }
 
-  /** The slot's acknowledged position. */
-  get confirmedPosition(): bigint {
-    return this.stream.confirmedPosition;
-  }
-
-  /** `performance.now()` of the server's last message (data or keepalive), or `null`. */
-  get lastMessageTime(): number | null {
-    return this.stream.lastMessageTime;
+  /** The slot's lag and retained WAL, and the time since the stream's last message; `null` when the slot is gone. */
+  async slotStatus(): Promise<CaptureSlotStatus | null> {
+    const distances = await readSlotDistances(this.options.pool, this.options.slot);
+    if (distances === null) return null;
+    const last = this.stream.lastMessageTime;
+    return { ...distances, secondsSinceLastMessage: last === null ? null : (performance.now() - last) / 1000 };
   }
 
   /** A tick's 64-bit transaction id: a recent one. */

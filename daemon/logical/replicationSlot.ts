@@ -51,3 +51,15 @@ export async function takeSlotOver(pool: pg.Pool, slot: string): Promise<boolean
   );
   return rows[0]?.ended === true;
 }
+
+/** How far the slot's confirmed and restart positions trail the end of WAL, in bytes; `null` when there is no such slot. */
+export async function readSlotDistances(pool: pg.Pool, slot: string): Promise<{ lagBytes: number; retainedWalBytes: number } | null> {
+  const { rows } = await pool.query<{ lag: string | null; retained: string | null }>(
+    `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::text AS lag, (pg_current_wal_lsn() - restart_lsn)::text AS retained
+       FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`,
+    [slot],
+  );
+  const row = rows[0];
+  if (row === undefined || row.lag === null || row.retained === null) return null;
+  return { lagBytes: Number(row.lag), retainedWalBytes: Number(row.retained) };
+}

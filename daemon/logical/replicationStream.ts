@@ -74,11 +74,6 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
     return this.received;
   }
 
-  /** What was last acknowledged to the server. */
-  get confirmedPosition(): Lsn {
-    return this.confirmed;
-  }
-
   /** `performance.now()` of the last message from the server (data or keepalive), or `null`. */
   get lastMessageTime(): number | null {
     return this.lastMessageAt;

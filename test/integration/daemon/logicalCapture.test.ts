@@ -12,7 +12,8 @@ import { installConfigCapture, privatePool, startLogicalPostgres } from '../../s
 import type { PrivatePostgres } from '../../support/privateServers.ts';
 import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
 import { waitFor } from '../../support/waitFor.ts';
-import { createUsers, SCHEMA, writeSeedConfig } from './daemonHarness.ts';
+import { DaemonMetrics } from '../../../daemon/http/daemonMetrics.ts';
+import { createUsers, DaemonProcess, SCHEMA, writeSeedConfig } from './daemonHarness.ts';
 
 /**
  * The logical change source (issue #16): the daemon streams a pgoutput slot
@@ -28,6 +29,7 @@ let redis: Redis;
 let reader: TableReader<User>;
 let config: TablecacheConfig;
 let removeConfig: () => void;
+let configFile: string;
 let daemon: TablecacheDaemon | undefined;
 const keyPrefix = uniqueRedisPrefix('logical');
 const loads: string[] = [];
@@ -54,8 +56,9 @@ beforeAll(async () => {
   server = await startLogicalPostgres({ max_slot_wal_keep_size: '1MB' });
   pool = privatePool(server.url);
   await createUsers(pool, 200, 5);
-  const seed = writeSeedConfig({ postgresUrl: server.url, redisUrl: testRedisUrl(), keyPrefix, channel: CHANNEL, daemon: { minReloadIntervalMs: 0 }, capture: { method: 'logical' } });
+  const seed = writeSeedConfig({ postgresUrl: server.url, redisUrl: testRedisUrl(), keyPrefix, channel: CHANNEL, daemon: { minReloadIntervalMs: 0, leaseTtlMs: 2_000 }, capture: { method: 'logical' } });
   config = seed.config;
+  configFile = seed.file;
   await installConfigCapture(pool, config);
   removeConfig = seed.remove;
   redis = new Redis(testRedisUrl());
@@ -141,6 +144,42 @@ describe('the daemon on the logical change source', () => {
     expect(loads.slice(before)).toEqual([]);
     expect((await reader.info()).generation).toBe(generation);
     await verifyClean();
+  });
+
+  it('exports the slot lag, retained WAL and the time since the last message', async () => {
+    await barrier();
+    const metrics = new DaemonMetrics(daemon!, { processMetrics: false });
+    const text = await metrics.metrics();
+    metrics.close();
+    for (const name of ['tablecache_capture_slot_lag_bytes', 'tablecache_capture_slot_retained_wal_bytes', 'tablecache_capture_seconds_since_last_message']) {
+      expect(text).toMatch(new RegExp(`^${name} \\d`, 'm'));
+    }
+  });
+
+  it('lets a standby take the slot over when the writer dies, resuming without a reload', { timeout: 60_000 }, async () => {
+    await barrier();
+    await daemon!.close();
+    daemon = undefined;
+    const writer = DaemonProcess.start(configFile);
+    try {
+      await writer.waitForLog('daemon started');
+      await pool.query(`UPDATE ${SCHEMA}.users SET name = 'By the writer' WHERE user_id = 19`);
+      await barrier();
+      const before = loads.length;
+      const standby = new TablecacheDaemon(config, { standby: true, leaseTtlMs: 2_000 });
+      standby.on('loaded', ({ table }) => loads.push(`loaded ${table}`));
+      const takingOver = standby.start();
+      await writer.stop('SIGKILL');
+      await takingOver;
+      daemon = standby;
+      await pool.query(`UPDATE ${SCHEMA}.users SET name = 'By the standby' WHERE user_id = 19`);
+      await barrier();
+      expect(await reader.get(19)).toMatchObject({ user_name: 'By the standby' });
+      expect(loads.slice(before)).toEqual([]);
+      await verifyClean();
+    } finally {
+      await writer.stop('SIGKILL');
+    }
   });
 
   it('reloads when its slot was invalidated while it was down, creating the slot anew', { timeout: 60_000 }, async () => {
