@@ -4,7 +4,17 @@ import type { LogicalCaptureSpec } from './logicalCaptureSpec.ts';
 import type { CaptureRelationIdentity, LogicalCaptureState } from './logicalCaptureState.ts';
 
 /** What a check is about, stable for scripts reading `--json`. */
-export type CaptureCheckTopic = 'standby' | 'wal_level' | 'replication_role' | 'replication_slots' | 'wal_senders' | 'replica_identity' | 'slot' | 'publication';
+export type CaptureCheckTopic =
+  | 'standby'
+  | 'wal_level'
+  | 'replication_role'
+  | 'replication_slots'
+  | 'wal_senders'
+  | 'replica_identity'
+  | 'inheritance_child'
+  | 'partition_truncate'
+  | 'slot'
+  | 'publication';
 
 /**
  * One finding of the logical capture's checks. A `problem` stops install (the
@@ -177,10 +187,45 @@ function objectChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): Cap
 }
 
 /**
+ * What the publication cannot carry under the source's name. It publishes
+ * partitions through their root (`publish_via_partition_root`), but
+ * inheritance children under their own names, which the stream does not map
+ * to a source; and Postgres does not publish a TRUNCATE of one partition
+ * alone through the root at all.
+ */
+function hierarchyChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): CaptureCheck[] {
+  const configured = new Set(spec.sources.map((source) => formatQualifiedName(source)));
+  const children = new Map<string, string[]>();
+  const partitioned = new Set<string>();
+  for (const relation of state.identities) {
+    if (relation.kind === 'partition') partitioned.add(relation.source);
+    if (relation.kind !== 'inheritance_child' || configured.has(relation.name)) continue;
+    children.set(relation.source, [...(children.get(relation.source) ?? []), relation.name]);
+  }
+  const childChecks = [...children].map(
+    ([source, names]): CaptureCheck => ({
+      topic: 'inheritance_child',
+      level: 'problem',
+      message: `${source} has inheritance children (${names.join(', ')}): the publication sends their changes under their own names, which the logical capture does not follow, so they would be lost`,
+      fix: `name each child as a source too, with the same key (${names.map((name) => `sources: { ${name}: … }`).join(', ')}), or keep capture.method triggers for this deployment`,
+    }),
+  );
+  const truncateChecks = [...partitioned].map(
+    (source): CaptureCheck => ({
+      topic: 'partition_truncate',
+      level: 'warning',
+      message: `${source} is partitioned: Postgres does not publish a TRUNCATE of one of its partitions alone (a TRUNCATE of ${source} is published), so the cached records of a partition truncated that way stay until the next reload`,
+      fix: 'empty a single partition with DELETE, or detach it before truncating or dropping it; or keep capture.method triggers, whose partition triggers report it',
+    }),
+  );
+  return [...childChecks, ...truncateChecks];
+}
+
+/**
  * Everything in `state` that stops or burdens the logical capture of `spec`,
  * problems first, each with its fix. Empty when all is in order.
  */
 export function logicalCaptureChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): CaptureCheck[] {
-  const checks = [...serverChecks(state, spec), ...roleChecks(state), ...objectChecks(state, spec), ...identityChecks(state, spec)];
+  const checks = [...serverChecks(state, spec), ...roleChecks(state), ...objectChecks(state, spec), ...identityChecks(state, spec), ...hierarchyChecks(state, spec)];
   return [...checks.filter((check) => check.level === 'problem'), ...checks.filter((check) => check.level === 'warning')];
 }

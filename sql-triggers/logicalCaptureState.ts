@@ -75,6 +75,8 @@ export interface CaptureRelationIdentity {
   readonly source: string;
   /** This table's canonical name (the source's own, or a partition's or child's). */
   readonly name: string;
+  /** The source itself, a partition (at any level) of a partitioned source, or an inheritance child (at any level). */
+  readonly kind: 'source' | 'partition' | 'inheritance_child';
   /** `null` when the source table does not exist. */
   readonly identity: 'default' | 'full' | 'index' | 'nothing' | null;
   /** The columns the identity gives old values of (`null`: all, for FULL); empty for NOTHING or DEFAULT without a primary key. */
@@ -199,13 +201,22 @@ const IDENTITY_KINDS = { d: 'default', f: 'full', i: 'index', n: 'nothing' } as 
 async function readIdentities(client: Queryable, spec: LogicalCaptureSpec): Promise<CaptureRelationIdentity[]> {
   const names = spec.sources.map((source) => quoteQualifiedName(source));
   // Rows are written to leaves: a partitioned table (relkind p) holds none, its partitions do.
-  const { rows } = await client.query<{ ord: string; schema: string | null; table: string | null; identity: keyof typeof IDENTITY_KINDS | null; columns: string[] | null }>(
+  const { rows } = await client.query<{
+    ord: string;
+    schema: string | null;
+    table: string | null;
+    is_source: boolean;
+    is_partition: boolean;
+    identity: keyof typeof IDENTITY_KINDS | null;
+    columns: string[] | null;
+  }>(
     `WITH RECURSIVE tree(ord, oid) AS (
        SELECT given.ord, to_regclass(given.name)::oid FROM unnest($1::text[]) WITH ORDINALITY AS given(name, ord)
        UNION
        SELECT tree.ord, i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.oid
      )
      SELECT tree.ord, n.nspname AS schema, c.relname AS table, c.relreplident AS identity,
+            c.oid = to_regclass(($1::text[])[tree.ord::int]) AS is_source, c.relispartition AS is_partition,
             (SELECT array_agg(a.attname::text ORDER BY a.attnum)
              FROM pg_catalog.pg_index x JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
              WHERE x.indrelid = c.oid AND CASE c.relreplident WHEN 'd' THEN x.indisprimary WHEN 'i' THEN x.indisreplident ELSE false END) AS columns
@@ -218,9 +229,10 @@ async function readIdentities(client: Queryable, spec: LogicalCaptureSpec): Prom
   );
   return rows.map((row) => {
     const source = formatQualifiedName(spec.sources[Number(row.ord) - 1]!);
-    if (row.schema === null || row.table === null || row.identity === null) return { source, name: source, identity: null, identityColumns: [] };
+    if (row.schema === null || row.table === null || row.identity === null) return { source, name: source, kind: 'source' as const, identity: null, identityColumns: [] };
     const identity = IDENTITY_KINDS[row.identity];
-    return { source, name: formatQualifiedName({ schema: row.schema, table: row.table }), identity, identityColumns: identity === 'full' ? null : (row.columns ?? []) };
+    const kind = row.is_source ? ('source' as const) : row.is_partition ? ('partition' as const) : ('inheritance_child' as const);
+    return { source, name: formatQualifiedName({ schema: row.schema, table: row.table }), kind, identity, identityColumns: identity === 'full' ? null : (row.columns ?? []) };
   });
 }
 

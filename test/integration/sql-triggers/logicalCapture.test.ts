@@ -122,8 +122,19 @@ describe('installLogicalCapture', () => {
     const error = await setupError(run(target));
     expect(error.checks.map((check) => check.message)).toEqual([expect.stringMatching(/^public\.measurements_2026 \(below source public\.measurements\) has REPLICA IDENTITY NOTHING/)]);
     await admin.query('ALTER TABLE measurements_2026 REPLICA IDENTITY DEFAULT');
-    await run(target);
+    const installed = await run(target);
+    expect(installed.warnings.map((warning) => warning.topic)).toEqual(['partition_truncate']);
     expect(await objects(target)).toEqual({ slots: 1, publications: ['public.measurements'] });
+  });
+
+  it('refuses a source whose inheritance children the stream would not follow, unless they are sources too', async () => {
+    await admin.query('CREATE TABLE items (id int PRIMARY KEY); CREATE TABLE items_archive (PRIMARY KEY (id)) INHERITS (items)');
+    const items = { schema: 'public', table: 'items', keyColumns: ['id'] };
+    const error = await setupError(run(spec('inherited', [items])));
+    expect(error.checks.map((check) => check.topic)).toEqual(['inheritance_child']);
+    expect(error.message).toContain('public.items has inheritance children (public.items_archive)');
+    const both = await run(spec('inherited', [items, { ...items, table: 'items_archive' }]));
+    expect(both).toMatchObject({ publicationCreated: true, slotCreated: true, warnings: [] });
   });
 
   it('names ALTER ROLE … REPLICATION for a role that may not replicate', async () => {
@@ -166,7 +177,7 @@ describe('readLogicalCaptureStatus', () => {
     expect(after.slot!.retainedWalBytes!).toBeGreaterThan(before.slot!.retainedWalBytes! + 100_000);
     // Nothing streams, so Postgres knows no time for the lag.
     expect(after.slot!.lagSeconds).toBeNull();
-    expect(after.identities).toEqual([{ source: 'public.cities', name: 'public.cities', identity: 'default', identityColumns: ['city_id'] }]);
+    expect(after.identities).toEqual([{ source: 'public.cities', name: 'public.cities', kind: 'source', identity: 'default', identityColumns: ['city_id'] }]);
   });
 });
 

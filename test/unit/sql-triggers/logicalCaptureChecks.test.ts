@@ -23,7 +23,7 @@ function ready(overrides: Partial<LogicalCaptureState> = {}, server: Partial<Log
     roles: [{ name: 'app', mayReplicate: true }],
     slot: null,
     publication: null,
-    identities: [{ source: 'public.orders', name: 'public.orders', identity: 'default', identityColumns: ['order_id'] }],
+    identities: [{ source: 'public.orders', name: 'public.orders', kind: 'source', identity: 'default', identityColumns: ['order_id'] }],
     ...overrides,
   };
 }
@@ -87,16 +87,40 @@ describe('logicalCaptureChecks', () => {
     const partitioned = { ...spec, sources: [{ schema: 'public', table: 'events', keyColumns: ['tenant', 'id'] }] };
     const state = ready({
       identities: [
-        { source: 'public.events', name: 'public.events_2025', identity: 'full', identityColumns: null },
-        { source: 'public.events', name: 'public.events_2026', identity: 'index', identityColumns: ['id'] },
+        { source: 'public.events', name: 'public.events_2025', kind: 'partition', identity: 'full', identityColumns: null },
+        { source: 'public.events', name: 'public.events_2026', kind: 'partition', identity: 'index', identityColumns: ['id'] },
       ],
     });
-    const checks = logicalCaptureChecks(state, partitioned);
+    const checks = logicalCaptureChecks(state, partitioned).filter((check) => check.topic === 'replica_identity');
     expect(checks).toHaveLength(1);
     expect(checks[0]!.message).toBe(
       'public.events_2026 (below source public.events): a replica identity index on (id) does not hold key column(s) tenant, so an UPDATE or DELETE would not carry their old values and the cached records of the old key could not be found',
     );
     expect(checks[0]!.fix).toMatch(/^ALTER TABLE public\.events_2026 REPLICA IDENTITY FULL; \(or REPLICA IDENTITY USING INDEX on a unique index over id, tenant/);
+  });
+
+  it('refuses inheritance children that are not sources themselves, and warns that a partition truncated alone is not published', () => {
+    const parent = { ...spec, sources: [{ schema: 'public', table: 'items', keyColumns: ['id'] }] };
+    const identities = [
+      { source: 'public.items', name: 'public.items', kind: 'source', identity: 'default', identityColumns: ['id'] },
+      { source: 'public.items', name: 'public.items_archive', kind: 'inheritance_child', identity: 'default', identityColumns: ['id'] },
+    ] as const;
+    const checks = logicalCaptureChecks(ready({ identities }), parent);
+    expect(checks.map((check) => [check.level, check.topic, check.message])).toEqual([
+      [
+        'problem',
+        'inheritance_child',
+        'public.items has inheritance children (public.items_archive): the publication sends their changes under their own names, which the logical capture does not follow, so they would be lost',
+      ],
+    ]);
+    // Named as a source itself, the child's changes are mapped like any source's.
+    const both = { ...spec, sources: [...parent.sources, { schema: 'public', table: 'items_archive', keyColumns: ['id'] }] };
+    expect(logicalCaptureChecks(ready({ identities }), both)).toEqual([]);
+
+    const partitioned = ready({ identities: [{ source: 'public.orders', name: 'public.orders_2026', kind: 'partition', identity: 'default', identityColumns: ['order_id'] }] });
+    expect(topics(partitioned)).toEqual([
+      'warning partition_truncate: empty a single partition with DELETE, or detach it before truncating or dropping it; or keep capture.method triggers, whose partition triggers report it',
+    ]);
   });
 
   it('lists problems before warnings', () => {
