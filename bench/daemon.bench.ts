@@ -119,11 +119,11 @@ export async function startDaemon(file: string): Promise<RunningDaemon> {
 /**
  * Sends single-row UPDATEs at `rate` per second (or as fast as `WRITERS`
  * connections go when `rate` is null) for `PHASE_MS`, each to a new version
- * of one user's name; a reader loop polls every outstanding user in one
+ * of one user's name (users 1 to `users`, round robin); a reader loop polls every outstanding user in one
  * `getMany` until it shows that version. Latency: from the COMMIT's
  * acknowledgement to the read that first shows it.
  */
-async function measureUpdates(pool: pg.Pool, reader: TableReader<User>, rate: number | null, phase: string): Promise<LatencyRun> {
+export async function measureUpdates(pool: pg.Pool, reader: TableReader<User>, rate: number | null, phase: string, users = USERS): Promise<LatencyRun> {
   const outstanding = new Map<number, { name: string; committedAt: number }>();
   const seen: { at: number; latency: number }[] = [];
   let writing = true;
@@ -157,7 +157,7 @@ async function measureUpdates(pool: pg.Pool, reader: TableReader<User>, rate: nu
   let nextUser = 1;
   const writeOne = async () => {
     const user = nextUser;
-    nextUser = (nextUser % USERS) + 1;
+    nextUser = (nextUser % users) + 1;
     const name = `${phase} ${sent++}`;
     // A user still outstanding is skipped: its next version would hide this one.
     if (outstanding.has(user)) return;
