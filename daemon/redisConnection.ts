@@ -134,8 +134,7 @@ function createSentinelClient(config: RedisConfig, connectionName: string, purpo
     ...(first.tls ? { sentinelTLS: options.tls ?? {} } : {}),
     ...(options.tls === undefined ? {} : { enableTLSForSentinelMode: true }),
     sentinelRetryStrategy: retryDelay,
-    // Subscribes to +switch-master on the sentinels: a failover drops the connection to the old primary at once.
-    failoverDetector: true,
+    // Not failoverDetector: ioredis 5.11 ends the connection for good when +switch-master arrives while it retries.
   });
 }
 

@@ -360,7 +360,8 @@ export class PrivateRedisSentinel {
       const port = await this.primaryPort();
       return port !== killedPort ? port : undefined;
     }, { timeoutMs: SETTLE_TIMEOUT_MS });
-    await this.waitUntilSettled(promotedPort);
+    // The other replicas follow the new primary when the sentinels get to it: not awaited.
+    await this.waitUntilSettled(promotedPort, 0);
     return { killedPort, promotedPort };
   }
 
@@ -372,9 +373,12 @@ export class PrivateRedisSentinel {
     rmSync(this.directory, { recursive: true, force: true });
   }
 
-  /** Every sentinel names `primaryPort`, sees every running replica linked and the two other sentinels; the primary answers ROLE master. */
-  private async waitUntilSettled(primaryPort: number): Promise<void> {
-    const replicas = this.dataNodes.filter((node) => node.running && node.port !== primaryPort).length;
+  /**
+   * Every sentinel names `primaryPort` and sees the two other sentinels; the
+   * primary answers ROLE master with at least `replicas` replicas linked
+   * (default: every other running data node).
+   */
+  private async waitUntilSettled(primaryPort: number, replicas = this.dataNodes.filter((node) => node.running && node.port !== primaryPort).length): Promise<void> {
     await waitFor(`the sentinels to agree on primary ${primaryPort} with ${replicas} linked replicas`, async () => {
       const [role] = (await ask(primaryPort, this.password, 'ROLE')) as [string];
       if (role !== 'master') return false;

@@ -132,5 +132,5 @@ describe('the daemon on a Redis Cluster', () => {
     const metrics = parseMetrics((await get(`${url}/metrics`)).text);
     expect(metrics.get('tablecache_reloads_total{table="users",reason="redis_failover"}')).toBeGreaterThanOrEqual(1);
     expect(daemon!.child.exitCode).toBeNull();
-  });
+  }, 120_000);
 });
