@@ -126,8 +126,9 @@ async function readRoles(client: Queryable, otherRoles: readonly string[]): Prom
   // Amazon RDS and Aurora grant replication through membership of rds_replication instead of the attribute.
   const { rows } = await client.query<{ name: string; may_replicate: boolean | null }>(
     `SELECT given.name, (SELECT r.rolreplication OR r.rolsuper
-                           OR (EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'rds_replication')
-                               AND pg_catalog.pg_has_role(r.oid, 'rds_replication', 'MEMBER'))
+                           -- CASE, not AND: pg_has_role fails on a role that does not exist, and AND does not promise an order.
+                           OR CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'rds_replication')
+                                   THEN pg_catalog.pg_has_role(r.oid, 'rds_replication', 'MEMBER') ELSE false END
                          FROM pg_catalog.pg_roles r WHERE r.rolname = given.name) AS may_replicate
      FROM unnest(array_prepend(current_user::text, $1::text[])) WITH ORDINALITY AS given(name, ord)
      ORDER BY ord`,

@@ -143,8 +143,12 @@ describe('installLogicalCapture', () => {
       const url = server.url.replace('postgres@', 'plain_owner@');
       const error = await setupError(withClient(url, (client) => installLogicalCapture(client, spec('role', [cities]))));
       expect(error.checks).toEqual([expect.objectContaining({ topic: 'replication_role', fix: expect.stringContaining('ALTER ROLE "plain_owner" REPLICATION;') })]);
+      // Amazon RDS grants replication by membership of rds_replication instead of the attribute.
+      await admin.query('CREATE ROLE rds_replication; GRANT rds_replication TO plain_owner');
+      const dryRun = await withClient(url, (client) => installLogicalCapture(client, spec('role', [cities]), { dryRun: true }));
+      expect(dryRun.slotStatements).toHaveLength(1);
     } finally {
-      await admin.query(`ALTER TABLE cities OWNER TO postgres; DROP ROLE plain_owner`);
+      await admin.query(`ALTER TABLE cities OWNER TO postgres; DROP ROLE plain_owner; DROP ROLE IF EXISTS rds_replication`);
     }
   });
 
