@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openReader, type TableReader } from '../../../lib/client/index.ts';
+import { openReader, waitForBarrier, type TableReader } from '../../../lib/client/index.ts';
+import { sendBarrier } from '../../../lib/postgres/barrier.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
 import { connectRedis, type RedisConnection } from '../../../daemon/redisConnection.ts';
@@ -76,6 +77,20 @@ describe('the daemon on a Redis Cluster', () => {
     const run = await verifyCli();
     expect(run, run.stderr).toMatchObject({ code: 0 });
     expect(run.stdout).toMatch(/users\s+300\s+300\s+0\s+0\s+0\s+equal/);
+  });
+
+  it("marks barriers in the table's slot: a reader of replicas that waited for one reads every change before it", async () => {
+    const replicaReader = await openReader<Record<string, unknown>>({ cluster: { nodes: cluster.nodeUrls }, table: 'users', keyPrefix: KEY_PREFIX, readFrom: 'replica' });
+    try {
+      for (let round = 1; round <= 10; round++) {
+        await db.pool.query(`UPDATE ${SCHEMA}.users SET name = $1 WHERE user_id = 8`, [`Round ${round}`]);
+        const id = await sendBarrier(db.pool, { channel: 'tc_cluster_test' });
+        await waitForBarrier(replicaReader, id, { timeoutMs: 20_000 });
+        expect((await replicaReader.get(8))?.['user_name']).toBe(`Round ${round}`);
+      }
+    } finally {
+      await replicaReader.close();
+    }
   });
 
   it('refuses redis.url naming a cluster node with the setting to use instead (exit 2), never a MOVED reported as a difference', async () => {
