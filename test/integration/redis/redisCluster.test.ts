@@ -170,3 +170,24 @@ describe('barriers on a cluster', () => {
     await reader.close();
   });
 });
+
+// Last: it kills a master, which the cases above must not see.
+describe('a failover under a reader', () => {
+  it('reads again, without reopening, once a replica has taken over the master of its slot', async () => {
+    const storage = await loadedTable();
+    const meta = new TableKeys(storage.name, prefix).meta;
+    const { replica } = await nodesOf(meta);
+    await storage.close();
+    await replicated(replica, meta);
+    const readers = await Promise.all(
+      (['primary', 'replica'] as const).map((readFrom) => openReader<City>({ cluster: { nodes: topology.nodeUrls }, table: storage.name, keyPrefix: prefix, readFrom })),
+    );
+    for (const reader of readers) expect(await reader.get(3)).toEqual(city(3));
+    const { promotedPort } = await topology.killMasterOf(meta);
+    expect(promotedPort).toBe(replica);
+    for (const reader of readers) {
+      await waitFor('a read after the failover', async () => (await reader.get(3))?.name === 'City 3', { timeoutMs: 30_000 });
+      await reader.close();
+    }
+  });
+});
