@@ -253,3 +253,23 @@ export async function readLogicalCaptureState(client: Queryable, spec: LogicalCa
     identities: await readIdentities(client, spec),
   };
 }
+
+/**
+ * The source tables `publication` does not publish (canonical names), or
+ * `null` when it does not exist: a daemon must not stream while a configured
+ * table's changes would never reach it (a table added to the configuration
+ * since `capture install` last ran).
+ */
+export async function unpublishedSources(client: Queryable, publication: string, sources: readonly QualifiedTableName[]): Promise<string[] | null> {
+  const { rows } = await client.query<{ exists: boolean; missing: number[] }>(
+    `SELECT EXISTS (SELECT FROM pg_catalog.pg_publication WHERE pubname = $1) AS exists,
+            ARRAY(SELECT given.ord::int FROM unnest($2::text[]) WITH ORDINALITY AS given(name, ord)
+                  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_publication_rel pr JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid
+                                    WHERE p.pubname = $1 AND pr.prrelid = to_regclass(given.name))
+                  ORDER BY given.ord) AS missing`,
+    [publication, sources.map((source) => quoteQualifiedName(source))],
+  );
+  if (!rows[0]!.exists) return null;
+  return rows[0]!.missing.map((ord) => formatQualifiedName(sources[ord - 1]!));
+}
+

@@ -8,6 +8,7 @@ import type { DaemonEvents } from '../daemonEvents.ts';
 import type { CaptureSlotStatus } from '../http/daemonMetrics.ts';
 import type { CapturePositions } from '../tableStepLoop.ts';
 import type { TableSync } from '../tableSync.ts';
+import { unpublishedSources } from '../../sql-triggers/logicalCaptureState.ts';
 import type { SourceTableSpec } from '../../sql-triggers/triggerSpec.ts';
 import { formatLsn, fullXid, parseLsn, type Lsn } from './lsn.ts';
 import { PgoutputTransactions, type CommittedTransaction, type StreamMessage } from './pgoutputTransactions.ts';
@@ -121,17 +122,21 @@ export class LogicalChangeSource implements CapturePositions {
    * missing or invalidated) and decides which tables resume from Redis: those
    * whose saved position is at or past the slot's. Returns their names.
    *
-   * @throws `TC_CONFIG_INVALID` when the publication is missing, or the slot is missing and cannot be created.
+   * @throws `TC_CONFIG_INVALID` when the publication is missing or does not publish every source table, or the slot is missing and cannot be created.
    */
   async prepare(): Promise<Set<string>> {
     const { pool, slot, publication, logger } = this.options;
-    const { rows } = await pool.query<{ xmax: string; publication: boolean }>(
-      'SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax, EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS publication',
-      [publication],
-    );
+    const { rows } = await pool.query<{ xmax: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax');
     this.observeXid(BigInt(rows[0]!.xmax));
-    if (!rows[0]!.publication) {
+    const unpublished = await unpublishedSources(pool, publication, this.options.sources);
+    if (unpublished === null) {
       throw new TablecacheError('TC_CONFIG_INVALID', `The publication "${publication}" does not exist: run \`tablecache capture install\` (capture.method is logical).`);
+    }
+    if (unpublished.length > 0) {
+      throw new TablecacheError(
+        'TC_CONFIG_INVALID',
+        `The publication "${publication}" does not publish source table(s) ${unpublished.join(', ')}, so their changes would never reach the daemon: run \`tablecache capture install\` (it adds the tables the configuration names).`,
+      );
     }
     const state = await readSlot(pool, slot);
     if (state !== null && state.plugin !== 'pgoutput') {

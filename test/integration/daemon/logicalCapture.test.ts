@@ -182,6 +182,19 @@ describe('the daemon on the logical change source', () => {
     }
   });
 
+  it('refuses to start while the publication lacks a source table, naming the command that adds it', async () => {
+    await daemon!.close();
+    daemon = undefined;
+    await pool.query(`ALTER PUBLICATION ${config.capture.publication} DROP TABLE ${SCHEMA}.cities`);
+    await expect(startDaemon()).rejects.toMatchObject({
+      code: 'TC_CONFIG_INVALID',
+      message: expect.stringContaining(`does not publish source table(s) ${SCHEMA}.cities, so their changes would never reach the daemon: run \`tablecache capture install\``),
+    });
+    await installConfigCapture(pool, config);
+    daemon = await startDaemon();
+    await barrier();
+  });
+
   it('reloads when its slot was invalidated while it was down, creating the slot anew', { timeout: 60_000 }, async () => {
     await barrier();
     await daemon!.close();
