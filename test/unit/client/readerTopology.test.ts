@@ -1,0 +1,56 @@
+import { Cluster, Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { createReaderClient } from '../../../lib/client/readerTopology.ts';
+import { openReader } from '../../../lib/client/tableReader.ts';
+
+// Which connection openReader builds from its options, and the mistakes it
+// refuses before connecting (no server needed: every client is lazy).
+
+describe('createReaderClient', () => {
+  it('builds one node for a URL, sending READONLY only when reading a replica', () => {
+    const primary = createReaderClient({ url: 'redis://127.0.0.1:1' }, 1_000);
+    const replica = createReaderClient({ url: 'redis://127.0.0.1:1', readFrom: 'replica' }, 1_000);
+    expect(primary).toBeInstanceOf(Redis);
+    expect((primary as Redis).options.readOnly).toBe(false);
+    expect((replica as Redis).options.readOnly).toBe(true);
+  });
+
+  it('builds a Cluster that reads masters for primary, and a sticky replica per slot otherwise', () => {
+    const nodes = ['redis://user:secret@127.0.0.1:7000', 'redis://127.0.0.1:7001'];
+    const primary = createReaderClient({ cluster: { nodes } }, 1_000) as Cluster;
+    const replica = createReaderClient({ cluster: { nodes }, readFrom: 'replica' }, 1_000) as Cluster;
+    expect(primary).toBeInstanceOf(Cluster);
+    expect(primary.options.scaleReads).toBe('master');
+    expect(primary.options.redisOptions).toMatchObject({ username: 'user', password: 'secret' });
+    const pick = replica.options.scaleReads as (nodes: string[], command: unknown) => string;
+    const slotNodes = ['master', 'replica-a', 'replica-b'];
+    const chosen = pick(slotNodes, {});
+    expect(['replica-a', 'replica-b']).toContain(chosen);
+    for (let i = 0; i < 20; i++) expect(pick(slotNodes, {})).toBe(chosen);
+    expect(pick(['master'], {})).toBe('master');
+  });
+
+  it('builds a Sentinel client for the primary, or a replica', () => {
+    const sentinel = { sentinels: ['redis://127.0.0.1:26379'], name: 'cache' };
+    expect((createReaderClient({ sentinel }, 1_000) as Redis).options).toMatchObject({ role: 'master', name: 'cache' });
+    expect((createReaderClient({ sentinel, readFrom: 'preferReplica' }, 1_000) as Redis).options.role).toBe('slave');
+  });
+
+  it('refuses none or several of url, cluster and sentinel, an unknown readFrom, and a URL that is not redis://', () => {
+    expect(() => createReaderClient({}, 1_000)).toThrow(/exactly one of/);
+    expect(() => createReaderClient({ url: 'redis://a:1', cluster: { nodes: ['redis://b:2'] } }, 1_000)).toThrow(/exactly one of/);
+    expect(() => createReaderClient({ url: 'redis://a:1', readFrom: 'slave' as 'replica' }, 1_000)).toThrow(/readFrom must be/);
+    expect(() => createReaderClient({ cluster: { nodes: ['http://a:1'] } }, 1_000)).toThrow(/redis:\/\//);
+    expect(() => createReaderClient({ cluster: { nodes: [] } }, 1_000)).toThrow(/at least one node/);
+    expect(() => createReaderClient({ sentinel: { sentinels: ['redis://a:1'], name: '' } }, 1_000)).toThrow(/sentinel.name/);
+  });
+});
+
+describe('openReader with a connection of yours', () => {
+  it('refuses readFrom (it belongs on that connection: scaleReads) and a url beside it', async () => {
+    const redis = new Redis({ lazyConnect: true });
+    await expect(openReader({ redis, table: 't', readFrom: 'replica' })).rejects.toMatchObject({ code: 'TC_INVALID_ARGUMENT' });
+    await expect(openReader({ redis, table: 't', url: 'redis://a:1' })).rejects.toThrow(/exactly one of/);
+    redis.disconnect();
+  });
+});
