@@ -24,6 +24,9 @@ import { QueryArgsDbRecordsSpec } from '../lib/core/dbAccess.ts';
 import { parseConfig } from '../daemon/config/loadConfig.ts';
 import { triggerSpecFromConfig } from '../daemon/config/triggerSpecFromConfig.ts';
 import { installTriggers } from '../sql-triggers/installTriggers.ts';
+import { installLogicalCapture } from '../sql-triggers/logicalCapture.ts';
+import { logicalCaptureSpecFromConfig } from '../daemon/config/logicalCaptureSpecFromConfig.ts';
+import { PrivatePostgres } from '../test/support/privateServers.ts';
 import type { BenchContext } from './benchContext.ts';
 import { elapsedMs, percentiles } from './benchTable.ts';
 import { deleteKeys } from './redisLoad.bench.ts';
@@ -49,13 +52,20 @@ interface LatencyRun {
 }
 
 /** Writes the bench's daemon configuration (the `users` join) to a temporary file. Also used by the near-cache rows of clientRead. */
-export function writeConfig(url: string, redisUrl: string, keyPrefix: string, batchWindowMs: number): { file: string; remove(): void; raw: object } {
+export function writeConfig(
+  url: string,
+  redisUrl: string,
+  keyPrefix: string,
+  batchWindowMs: number,
+  capture: { method: 'triggers' | 'logical'; maxKeysPerStatement?: number } = { method: 'triggers' },
+): { file: string; remove(): void; raw: object } {
   const directory = mkdtempSync(path.join(tmpdir(), 'tc-bench-daemon-'));
   const file = path.join(directory, 'tablecache.json');
   const raw = {
     postgres: { url },
     redis: { url: redisUrl, keyPrefix },
-    triggers: { channel: CHANNEL },
+    triggers: { channel: CHANNEL, ...(capture.maxKeysPerStatement === undefined ? {} : { maxKeysPerStatement: capture.maxKeysPerStatement }) },
+    capture: { method: capture.method },
     daemon: { batchWindowMs, logLevel: 'warn' },
     tables: {
       users: {
@@ -300,6 +310,7 @@ export async function run(context: BenchContext): Promise<void> {
         await daemon.stop();
       }
     }
+    const logical = await measureLogicalDaemon(context, rows);
     context.printTable(
       `Commit-to-visible latency (ms) of single-row UPDATEs through the reader client, ${USERS.toLocaleString('en-US')} cached users, daemon in a child process`,
       ['daemon', 'target/s', 'achieved/s', 'p50', 'p95', 'p99', 'baseline: NOTIFY round trip p50', 'p50 ratio', 'lag bounded', 'steps', 'tick wait p50', 'tick wait p99'],
@@ -312,6 +323,8 @@ export async function run(context: BenchContext): Promise<void> {
         ['ratio', bulk.reloadMs / bulk.readMs, null],
         [`tablecache daemon, maxKeysPerStatement ${USERS.toLocaleString('en-US')} (every key notified, refreshed by key in = ANY batches)`, bulk.byKeyMs, (USERS * 1000) / bulk.byKeyMs],
         ['ratio', bulk.byKeyMs / bulk.readMs, null],
+        ['tablecache daemon, logical capture (more keys than maxKeysPerStatement in one transaction: table reloaded)', logical.reloadMs, (USERS * 1000) / logical.reloadMs],
+        [`tablecache daemon, logical capture, maxKeysPerStatement ${USERS.toLocaleString('en-US')} (refreshed by key)`, logical.byKeyMs, (USERS * 1000) / logical.byKeyMs],
       ]);
     }
     await reader.close();
@@ -320,6 +333,67 @@ export async function run(context: BenchContext): Promise<void> {
     await deleteKeys(redis, `*${keyPrefix}*`);
     redis.disconnect();
     await pool.end();
+  }
+}
+
+/**
+ * The logical capture's rows (issue #16): the same phases at 100 and 1,000
+ * updates/s and unpaced, and the 100,000-row UPDATE, on a private cluster
+ * with `wal_level = logical` (fsync and synchronous_commit on, like the
+ * logicalDecoding bench's), the daemon streaming its pgoutput slot.
+ */
+async function measureLogicalDaemon(context: BenchContext, rows: (string | number | null)[][]): Promise<{ reloadMs: number; byKeyMs: number }> {
+  context.note('logical capture: starting a private cluster with wal_level = logical');
+  const server = await PrivatePostgres.start({ fsync: 'on', synchronous_commit: 'on', shared_buffers: '128MB', max_wal_size: '1GB', wal_level: 'logical', max_replication_slots: 4, max_wal_senders: 4 });
+  const keyPrefix = `tcbench:daemonlogical:${randomBytes(4).toString('hex')}:`;
+  const redis = new Redis(context.redisUrl);
+  const pool = new pg.Pool({ connectionString: server.url, max: WRITERS + 2 });
+  pool.on('error', () => {});
+  const configs = [undefined, USERS].map((maxKeysPerStatement) =>
+    writeConfig(server.url, context.redisUrl, keyPrefix, 0, { method: 'logical', ...(maxKeysPerStatement === undefined ? {} : { maxKeysPerStatement }) }),
+  );
+  try {
+    context.note(`  seeding ${USERS} users`);
+    await seedJoinedUsers(server.url, { users: USERS, cities: CITIES });
+    const client = await pool.connect();
+    try {
+      await installLogicalCapture(client, logicalCaptureSpecFromConfig(parseConfig(configs[0]!.raw, { file: 'bench' })));
+    } finally {
+      client.release();
+    }
+    const reader = await openReader<User>({ redis, table: 'users', keyPrefix, timeoutMs: 10_000 });
+    const ceiling = await measureWriteCeiling(pool);
+    rows.push(['baseline: no daemon (wal_level = logical, slot idle)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null]);
+    let daemon = await startDaemon(configs[0]!.file);
+    let reloadMs: number;
+    try {
+      for (const rate of [100, 1_000, null]) {
+        context.note(`  logical: ${rate ?? 'unpaced'} updates/s for ${PHASE_MS} ms`);
+        await daemon.stepStats();
+        const result = await measureUpdates(pool, reader, rate, `logical r${rate ?? 'max'}`);
+        const bounded = result.lastSecondP99 <= Math.max(50, 3 * result.firstSecondP99) ? 'yes' : `no (p99 ${Math.round(result.firstSecondP99)} → ${Math.round(result.lastSecondP99)} ms)`;
+        rows.push(latencyRow('logical capture, window 0 ms', rate, result.achievedRate, result.latencies, null, bounded, await daemon.stepStats()));
+      }
+      context.note('  logical: a 100,000-row UPDATE (more keys than maxKeysPerStatement: reloaded)');
+      reloadMs = await measureBulkUpdate(pool, redis, keyPrefix, reader, 'logical reloaded', 'logical');
+    } finally {
+      await daemon.stop();
+    }
+    daemon = await startDaemon(configs[1]!.file);
+    try {
+      context.note('  logical: a 100,000-row UPDATE refreshed by key');
+      const byKeyMs = await measureBulkUpdate(pool, redis, keyPrefix, reader, 'logical by key', 'logical');
+      await reader.close();
+      return { reloadMs, byKeyMs };
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    for (const config of configs) config.remove();
+    await deleteKeys(redis, `*${keyPrefix}*`);
+    redis.disconnect();
+    await pool.end();
+    await server.stop();
   }
 }
 
@@ -351,11 +425,11 @@ async function measureFullRead(url: string): Promise<number> {
 }
 
 /** Updates every user's name; resolves to the ms from the UPDATE to the daemon reaching a barrier sent after it. */
-async function measureBulkUpdate(pool: pg.Pool, redis: Redis, keyPrefix: string, reader: TableReader<User>, label: string): Promise<number> {
+async function measureBulkUpdate(pool: pg.Pool, redis: Redis, keyPrefix: string, reader: TableReader<User>, label: string, method: 'triggers' | 'logical' = 'triggers'): Promise<number> {
   const suffix = ` ${label}`;
   const started = performance.now();
   await pool.query('UPDATE users SET name = name || $1', [suffix]);
-  const id = await sendBarrier(pool, { channel: CHANNEL });
+  const id = await sendBarrier(pool, { channel: CHANNEL, method });
   await waitForBarrier(redis, id, { keyPrefix, timeoutMs: 60_000 });
   const ms = elapsedMs(started);
   for (const user of [1, USERS / 2, USERS]) {

@@ -15,10 +15,13 @@ const config = await loadConfig(process.argv[2]!);
 const logger = pino({ level: config.daemon.logLevel });
 const daemon = await TablecacheDaemon.start(config, { logger });
 const loaded = new Set<string>();
+const ready = () => process.stdout.write(`${JSON.stringify({ msg: 'daemon ready' })}\n`);
 daemon.on('loaded', ({ table }) => {
   loaded.add(table);
-  if (loaded.size === daemon.tableNames.length) process.stdout.write(`${JSON.stringify({ msg: 'daemon ready' })}\n`);
+  if (loaded.size === daemon.tableNames.length) ready();
 });
+// Logical capture resumes tables from Redis without loading them: ready at once.
+if (Object.values(daemon.readiness().tables).every((table) => table.loaded)) ready();
 let tickMs: number[] = [];
 daemon.on('batchApplied', (event) => tickMs.push(event.tickMs));
 createInterface({ input: process.stdin }).on('line', (line) => {
