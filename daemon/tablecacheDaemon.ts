@@ -402,7 +402,13 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         reasons.push(this.phase);
         break;
       case 'running': {
-        if (this.down.has('postgres')) reasons.push('the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)');
+        if (this.down.has('postgres')) {
+          reasons.push(
+            this.source instanceof LogicalChangeSource
+              ? 'the replication stream from Postgres is down; reconnecting (it resumes from the slot, nothing is reloaded)'
+              : 'the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)',
+          );
+        }
         if (this.down.has('redis')) reasons.push(this.down.get('redis') ?? `the connection to ${this.storage.description} is down; reconnecting`);
         for (const problem of this.captureCheck?.problems() ?? []) reasons.push(problem.message);
         this.sampleLag();

@@ -8,6 +8,7 @@ import { openReader } from '../../lib/client/index.ts';
 import { sendBarrier } from '../../lib/postgres/barrier.ts';
 import { verifyCache, type TableVerification } from '../../daemon/verifyCache.ts';
 import { createUsers, installConfigTriggers, writeSeedConfig } from '../integration/daemon/daemonHarness.ts';
+import { installConfigCapture, startLogicalPostgres } from '../support/logicalPostgres.ts';
 import { PrivatePostgres, PrivateRedis } from '../support/privateServers.ts';
 import { waitFor } from '../support/waitFor.ts';
 import { ChaosWriters, StaleReadProbe, createProbeUsers, resilientPool, timeUntilWriteVisible, type ProbeCounts, type ProbeTarget, type WriterCounts } from './chaosWorkload.ts';
@@ -37,6 +38,8 @@ export interface ChaosOptions {
    * the run fail.
    */
   readonly afterSetup?: (pool: pg.Pool) => Promise<void>;
+  /** The daemons' change source (default `triggers`); `logical` runs Postgres with `wal_level = logical` and streams a slot. */
+  readonly capture?: 'triggers' | 'logical';
   /** Progress lines (default: none). */
   readonly log?: (line: string) => void;
   /** Aborting stops the run early; it still cleans up (and rejects). */
@@ -131,7 +134,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   }
 
   async function run(): Promise<ChaosReport> {
-    const postgres = await startServer(() => PrivatePostgres.start());
+    const capture = options.capture ?? 'triggers';
+    const postgres = await startServer(() => (capture === 'logical' ? startLogicalPostgres() : PrivatePostgres.start()));
     const redisServer = await startServer(() => PrivateRedis.start());
     log(`private Postgres at ${postgres.url}, Redis at ${redisServer.url}`);
 
@@ -147,9 +151,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       channel: CHANNEL,
       daemon: { logLevel: 'warn' },
       tables: { accounts: accountsTableConfig(TRANSFER_TABLE) },
+      capture: { method: capture },
     });
     cleanups.push(() => seedConfig.remove());
-    await installConfigTriggers(pool, seedConfig.config);
+    if (capture === 'logical') await installConfigCapture(pool, seedConfig.config);
+    else await installConfigTriggers(pool, seedConfig.config);
     await options.afterSetup?.(pool);
 
     // Fail fast while Redis is down or paused, so that a probe or a lease look-up never hangs on a fault.
@@ -164,7 +170,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const reader = await waitFor('a reader on the private Redis', () => openReader({ url: redisServer.url, table: 'users', keyPrefix: KEY_PREFIX, timeoutMs: 1_000, nearCache: { maxRecords: 1_000 } }), { timeoutMs: 30_000 });
     cleanups.push(() => reader.close());
     await waitFor('the daemon to load the table', async () => (await reader.info()).loaded, { timeoutMs: 60_000, intervalMs: 50 });
-    const target: ProbeTarget = { pool, redis, reader, channel: CHANNEL, keyPrefix: KEY_PREFIX };
+    const target: ProbeTarget = { pool, redis, reader, channel: CHANNEL, keyPrefix: KEY_PREFIX, method: capture };
     log('daemons up, table loaded; starting the workload');
 
     const readers = Array.from({ length: workload.readers }, (_, index) =>
@@ -228,7 +234,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await waitFor(
       'a barrier after the last write (quiescence)',
       async () => {
-        const id = await sendBarrier(pool, { channel: CHANNEL });
+        const id = await sendBarrier(pool, { channel: CHANNEL, method: options.capture ?? 'triggers' });
         await waitForBarrier(redis, id, { keyPrefix: KEY_PREFIX, timeoutMs: 5_000 });
         return true;
       },

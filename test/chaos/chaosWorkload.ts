@@ -174,6 +174,8 @@ export interface ProbeTarget {
   readonly reader: TableReader<Record<string, unknown>>;
   readonly channel: string;
   readonly keyPrefix: string;
+  /** How barriers are sent: the daemons' `capture.method`. */
+  readonly method: 'triggers' | 'logical';
 }
 
 /** What the stale-read probe saw. */
@@ -230,11 +232,11 @@ export class StaleReadProbe {
   }
 
   private async round(): Promise<void> {
-    const { pool, redis, reader, channel, keyPrefix } = this.target;
+    const { pool, redis, reader, channel, keyPrefix, method } = this.target;
     const stamp = this.nextStamp++;
     await pool.query(`UPDATE ${SCHEMA}.users SET nickname = $1 WHERE user_id = $2`, [`stamp:${stamp}`, PROBE_USER_ID]);
     this.committedStamp = stamp;
-    const id = await sendBarrier(pool, { channel });
+    const id = await sendBarrier(pool, { channel, method });
     await waitForBarrier(redis, id, { keyPrefix, timeoutMs: this.barrierTimeoutMs });
     const seen = stampOf(await reader.get(PROBE_USER_ID));
     this.counts.checked++;

@@ -89,7 +89,7 @@ export interface FaultTargets {
 export async function injectFault(kind: FaultKind, targets: FaultTargets): Promise<void> {
   switch (kind) {
     case 'listenerTerminated':
-      await withForeignClient(targets.postgres.url, (client) => client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tablecache-listener'`));
+      await withForeignClient(targets.postgres.url, (client) => client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name IN ('tablecache-listener', 'tablecache-logical')`));
       return;
     case 'postgresRestart':
       // Immediate: like a crash (every connection cut, WAL recovery at start).

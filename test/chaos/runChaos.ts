@@ -1,5 +1,5 @@
 /**
- * `npm run chaos -- [--seed N] [--duration SECONDS] [--rate TPS] [--faults kind,kind] [--json]`:
+ * `npm run chaos -- [--seed N] [--duration SECONDS] [--rate TPS] [--faults kind,kind] [--capture triggers|logical] [--json]`:
  * the reliability suite (docs in the README, "Reliability: the chaos suite").
  * Prints the report as markdown tables; exit 0 only when nothing diverged,
  * no read was stale, every fault recovered and no daemon crashed.
@@ -14,6 +14,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '600' },
     rate: { type: 'string', default: '300' },
     faults: { type: 'string' },
+    capture: { type: 'string', default: 'triggers' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -24,6 +25,11 @@ if (unknown.length > 0) {
   process.stderr.write(`Unknown fault kind(s) ${unknown.join(', ')}; the kinds are ${FAULT_KINDS.join(', ')}.\n`);
   process.exit(2);
 }
+if (values.capture !== 'triggers' && values.capture !== 'logical') {
+  process.stderr.write(`--capture must be triggers or logical, got ${values.capture}.\n`);
+  process.exit(2);
+}
+const capture: 'triggers' | 'logical' = values.capture;
 const seed = Number(values.seed);
 const durationSeconds = Number(values.duration);
 const rate = Number(values.rate);
@@ -53,6 +59,7 @@ try {
     durationMs: durationSeconds * 1000,
     transactionsPerSecond: rate,
     faults: faults as FaultKind[],
+    capture,
     signal: controller.signal,
     log: (line) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${line}\n`),
   });
