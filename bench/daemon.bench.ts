@@ -85,13 +85,15 @@ export function writeConfig(
 
 /** A daemon child process: `stepStats` gives the tick waits of the steps since the last call; `stop` ends it. */
 export interface RunningDaemon {
+  /** The child's process id (for its CPU time in /proc). */
+  readonly pid: number;
   stepStats(): Promise<number[]>;
   stop(): Promise<void>;
 }
 
-/** Starts the daemon as a child process; resolves once it has loaded the table. */
-export async function startDaemon(file: string): Promise<RunningDaemon> {
-  const child = spawn(process.execPath, ['--import', 'tsx', DAEMON_MAIN, file], { stdio: ['pipe', 'pipe', 'inherit'] });
+/** Starts the daemon as a child process (`nodeArgs` before the script, e.g. `--cpu-prof`); resolves once it has loaded the table. */
+export async function startDaemon(file: string, nodeArgs: readonly string[] = []): Promise<RunningDaemon> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', DAEMON_MAIN, file], { stdio: ['pipe', 'pipe', 'inherit'] });
   let output = '';
   let statsWaiter: ((tickMs: number[]) => void) | null = null;
   let pending = '';
@@ -113,6 +115,7 @@ export async function startDaemon(file: string): Promise<RunningDaemon> {
     child.once('exit', (code) => reject(new Error(`the daemon exited with ${code} before loading: ${output.slice(-2000)}`)));
   });
   return {
+    pid: child.pid!,
     stepStats: () =>
       new Promise((resolve) => {
         statsWaiter = resolve;
