@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chaosPassed, formatChaosReport, runChaos } from './chaosRun.ts';
 import { SCHEMA } from '../integration/daemon/daemonHarness.ts';
-import { FAULT_KINDS } from './faultInjectors.ts';
+import { faultKindsFor } from './faultInjectors.ts';
 
 /**
  * The short version of `npm run chaos`: the same workload, faults and
@@ -18,7 +18,7 @@ describe('the chaos suite, short', () => {
     expect(report.divergent).toBe(0);
     expect(report.probe).toMatchObject({ stale: 0, firstStale: null });
     expect(report.probe.checked).toBeGreaterThan(0);
-    for (const kind of FAULT_KINDS) {
+    for (const kind of faultKindsFor('single')) {
       const outcome = report.faults[kind];
       expect(outcome.injected, kind).toBeGreaterThanOrEqual(1);
       expect(outcome.recovered, `${kind} recovered every time`).toBe(outcome.injected);

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type pg from 'pg';
 import { waitForBarrier } from '../../lib/client/barrier.ts';
 import { openReader } from '../../lib/client/index.ts';
@@ -9,10 +9,12 @@ import { sendBarrier } from '../../lib/postgres/barrier.ts';
 import { verifyCache, type TableVerification } from '../../daemon/verifyCache.ts';
 import { createUsers, installConfigTriggers, writeSeedConfig } from '../integration/daemon/daemonHarness.ts';
 import { installConfigCapture, startLogicalPostgres } from '../support/logicalPostgres.ts';
+import { PrivateRedisCluster } from '../support/privateRedisTopology.ts';
 import { PrivatePostgres, PrivateRedis } from '../support/privateServers.ts';
 import { waitFor } from '../support/waitFor.ts';
 import { ChaosWriters, StaleReadProbe, createProbeUsers, resilientPool, timeUntilWriteVisible, type ProbeCounts, type ProbeTarget, type WriterCounts } from './chaosWorkload.ts';
-import { ChaosDaemons, FAULT_KINDS, injectFault, type FaultKind } from './faultInjectors.ts';
+import { ChaosDaemons, FAULT_KINDS, faultKindsFor, injectFault, type ChaosRedis, type FaultKind } from './faultInjectors.ts';
+import { TableKeys } from '../../lib/redis/keyLayout.ts';
 import { accountsTableConfig, createAccounts, runTransferWriter, type TransferCounts, type TransferTable } from '../integration/daemon/transferWorkload.ts';
 import { SeededRandom } from './seededRandom.ts';
 
@@ -21,7 +23,10 @@ export interface ChaosOptions {
   readonly seed: number;
   /** How long faults are injected; the run goes on until every kind in `faults` was injected at least once. */
   readonly durationMs: number;
+  /** The fault kinds (default: every kind that applies to `redis`, {@link faultKindsFor}). */
   readonly faults?: readonly FaultKind[];
+  /** One private redis-server (default), or a private Redis Cluster of 3 masters with a replica each (for `redisFailover`). */
+  readonly redis?: ChaosRedis;
   /** The random pause before each fault (default 2–6 s). */
   readonly faultGapMs?: readonly [number, number];
   /** How long the cache may take to serve a fresh write after a fault before the fault counts as not recovered (default 60 s). */
@@ -103,7 +108,7 @@ const READER_MAIN = fileURLToPath(new URL('./processes/chaosReader.ts', import.m
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const log = options.log ?? (() => {});
   const random = new SeededRandom(options.seed);
-  const kinds = options.faults ?? FAULT_KINDS;
+  const kinds = options.faults ?? faultKindsFor(options.redis ?? 'single');
   const [users, cities] = [options.users ?? 2_000, options.cities ?? 50];
   const workload = { writers: options.writers ?? 3, transactionsPerSecond: options.transactionsPerSecond ?? 300, readers: options.readers ?? 3, users };
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -136,8 +141,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   async function run(): Promise<ChaosReport> {
     const capture = options.capture ?? 'triggers';
     const postgres = await startServer(() => (capture === 'logical' ? startLogicalPostgres() : PrivatePostgres.start()));
-    const redisServer = await startServer(() => PrivateRedis.start());
-    log(`private Postgres at ${postgres.url}, Redis at ${redisServer.url}`);
+    const redisServer = await startServer<PrivateRedis | PrivateRedisCluster>(() => (options.redis === 'cluster' ? PrivateRedisCluster.start({ masters: 3, replicasPerMaster: 1 }) : PrivateRedis.start()));
+    const nodes = redisServer instanceof PrivateRedisCluster ? redisServer.nodeUrls : null;
+    const redisUrl = redisServer instanceof PrivateRedis ? redisServer.url : '';
+    log(`private Postgres at ${postgres.url}, Redis ${nodes === null ? `at ${redisUrl}` : `Cluster at ${nodes.join(', ')}`}`);
 
     const pool = resilientPool(postgres.url, 8);
     cleanups.push(() => pool.end());
@@ -146,9 +153,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await createAccounts(pool, TRANSFER_TABLE);
     const seedConfig = writeSeedConfig({
       postgresUrl: postgres.url,
-      redisUrl: redisServer.url,
+      redisUrl,
       keyPrefix: KEY_PREFIX,
       channel: CHANNEL,
+      ...(nodes === null ? {} : { redis: { url: undefined, cluster: { nodes } } }),
       daemon: { logLevel: 'warn' },
       tables: { accounts: accountsTableConfig(TRANSFER_TABLE) },
       capture: { method: capture },
@@ -159,7 +167,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await options.afterSetup?.(pool);
 
     // Fail fast while Redis is down or paused, so that a probe or a lease look-up never hangs on a fault.
-    const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1, commandTimeout: 1_000, enableOfflineQueue: false, retryStrategy: () => 50 });
+    const redis =
+      nodes === null
+        ? new Redis(redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 1_000, enableOfflineQueue: false, retryStrategy: () => 50 })
+        : new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 1_000 }, clusterRetryStrategy: () => 50 });
     redis.on('error', () => {});
     cleanups.push(() => redis.disconnect());
     const daemons = new ChaosDaemons(seedConfig.file, redis, `{${KEY_PREFIX}users}:lease`);
@@ -167,7 +178,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     daemons.startMissing();
 
     // The probe reads through a near-cache: a stale read then also means a barrier that did not reach it.
-    const reader = await waitFor('a reader on the private Redis', () => openReader({ url: redisServer.url, table: 'users', keyPrefix: KEY_PREFIX, timeoutMs: 1_000, nearCache: { maxRecords: 1_000 } }), { timeoutMs: 30_000 });
+    // (A near-cache needs one node: on a cluster the probe reads plainly.)
+    const connection = nodes === null ? { url: redisUrl, nearCache: { maxRecords: 1_000 } } : { cluster: { nodes } };
+    const reader = await waitFor('a reader on the private Redis', () => openReader({ ...connection, table: 'users', keyPrefix: KEY_PREFIX, timeoutMs: 1_000 }), { timeoutMs: 30_000 });
     cleanups.push(() => reader.close());
     await waitFor('the daemon to load the table', async () => (await reader.info()).loaded, { timeoutMs: 60_000, intervalMs: 50 });
     const target: ProbeTarget = { pool, redis, reader, channel: CHANNEL, keyPrefix: KEY_PREFIX, method: capture };
@@ -180,14 +193,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           '--import',
           'tsx',
           READER_MAIN,
-          redisServer.url,
+          nodes === null ? redisUrl : `cluster:${nodes.join(',')}`,
           KEY_PREFIX,
           String(users),
           String(random.derive(`reader ${index}`).int(1, 2 ** 31)),
           String(TRANSFER_TABLE.accounts),
           String(TRANSFER_TABLE.balance),
-          // The first reader reads through a near-cache.
-          index === 0 ? 'near' : 'plain',
+          // The first reader reads through a near-cache (one node only).
+          index === 0 && nodes === null ? 'near' : 'plain',
         ],
         { stdio: ['pipe', 'pipe', 'inherit'] },
       ),
@@ -204,7 +217,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     );
     cleanups.push(() => writers.stop(), () => probe.stop(), () => stopTransfers.abort());
 
-    const faults = await injectFaults(kinds, options, random.derive('faults'), { postgres, redis: redisServer, daemons, target, log });
+    const tableKeys = ['users', 'accounts'].map((table) => new TableKeys(table, KEY_PREFIX).meta);
+    const faults = await injectFaults(kinds, options, random.derive('faults'), { postgres, redis: redisServer, tableKeys, daemons, target, log });
 
     log('quiescence: stopping the writers, waiting for a barrier');
     const writes = await writers.stop();
@@ -230,7 +244,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     };
   }
 
-  async function quiesce(pool: pg.Pool, redis: Redis): Promise<void> {
+  async function quiesce(pool: pg.Pool, redis: Redis | Cluster): Promise<void> {
     await waitFor(
       'a barrier after the last write (quiescence)',
       async () => {
@@ -245,7 +259,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
 interface FaultScene {
   readonly postgres: PrivatePostgres;
-  readonly redis: PrivateRedis;
+  readonly redis: PrivateRedis | PrivateRedisCluster;
+  readonly tableKeys: readonly string[];
   readonly daemons: ChaosDaemons;
   readonly target: ProbeTarget;
   readonly log: (line: string) => void;
@@ -267,7 +282,7 @@ async function injectFaults(kinds: readonly FaultKind[], options: ChaosOptions, 
     if (round.length === 0) round = random.shuffle(kinds);
     const kind = round.shift()!;
     await new Promise((resolve) => setTimeout(resolve, random.int(minGap, maxGap)));
-    await injectFault(kind, { postgres: scene.postgres, redis: scene.redis, daemons: scene.daemons, channel: CHANNEL, random });
+    await injectFault(kind, { postgres: scene.postgres, redis: scene.redis, tableKeys: scene.tableKeys, daemons: scene.daemons, channel: CHANNEL, random });
     const ended = performance.now();
     outcomes[kind].injected++;
     const recoveryMs = await timeUntilWriteVisible(scene.target, ended, stamp++, options.recoveryTimeoutMs ?? 60_000);

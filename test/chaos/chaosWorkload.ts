@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { waitForBarrier } from '../../lib/client/barrier.ts';
 import type { TableReader } from '../../lib/client/index.ts';
 import { TablecacheError } from '../../lib/core/errors.ts';
@@ -170,7 +170,7 @@ export function stampOf(record: Record<string, unknown> | undefined): number {
 export interface ProbeTarget {
   readonly pool: pg.Pool;
   /** For waitForBarrier: a connection that fails fast while Redis is down or paused. */
-  readonly redis: Redis;
+  readonly redis: Redis | Cluster;
   readonly reader: TableReader<Record<string, unknown>>;
   readonly channel: string;
   readonly keyPrefix: string;

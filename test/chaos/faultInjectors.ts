@@ -1,14 +1,24 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import { DaemonProcess } from '../integration/daemon/daemonHarness.ts';
+import type { PrivateRedisCluster } from '../support/privateRedisTopology.ts';
 import type { PrivatePostgres, PrivateRedis } from '../support/privateServers.ts';
 import { waitFor } from '../support/waitFor.ts';
 import type { SeededRandom } from './seededRandom.ts';
 
 /** Every fault the chaos suite injects. */
-export const FAULT_KINDS = ['listenerTerminated', 'postgresRestart', 'redisRestart', 'redisPaused', 'daemonKilled', 'standbyTakeover', 'foreignNotify'] as const;
+export const FAULT_KINDS = ['listenerTerminated', 'postgresRestart', 'redisRestart', 'redisPaused', 'daemonKilled', 'standbyTakeover', 'foreignNotify', 'redisFailover'] as const;
 /** One of {@link FAULT_KINDS}. */
 export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** What the run's Redis is: one private redis-server, or a private Redis Cluster of 3 masters with a replica each. */
+export type ChaosRedis = 'single' | 'cluster';
+
+/** The fault kinds that apply to `redis`: restarting or pausing the one server, or failing over a cluster master. */
+export function faultKindsFor(redis: ChaosRedis): FaultKind[] {
+  const only: FaultKind[] = redis === 'cluster' ? ['redisRestart', 'redisPaused'] : ['redisFailover'];
+  return FAULT_KINDS.filter((kind) => !only.includes(kind));
+}
 
 /**
  * The daemons of a chaos run: one writer and one standby for the same
@@ -24,7 +34,7 @@ export class ChaosDaemons {
 
   constructor(
     private readonly configFile: string,
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     private readonly leaseKey: string,
   ) {}
 
@@ -74,7 +84,10 @@ export class ChaosDaemons {
 /** What a fault needs to reach. */
 export interface FaultTargets {
   readonly postgres: PrivatePostgres;
-  readonly redis: PrivateRedis;
+  /** The one redis-server (`redisRestart`, `redisPaused`), or the cluster (`redisFailover`). */
+  readonly redis: PrivateRedis | PrivateRedisCluster;
+  /** A key of each cached table: `redisFailover` kills the master of one of their slots. */
+  readonly tableKeys: readonly string[];
   readonly daemons: ChaosDaemons;
   /** The daemon's NOTIFY channel, for the foreign client's payloads. */
   readonly channel: string;
@@ -96,11 +109,11 @@ export async function injectFault(kind: FaultKind, targets: FaultTargets): Promi
       await targets.postgres.restart('immediate');
       return;
     case 'redisRestart':
-      await targets.redis.restart();
+      await singleRedis(targets).restart();
       return;
     case 'redisPaused': {
       const ms = targets.random.int(2_000, 4_000);
-      await targets.redis.pause(ms);
+      await singleRedis(targets).pause(ms);
       await new Promise((resolve) => setTimeout(resolve, ms));
       return;
     }
@@ -111,12 +124,25 @@ export async function injectFault(kind: FaultKind, targets: FaultTargets): Promi
     case 'standbyTakeover':
       await targets.daemons.killWriter();
       return;
+    case 'redisFailover': {
+      // SIGKILL the master of a table's slot; once its replica took over, the old master rejoins as a replica (empty),
+      // so the next failover has a replica to promote.
+      const cluster = targets.redis as PrivateRedisCluster;
+      const { killedPort } = await cluster.killMasterOf(targets.tableKeys[targets.random.int(0, targets.tableKeys.length - 1)]!);
+      await cluster.restart(killedPort);
+      return;
+    }
     case 'foreignNotify':
       await withForeignClient(targets.postgres.url, async (client) => {
         for (const payload of foreignPayloads(targets.random)) await client.query('SELECT pg_notify($1, $2)', [targets.channel, payload]);
       });
       return;
   }
+}
+
+function singleRedis(targets: FaultTargets): PrivateRedis {
+  if (!('pause' in targets.redis)) throw new Error('redisRestart and redisPaused need a single Redis: run the chaos suite without --redis cluster.');
+  return targets.redis;
 }
 
 /** Just under Postgres's NOTIFY limit of 8000 bytes. */

@@ -1,12 +1,12 @@
 /**
- * `npm run chaos -- [--seed N] [--duration SECONDS] [--rate TPS] [--faults kind,kind] [--capture triggers|logical] [--json]`:
+ * `npm run chaos -- [--seed N] [--duration SECONDS] [--rate TPS] [--faults kind,kind] [--capture triggers|logical] [--redis single|cluster] [--json]`:
  * the reliability suite (docs in the README, "Reliability: the chaos suite").
  * Prints the report as markdown tables; exit 0 only when nothing diverged,
  * no read was stale, every fault recovered and no daemon crashed.
  */
 import { parseArgs } from 'node:util';
 import { chaosPassed, formatChaosReport, runChaos } from './chaosRun.ts';
-import { FAULT_KINDS, type FaultKind } from './faultInjectors.ts';
+import { FAULT_KINDS, faultKindsFor, type FaultKind } from './faultInjectors.ts';
 
 const { values } = parseArgs({
   options: {
@@ -15,11 +15,17 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '300' },
     faults: { type: 'string' },
     capture: { type: 'string', default: 'triggers' },
+    redis: { type: 'string', default: 'single' },
     json: { type: 'boolean', default: false },
   },
 });
 
-const faults = values.faults?.split(',').map((kind) => kind.trim()) ?? [...FAULT_KINDS];
+if (values.redis !== 'single' && values.redis !== 'cluster') {
+  process.stderr.write(`--redis must be single or cluster, got ${values.redis}.\n`);
+  process.exit(2);
+}
+const redis = values.redis;
+const faults = values.faults?.split(',').map((kind) => kind.trim()) ?? faultKindsFor(redis);
 const unknown = faults.filter((kind) => !(FAULT_KINDS as readonly string[]).includes(kind));
 if (unknown.length > 0) {
   process.stderr.write(`Unknown fault kind(s) ${unknown.join(', ')}; the kinds are ${FAULT_KINDS.join(', ')}.\n`);
@@ -60,6 +66,7 @@ try {
     transactionsPerSecond: rate,
     faults: faults as FaultKind[],
     capture,
+    redis,
     signal: controller.signal,
     log: (line) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${line}\n`),
   });

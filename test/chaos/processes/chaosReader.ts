@@ -13,7 +13,7 @@
  * a hot tenth of the users so that many reads are answered from it; the
  * summary then also counts near-cache hits.
  *
- * `node --import tsx chaosReader.ts <redis url> <key prefix> <max user id> <seed> <accounts> <account balance> [near]`
+ * `node --import tsx chaosReader.ts <redis url | cluster:<node url>,…> <key prefix> <max user id> <seed> <accounts> <account balance> [near]`
  */
 import { openReader, type TableReader } from '../../../lib/client/index.ts';
 import { checkTransferRead, type TransferTable } from '../../integration/daemon/transferWorkload.ts';
@@ -21,6 +21,7 @@ import { SeededRandom } from '../seededRandom.ts';
 
 const [url, keyPrefix, maxUserId, seed, accounts, balance, mode] = process.argv.slice(2);
 const near = mode === 'near';
+const connection = url!.startsWith('cluster:') ? { cluster: { nodes: url!.slice('cluster:'.length).split(',') } } : { url: url! };
 const random = new SeededRandom(Number(seed));
 const maxId = Number(maxUserId);
 const transferTable: TransferTable = { schema: 'unused', accounts: Number(accounts), balance: Number(balance) };
@@ -50,7 +51,7 @@ function countError(error: unknown): void {
 async function openUntilRunEnds(table: string): Promise<TableReader<Record<string, unknown>> | undefined> {
   while (running) {
     try {
-      return await openReader<Record<string, unknown>>({ url: url!, table, keyPrefix: keyPrefix!, timeoutMs: 1_000, ...(near ? { nearCache: { maxRecords: 1_000 } } : {}) });
+      return await openReader<Record<string, unknown>>({ ...connection, table, keyPrefix: keyPrefix!, timeoutMs: 1_000, ...(near ? { nearCache: { maxRecords: 1_000 } } : {}) });
     } catch (error) {
       countError(error);
       await new Promise((resolve) => setTimeout(resolve, 100));

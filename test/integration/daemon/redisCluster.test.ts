@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openReader, waitForBarrier, type TableReader } from '../../../lib/client/index.ts';
 import { sendBarrier } from '../../../lib/postgres/barrier.ts';
@@ -24,6 +23,8 @@ import { get, healthUrl, parseMetrics } from './operationsHarness.ts';
 const USERS = 300;
 const KEY_PREFIX = 'tc-cluster:';
 const tableSlotKey = new TableKeys('users', KEY_PREFIX).meta;
+/** Every node requires it (requirepass, masterauth): AUTH works on a cluster. */
+const PASSWORD = 'cluster-secret';
 
 let cluster: PrivateRedisCluster;
 let db: TestDatabase;
@@ -35,9 +36,9 @@ let reader: TableReader<Record<string, unknown>> | undefined;
 let daemon: DaemonProcess | undefined;
 
 beforeAll(async () => {
-  [cluster, db] = await Promise.all([PrivateRedisCluster.start({ masters: 3, replicasPerMaster: 1 }), createTestDatabase('redis_cluster')]);
+  [cluster, db] = await Promise.all([PrivateRedisCluster.start({ masters: 3, replicasPerMaster: 1, password: PASSWORD }), createTestDatabase('redis_cluster')]);
   await createUsers(db.pool, USERS, 10);
-  const written = writeSeedConfig({ postgresUrl: db.url, redisUrl: '', keyPrefix: KEY_PREFIX, channel: 'tc_cluster_test', redis: { url: undefined, cluster: { nodes: cluster.nodeUrls.slice(0, 2) } } });
+  const written = writeSeedConfig({ postgresUrl: db.url, redisUrl: '', keyPrefix: KEY_PREFIX, channel: 'tc_cluster_test', redis: { url: undefined, cluster: { nodes: cluster.nodeUrls.slice(0, 2) }, password: PASSWORD } });
   ({ config, file: configFile, remove: removeConfig } = written);
   await installConfigTriggers(db.pool, config);
   client = await connectRedis(config.redis, 'cluster-test');
@@ -70,7 +71,7 @@ describe('the daemon on a Redis Cluster', () => {
     daemon = DaemonProcess.start(configFile);
     const url = await healthUrl(daemon);
     await waitFor('/readyz to answer 200', async () => (await get(`${url}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 50 });
-    reader = await openReader({ redis: client as Redis, table: 'users', keyPrefix: KEY_PREFIX });
+    reader = await openReader({ redis: client, table: 'users', keyPrefix: KEY_PREFIX });
     expect(await reader.get(7)).toMatchObject({ user_id: 7, user_name: 'User 7' });
     await db.pool.query(`UPDATE ${SCHEMA}.users SET name = 'Renamed' WHERE user_id = 7`);
     await waitFor('the rename in the cluster', async () => (await reader!.get(7))?.['user_name'] === 'Renamed');
@@ -94,7 +95,7 @@ describe('the daemon on a Redis Cluster', () => {
   });
 
   it('refuses redis.url naming a cluster node with the setting to use instead (exit 2), never a MOVED reported as a difference', async () => {
-    const single = writeSeedConfig({ postgresUrl: db.url, redisUrl: cluster.nodeUrls[0]!, keyPrefix: KEY_PREFIX, channel: 'tc_cluster_test' });
+    const single = writeSeedConfig({ postgresUrl: db.url, redisUrl: cluster.nodeUrls[0]!, keyPrefix: KEY_PREFIX, channel: 'tc_cluster_test', redis: { password: PASSWORD } });
     try {
       const run = await verifyCli(single.file);
       expect(run.code).toBe(2);

@@ -15,6 +15,8 @@ import { get, healthUrl, parseMetrics } from './operationsHarness.ts';
  */
 
 const USERS = 200;
+/** The primary and replicas require it (the sentinels know it as auth-pass): AUTH works behind Sentinel. */
+const PASSWORD = 'sentinel-secret';
 
 let topology: PrivateRedisSentinel;
 let db: TestDatabase;
@@ -24,10 +26,10 @@ let removeConfig: () => void = () => {};
 let daemon: DaemonProcess | undefined;
 
 beforeAll(async () => {
-  [topology, db] = await Promise.all([PrivateRedisSentinel.start({ replicas: 2 }), createTestDatabase('redis_sentinel')]);
+  [topology, db] = await Promise.all([PrivateRedisSentinel.start({ replicas: 2, password: PASSWORD }), createTestDatabase('redis_sentinel')]);
   await createUsers(db.pool, USERS, 10);
   const sentinel = { sentinels: topology.sentinelUrls, name: topology.name };
-  ({ config, file: configFile, remove: removeConfig } = writeSeedConfig({ postgresUrl: db.url, redisUrl: '', keyPrefix: 'tc-sentinel:', channel: 'tc_sentinel_test', redis: { url: undefined, sentinel } }));
+  ({ config, file: configFile, remove: removeConfig } = writeSeedConfig({ postgresUrl: db.url, redisUrl: '', keyPrefix: 'tc-sentinel:', channel: 'tc_sentinel_test', redis: { url: undefined, sentinel, password: PASSWORD } }));
   await installConfigTriggers(db.pool, config);
 }, 120_000);
 
