@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { BARRIER_MARK_TTL_MS, barrierBehindKey, barrierMarkKey, tableBarrierMarkKey, type BarrierBehindTable } from '../lib/client/barrier.ts';
 
 /** Options of a {@link BarrierTracker}. */
@@ -6,10 +6,19 @@ export interface BarrierTrackerOptions {
   /** Every cached table: a barrier waits for each of them. */
   readonly tables: readonly string[];
   /** Where barrier marks are written; absent when no reader can wait on them (in-process storage). */
-  readonly redis?: Pick<Redis, 'pipeline'> | undefined;
+  readonly redis?: Pick<Redis | Cluster, 'pipeline'> | undefined;
   readonly keyPrefix: string;
   /** A write to Redis failed (it is retried with the next report). */
   readonly onError: (error: unknown, during: string) => void;
+  /**
+   * Replicas that must acknowledge a table's barrier marks (`WAIT`, at most
+   * `timeoutMs`) before the barrier's all-tables mark may be set, so that a
+   * reader that waited for it on the primary reads the change on those
+   * replicas too. Use a connection of its own: `WAIT` holds it meanwhile.
+   */
+  readonly waitReplicas?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
+  /** Fewer replicas than `waitReplicas` acknowledged within its timeout (the barrier is marked anyway). */
+  readonly onReplicasBehind?: (detail: string) => void;
 }
 
 /** The longest reason written per table into a barrier's "behind" key. */
@@ -76,7 +85,9 @@ export class BarrierTracker {
         stillWaiting.push(id);
       }
     }
-    await Promise.all([this.markTable(table, reachedHere), this.write(complete, stillWaiting)]);
+    // In this order: with waitReplicas, a table's marks reach its replicas before the all-tables mark is set.
+    await this.markTable(table, reachedHere);
+    await this.write(complete, stillWaiting);
   }
 
   /**
@@ -92,9 +103,19 @@ export class BarrierTracker {
     this.unmarkedTables.delete(table);
     const pipeline = this.options.redis!.pipeline();
     for (const id of ids) pipeline.set(tableBarrierMarkKey(this.options.keyPrefix, table, id), '1', 'PX', BARRIER_MARK_TTL_MS);
+    const wait = this.options.waitReplicas;
+    // WAIT counts the replicas that have this connection's last write, the marks: they follow the step that applied the barrier.
+    if (wait !== undefined) pipeline.call('wait', wait.replicas, wait.timeoutMs);
     try {
-      const failure = ((await pipeline.exec()) ?? []).find(([error]) => error !== null);
+      const replies = (await pipeline.exec()) ?? [];
+      const failure = replies.find(([error]) => error !== null);
       if (failure) throw failure[0];
+      const acknowledged = Number(replies.at(-1)?.[1]);
+      if (wait !== undefined && acknowledged < wait.replicas) {
+        this.options.onReplicasBehind?.(
+          `${acknowledged} of ${wait.replicas} replicas acknowledged table ${table}'s barrier marks within ${wait.timeoutMs} ms; marked anyway (readers of lagging replicas: waitForBarrier(reader, id))`,
+        );
+      }
     } catch (error) {
       this.unmarkedTables.set(table, ids);
       this.options.onError(error, `marking barriers of table ${table}`);

@@ -22,6 +22,8 @@ export interface ChangePipelineOptions {
   /** Where barrier marks are written; absent when no reader can wait on them (in-process storage). */
   readonly redis?: Pick<Redis, 'pipeline'> | undefined;
   readonly keyPrefix: string;
+  /** Replicas that must have a table's barrier marks before a barrier is marked for all tables (`redis.waitReplicas`). */
+  readonly barrierWaitReplicas?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
   /**
    * How long the first notification of an idle pipeline waits for more to
    * join its batch. While a batch is being applied, arriving notifications
@@ -86,6 +88,8 @@ export class ChangePipeline {
       redis: options.redis,
       keyPrefix: options.keyPrefix,
       onError: (error, during) => this.reportError(error, during),
+      waitReplicas: options.barrierWaitReplicas,
+      onReplicasBehind: (detail) => this.options.logger.warn({}, detail),
     });
     const loopOptions = {
       mapper: options.mapper,

@@ -30,6 +30,8 @@ export interface RedisDaemonStorageOptions {
 export class RedisDaemonStorage implements DaemonStorage {
   readonly description: string;
   private redis: RedisConnection | null = null;
+  /** With `waitReplicas`: the connection barrier marks (and their WAIT) go on. */
+  private barrierConnection: RedisConnection | null = null;
   private events: StorageConnectOptions['events'] | null = null;
   private stopWatching: () => void = () => {};
 
@@ -41,7 +43,15 @@ export class RedisDaemonStorage implements DaemonStorage {
   }
 
   get barrierMarks(): RedisConnection | undefined {
-    return this.redis ?? undefined;
+    if (this.redis === null) return undefined;
+    if (!this.config.waitReplicas) return this.redis;
+    // WAIT holds its connection until the replicas answer: not the one every table writes on.
+    if (this.barrierConnection === null) {
+      this.barrierConnection = this.redis.duplicate();
+      // Failed writes surface through the tracker's pipeline; unhandled, the event would crash the process.
+      this.barrierConnection.on('error', () => {});
+    }
+    return this.barrierConnection;
   }
 
   async connect({ logger, events, signal }: StorageConnectOptions): Promise<void> {
@@ -134,6 +144,8 @@ export class RedisDaemonStorage implements DaemonStorage {
   async close(): Promise<void> {
     const redis = this.redis;
     this.redis = null;
+    this.barrierConnection?.disconnect();
+    this.barrierConnection = null;
     this.stopWatching();
     await redis?.quit().catch(() => redis.disconnect());
   }

@@ -275,6 +275,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       snapshots,
       redis: this.storage.barrierMarks,
       keyPrefix: config.redis.keyPrefix,
+      ...(config.redis.waitReplicas ? { barrierWaitReplicas: { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs ?? 1_000 } } : {}),
       batchWindowMs: config.daemon.batchWindowMs,
       maxBatchKeys: config.daemon.maxBatchKeys,
       minReloadIntervalMs: config.daemon.minReloadIntervalMs,

@@ -12,7 +12,7 @@ export type IndexesFactory = (table: TableConfig) => AnyIndexes<Record<string, u
 
 /** The defaults of every optional setting, in one place. */
 export const CONFIG_DEFAULTS = {
-  redis: { keyPrefix: 'tablecache:' },
+  redis: { keyPrefix: 'tablecache:', waitReplicas: 0, waitTimeoutMs: 1_000 },
   triggers: TRIGGER_DEFAULTS,
   capture: { method: 'triggers' },
   daemon: { http: { host: '127.0.0.1', port: 9464 }, batchWindowMs: 0, maxBatchKeys: 10_000, minReloadIntervalMs: 5_000, verifySenders: false, leaseTtlMs: 5_000, captureCheckIntervalMs: 5_000, refreshTimeoutMs: 30_000, loadTimeoutMs: 300_000, maxLagMs: 30_000, logLevel: 'info' },
@@ -161,6 +161,8 @@ const redisSchema = strictObject({
   cluster: clusterSchema.optional(),
   sentinel: sentinelSchema.optional(),
   keyPrefix: keyPrefixSchema.default(redisDefaults.keyPrefix),
+  waitReplicas: integer(0, 100).default(redisDefaults.waitReplicas),
+  waitTimeoutMs: integer(1, 60_000).default(redisDefaults.waitTimeoutMs),
   username: z.string().min(1).optional(),
   password: z.string().min(1).optional(),
   tls: tlsSchema.default(false),
@@ -315,6 +317,13 @@ export interface RedisConfig {
   readonly cluster?: RedisClusterConfig;
   readonly sentinel?: RedisSentinelConfig;
   readonly keyPrefix: string;
+  /**
+   * Replicas that must acknowledge a table's barrier mark (Redis `WAIT`,
+   * at most `waitTimeoutMs`) before the barrier's all-tables mark is set;
+   * absent or 0: no wait.
+   */
+  readonly waitReplicas?: number;
+  readonly waitTimeoutMs?: number;
   readonly username?: string;
   readonly password?: string;
   readonly tls: RedisTlsConfig;

@@ -148,6 +148,7 @@ function normalize(parsed: ParsedFile, file: string, baseDirectory: string): Tab
       ...redisTarget(parsed.redis),
       keyPrefix: parsed.redis.keyPrefix,
       tls: redisTls,
+      ...(parsed.redis.waitReplicas === 0 ? {} : { waitReplicas: parsed.redis.waitReplicas, waitTimeoutMs: parsed.redis.waitTimeoutMs }),
       ...(parsed.redis.username === undefined ? {} : { username: parsed.redis.username }),
       ...(parsed.redis.password === undefined ? {} : { password: parsed.redis.password }),
     },

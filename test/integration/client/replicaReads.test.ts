@@ -85,3 +85,25 @@ it('a reader of the primary whose barrier never comes does not blame replication
   expect((error as Error).message).not.toMatch(/replication/);
   await reader.close();
 });
+
+it('with waitReplicas, the all-tables mark waits until a replica has the table marks (WAIT), and says when none did in time', async () => {
+  const behind: string[] = [];
+  const tracker = (timeoutMs: number) =>
+    new BarrierTracker({ tables: [table], redis, keyPrefix: prefix, onError: (error) => expect.fail(String(error)), waitReplicas: { replicas: 1, timeoutMs }, onReplicasBehind: (detail) => behind.push(detail) });
+  replica.hold();
+  const held = tracker(100);
+  held.arrive('w1');
+  await held.reached(table, ['w1']);
+  expect(behind).toEqual([expect.stringMatching(/^0 of 1 replicas acknowledged table cities's barrier marks within 100 ms/)]);
+  // Marked anyway: a barrier is never held back longer than the timeout.
+  await waitForBarrier(redis, 'w1', { keyPrefix: prefix, timeoutMs: 5_000 });
+  replica.release();
+  const live = tracker(30_000);
+  live.arrive('w2');
+  await live.reached(table, ['w2']);
+  expect(behind).toHaveLength(1);
+  // The replica acknowledged the mark, so it has it (and the steps before it) now.
+  const reader = await openReader<City>({ url: replica.url, table, keyPrefix: prefix, readFrom: 'replica' });
+  await waitForBarrier(reader, 'w2', { timeoutMs: 50 });
+  await reader.close();
+});
