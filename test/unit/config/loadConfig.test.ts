@@ -130,6 +130,15 @@ describe('loadConfig', () => {
     expect(error.message).toContain('tables.orders: expected query, module or indexes');
   });
 
+  it('takes redis.waitReplicas (with waitTimeoutMs defaulting to 1000) and leaves both out at 0', async () => {
+    const waiting = parseConfig(minimal({ redis: { url: 'redis://h', waitReplicas: '2' } }), { file: 'x.yaml', env: {} });
+    expect(waiting.redis).toMatchObject({ waitReplicas: 2, waitTimeoutMs: 1_000 });
+    expect(parseConfig(minimal({ redis: { url: 'redis://h', waitReplicas: 0 } }), { file: 'x.yaml', env: {} }).redis).not.toHaveProperty('waitReplicas');
+    const bad = await configError(() => parseConfig(minimal({ redis: { url: 'redis://h', waitReplicas: -1, waitTimeoutMs: 0 } }), { file: 'x.yaml', env: {} }));
+    expect(bad.message).toContain('redis.waitReplicas: expected an integer from 0 to 100');
+    expect(bad.message).toContain('redis.waitTimeoutMs: expected an integer from 1 to 60000');
+  });
+
   it('takes a Redis Cluster or Sentinel instead of redis.url, and exactly one of the three', async () => {
     const cluster = parseConfig(
       minimal({ redis: { cluster: { nodes: ['redis://a:7000', 'redis://b:7001'], natMap: { '10.0.0.1:7000': 'a:7000' }, scaleReads: 'slave' }, password: 'p' } }),
