@@ -4,6 +4,7 @@ import type { Logger } from '../lib/core/logger.ts';
 import { connectFailure, RedisConnectionError, type ConnectFailureKind } from '../lib/redis/redisErrors.ts';
 import type { RedisConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
+import { retryDelayMs } from './retryBackoff.ts';
 import { refuseClusterNodeUrl } from './redisTopology.ts';
 
 /** What the daemon, `verify` and the CLI hold: one Redis (a URL, or the primary Sentinel names) or a Redis Cluster. */
@@ -16,12 +17,17 @@ export type RedisConnection = Redis | Cluster;
  */
 export type RedisPurpose = 'write' | 'read';
 
-/** Reconnect delays of the daemon's Redis connection grow by this per attempt … */
-const RETRY_STEP_MS = 200;
-/** … up to this. */
-const RETRY_MAX_MS = 5_000;
+/** The daemon's backoff for ioredis's reconnects (whose attempts count from 1): 100 ms, doubling up to 5 s. */
+const retryDelay = (attempt: number) => retryDelayMs(attempt - 1);
 
-const retryDelay = (attempt: number) => Math.min(attempt * RETRY_STEP_MS, RETRY_MAX_MS);
+/**
+ * A reply READONLY means the connection reached a replica where it expected
+ * the primary: a failover demoted the server behind the URL (a managed
+ * primary endpoint whose DNS moved). The command fails (the daemon retries
+ * its step) and the connection reconnects, reaching the new primary; not
+ * resent (2), which would loop on a URL that names a replica for good.
+ */
+const reconnectOnReadOnly = (error: Error) => error.message.startsWith('READONLY');
 
 /**
  * Where the configured Redis is, fit for messages (passwords redacted):
@@ -48,6 +54,7 @@ export function redisOptions(config: RedisConfig, connectionName: string): Redis
     connectionName,
     maxRetriesPerRequest: 3,
     retryStrategy: retryDelay,
+    reconnectOnError: reconnectOnReadOnly,
     ...(config.username === undefined ? {} : { username: config.username }),
     ...(config.password === undefined ? {} : { password: config.password }),
     ...(tls === false
@@ -209,7 +216,7 @@ export interface RedisWaitOptions {
  * Connects to the configured Redis, waiting for as long as it takes: a
  * daemon started before its Redis (or during an outage) waits for it instead
  * of exiting, so an orchestrator restarting everything at once does not end
- * in a crash loop. ioredis retries by itself (200 ms more per attempt, at
+ * in a crash loop. ioredis retries by itself (the daemon's backoff: 100 ms doubling, at
  * most 5 s apart); every failed attempt is logged with its cause.
  *
  * @throws {@link RedisConnectionError} (`TC_CONNECTION_FAILED`) at once for what waiting cannot heal: a refused
