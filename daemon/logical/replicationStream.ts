@@ -31,7 +31,12 @@ export interface ReplicationStreamOptions {
   /** Reconnect delays grow from this (default 100 ms), doubling up to `retryMaxMs` (default 5,000 ms). */
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
-  /** How often the acknowledged position is reported to the server when it did not move (default 10,000 ms; below `wal_sender_timeout`). */
+  /**
+   * How often the acknowledged position is reported to the server, asking
+   * for a reply (default 10,000 ms; below `wal_sender_timeout`). Three
+   * intervals without any message from the server mean a half-open
+   * connection: it is dropped and the stream reconnects.
+   */
   readonly statusIntervalMs?: number;
   /**
    * Decides what to do when START_REPLICATION fails (slot missing, invalidated,
@@ -99,7 +104,8 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
-    this.statusTimer = setInterval(() => void this.sendStatus(), this.options.statusIntervalMs ?? 10_000);
+    const intervalMs = this.options.statusIntervalMs ?? 10_000;
+    this.statusTimer = setInterval(() => this.checkAlive(intervalMs), intervalMs);
     this.statusTimer.unref();
   }
 
@@ -114,10 +120,30 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
     void this.sendStatus();
   }
 
-  private async sendStatus(): Promise<void> {
+  private async sendStatus(ping = false): Promise<void> {
     if (this.confirmed === 0n || this.service === null) return;
     // The library reports the position it is given plus one (the next byte after a received record): give it one less.
-    await this.service.acknowledge(formatLsn(this.confirmed - 1n)).catch(() => false);
+    await this.service.acknowledge(formatLsn(this.confirmed - 1n), ping).catch(() => false);
+  }
+
+  /**
+   * The replication protocol's own paranoid check: each interval the status
+   * update asks the server for a reply (a keepalive); a connection silent for
+   * three intervals is half open (a network partition, a server gone without
+   * a FIN) and is dropped, so that the stream reconnects instead of waiting
+   * for data that never comes.
+   */
+  private checkAlive(intervalMs: number): void {
+    const service = this.service;
+    if (service === null) return;
+    if (this.lastMessageAt !== null && performance.now() - this.lastMessageAt > 3 * intervalMs) {
+      this.options.logger.warn({ slot: this.options.slot, silentMs: Math.round(performance.now() - this.lastMessageAt) }, 'the replication stream is silent; dropping the connection');
+      this.lastMessageAt = performance.now();
+      // Ending the client politely would wait on the dead socket: destroy the socket, which ends the subscription.
+      (service as unknown as { _client?: { connection?: { stream?: { destroy(): void } } } })._client?.connection?.stream?.destroy();
+      return;
+    }
+    void this.sendStatus(true);
   }
 
   private async run(started: () => void, failed: (error: unknown) => void): Promise<void> {
@@ -135,6 +161,8 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
       service.on('error', () => {});
       service.on('start', () => {
         attempt = 0;
+        // Silence counts from here (the paranoid check).
+        this.lastMessageAt = performance.now();
         const downMs = downSince === null ? 0 : performance.now() - downSince;
         downSince = null;
         if (first) started();
