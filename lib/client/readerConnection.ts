@@ -48,7 +48,7 @@ const DEFAULT_TIMEOUT_MS = 1_000;
 
 /** Which option to check, by what made connecting fail. */
 const CONNECT_ADVICE: Record<ConnectFailureKind, string> = {
-  credentials: " Check the user and password in `url` and that user's ACL.",
+  credentials: " Check the user and password (in `url`, or `username` and `password` of `cluster` or `sentinel`) and that user's ACL.",
   tls: " Check `tls`: `ca` must hold the CA that signed the server's certificate, and the host in `url` (or `servername`) a name in it.",
   unreachable: '',
 };
@@ -124,10 +124,12 @@ export class ReaderConnection {
   private static async connect(redis: ReaderClient, describe: string, timeoutMs: number): Promise<ReaderConnection> {
     let lastError: Error | undefined;
     // Errors surface through the calls; without a listener ioredis would log each reconnect failure.
-    const onError = (error: Error) => {
-      lastError = error;
+    const onError = (error: Error & { lastNodeError?: Error }) => {
+      // A cluster's "all nodes failed" carries the node's own error (a refused AUTH, say): that one names the cause.
+      lastError = error.lastNodeError ?? error;
     };
     redis.on('error', onError);
+    redis.on('node error', onError);
     try {
       await withDeadline(redis.connect(), timeoutMs, () => new RedisConnectionError(`Could not connect to Redis for ${describe} within ${timeoutMs} ms.`));
     } catch (error) {
@@ -137,6 +139,7 @@ export class ReaderConnection {
       throw new RedisConnectionError(`Could not connect to Redis for ${describe}: ${cause}.${CONNECT_ADVICE[kind]}`, { cause: error });
     }
     redis.off('error', onError);
+    redis.off('node error', onError);
     redis.on('error', () => {});
     return new ReaderConnection(redis, true, timeoutMs);
   }

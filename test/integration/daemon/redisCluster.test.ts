@@ -81,6 +81,7 @@ describe('the daemon on a Redis Cluster', () => {
   });
 
   it("marks barriers in the table's slot: a reader of replicas that waited for one reads every change before it", async () => {
+    await expect(openReader({ cluster: { nodes: cluster.nodeUrls }, table: 'users', keyPrefix: KEY_PREFIX })).rejects.toThrow(/NOAUTH.*Check the user and password/);
     const replicaReader = await openReader<Record<string, unknown>>({ cluster: { nodes: cluster.nodeUrls, password: PASSWORD }, table: 'users', keyPrefix: KEY_PREFIX, readFrom: 'replica' });
     try {
       for (let round = 1; round <= 10; round++) {
