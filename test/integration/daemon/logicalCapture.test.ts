@@ -91,6 +91,21 @@ describe('the daemon on the logical change source', () => {
     await verifyClean();
   });
 
+  it('meets a barrier sent inside the writing transaction after that transaction\'s changes', async () => {
+    const client = await pool.connect();
+    let id: string;
+    try {
+      await client.query('BEGIN');
+      await client.query(`UPDATE ${SCHEMA}.users SET name = 'Same transaction' WHERE user_id = 21`);
+      id = await sendBarrier(client, { channel: CHANNEL, method: 'logical' });
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    await waitForBarrier(redis, id, { keyPrefix, timeoutMs: 20_000 });
+    expect(await reader.get(21)).toMatchObject({ user_name: 'Same transaction' });
+  });
+
   it('reloads on TRUNCATE', async () => {
     const before = loads.length;
     await pool.query(`TRUNCATE ${SCHEMA}.users_cities`);
