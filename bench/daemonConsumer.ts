@@ -34,6 +34,8 @@ export interface Delivery {
   readonly receiverCpuMs: number;
   /** Bytes of WAL between the end and the slot's confirmed position when the writers stopped (the daemon on the slot), else null. */
   readonly lagBytesAtEnd: number | null;
+  /** The daemon's steps until it reached the barrier (each one refresh and one merge in Redis), else null. */
+  readonly steps: number | null;
 }
 
 /** A running consumer of one variant's changes. */
@@ -116,6 +118,7 @@ export async function startDaemonConsumer(options: DaemonConsumerOptions): Promi
   try {
     const daemon = await startDaemon(config.file, options.nodeArgs);
     const walsender = options.capture === 'logical' ? await slotActivePid(options.pool, options.slot) : null;
+    await daemon.stepStats(); // only the steps from here on count
     const daemonCpuAtStart = processCpuMs(daemon.pid);
     const walsenderCpuAtStart = walsender === null ? 0 : processCpuMs(walsender);
     return {
@@ -139,6 +142,7 @@ export async function startDaemonConsumer(options: DaemonConsumerOptions): Promi
             () => false,
           );
           const catchUpMs = elapsedMs(start);
+          const steps = (await daemon.stepStats()).length;
           // The walsender is the one that streamed the run only if the daemon never reconnected; a new one's CPU is not comparable.
           const sameWalsender = walsender !== null && (await slotActivePid(options.pool, options.slot)) === walsender;
           return {
@@ -149,6 +153,7 @@ export async function startDaemonConsumer(options: DaemonConsumerOptions): Promi
             decoderCpuMs: sameWalsender ? processCpuMs(walsender) - walsenderCpuAtStart : 0,
             receiverCpuMs: processCpuMs(daemon.pid) - daemonCpuAtStart,
             lagBytesAtEnd,
+            steps,
           };
         } finally {
           await daemon.stop();

@@ -89,7 +89,7 @@ function settings() {
   };
 }
 
-const NO_CONSUMER: Consumer = { stop: async () => ({ duringRun: 0, leftAtEnd: 0, catchUpMs: 0, caughtUp: true, decoderCpuMs: 0, receiverCpuMs: 0, lagBytesAtEnd: null }) };
+const NO_CONSUMER: Consumer = { stop: async () => ({ duringRun: 0, leftAtEnd: 0, catchUpMs: 0, caughtUp: true, decoderCpuMs: 0, receiverCpuMs: 0, lagBytesAtEnd: null, steps: null }) };
 
 /**
  * Drains the slot every 10 ms. Counts the UPDATE ('U') messages of
@@ -127,7 +127,7 @@ async function startSlotConsumer(url: string): Promise<Consumer> {
       const catchUpMs = elapsedMs(start);
       const decoderCpuMs = processCpuMs(backendPid);
       await client.end();
-      return { duringRun, leftAtEnd, catchUpMs, caughtUp: true, decoderCpuMs, receiverCpuMs: 0, lagBytesAtEnd: null };
+      return { duringRun, leftAtEnd, catchUpMs, caughtUp: true, decoderCpuMs, receiverCpuMs: 0, lagBytesAtEnd: null, steps: null };
     },
   };
 }
@@ -171,7 +171,7 @@ async function startStreamConsumer(server: PrivatePostgres): Promise<Consumer> {
       child.kill('SIGINT');
       await exited;
       await client.end();
-      return { duringRun: 0, leftAtEnd: 0, catchUpMs, caughtUp, decoderCpuMs, receiverCpuMs, lagBytesAtEnd: null };
+      return { duringRun: 0, leftAtEnd: 0, catchUpMs, caughtUp, decoderCpuMs, receiverCpuMs, lagBytesAtEnd: null, steps: null };
     },
   };
 }
@@ -188,7 +188,7 @@ async function startListener(url: string): Promise<Consumer> {
   return {
     async stop() {
       await client.end();
-      return { duringRun: notifications, leftAtEnd: 0, catchUpMs: 0, caughtUp: true, decoderCpuMs: 0, receiverCpuMs: 0, lagBytesAtEnd: null };
+      return { duringRun: notifications, leftAtEnd: 0, catchUpMs: 0, caughtUp: true, decoderCpuMs: 0, receiverCpuMs: 0, lagBytesAtEnd: null, steps: null };
     },
   };
 }
@@ -416,6 +416,7 @@ export async function run(context: BenchContext): Promise<void> {
           Math.round(Math.max(...all.map((sample) => sample.delivery.catchUpMs))),
           variant === 'daemonTriggers' ? null : (sum((sample) => sample.delivery.decoderCpuMs) * 1000) / rowsUpdated,
           variant === 'slot' ? null : (sum((sample) => sample.delivery.receiverCpuMs) * 1000) / rowsUpdated,
+          variant.startsWith('daemon') ? rowsUpdated / sum((sample) => sample.delivery.steps ?? 0) : null,
         ];
       }),
     );
@@ -423,8 +424,9 @@ export async function run(context: BenchContext): Promise<void> {
       'Consumers, all rounds (sanity: they kept up). Rows decoded: counted by the SQL consumer; left at the end: what its polls had not reached when the writers stopped; ' +
         "slot lag: WAL between the end and the slot's confirmed position when the writers stopped (the daemon acknowledges only what Redis shows); " +
         'catch-up: after the last commit until the consumer had everything (the daemon: until it reached a barrier sent then); ' +
-        'CPU per row updated: of the decoding server process (SQL backend or walsender), and of the receiving client (pg_recvlogical, or the daemon child process)',
-      ['consumer', 'workload', 'rows updated', 'UPDATEs decoded', 'left at the end', 'slot lag KiB at the end, median', 'max', 'caught up', 'catch-up ms, median', 'max', 'decoder CPU µs/row', 'receiver CPU µs/row'],
+        'CPU per row updated: of the decoding server process (SQL backend or walsender), and of the receiving client (pg_recvlogical, or the daemon child process); ' +
+        'rows per daemon step: a step refreshes its keys from Postgres and merges them in Redis, whatever their number, so its fixed cost is spread over them',
+      ['consumer', 'workload', 'rows updated', 'UPDATEs decoded', 'left at the end', 'slot lag KiB at the end, median', 'max', 'caught up', 'catch-up ms, median', 'max', 'decoder CPU µs/row', 'receiver CPU µs/row', 'rows per daemon step'],
       deliveryRows,
     );
   } finally {
