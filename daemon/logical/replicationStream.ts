@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import type * as ReplicationPackage from 'pg-logical-replication';
+import type { LogicalReplicationService, Pgoutput } from 'pg-logical-replication';
+import { TablecacheError } from '../../lib/core/errors.ts';
 import { abortableDelay } from '../../lib/core/abortableDelay.ts';
 import type { Logger } from '../../lib/core/logger.ts';
 import { DEFAULT_RETRY_BACKOFF, retryDelayMs } from '../retryBackoff.ts';
@@ -98,7 +100,8 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
     });
     const onAbort = () => rejectStarted(signal!.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
-    this.running = this.run(resolveStarted, rejectStarted);
+    const library = await loadReplicationLibrary();
+    this.running = this.run(library, resolveStarted, rejectStarted);
     try {
       await started;
     } finally {
@@ -146,11 +149,11 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
     void this.sendStatus(true);
   }
 
-  private async run(started: () => void, failed: (error: unknown) => void): Promise<void> {
+  private async run(library: ReplicationLibrary, started: () => void, failed: (error: unknown) => void): Promise<void> {
     let first = true;
     let downSince: number | null = null;
     for (let attempt = 0; !this.closed; ) {
-      const service = new LogicalReplicationService(
+      const service = new library.LogicalReplicationService(
         { connectionString: this.options.connectionString, application_name: 'tablecache-logical' },
         { acknowledge: { auto: false, timeoutSeconds: 0 } },
       );
@@ -171,7 +174,7 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
         this.emit('connected', downMs);
         void this.sendStatus();
       });
-      const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.options.publication], messages: true });
+      const plugin = new library.PgoutputPlugin({ protoVersion: 1, publicationNames: [this.options.publication], messages: true });
       let cause: Error;
       try {
         await service.subscribe(plugin, this.options.slot);
@@ -226,5 +229,27 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
     await this.sendStatus();
     await this.service?.destroy().catch(() => {});
     await this.running;
+  }
+}
+
+type ReplicationLibrary = typeof ReplicationPackage;
+
+/**
+ * pg-logical-replication, imported when a stream starts: it is an optional
+ * peer dependency that only `capture.method: logical` needs, so a daemon on
+ * triggers (and every reader) runs without it.
+ *
+ * @throws `TC_CONFIG_INVALID` naming the package to install when it is missing.
+ */
+async function loadReplicationLibrary(): Promise<ReplicationLibrary> {
+  try {
+    return await import('pg-logical-replication');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    throw new TablecacheError(
+      'TC_CONFIG_INVALID',
+      'capture.method is "logical", which streams with the package pg-logical-replication, and it is not installed: npm install pg-logical-replication (or use capture.method "triggers").',
+      { cause: error },
+    );
   }
 }

@@ -83,7 +83,7 @@ describe('the packed package, installed into an empty project', { timeout: 300_0
     expect(readFileSync(path.join(installed, 'dist/lib/redis/scripts/luaSources.js'), 'utf8')).toContain('readerGet');
     const manifest = JSON.parse(readFileSync(path.join(installed, 'package.json'), 'utf8')) as Record<string, Record<string, unknown>>;
     expect(Object.keys(manifest['dependencies']!)).not.toEqual(expect.arrayContaining(['pg']));
-    expect(Object.keys(manifest['peerDependenciesMeta']!).sort()).toEqual([...DAEMON_PEERS, 'pino-pretty'].sort());
+    expect(Object.keys(manifest['peerDependenciesMeta']!).sort()).toEqual([...DAEMON_PEERS, 'pino-pretty', 'pg-logical-replication'].sort());
     expect(existsSync(path.join(directory, 'node_modules/tsx')), 'tsx installed').toBe(false);
     expect(existsSync(path.join(directory, 'node_modules/typescript')), 'typescript installed').toBe(false);
   });
