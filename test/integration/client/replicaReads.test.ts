@@ -3,7 +3,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BarrierTimeoutError, waitForBarrier } from '../../../lib/client/barrier.ts';
 import { openReader } from '../../../lib/client/index.ts';
 import { Interval } from '../../../lib/core/interval.ts';
-import type { RecordScorer } from '../../../lib/core/storageTable.ts';
+import { cityScorer as scorer, type City } from '../../support/cityRecords.ts';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
 import { BarrierTracker } from '../../../daemon/barrierTracker.ts';
 import { LaggingReplica } from '../../support/laggingReplica.ts';
@@ -15,16 +15,6 @@ import { waitFor } from '../../support/waitFor.ts';
 // waitForBarrier(reader, id) waits on the replica, naming the lag when it
 // times out.
 
-interface City {
-  city_id: number;
-  name: string;
-}
-
-const scorer: RecordScorer<City, number> = {
-  indexNames: ['primary_key'],
-  score: (_, city) => city.city_id,
-  primaryKey: (city) => city.city_id,
-};
 const prefix = 'tcreplica:';
 const table = 'cities';
 

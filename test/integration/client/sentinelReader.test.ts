@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openReader } from '../../../lib/client/index.ts';
 import { Interval } from '../../../lib/core/interval.ts';
-import type { RecordScorer } from '../../../lib/core/storageTable.ts';
+import { cityScorer as scorer, type City } from '../../support/cityRecords.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
 import { PrivateRedisSentinel } from '../../support/privateRedisTopology.ts';
@@ -11,16 +11,6 @@ import { waitFor } from '../../support/waitFor.ts';
 // openReader({ sentinel, readFrom }) on a primary with two replicas behind
 // three sentinels (private ports): readFrom decides which node the reads reach.
 
-interface City {
-  city_id: number;
-  name: string;
-}
-
-const scorer: RecordScorer<City, number> = {
-  indexNames: ['primary_key'],
-  score: (_, city) => city.city_id,
-  primaryKey: (city) => city.city_id,
-};
 const prefix = 'tcsentinel:';
 const table = 'cities';
 

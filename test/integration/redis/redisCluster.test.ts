@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableBarrierMarkKey, waitForBarrier } from '../../../lib/client/barrier.ts';
 import { openReader } from '../../../lib/client/index.ts';
 import { Interval } from '../../../lib/core/interval.ts';
-import type { RecordScorer } from '../../../lib/core/storageTable.ts';
+import { cityScorer as scorer, type City } from '../../support/cityRecords.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
 import { readerFunctionLibrary } from '../../../lib/redis/scripts/readerScripts.ts';
@@ -16,16 +16,6 @@ import { waitFor } from '../../support/waitFor.ts';
 // replicas, private ports): the writer's scripts, the function library on
 // every master, reads that reach replicas, and barriers in a table's slot.
 
-interface City {
-  city_id: number;
-  name: string;
-}
-
-const scorer: RecordScorer<City, number> = {
-  indexNames: ['primary_key'],
-  score: (_, city) => city.city_id,
-  primaryKey: (city) => city.city_id,
-};
 const city = (city_id: number): City => ({ city_id, name: `City ${city_id}` });
 const prefix = 'tccluster:';
 
