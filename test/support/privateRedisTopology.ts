@@ -68,10 +68,21 @@ class ServerProcess {
     };
     server.stdout?.on('data', collect);
     server.stderr?.on('data', collect);
-    await waitFor(`redis-server on port ${this.port} to accept connections`, () => {
-      if (server.exitCode !== null) throw new Error(`redis-server on port ${this.port} exited: ${this.output.slice(-500)}`);
-      return /Ready to accept connections|Sentinel ID is/.test(this.output);
-    }, { timeoutMs: SETTLE_TIMEOUT_MS });
+    const ready = waitFor(`redis-server on port ${this.port} to accept connections`, () => /Ready to accept connections|Sentinel ID is/.test(this.output), {
+      timeoutMs: SETTLE_TIMEOUT_MS,
+    });
+    // A server that exits while starting fails the start at once, with its last words, instead of after the timeout.
+    ready.catch(() => {});
+    let onExit!: () => void;
+    const exited = new Promise<never>((_, reject) => {
+      onExit = () => reject(new Error(`redis-server on port ${this.port} exited while starting: ${this.output.slice(-1_500)}`));
+      server.once('exit', onExit);
+    });
+    try {
+      await Promise.race([ready, exited]);
+    } finally {
+      server.off('exit', onExit);
+    }
   }
 
   /** SIGKILL, like a crash: no shutdown, no last save. */

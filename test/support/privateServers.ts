@@ -16,13 +16,30 @@ import { waitFor } from './waitFor.ts';
 
 const run = promisify(execFile);
 
-/** A free TCP port on 127.0.0.1 (nothing listens on it once this resolves). */
+/** Ports this process handed out: two servers of one test never get the same one. */
+const handedOut = new Set<number>();
+
+/**
+ * A free TCP port on 127.0.0.1 (nothing listens on it once this resolves),
+ * below Linux's ephemeral range (32768–60999): a port from that range can
+ * be taken by any outgoing connection of the parallel test files before the
+ * server binds it, and redis-server then exits with "Address already in use".
+ */
 export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * 22_000);
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
   const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 /** Starts a Redis server without persistence on `port` (a restart loses every key) and resolves once it answers PING. */
