@@ -125,13 +125,6 @@ export class ChangeBatch {
     return this.triggerTimes;
   }
 
-  /** The earliest of {@link changeTimes} (epoch ms), or `null` when the batch makes no change visible. */
-  get oldestChangeAt(): number | null {
-    let oldest: number | null = null;
-    for (const time of this.triggerTimes) if (oldest === null || time < oldest) oldest = time;
-    return oldest;
-  }
-
   /**
    * When the oldest change this batch makes visible arrived
    * (`performance.now()` ms), for the pending-change gauge; `null`: none.

@@ -71,16 +71,17 @@ export interface BatchAppliedEvent {
    */
   readonly tickMs: number;
   /**
-   * The trigger time (`ts`, epoch ms) of the oldest change in the batch, or
-   * `null` when it held none: `Date.now() - oldestChangeAt` at this event is
-   * the batch's worst change-to-visible delay.
+   * The earliest of {@link changeTimes}, or `null` when there is none:
+   * `Date.now() - oldestChangeAt` at this event is the step's worst
+   * change-to-visible delay.
    */
   readonly oldestChangeAt: number | null;
   /**
-   * The trigger time (`ts`, epoch ms, Postgres' clock) of every change
-   * notification in the batch, in arrival order: with `Date.now()` at this
-   * event, each change's delay from its statement to being visible.
-   * Empty when the batch failed (its changes are applied by a later reload).
+   * The trigger time (`ts`, epoch ms, Postgres' clock) of every change this
+   * step made visible: with `Date.now()` at this event, each change's delay
+   * from its statement to being visible. A step that failed, or that held
+   * its table for a deferred reload, made none visible: its changes are
+   * reported with the later step that does (a reload).
    */
   readonly changeTimes: readonly number[];
 }

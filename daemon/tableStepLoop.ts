@@ -91,6 +91,8 @@ export class TableStepLoop {
   private inFlight: ChangeBatch | null = null;
   /** Arrival of the oldest change a failed or held step did not make visible; the next successful step does. */
   private carriedSince: number | null = null;
+  /** Trigger times of the changes a failed or held step did not make visible: reported with the step that does. */
+  private carriedChangeTimes: number[] = [];
   /** Barriers of failed steps: reached only with a later successful one. */
   private deferredBarriers: string[] = [];
   private closingSnapshot: Promise<void> = Promise.resolve();
@@ -271,8 +273,8 @@ export class TableStepLoop {
       if (!this.options.table.isLoaded && !start.reloads.table(this.name).needsReload) start.reloads.table(this.name).requestReload('its last reload failed', 'failure');
       const batch = this.queue.cut(start, snapshot, this.options.mapper, (table, reason, kind) => this.throttle.admit(table, reason, kind), this.name);
       this.inFlight = batch;
-      const reached = this.holdIfDeferred(batch);
-      const failed = await this.apply(batch, reached, snapshot);
+      const { reached, held } = this.holdIfDeferred(batch);
+      const failed = await this.apply(batch, reached, held, snapshot);
       if (!failed && cutAt !== null) await this.recordPosition(cutAt);
       return failed;
     } finally {
@@ -291,19 +293,24 @@ export class TableStepLoop {
    * publish part of a transaction; that reload, in a later snapshot, holds
    * them), and so are its barriers, until the reload is applied.
    */
-  private holdIfDeferred(batch: ChangeBatch): string[] {
+  private holdIfDeferred(batch: ChangeBatch): { reached: string[]; held: boolean } {
     const changes = batch.entries().find(([name]) => name === this.name)?.[1];
     const released = changes?.needsReload === true || !this.options.table.isLoaded ? this.throttle.reloadStarted(this.name) : [];
-    if (this.throttle.deferred().has(this.name)) {
-      this.carry(batch.oldestChangeArrivedAt);
+    const held = this.throttle.deferred().has(this.name);
+    if (held) {
+      this.carry(batch);
       batch.forget(this.name);
     }
     const waiting = batch.barriers.filter((id) => this.throttle.holdBarrier(id));
-    return [...batch.barriers.filter((id) => !waiting.includes(id)), ...released];
+    return { reached: [...batch.barriers.filter((id) => !waiting.includes(id)), ...released], held };
   }
 
-  /** Applies a batch in `snapshot`; returns whether it failed (the table is then reloaded in a later step). */
-  private async apply(batch: ChangeBatch, reachedBarriers: readonly string[], snapshot: StepSnapshot): Promise<boolean> {
+  /**
+   * Applies a batch in `snapshot`; returns whether it failed (the table is
+   * then reloaded in a later step). `held`: the batch's changes were carried
+   * for a deferred reload, so this step makes none visible.
+   */
+  private async apply(batch: ChangeBatch, reachedBarriers: readonly string[], held: boolean, snapshot: StepSnapshot): Promise<boolean> {
     const results: TableBatchResult[] = [];
     const changes = batch.entries().find(([name]) => name === this.name)?.[1];
     const reload = changes?.needsReload ?? false;
@@ -328,14 +335,15 @@ export class TableStepLoop {
     }
     const barriers = [...this.deferredBarriers, ...reachedBarriers];
     this.deferredBarriers = [];
+    // The changes this step made visible: none when it failed or was held (their lag stays carried).
+    let changeTimes: readonly number[] = [];
     if (failure !== null) {
-      this.carry(batch.oldestChangeArrivedAt);
+      if (!held) this.carry(batch);
       this.requestReload('recovering from a failed refresh or reload', 'failure');
       this.deferredBarriers = barriers;
       await this.options.barriers.failed(this.name, failure instanceof Error ? failure.message : String(failure));
     } else {
-      // A step that held the table for a deferred reload made nothing visible: its lag stays carried.
-      if (!this.throttle.deferred().has(this.name)) this.carriedSince = null;
+      if (!held) changeTimes = this.takeCarried(batch.changeTimes);
       await this.options.barriers.reached(this.name, barriers);
     }
     this.options.events.emit('batchApplied', {
@@ -345,8 +353,8 @@ export class TableStepLoop {
       barriers: failure !== null ? 0 : barriers.length,
       ms: performance.now() - batch.startedAt,
       tickMs: snapshot.tickMs,
-      oldestChangeAt: batch.oldestChangeAt,
-      changeTimes: failure !== null ? [] : batch.changeTimes,
+      oldestChangeAt: oldestOf(changeTimes),
+      changeTimes,
     });
     return failure !== null;
   }
@@ -378,8 +386,20 @@ export class TableStepLoop {
     }
   }
 
-  private carry(arrivedAt: number | null): void {
+  /** Keeps the lag of `batch`'s changes running: a failed or held step did not make them visible. */
+  private carry(batch: ChangeBatch): void {
+    const arrivedAt = batch.oldestChangeArrivedAt;
     if (arrivedAt !== null) this.carriedSince = Math.min(this.carriedSince ?? arrivedAt, arrivedAt);
+    for (const time of batch.changeTimes) this.carriedChangeTimes.push(time);
+  }
+
+  /** A step made everything visible: the carried changes' lag ends with `changeTimes`'. Returns them all. */
+  private takeCarried(changeTimes: readonly number[]): readonly number[] {
+    this.carriedSince = null;
+    if (this.carriedChangeTimes.length === 0) return changeTimes;
+    const all = [...this.carriedChangeTimes, ...changeTimes];
+    this.carriedChangeTimes = [];
+    return all;
   }
 
   private waitForWork(timeoutMs: number): Promise<void> {
@@ -445,4 +465,11 @@ export class TableStepLoop {
       this.options.events.emit('error', { error, during, source: errorSource(error), table: this.name });
     }
   }
+}
+
+/** The earliest of `times`, or `null` when there is none (a loop: a step may carry 100,000 of them, too many to spread). */
+function oldestOf(times: readonly number[]): number | null {
+  let oldest: number | null = null;
+  for (const time of times) if (oldest === null || time < oldest) oldest = time;
+  return oldest;
 }

@@ -224,8 +224,10 @@ describe('ChangePipeline', () => {
     expect(table.steps.at(-1)).toEqual({ kind: 'refresh', keys: [2] });
   });
 
-  it('reloads a table whose refresh failed, and marks the barriers of that batch only after the reload', async () => {
-    const { table, redis, pipeline } = startPipeline();
+  it('reloads a table whose refresh failed, and marks the barriers (and ends the lag) of that batch only after the reload', async () => {
+    const { table, redis, pipeline, events } = startPipeline();
+    const changeTimes: number[][] = [];
+    events.on('batchApplied', (event) => changeTimes.push([...event.changeTimes]));
     await waitFor('the load', () => table.isLoaded);
     table.failNext = true;
     pipeline.push(change(1));
@@ -233,6 +235,9 @@ describe('ChangePipeline', () => {
     await waitFor('the reload after the failure', () => table.steps.length === 3 && table.isLoaded);
     expect(table.steps.slice(1)).toEqual([{ kind: 'refresh', keys: [1] }, { kind: 'reload' }]);
     await waitFor('the barrier', () => redis.marked.length === 1);
+    // The load, the failed refresh (nothing visible), the reload that made change 1 visible.
+    await waitFor('the reload step', () => changeTimes.length === 3);
+    expect(changeTimes.map((times) => times.length)).toEqual([0, 0, 1]);
   });
 
   it('retries a step whose snapshot could not be opened, with its changes, reloads and barriers', async () => {

@@ -64,7 +64,7 @@ function fakeRedis(log: Step[]) {
 const indexes = new KeyColumnIndexes({ query: 'SELECT * FROM users', primaryKey: ['user_id'] });
 const usersSource = { name: 'public.users', schema: 'public', table: 'users', key: ['user_id'], match: ['user_id'], configPath: 'tables.users.sources.users' };
 const change = (...keys: number[]) => JSON.stringify({ v: 1, t: 'public.users', op: 'U', xid: '1', ts: Date.now(), c: ['user_id'], k: keys.map((key) => [key]) });
-const coarse = () => JSON.stringify({ v: 1, t: 'public.users', op: 'X', xid: '1', ts: Date.now(), reason: 'too_large' });
+const coarse = (ts = Date.now()) => JSON.stringify({ v: 1, t: 'public.users', op: 'X', xid: '1', ts, reason: 'too_large' });
 const barrier = (id: string) => JSON.stringify({ v: 1, op: 'B', id });
 
 const pipelines: ChangePipeline[] = [];
@@ -77,6 +77,9 @@ function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
   const events = new EventEmitter<DaemonEvents>();
   const reloadKinds: string[][] = [];
   events.on('reloaded', ({ kinds }) => reloadKinds.push([...kinds]));
+  /** Per `batchApplied` event: the change times it reports, and the number of reloads applied by then. */
+  const applied: { changeTimes: number[]; reloads: number }[] = [];
+  events.on('batchApplied', ({ changeTimes }) => applied.push({ changeTimes: [...changeTimes], reloads: reloads(log) }));
   const pipeline = new ChangePipeline({
     tables: [table],
     mapper: new ChangeMapper([{ name: 'users', indexes, sources: [usersSource] }]),
@@ -91,7 +94,7 @@ function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
   });
   pipelines.push(pipeline);
   pipeline.start('start');
-  return { table, log, pipeline, reloadKinds };
+  return { table, log, pipeline, reloadKinds, applied };
 }
 
 const reloads = (log: Step[]) => log.filter((step) => step.kind === 'reload').length;
@@ -114,11 +117,11 @@ describe('ChangePipeline with minReloadIntervalMs', () => {
   });
 
   it('holds a table at its last step while its reload is deferred (refreshing keys would publish part of a transaction), then reloads', async () => {
-    const { table, log, pipeline, reloadKinds } = startPipeline({ minReloadIntervalMs: 1500 });
+    const { table, log, pipeline, reloadKinds, applied } = startPipeline({ minReloadIntervalMs: 1500 });
     // While the start's load runs, a reload is certainly within the interval after it: the coarse payload is deferred.
     table.hold = deferred();
     await waitFor('the load to start', () => log.length === 1);
-    pipeline.push(coarse());
+    pipeline.push(coarse(1_000));
     pipeline.push(change(5));
     table.hold.resolve();
     table.hold = null;
@@ -127,6 +130,10 @@ describe('ChangePipeline with minReloadIntervalMs', () => {
     expect(log).toEqual([{ kind: 'reload' }, { kind: 'reload' }]);
     await waitFor('the reload event', () => reloadKinds.length === 1);
     expect(reloadKinds).toEqual([['bulk_change']]);
+    // The held step made neither change visible: the lag histogram gets them with the deferred reload, not before.
+    await waitFor("the deferred reload's step", () => applied.some((step) => step.reloads === 2));
+    expect(applied.filter((step) => step.reloads < 2).flatMap((step) => step.changeTimes)).toEqual([]);
+    expect(applied.flatMap((step) => step.changeTimes)).toEqual([1_000, expect.any(Number)]);
   });
 
   it('lets a reload that starts for another reason stand for a deferred one, releasing the barriers that waited for it', async () => {
