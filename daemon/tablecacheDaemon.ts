@@ -15,7 +15,7 @@ import type { DaemonDependency, DaemonEvents, LoadProgressEvent, WaitingEvent } 
 import type { DaemonStorage } from './daemonStorage.ts';
 import { errorSource } from './errorSource.ts';
 import { LagReadiness } from './lagReadiness.ts';
-import type { CaptureSlotStatus } from './http/daemonMetrics.ts';
+import type { CaptureSlotMetrics } from './http/daemonMetrics.ts';
 import { LogicalChangeSource } from './logical/logicalChangeSource.ts';
 import { NotifyChangeSource } from './notifyChangeSource.ts';
 import { logicalCaptureSpecFromConfig } from './config/logicalCaptureSpecFromConfig.ts';
@@ -363,7 +363,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   }
 
   /** The replication slot's lag, retained WAL and the stream's silence (logical capture); `null` with triggers. */
-  async captureSlotStatus(): Promise<CaptureSlotStatus | null> {
+  async captureSlotStatus(): Promise<CaptureSlotMetrics | null> {
     return this.source instanceof LogicalChangeSource ? this.source.slotStatus() : null;
   }
 

@@ -74,4 +74,4 @@ export {
   type LogicalCaptureUninstallOptions,
   type LogicalCaptureUninstallResult,
 } from './logicalCaptureUninstall.ts';
-export { readLogicalCaptureStatus, type CapturePublicationStatus, type CaptureSlotStatus, type LogicalCaptureStatus } from './logicalCaptureStatus.ts';
+export { readLogicalCaptureStatus, type CapturePublicationStatus, type LogicalCaptureSlotStatus, type LogicalCaptureStatus } from './logicalCaptureStatus.ts';

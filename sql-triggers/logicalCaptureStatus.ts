@@ -4,8 +4,8 @@ import { logicalCaptureChecks, type CaptureCheck } from './logicalCaptureChecks.
 import { checkLogicalCaptureSpec, type LogicalCaptureSpec } from './logicalCaptureSpec.ts';
 import { readLogicalCaptureState, type CaptureRelationIdentity, type CaptureServerState, type CaptureSlotState } from './logicalCaptureState.ts';
 
-/** The slot's part of {@link LogicalCaptureStatus}. */
-export interface CaptureSlotStatus extends CaptureSlotState {
+/** The slot's part of {@link LogicalCaptureStatus} (what `tablecache capture status` shows of it). */
+export interface LogicalCaptureSlotStatus extends CaptureSlotState {
   /**
    * How far behind the consumer's confirmed position is, in seconds: the
    * walsender's `flush_lag` (`pg_stat_replication`) while one streams; 0
@@ -35,7 +35,7 @@ export interface LogicalCaptureStatus {
   readonly publicationName: string;
   readonly server: CaptureServerState;
   /** `null` when the slot does not exist. */
-  readonly slot: CaptureSlotStatus | null;
+  readonly slot: LogicalCaptureSlotStatus | null;
   readonly publication: CapturePublicationStatus;
   /** The replica identity of every table the source tables' rows live in. */
   readonly identities: readonly CaptureRelationIdentity[];

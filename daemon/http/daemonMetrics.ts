@@ -12,11 +12,15 @@ export interface MetricsSource extends EventEmitter<DaemonEvents> {
   /** Per table, the age (ms) of the oldest change received and not visible yet (0: none). */
   oldestPendingChangeAges?(): ReadonlyMap<string, number>;
   /** The replication slot's numbers (logical capture), or `null` (triggers, or not known now). */
-  captureSlotStatus?(): Promise<CaptureSlotStatus | null>;
+  captureSlotStatus?(): Promise<CaptureSlotMetrics | null>;
 }
 
-/** The logical capture's slot, as the daemon sees it. */
-export interface CaptureSlotStatus {
+/**
+ * The logical capture slot's numbers the daemon exports as `tablecache_capture_*`
+ * gauges, read while it streams (`tablecache capture status` reports the
+ * slot in full: `LogicalCaptureSlotStatus`).
+ */
+export interface CaptureSlotMetrics {
   /** WAL written since the slot's confirmed position (what a restart would replay), in bytes. */
   readonly lagBytes: number;
   /** WAL the slot keeps on disk (since its restart position), in bytes. */
@@ -190,14 +194,14 @@ export class DaemonMetrics {
     if (source.captureSlotStatus !== undefined) {
       // One read of the slot per scrape, shared by its three gauges.
       const slotStatus = source.captureSlotStatus.bind(source);
-      let reading: Promise<CaptureSlotStatus | null> | null = null;
-      const read = (): Promise<CaptureSlotStatus | null> => {
+      let reading: Promise<CaptureSlotMetrics | null> | null = null;
+      const read = (): Promise<CaptureSlotMetrics | null> => {
         reading ??= slotStatus()
           .catch(() => null)
           .finally(() => setImmediate(() => (reading = null)));
         return reading;
       };
-      const slotGauge = (name: string, help: string, value: (status: CaptureSlotStatus) => number | null) =>
+      const slotGauge = (name: string, help: string, value: (status: CaptureSlotMetrics) => number | null) =>
         new Gauge({
           name,
           help,

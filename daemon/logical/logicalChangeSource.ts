@@ -5,7 +5,7 @@ import { TablecacheError } from '../../lib/core/errors.ts';
 import type { Logger } from '../../lib/core/logger.ts';
 import type { ChangePipeline } from '../changePipeline.ts';
 import type { DaemonEvents } from '../daemonEvents.ts';
-import type { CaptureSlotStatus } from '../http/daemonMetrics.ts';
+import type { CaptureSlotMetrics } from '../http/daemonMetrics.ts';
 import type { CapturePositions } from '../tableStepLoop.ts';
 import type { TableSync } from '../tableSync.ts';
 import { unpublishedSources } from '../../sql-triggers/logicalCaptureState.ts';
@@ -105,7 +105,7 @@ export class LogicalChangeSource implements CapturePositions {
   }
 
   /** The slot's lag and retained WAL, and the time since the stream's last message; `null` when the slot is gone. */
-  async slotStatus(): Promise<CaptureSlotStatus | null> {
+  async slotStatus(): Promise<CaptureSlotMetrics | null> {
     const distances = await readSlotDistances(this.options.pool, this.options.slot);
     if (distances === null) return null;
     const last = this.stream.lastMessageTime;
