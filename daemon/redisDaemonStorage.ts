@@ -1,5 +1,6 @@
 import { Cluster } from 'ioredis';
-import { openReader, type TableReader } from '../lib/client/tableReader.ts';
+import { openReader } from '../lib/client/openReader.ts';
+import type { TableReader } from '../lib/client/tableReader.ts';
 import { RedisStorageTable } from '../lib/redis/redisStorageTable.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import type { DaemonStorage, Row, StorageConnectOptions, TableWriter, TableWriterOptions } from './daemonStorage.ts';

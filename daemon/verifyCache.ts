@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { openReader } from '../lib/client/tableReader.ts';
+import { openReader } from '../lib/client/openReader.ts';
 import { InvalidArgumentError } from '../lib/core/errors.ts';
 import type { KeyColumnIndexes } from '../lib/core/keyColumnIndexes.ts';
 import type { PrimaryKey } from '../lib/core/storageTable.ts';

@@ -29,7 +29,7 @@ import { inspect } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
-import { openReader } from '../lib/client/tableReader.ts';
+import { openReader } from '../lib/client/openReader.ts';
 import { PRIMARY_KEY_INDEX } from '../lib/core/keyColumnIndexes.ts';
 import { parseConfig } from '../daemon/config/loadConfig.ts';
 import { redactUrl } from '../daemon/config/redactUrl.ts';

@@ -4,7 +4,9 @@
  *
  * @packageDocumentation
  */
-export { openReader, TableReader, type ReaderKey, type ReaderOptions, type RangeOptions, type TableInfo } from './tableReader.ts';
+export { openReader, type ReaderOptions } from './openReader.ts';
+export { TableReader, type RangeOptions, type TableInfo } from './tableReader.ts';
+export type { ReaderKey } from './readerKey.ts';
 export type { ReaderConnectionOptions } from './readerConnection.ts';
 export type { ReadFrom, ReaderClusterOptions, ReaderSentinelOptions } from './readerTopology.ts';
 export type { NearCacheOptions, NearCacheStats, InvalidationEvent } from './nearCache.ts';

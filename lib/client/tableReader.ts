@@ -1,13 +1,12 @@
 import { Cluster } from 'ioredis';
-import { InvalidArgumentError, NotCoveredError, TablecacheError } from '../core/errors.ts';
+import { InvalidArgumentError, NotCoveredError } from '../core/errors.ts';
 import { Interval, type Score } from '../core/interval.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
-import { canonicalKey } from '../core/keyColumnIndexes.ts';
-import type { Coverage, PrimaryKey } from '../core/storageTable.ts';
+import type { Coverage } from '../core/storageTable.ts';
 import { coverageCovers, decodeCoverage } from '../redis/coverageFormat.ts';
-import { DEFAULT_KEY_PREFIX, TableKeys, primaryKeyField } from '../redis/keyLayout.ts';
-import { MessagePackRecordCodec, type RecordCodec } from '../redis/recordCodec.ts';
-import { ClosedError, RecordDecodeError, RedisConnectionError, StorageFormatError } from '../redis/redisErrors.ts';
+import type { TableKeys } from '../redis/keyLayout.ts';
+import type { RecordCodec } from '../redis/recordCodec.ts';
+import { ClosedError, RecordDecodeError, StorageFormatError } from '../redis/redisErrors.ts';
 import {
   type CoverageReply,
   type RangeParams,
@@ -32,26 +31,9 @@ import {
 } from '../redis/scripts/readerScripts.ts';
 import { registerNearCachedReader } from './barrier.ts';
 import { ChangeSubscription } from './changeSubscription.ts';
-import { NearCache, type NearCacheOptions, type NearCacheStats } from './nearCache.ts';
-import { ReaderConnection, type ReaderConnectionOptions } from './readerConnection.ts';
-
-/** Options of {@link openReader}. */
-export interface ReaderOptions<R> extends ReaderConnectionOptions {
-  /** The table name the writer uses. */
-  readonly table: string;
-  /** Start of every key name inside the hash tag (default `tablecache:`); must match the writer's. */
-  readonly keyPrefix?: string;
-  /** Record decoding (default {@link MessagePackRecordCodec}); must match the writer's codec id. */
-  readonly codec?: RecordCodec<R>;
-  /**
-   * Keep up to `maxRecords` records (and about `maxBytes`) in this process,
-   * coherent with the writer through the table's change stream: `get` and
-   * `getMany` are answered from it when every key asked is there. Off by
-   * default. README "Near-cache" states the guarantee; records it returns
-   * are frozen (shared between callers).
-   */
-  readonly nearCache?: NearCacheOptions;
-}
+import type { NearCache, NearCacheStats } from './nearCache.ts';
+import type { ReaderConnection } from './readerConnection.ts';
+import { readerKeyField, type ReaderKey } from './readerKey.ts';
 
 /** Options of a range read. */
 export interface RangeOptions {
@@ -84,87 +66,6 @@ export interface TableInfo {
   readonly writer: { readonly id: string; readonly leaseExpiresInMs: number } | null;
   /** The near-cache's counters and staleness (this process), or null without one. */
   readonly nearCache: NearCacheStats | null;
-}
-
-/**
- * Opens a reader of a table a {@link RedisStorageTable} writes: it needs
- * only the table name and Redis, never Postgres. Every read is one atomic
- * Redis call (a read-only function, FCALL_RO, or the same code as a
- * read-only script, EVALSHA_RO), so it works on replicas, for ACL users that
- * may only read, and never sees half of a writer step.
- *
- * @throws {@link RedisConnectionError} when Redis cannot be reached, or does not answer, within `timeoutMs`.
- * @throws `RedisCommandError` (`TC_STORAGE_FAILED`) when Redis refuses the reader's scripts (an ACL without EVALSHA_RO, say;
- * docs/redis-key-layout.md lists the permissions a reader needs).
- *
- * A table not loaded yet, or stored in a key layout format this reader does
- * not know, does not make it throw: the reader opens, its reads throw
- * `TC_NOT_LOADED` or `TC_STORAGE_FORMAT`, and they succeed once a writer
- * (of this version) has loaded the table, without reopening.
- * @example
- * ```ts
- * await using users = await openReader<User>({ url: 'redis://127.0.0.1:6379', table: 'users' });
- * const alice = await users.get(1);
- * const some = await users.range('primary_key', 1, 100);
- * ```
- */
-export async function openReader<R = Record<string, unknown>>(options: ReaderOptions<R>): Promise<TableReader<R>> {
-  const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULT_KEY_PREFIX);
-  const connection = await ReaderConnection.open(options, `reading table "${options.table}"`);
-  const reader = new TableReader<R>(connection, keys, options.codec ?? (new MessagePackRecordCodec() as unknown as RecordCodec<R>));
-  if (options.nearCache !== undefined) {
-    try {
-      await reader.attachNearCache(new NearCache<R>(options.nearCache));
-    } catch (error) {
-      await reader.close();
-      throw error;
-    }
-  }
-  try {
-    // One read proves that Redis answers and that this user may run the reader's scripts.
-    await reader.info();
-  } catch (error) {
-    // Like a table not loaded yet, data in a format this reader does not know can heal (a writer of
-    // this version reloads), so the reader stays open and its reads throw TC_STORAGE_FORMAT until then.
-    if (error instanceof StorageFormatError) return reader;
-    await reader.close();
-    if (error instanceof TablecacheError && error.code === 'TC_TIMEOUT') {
-      throw new RedisConnectionError(`Redis accepted the connection for table "${options.table}" but did not answer within ${connection.timeoutMs} ms.`, {
-        cause: error,
-      });
-    }
-    throw error;
-  }
-  return reader;
-}
-
-/**
- * A primary key as {@link TableReader.get} takes it: the value of the key
- * column, or for a composite key an array of one value per key column, in
- * the order of the table's `primaryKey`. Values are normalised the way the
- * daemon normalises them when it writes (`canonicalKey`): `1`, `1n` and
- * `"1"` name the same record, a boolean is `"true"`/`"false"`, and a
- * composite key `[12, "a"]` is the same as `["12", "a"]`.
- *
- * Everything else is matched by its exact text as Postgres returns it, so
- * pass a `numeric` key with its column's scale (`"1.50"` for a
- * `numeric(10,2)` value, not `1.5`) and a `uuid` in lower case, as Postgres
- * prints it. (Normalising them would need the column's type, which readers do
- * not know: a `text` key `"1.50"` is not `"1.5"`.) To look such keys up by
- * other spellings, cast the key in the cached query, e.g.
- * `SELECT id::float8 AS id` or `upper(id::text) AS id`.
- */
-export type ReaderKey = PrimaryKey | boolean | readonly (PrimaryKey | boolean)[];
-
-/** The Redis field of a reader's key: the writer's `canonicalKey`, then its field text. */
-function readerKeyField(key: ReaderKey): string {
-  const canonical = canonicalKey(Array.isArray(key) ? key : [key]);
-  if (canonical === null) {
-    throw new InvalidArgumentError(
-      `A key ${Array.isArray(key) ? 'with a null or undefined part' : 'of null or undefined'} names no record (a NULL key matches nothing); pass the key column's value${Array.isArray(key) ? 's, one per key column' : ''}.`,
-    );
-  }
-  return primaryKeyField(canonical);
 }
 
 /**

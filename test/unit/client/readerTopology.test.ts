@@ -1,7 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createReaderClient } from '../../../lib/client/readerTopology.ts';
-import { openReader } from '../../../lib/client/tableReader.ts';
+import { openReader } from '../../../lib/client/openReader.ts';
 
 // Which connection openReader builds from its options, and the mistakes it
 // refuses before connecting (no server needed: every client is lazy).
