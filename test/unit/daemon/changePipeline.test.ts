@@ -2,51 +2,13 @@ import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KeyColumnIndexes } from '../../../lib/core/keyColumnIndexes.ts';
 import { pino } from 'pino';
-import type { TableChanges } from '../../../daemon/changeBatch.ts';
 import { ChangeMapper } from '../../../daemon/changeMapper.ts';
-import { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from '../../../daemon/changePipeline.ts';
+import { ChangePipeline, type ChangePipelineOptions } from '../../../daemon/changePipeline.ts';
 import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
-import { deferred, type Deferred } from '../core/deferred.ts';
+import { deferred } from '../core/deferred.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { FakeSnapshots } from './fakeSnapshots.ts';
-
-/** A table that records what the pipeline asks of it; a test may hold a step until it releases it. */
-class FakeTable implements SyncedTable {
-  readonly steps: ({ kind: 'reload' } | { kind: 'refresh'; keys: unknown[] })[] = [];
-  isLoaded = false;
-  intact = true;
-  hold: Deferred | null = null;
-  failNext = false;
-
-  constructor(readonly name: string) {}
-
-  async reload(): Promise<{ records: number; ms: number }> {
-    this.steps.push({ kind: 'reload' });
-    await this.step();
-    this.isLoaded = true;
-    return { records: 1, ms: 1 };
-  }
-
-  async refresh(changes: TableChanges): Promise<{ keys: number; expired: number; loaded: number }> {
-    const keys = [...(changes.keysByIndex.get('primary_key')?.keys() ?? [])];
-    this.steps.push({ kind: 'refresh', keys });
-    await this.step();
-    return { keys: keys.length, expired: keys.length, loaded: keys.length };
-  }
-
-  async storageIntact(): Promise<boolean> {
-    return this.intact;
-  }
-
-  private async step(): Promise<void> {
-    if (this.hold) await this.hold.promise;
-    if (this.failNext) {
-      this.failNext = false;
-      this.isLoaded = false;
-      throw new Error('Postgres went away');
-    }
-  }
-}
+import { FakeSyncedTable } from './fakeSyncedTable.ts';
 
 /** Records barrier marks in the order they are written, interleaved with the tables' steps. */
 class FakeRedis {
@@ -90,7 +52,7 @@ function barrier(id: string): string {
 const pipelines: ChangePipeline[] = [];
 
 function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
-  const table = new FakeTable('users');
+  const table = new FakeSyncedTable('users');
   const redis = new FakeRedis();
   const events = new EventEmitter<DaemonEvents>();
   const snapshots = new FakeSnapshots();

@@ -1,45 +1,16 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import type { TableChanges } from '../../../daemon/changeBatch.ts';
 import { ChangeMapper } from '../../../daemon/changeMapper.ts';
-import { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from '../../../daemon/changePipeline.ts';
+import { ChangePipeline, type ChangePipelineOptions } from '../../../daemon/changePipeline.ts';
 import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
 import { KeyColumnIndexes } from '../../../lib/core/keyColumnIndexes.ts';
-import { deferred, type Deferred } from '../core/deferred.ts';
+import { deferred } from '../core/deferred.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { FakeSnapshots } from './fakeSnapshots.ts';
+import { FakeSyncedTable, type TableStep } from './fakeSyncedTable.ts';
 
-type Step = { kind: 'reload' } | { kind: 'refresh'; keys: unknown[] } | { kind: 'mark'; ids: string[] };
-
-/** A table that records what the pipeline asks of it, into a log shared with barrier marks; a test may hold a step. */
-class FakeTable implements SyncedTable {
-  isLoaded = false;
-  hold: Deferred | null = null;
-
-  constructor(
-    readonly name: string,
-    readonly log: Step[],
-  ) {}
-
-  async reload(): Promise<{ records: number; ms: number }> {
-    this.log.push({ kind: 'reload' });
-    if (this.hold) await this.hold.promise;
-    this.isLoaded = true;
-    return { records: 1, ms: 1 };
-  }
-
-  async refresh(changes: TableChanges): Promise<{ keys: number; expired: number; loaded: number }> {
-    const keys = [...(changes.keysByIndex.get('primary_key')?.keys() ?? [])];
-    this.log.push({ kind: 'refresh', keys });
-    if (this.hold) await this.hold.promise;
-    return { keys: keys.length, expired: 0, loaded: keys.length };
-  }
-
-  async storageIntact(): Promise<boolean> {
-    return true;
-  }
-}
+type Step = TableStep | { kind: 'mark'; ids: string[] };
 
 /** Records barrier marks into the shared log, so a test sees what was applied before each mark. */
 function fakeRedis(log: Step[]) {
@@ -68,11 +39,11 @@ const coarse = (ts = Date.now()) => JSON.stringify({ v: 1, t: 'public.users', op
 const barrier = (id: string) => JSON.stringify({ v: 1, op: 'B', id });
 
 const pipelines: ChangePipeline[] = [];
-const tables: FakeTable[] = [];
+const tables: FakeSyncedTable[] = [];
 
 function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
   const log: Step[] = [];
-  const table = new FakeTable('users', log);
+  const table = new FakeSyncedTable('users', (step) => log.push(step));
   tables.push(table);
   const events = new EventEmitter<DaemonEvents>();
   const reloadKinds: string[][] = [];
@@ -101,7 +72,7 @@ const reloads = (log: Step[]) => log.filter((step) => step.kind === 'reload').le
 
 afterEach(async () => {
   // A failed assertion must not leave a step held, or stop() would wait for it.
-  for (const table of tables.splice(0)) table.hold?.resolve();
+  for (const table of tables.splice(0)) table.release();
   await Promise.all(pipelines.splice(0).map((pipeline) => pipeline.stop()));
 });
 

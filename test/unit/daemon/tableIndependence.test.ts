@@ -2,50 +2,13 @@ import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { KeyColumnIndexes } from '../../../lib/core/keyColumnIndexes.ts';
-import type { TableChanges } from '../../../daemon/changeBatch.ts';
 import { ChangeMapper } from '../../../daemon/changeMapper.ts';
-import { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from '../../../daemon/changePipeline.ts';
+import { ChangePipeline, type ChangePipelineOptions } from '../../../daemon/changePipeline.ts';
 import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
-import { deferred, type Deferred } from '../core/deferred.ts';
+import { deferred } from '../core/deferred.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { FakeSnapshots } from './fakeSnapshots.ts';
-
-/** A table whose steps a test may hold (a slow query) or fail (a dropped column, a statement timeout). */
-class FakeTable implements SyncedTable {
-  readonly steps: ({ kind: 'reload' } | { kind: 'refresh'; keys: unknown[] })[] = [];
-  isLoaded = false;
-  hold: Deferred | null = null;
-  /** While set, every step fails with this message. */
-  failing: string | null = null;
-
-  constructor(readonly name: string) {}
-
-  async reload(): Promise<{ records: number; ms: number }> {
-    this.steps.push({ kind: 'reload' });
-    await this.step();
-    this.isLoaded = true;
-    return { records: 1, ms: 1 };
-  }
-
-  async refresh(changes: TableChanges): Promise<{ keys: number; expired: number; loaded: number }> {
-    const keys = [...(changes.keysByIndex.get('primary_key')?.keys() ?? [])];
-    this.steps.push({ kind: 'refresh', keys });
-    await this.step();
-    return { keys: keys.length, expired: 0, loaded: keys.length };
-  }
-
-  async storageIntact(): Promise<boolean> {
-    return true;
-  }
-
-  private async step(): Promise<void> {
-    if (this.hold) await this.hold.promise;
-    if (this.failing !== null) {
-      this.isLoaded = false;
-      throw new Error(this.failing);
-    }
-  }
-}
+import { FakeSyncedTable } from './fakeSyncedTable.ts';
 
 /** Redis as the barrier tracker uses it: every SET, by key. */
 class FakeRedis {
@@ -86,11 +49,11 @@ function change(source: 'users' | 'orders', xid: bigint, ...keys: number[]): str
 const barrier = (id: string) => JSON.stringify({ v: 1, op: 'B', id });
 
 const pipelines: ChangePipeline[] = [];
-const held: FakeTable[] = [];
+const held: FakeSyncedTable[] = [];
 
 function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
-  const users = new FakeTable('users');
-  const orders = new FakeTable('orders');
+  const users = new FakeSyncedTable('users');
+  const orders = new FakeSyncedTable('orders');
   held.push(users, orders);
   const redis = new FakeRedis();
   const snapshots = new FakeSnapshots();
@@ -115,10 +78,7 @@ function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
 }
 
 afterEach(async () => {
-  for (const table of held.splice(0)) {
-    table.failing = null;
-    table.hold?.resolve();
-  }
+  for (const table of held.splice(0)) table.release();
   await Promise.all(pipelines.splice(0).map((pipeline) => pipeline.stop()));
 });
 
