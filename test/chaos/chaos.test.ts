@@ -30,6 +30,23 @@ describe('the chaos suite, short', () => {
     expect(Object.values(report.writes.committed).reduce((sum, count) => sum + count, 0)).toBeGreaterThan(0);
   });
 
+  it('on the logical change source, after a walsender kill, a Postgres restart and killed daemons, nothing diverges, no read is stale, and the killed daemons\' successors resume from the slot without a reload', { timeout: 120_000 }, async ({ signal }) => {
+    // The faults that matter for the stream, with a small workload: the full suite runs them all (npm run chaos -- --capture logical).
+    const faults = ['listenerTerminated', 'postgresRestart', 'daemonKilled'] as const;
+    const report = await runChaos({ seed: 7, capture: 'logical', faults, durationMs: 1, faultGapMs: [300, 600], leaseTtlMs: 2_000, users: 200, cities: 10, writers: 2, readers: 1, signal });
+    console.info(`chaos (short, logical):\n${formatChaosReport(report)}`);
+
+    expect(report.verification.differences).toEqual([]);
+    expect(report.divergent).toBe(0);
+    expect(report.probe).toMatchObject({ stale: 0, firstStale: null });
+    expect(report.probe.checked).toBeGreaterThan(0);
+    for (const kind of faults) expect(report.faults[kind], kind).toMatchObject({ injected: 1, recovered: 1 });
+    expect(report.faults.daemonKilled.reloadedAcross).toBe(0);
+    expect(report.daemonCrashes).toEqual([]);
+    expect(report.reads).toMatchObject({ transferTorn: 0, firstTorn: null });
+    expect(report.reads.transferChecked).toBeGreaterThan(0);
+  });
+
   it('fails when the cache misses changes: with the trigger on users disabled, reads after a barrier are stale and records diverge', { timeout: 120_000 }, async ({ signal }) => {
     const report = await runChaos({
       seed: 7,

@@ -12,7 +12,7 @@ function cleanReport(): ChaosReport {
     probe: { checked: 5, stale: 0, firstStale: null, barrierTimeouts: 1, errors: 0 },
     reads: { served: 100, transferChecked: 20, transferTorn: 0, firstTorn: null, errors: { TC_TIMEOUT: 2 } },
     transfers: { transfers: 30, replacements: 5, abandoned: 1 },
-    faults: Object.fromEntries(FAULT_KINDS.map((kind) => [kind, { injected: 2, recovered: 2, recoveryMs: [100, 300] }])) as ChaosReport['faults'],
+    faults: Object.fromEntries(FAULT_KINDS.map((kind) => [kind, { injected: 2, recovered: 2, recoveryMs: [100, 300], reloadedAcross: 0 }])) as ChaosReport['faults'],
     verification: { table: 'users', loaded: true, postgresRecords: 10, redisRecords: 10, missing: 0, extra: 0, changed: 0, differences: [], equal: true },
     divergent: 0,
     daemonCrashes: [],
@@ -31,11 +31,11 @@ describe('a chaos report', () => {
     expect(chaosPassed(unrecovered)).toBe(false);
   });
 
-  it('prints the measures and, per injected fault kind, recovery p50 and max', () => {
+  it('prints the measures and, per injected fault kind, recovery p50 and max and the reloads across it', () => {
     const text = formatChaosReport(cleanReport());
     expect(text).toContain('| **divergent records at the end** | **0** (of 10) |');
     expect(text).toContain('| changes committed | 6 (');
-    expect(text).toContain('| redisRestart | 2 | 2 | 300 | 300 |');
+    expect(text).toContain('| redisRestart | 2 | 2 | 300 | 300 | 0 |');
     expect(text).toContain('| **torn transfer reads** (wrong account count or total) | **0** |');
   });
 });

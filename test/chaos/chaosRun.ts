@@ -45,6 +45,8 @@ export interface ChaosOptions {
   readonly afterSetup?: (pool: pg.Pool) => Promise<void>;
   /** The daemons' change source (default `triggers`); `logical` runs Postgres with `wal_level = logical` and streams a slot. */
   readonly capture?: 'triggers' | 'logical';
+  /** The daemons' `daemon.leaseTtlMs` (default the daemon's, 5 s): a killed writer's lease expires after it. */
+  readonly leaseTtlMs?: number;
   /** Progress lines (default: none). */
   readonly log?: (line: string) => void;
   /** Aborting stops the run early; it still cleans up (and rejects). */
@@ -57,6 +59,13 @@ export interface FaultOutcome {
   recovered: number;
   /** Milliseconds from the end of each recovered fault to a fresh write visible through the reader. */
   readonly recoveryMs: number[];
+  /**
+   * Injections across which the `users` table was reloaded: its generation
+   * after the recovery differed from the one just before the fault. With
+   * `capture: logical` a killed daemon's successor resumes from the slot, so
+   * `daemonKilled` must reload nothing.
+   */
+  reloadedAcross: number;
 }
 
 /** Everything a chaos run measured. */
@@ -157,7 +166,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       keyPrefix: KEY_PREFIX,
       channel: CHANNEL,
       ...(nodes === null ? {} : { redis: { url: undefined, cluster: { nodes } } }),
-      daemon: { logLevel: 'warn' },
+      daemon: { logLevel: 'warn', ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }) },
       tables: { accounts: accountsTableConfig(TRANSFER_TABLE) },
       capture: { method: capture },
     });
@@ -272,7 +281,7 @@ interface FaultScene {
  * then a new standby if a daemon died.
  */
 async function injectFaults(kinds: readonly FaultKind[], options: ChaosOptions, random: SeededRandom, scene: FaultScene): Promise<Record<FaultKind, FaultOutcome>> {
-  const outcomes = Object.fromEntries(FAULT_KINDS.map((kind): [FaultKind, FaultOutcome] => [kind, { injected: 0, recovered: 0, recoveryMs: [] }])) as Record<FaultKind, FaultOutcome>;
+  const outcomes = Object.fromEntries(FAULT_KINDS.map((kind): [FaultKind, FaultOutcome] => [kind, { injected: 0, recovered: 0, recoveryMs: [], reloadedAcross: 0 }])) as Record<FaultKind, FaultOutcome>;
   const [minGap, maxGap] = options.faultGapMs ?? [2_000, 6_000];
   const deadline = performance.now() + options.durationMs;
   let round: FaultKind[] = [];
@@ -282,6 +291,7 @@ async function injectFaults(kinds: readonly FaultKind[], options: ChaosOptions, 
     if (round.length === 0) round = random.shuffle(kinds);
     const kind = round.shift()!;
     await new Promise((resolve) => setTimeout(resolve, random.int(minGap, maxGap)));
+    const generationBefore = await usersGeneration(scene.target);
     await injectFault(kind, { postgres: scene.postgres, redis: scene.redis, tableKeys: scene.tableKeys, daemons: scene.daemons, channel: CHANNEL, random });
     const ended = performance.now();
     outcomes[kind].injected++;
@@ -289,11 +299,18 @@ async function injectFaults(kinds: readonly FaultKind[], options: ChaosOptions, 
     if (recoveryMs !== undefined) {
       outcomes[kind].recovered++;
       outcomes[kind].recoveryMs.push(recoveryMs);
+      const generationAfter = await usersGeneration(scene.target);
+      if (generationBefore !== null && generationAfter !== null && generationAfter !== generationBefore) outcomes[kind].reloadedAcross++;
     }
     scene.log(`${kind}: ${recoveryMs === undefined ? 'NOT recovered' : `recovered in ${Math.round(recoveryMs)} ms`}`);
     scene.daemons.startMissing();
   }
   return outcomes;
+}
+
+/** The generation readers see of `users` (every load or reload makes a new one); `null` when Redis does not answer. */
+async function usersGeneration(target: ProbeTarget): Promise<number | null> {
+  return (await target.reader.info().catch(() => null))?.generation ?? null;
 }
 
 /** The last line a child process writes to stdout before it exits (its JSON summary). */
@@ -353,13 +370,13 @@ export function formatChaosReport(report: ChaosReport): string {
     `| **divergent records at the end** | **${report.divergent}** (of ${report.verification.postgresRecords}) |`,
     `| daemon crashes | ${report.daemonCrashes.length} |`,
     '',
-    '| fault kind | injected | recovered | recovery p50 (ms) | recovery max (ms) |',
-    '|---|---:|---:|---:|---:|',
+    '| fault kind | injected | recovered | recovery p50 (ms) | recovery max (ms) | reloaded across |',
+    '|---|---:|---:|---:|---:|---:|',
   ];
   for (const [kind, outcome] of injected) {
     const sorted = [...outcome.recoveryMs].sort((a, b) => a - b);
     const [p50, max] = sorted.length === 0 ? ['–', '–'] : [percentile(sorted, 0.5).toFixed(0), sorted.at(-1)!.toFixed(0)];
-    lines.push(`| ${kind} | ${outcome.injected} | ${outcome.recovered} | ${p50} | ${max} |`);
+    lines.push(`| ${kind} | ${outcome.injected} | ${outcome.recovered} | ${p50} | ${max} | ${outcome.reloadedAcross} |`);
   }
   return lines.join('\n');
 }
