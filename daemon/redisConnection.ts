@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis';
 import type { Logger } from '../lib/core/logger.ts';
+import { ioredisNatMap } from '../lib/redis/clusterNatMap.ts';
 import { connectFailure, RedisConnectionError, type ConnectFailureKind } from '../lib/redis/redisErrors.ts';
 import type { RedisConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
@@ -100,12 +101,6 @@ function nodeOptions(config: RedisConfig, connectionName: string, urls: readonly
 function createCluster(config: RedisConfig, connectionName: string, purpose: RedisPurpose): Cluster {
   const cluster = config.cluster!;
   const { lazyConnect: _lazy, retryStrategy: _retry, ...perNode } = nodeOptions(config, connectionName, cluster.nodes);
-  const natMap = Object.fromEntries(
-    Object.entries(cluster.natMap ?? {}).map(([announced, reached]) => {
-      const colon = reached.lastIndexOf(':');
-      return [announced, { host: reached.slice(0, colon), port: Number(reached.slice(colon + 1)) }];
-    }),
-  );
   const options: ClusterOptions = {
     lazyConnect: true,
     redisOptions: perNode,
@@ -119,7 +114,7 @@ function createCluster(config: RedisConfig, connectionName: string, purpose: Red
     retryDelayOnClusterDown: 200,
     retryDelayOnTryAgain: 200,
     slotsRefreshTimeout: 2_000,
-    ...(Object.keys(natMap).length === 0 ? {} : { natMap }),
+    ...(cluster.natMap === undefined ? {} : { natMap: ioredisNatMap(cluster.natMap) }),
   };
   return new Cluster(cluster.nodes.map((url) => { const { host, port } = addressOf(url); return { host, port }; }), options);
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { AnyIndexes } from '../../lib/core/indexes.ts';
+import type { ClusterNatMap } from '../../lib/redis/clusterNatMap.ts';
 import { TRIGGER_DEFAULTS } from '../../sql-triggers/triggerSpec.ts';
 import { nearestNames } from './nearestNames.ts';
 
@@ -137,11 +138,21 @@ const keyPrefixSchema = z
   });
 
 const redisUrl = url(['redis:', 'rediss:']);
-const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, { error: 'expected "host:port"' });
+const hostPort = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$/, { error: 'expected "host:port"' })
+  .refine((text) => {
+    const port = Number(text.slice(text.lastIndexOf(':') + 1));
+    return port >= 1 && port <= 65_535;
+  }, { error: 'expected a port from 1 to 65535' });
 
 const clusterSchema = strictObject({
   nodes: z.array(redisUrl, { error: 'expected a list of node URLs: ["redis://host:port", …]' }).min(1, { error: 'expected at least one node URL: any node of the cluster finds the others' }),
-  natMap: z.record(hostPort, hostPort, { error: 'expected a map of "host:port" as the cluster announces a node to "host:port" as this process reaches it' }).optional(),
+  natMap: z
+    .record(hostPort, z.union([hostPort, strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65_535) })], { error: 'expected "host:port" or { host, port }' }), {
+      error: 'expected a map of "host:port" as the cluster announces a node to "host:port" (or { host, port }) as this process reaches it',
+    })
+    .optional(),
   scaleReads: z.enum(['master', 'slave', 'all'], { error: 'expected master, slave or all' }).optional(),
 });
 
@@ -283,13 +294,14 @@ export interface CaptureConfig {
 /**
  * A Redis Cluster: `nodes` are seeds (any reachable node tells the client the
  * others); `natMap` translates the addresses nodes announce (`host:port`) to
- * those this process reaches them at (Docker, NAT); `scaleReads` is where
+ * those this process reaches them at (Docker, NAT), the shape the reader's
+ * `cluster.natMap` takes; `scaleReads` is where
  * `verify` reads (the daemon always reads and writes masters: its checks must
  * see its own writes).
  */
 export interface RedisClusterConfig {
   readonly nodes: readonly string[];
-  readonly natMap?: Readonly<Record<string, string>>;
+  readonly natMap?: ClusterNatMap;
   readonly scaleReads?: 'master' | 'slave' | 'all';
 }
 

@@ -9,6 +9,7 @@ export { TableReader, type RangeOptions, type TableInfo } from './tableReader.ts
 export type { ReaderKey } from './readerKey.ts';
 export type { ReaderConnectionOptions } from './readerConnection.ts';
 export type { ReadFrom, ReaderClusterOptions, ReaderSentinelOptions } from './readerTopology.ts';
+export type { ClusterNatMap, ReachableAddress } from '../redis/clusterNatMap.ts';
 export type { NearCacheOptions, NearCacheStats, InvalidationEvent } from './nearCache.ts';
 export { coverageCovers } from '../redis/coverageFormat.ts';
 export { MessagePackRecordCodec, type RecordCodec, type ColumnCodec } from '../redis/recordCodec.ts';

@@ -1,6 +1,7 @@
 import type { ConnectionOptions } from 'node:tls';
-import { Cluster, Redis, type ClusterNode, type Command, type NatMap, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterNode, type Command, type RedisOptions } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.ts';
+import { ioredisNatMap, type ClusterNatMap } from '../redis/clusterNatMap.ts';
 
 /**
  * Which Redis a reader opens and which node of it each read goes to: one
@@ -15,8 +16,8 @@ export type ReadFrom = 'primary' | 'replica' | 'preferReplica';
 export interface ReaderClusterOptions {
   /** Seed nodes (`redis://host:port`, `rediss://` for TLS); the reader discovers the others. User and password may be in the first URL. */
   readonly nodes: readonly string[];
-  /** Addresses the nodes announce, mapped to addresses this process reaches them at (`{ '10.0.0.5:6379': { host, port } }`). */
-  readonly natMap?: NatMap;
+  /** Addresses the nodes announce, mapped to addresses this process reaches them at (`{ '10.0.0.5:6379': '127.0.0.1:7000' }`; a value may be `{ host, port }`). */
+  readonly natMap?: ClusterNatMap;
   /** ACL user and password, when not in the first URL. */
   readonly username?: string;
   readonly password?: string;
@@ -121,7 +122,7 @@ function hostAndPort(url: string, what: string): { host: string; port: number; u
  *   replica the sentinels name (`preferReplica` falls back to the primary,
  *   see {@link sentinelFallback}).
  *
- * @throws {@link InvalidArgumentError} when not exactly one of them is given, or a URL is malformed.
+ * @throws {@link InvalidArgumentError} when not exactly one of them is given, or a URL or `cluster.natMap` entry is malformed.
  */
 export function createReaderClient(options: ReaderTopologyOptions, timeoutMs: number, role?: 'master'): ReaderClient {
   const given = [options.url, options.cluster, options.sentinel].filter((value) => value !== undefined).length;
@@ -154,7 +155,7 @@ function clusterClient(options: ReaderClusterOptions, readFrom: ReadFrom, timeou
     scaleReads: readFrom === 'primary' ? 'master' : stickyReplica(),
     slotsRefreshTimeout: timeoutMs,
     clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
-    ...(options.natMap === undefined ? {} : { natMap: options.natMap }),
+    ...(options.natMap === undefined ? {} : { natMap: ioredisNatMap(options.natMap) }),
     redisOptions: {
       ...nodeOptions(timeoutMs, tls ?? (first.tls ? {} : undefined)),
       ...(credentials.username === undefined ? {} : { username: credentials.username }),

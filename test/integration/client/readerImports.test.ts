@@ -22,10 +22,11 @@ function importGraph(entry: string): { modules: string[]; packages: Set<string> 
 }
 
 describe('tablecache/client', () => {
-  it('loads neither pg nor the writer: only ioredis, msgpackr, lru-cache (the near-cache), the key layout and codec, and the core types', () => {
+  it('loads neither pg nor the writer: only ioredis, msgpackr, lru-cache (the near-cache), the key layout, codec and cluster address map, and the core types', () => {
     const { modules, packages } = importGraph(resolve(root, 'lib/client/index.ts'));
     expect([...packages].filter((name) => !name.startsWith('node:')).sort()).toEqual(['ioredis', 'lru-cache', 'msgpackr']);
     expect(modules.filter((file) => !file.startsWith('lib/client/') && !file.startsWith('lib/core/'))).toEqual([
+      'lib/redis/clusterNatMap.ts',
       'lib/redis/coverageFormat.ts',
       'lib/redis/keyLayout.ts',
       'lib/redis/luaScript.ts',

@@ -30,6 +30,16 @@ describe('createReaderClient', () => {
     expect(pick(['master'], {})).toBe('master');
   });
 
+  it('maps the addresses cluster nodes announce as the daemon\'s config does: "host:port" or { host, port }', () => {
+    const natMap = { '10.0.0.1:7000': '127.0.0.1:7000', '10.0.0.2:7001': { host: 'localhost', port: 7001 } };
+    const cluster = createReaderClient({ cluster: { nodes: ['redis://127.0.0.1:7000'], natMap } }, 1_000) as Cluster;
+    expect(cluster.options.natMap).toEqual({ '10.0.0.1:7000': { host: '127.0.0.1', port: 7000 }, '10.0.0.2:7001': { host: 'localhost', port: 7001 } });
+    const nodes = ['redis://127.0.0.1:7000'];
+    expect(() => createReaderClient({ cluster: { nodes, natMap: { '10.0.0.1:7000': '127.0.0.1' } } }, 1_000)).toThrow(/maps "10.0.0.1:7000" to "127.0.0.1"; write .* as "host:port" or \{ host, port \}/);
+    expect(() => createReaderClient({ cluster: { nodes, natMap: { '10.0.0.1:7000': { host: 'a', port: 0 } } } }, 1_000)).toThrow(/TC_INVALID_ARGUMENT|maps "10.0.0.1:7000"/);
+    expect(() => createReaderClient({ cluster: { nodes, natMap: { '10.0.0.1': 'a:1' } } }, 1_000)).toThrow(/has the key "10.0.0.1"/);
+  });
+
   it('builds a Sentinel client for the primary, or a replica', () => {
     const sentinel = { sentinels: ['redis://127.0.0.1:26379'], name: 'cache' };
     expect((createReaderClient({ sentinel }, 1_000) as Redis).options).toMatchObject({ role: 'master', name: 'cache' });

@@ -150,6 +150,9 @@ describe('loadConfig', () => {
       password: 'p',
       tls: false,
     });
+    // natMap takes the reader's shape too: a value may be { host, port }.
+    const natMap = { '10.0.0.1:7000': 'a:7000', '10.0.0.2:7001': { host: 'b', port: 7001 } };
+    expect(parseConfig(minimal({ redis: { cluster: { nodes: ['redis://a:7000'], natMap } } }), { file: 'x.yaml', env: {} }).redis.cluster?.natMap).toEqual(natMap);
     const sentinel = parseConfig(minimal({ redis: { sentinel: { sentinels: ['redis://s1:26379'], name: 'cache', sentinelPassword: 's' } } }), { file: 'x.yaml', env: {} });
     expect(sentinel.redis.sentinel).toEqual({ sentinels: ['redis://s1:26379'], name: 'cache', sentinelPassword: 's' });
 
@@ -165,6 +168,16 @@ describe('loadConfig', () => {
     expect(bad.message).toContain('redis.sentinel.sentinels[0]: expected a URL starting with redis:// or rediss://');
     expect(bad.message).toContain('redis.sentinel.name: ');
     expect(bad.message).toContain('redis.sentinel.role: expected master or replica');
+  });
+
+  it('refuses a natMap address without a port from 1 to 65535, in either shape', async () => {
+    const bad = await configError(() =>
+      parseConfig(minimal({ redis: { cluster: { nodes: ['redis://a:7000'], natMap: { '10.0.0.1:7000': 'a:0', '10.0.0.2:7001': { host: 'b', port: 70_000 } } } } }), { file: 'x.yaml', env: {} }),
+    );
+    expect(bad.message).toContain('redis.cluster.natMap["10.0.0.1:7000"]: expected a port from 1 to 65535');
+    expect(bad.message).toContain('redis.cluster.natMap["10.0.0.2:7001"].port: Too big');
+    const neither = await configError(() => parseConfig(minimal({ redis: { cluster: { nodes: ['redis://a:7000'], natMap: { '10.0.0.1:7000': 7000 } } } }), { file: 'x.yaml', env: {} }));
+    expect(neither.message).toContain('redis.cluster.natMap["10.0.0.1:7000"]: expected "host:port" or { host, port }');
   });
 
   it('accepts numbers given as strings by ${VAR} substitution', () => {
