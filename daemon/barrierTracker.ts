@@ -8,6 +8,8 @@ export interface BarrierTrackerOptions {
   /** Where barrier marks are written; absent when no reader can wait on them (in-process storage). */
   readonly redis?: Pick<Redis | Cluster, 'pipeline'> | undefined;
   readonly keyPrefix: string;
+  /** The hash tags of tables placed with one: a table's marks live in its own slot. */
+  readonly hashTags?: ReadonlyMap<string, string> | undefined;
   /** A write to Redis failed (it is retried with the next report). */
   readonly onError: (error: unknown, during: string) => void;
   /**
@@ -102,7 +104,7 @@ export class BarrierTracker {
     if (ids.length === 0) return;
     this.unmarkedTables.delete(table);
     const pipeline = this.options.redis!.pipeline();
-    for (const id of ids) pipeline.set(tableBarrierMarkKey(this.options.keyPrefix, table, id), '1', 'PX', BARRIER_MARK_TTL_MS);
+    for (const id of ids) pipeline.set(tableBarrierMarkKey(this.options.keyPrefix, table, id, this.options.hashTags?.get(table)), '1', 'PX', BARRIER_MARK_TTL_MS);
     const wait = this.options.waitReplicas;
     // WAIT counts the replicas that have this connection's last write, the marks: they follow the step that applied the barrier.
     if (wait !== undefined) pipeline.call('wait', wait.replicas, wait.timeoutMs);

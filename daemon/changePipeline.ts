@@ -22,6 +22,8 @@ export interface ChangePipelineOptions {
   /** Where barrier marks are written; absent when no reader can wait on them (in-process storage). */
   readonly redis?: Pick<Redis, 'pipeline'> | undefined;
   readonly keyPrefix: string;
+  /** The hash tags of tables placed with one (`tables.<name>.hashTag`): their barrier marks live there. */
+  readonly hashTags?: ReadonlyMap<string, string> | undefined;
   /** Replicas that must have a table's barrier marks before a barrier is marked for all tables (`redis.waitReplicas`). */
   readonly barrierWaitReplicas?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
   /**
@@ -87,6 +89,7 @@ export class ChangePipeline {
       tables: names,
       redis: options.redis,
       keyPrefix: options.keyPrefix,
+      hashTags: options.hashTags,
       onError: (error, during) => this.reportError(error, during),
       waitReplicas: options.barrierWaitReplicas,
       onReplicasBehind: (detail) => this.options.logger.warn({}, detail),

@@ -10,6 +10,8 @@ export type Row = Record<string, unknown>;
 /** Options of {@link DaemonStorage.openWriter}. */
 export interface TableWriterOptions {
   readonly table: string;
+  /** The table's hash tag (`tables.<name>.hashTag`): where its keys live in Redis. */
+  readonly hashTag?: string | undefined;
   /** Primary keys and index scores of records (the table's Indexes). */
   readonly scorer: RecordScorer<Row>;
   /** Wait for another daemon's lease on the table instead of failing. */

@@ -116,7 +116,7 @@ export class RedisDaemonStorage implements DaemonStorage {
     const redis = this.connection();
     if (options.standby) {
       // Only for the readiness reason: the wait itself is RedisStorageTable's.
-      const holder = await RedisStorageTable.leaseHolder(redis, options.table, this.config.keyPrefix);
+      const holder = await RedisStorageTable.leaseHolder(redis, options.table, this.config.keyPrefix, options.hashTag);
       if (holder !== null) this.events?.emit('waiting', { for: 'lease', detail: `the writer lease of table ${options.table}, held by ${holder} (standby)` });
     }
     // A renewal during open() may find the lease lost before the writer exists: remember it for the writer.
@@ -127,6 +127,7 @@ export class RedisDaemonStorage implements DaemonStorage {
       table: options.table,
       scorer: options.scorer,
       keyPrefix: this.config.keyPrefix,
+      ...(options.hashTag === undefined ? {} : { hashTag: options.hashTag }),
       leaseTtlMs: this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
       standby: options.standby,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
@@ -137,7 +138,7 @@ export class RedisDaemonStorage implements DaemonStorage {
         options.onLost(error);
       },
     });
-    writer = new RedisTableWriter(redis, { table: options.table, keyPrefix: this.config.keyPrefix }, storage, this.options.readTimeoutMs ?? 1_000);
+    writer = new RedisTableWriter(redis, { table: options.table, keyPrefix: this.config.keyPrefix, hashTag: options.hashTag }, storage, this.options.readTimeoutMs ?? 1_000);
     writer.lost = lostWhileOpening;
     return writer;
   }
@@ -174,7 +175,7 @@ class RedisTableWriter implements TableWriter {
 
   constructor(
     private readonly redis: RedisConnection,
-    private readonly table: { readonly table: string; readonly keyPrefix: string },
+    private readonly table: { readonly table: string; readonly keyPrefix: string; readonly hashTag: string | undefined },
     private readonly storage: RedisStorageTable<Row>,
     private readonly readTimeoutMs: number,
   ) {}
@@ -205,7 +206,13 @@ class RedisTableWriter implements TableWriter {
 
   /** What readers see, read the way readers read it (one atomic script call), failing fast when Redis does not answer. */
   async recordCount(): Promise<number | null> {
-    this.reader ??= await openReader<Row>({ redis: this.redis, table: this.table.table, keyPrefix: this.table.keyPrefix, timeoutMs: this.readTimeoutMs });
+    this.reader ??= await openReader<Row>({
+      redis: this.redis,
+      table: this.table.table,
+      keyPrefix: this.table.keyPrefix,
+      ...(this.table.hashTag === undefined ? {} : { hashTag: this.table.hashTag }),
+      timeoutMs: this.readTimeoutMs,
+    });
     const info = await this.reader.info();
     return info.loaded ? info.recordCount : null;
   }

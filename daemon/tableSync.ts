@@ -37,6 +37,8 @@ export interface TableRefreshCounts {
 /** Options of {@link TableSync.open}. */
 export interface TableSyncOptions {
   readonly name: string;
+  /** The table's hash tag (`tables.<name>.hashTag`). */
+  readonly hashTag?: string | undefined;
   readonly indexes: KeyColumnIndexes;
   readonly sources: readonly SourceConfig[];
   /** Reads the records (refresh and load queries), counting a load's rows. */
@@ -85,6 +87,7 @@ export class TableSync {
   private async openWriter(standby: boolean): Promise<void> {
     this.writer = await this.options.storage.openWriter({
       table: this.options.name,
+      hashTag: this.options.hashTag,
       scorer: this.options.indexes,
       standby,
       ...(this.options.signal === undefined ? {} : { signal: this.options.signal }),

@@ -223,6 +223,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       this.tables.push(
         await this.openTable({
           ...table,
+          hashTag: config.tables.find((candidate) => candidate.name === table.name)?.hashTag,
           db: new RefreshDbAccess(db, db.pool, this.stopper.signal),
           pool: db.pool,
           storage: this.storage,
@@ -275,6 +276,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       snapshots,
       redis: this.storage.barrierMarks,
       keyPrefix: config.redis.keyPrefix,
+      hashTags: new Map(config.tables.flatMap((table) => (table.hashTag === undefined ? [] : [[table.name, table.hashTag]]))),
       ...(config.redis.waitReplicas ? { barrierWaitReplicas: { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs ?? 1_000 } } : {}),
       batchWindowMs: config.daemon.batchWindowMs,
       maxBatchKeys: config.daemon.maxBatchKeys,

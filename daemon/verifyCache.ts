@@ -74,7 +74,7 @@ export async function verifyCache(config: TablecacheConfig, options: VerifyOptio
     const results: TableVerification[] = [];
     for (const table of config.tables.filter((candidate) => names.includes(candidate.name))) {
       const indexes = await tableIndexes(table);
-      results.push(await verifyTable(table.name, indexes, db, redis, config.redis.keyPrefix, options));
+      results.push(await verifyTable(table.name, indexes, db, redis, { keyPrefix: config.redis.keyPrefix, hashTag: table.hashTag }, options));
     }
     return results;
   } catch (error) {
@@ -95,11 +95,11 @@ async function verifyTable(
   indexes: KeyColumnIndexes,
   db: PostgresAccess,
   redis: RedisConnection,
-  keyPrefix: string,
+  keys: { readonly keyPrefix: string; readonly hashTag: string | undefined },
   options: VerifyOptions,
 ): Promise<TableVerification> {
   const codec = new MessagePackRecordCodec<Row>();
-  const reader = await openReader<Row>({ redis, table: name, keyPrefix, timeoutMs: options.redisTimeoutMs ?? 60_000 });
+  const reader = await openReader<Row>({ redis, table: name, keyPrefix: keys.keyPrefix, ...(keys.hashTag === undefined ? {} : { hashTag: keys.hashTag }), timeoutMs: options.redisTimeoutMs ?? 60_000 });
   const info = await reader.info();
   const cached = new Map<string, Row>();
   if (info.loaded) {

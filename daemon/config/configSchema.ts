@@ -87,6 +87,11 @@ const tableSchema = strictObject({
     .refine((sources) => Object.keys(sources).length > 0, { error: 'expected at least one source table' }),
   module: z.string({ error: 'expected a path to a JS/TS module' }).min(1).optional(),
   indexes: z.custom<IndexesFactory>((value) => typeof value === 'function', { error: 'expected a function that returns Indexes' }).optional(),
+  hashTag: z
+    .string({ error: 'expected the hash tag to place the table under: its keys become {<keyPrefix><hashTag>}<table>:…' })
+    .min(1)
+    .refine((tag) => !/[{}]/.test(tag), { error: (issue) => `the hash tag ${JSON.stringify(issue.input)} contains "{" or "}", which would end the Redis hash tag early; choose a tag without braces` })
+    .optional(),
 }).refine((table) => table.query !== undefined || table.module !== undefined || table.indexes !== undefined, {
   error: 'expected query, module or indexes: how to read the cached records',
 });
@@ -261,6 +266,13 @@ export interface TableConfig {
   /** Absolute path of a JS/TS module whose default export is an {@link IndexesFactory}. */
   readonly module?: string;
   readonly indexes?: IndexesFactory;
+  /**
+   * Where the table's keys live: under the hash tag `{<keyPrefix><hashTag>}`
+   * instead of `{<keyPrefix><table>}`, so an operator chooses its Redis
+   * Cluster slot (docs/redis-key-layout.md, "Placing a table"). Readers pass
+   * the same `hashTag` to `openReader`.
+   */
+  readonly hashTag?: string;
   readonly configPath: string;
 }
 

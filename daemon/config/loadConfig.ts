@@ -110,6 +110,7 @@ function normalizeTable(problems: Problems, name: string, table: ParsedTable, ba
     ...(table.query === undefined ? {} : { query: table.query }),
     ...(modulePath === undefined ? {} : { module: modulePath }),
     ...(table.indexes === undefined ? {} : { indexes: table.indexes }),
+    ...(table.hashTag === undefined ? {} : { hashTag: table.hashTag }),
   };
 }
 

@@ -25,13 +25,14 @@ export function barrierMarkKey(keyPrefix: string, id: string): string {
 
 /**
  * The Redis key of a barrier's mark for one table:
- * `{<keyPrefix><table>}:barrier:<id>`, set once that table has applied the
+ * `{<keyPrefix><table>}:barrier:<id>` (`{<keyPrefix><hashTag>}<table>:barrier:<id>`
+ * for a table placed with a hash tag), set once that table has applied the
  * barrier. It lives in the table's own hash tag, so in the table's Cluster
  * slot and on the same replication stream as the table's data: a replica
  * that has the mark has the step that applied the barrier.
  */
-export function tableBarrierMarkKey(keyPrefix: string, table: string, id: string): string {
-  return `${new TableKeys(table, keyPrefix).base}barrier:${id}`;
+export function tableBarrierMarkKey(keyPrefix: string, table: string, id: string, hashTag?: string): string {
+  return `${new TableKeys(table, keyPrefix, hashTag).base}barrier:${id}`;
 }
 
 /**
@@ -137,6 +138,7 @@ interface BarrierReader {
   /** @internal */
   readonly barrierView: {
     readonly keyPrefix: string;
+    readonly hashTag?: string | undefined;
     /** The connection the reader's reads go to (a replica included). */
     readonly redis: Redis | Cluster;
     /** Whether the primary behind a replica connection holds `key`; null when it reads the primary or cannot tell. */
@@ -199,7 +201,7 @@ export async function waitForBarrier(on: BarrierWaitTarget, id: string, options:
   let waits: MarkWait[] =
     readers === null
       ? [{ key: barrierMarkKey(keyPrefix, id), redis: on as Redis | Cluster }]
-      : readers.map((reader) => ({ key: tableBarrierMarkKey(reader.barrierView.keyPrefix, reader.table, id), redis: reader.barrierView.redis, reader }));
+      : readers.map((reader) => ({ key: tableBarrierMarkKey(reader.barrierView.keyPrefix, reader.table, id, reader.barrierView.hashTag), redis: reader.barrierView.redis, reader }));
   const deadline = performance.now() + timeoutMs;
   for (let pause = FIRST_POLL_MS; ; pause = Math.min(pause * 2, MAX_POLL_MS)) {
     options.signal?.throwIfAborted();

@@ -12,6 +12,8 @@ export interface ReaderOptions<R> extends ReaderConnectionOptions {
   readonly table: string;
   /** Start of every key name inside the hash tag (default `tablecache:`); must match the writer's. */
   readonly keyPrefix?: string;
+  /** The table's hash tag, when its writer placed it with one (`tables.<name>.hashTag` of the daemon's config); must match the writer's. */
+  readonly hashTag?: string;
   /** Record decoding (default {@link MessagePackRecordCodec}); must match the writer's codec id. */
   readonly codec?: RecordCodec<R>;
   /**
@@ -47,7 +49,7 @@ export interface ReaderOptions<R> extends ReaderConnectionOptions {
  * ```
  */
 export async function openReader<R = Record<string, unknown>>(options: ReaderOptions<R>): Promise<TableReader<R>> {
-  const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+  const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULT_KEY_PREFIX, options.hashTag);
   const connection = await ReaderConnection.open(options, `reading table "${options.table}"`);
   const reader = new TableReader<R>(connection, keys, options.codec ?? (new MessagePackRecordCodec() as unknown as RecordCodec<R>));
   if (options.nearCache !== undefined) {

@@ -107,9 +107,14 @@ export class TableReader<R> implements AsyncDisposable {
   }
 
   /** @internal What `waitForBarrier(reader, id)` waits on: the connection this reader reads from. */
-  get barrierView(): { readonly keyPrefix: string; readonly redis: ReaderConnection['redis']; primaryHasKey(key: string): Promise<boolean | null> } {
+  get barrierView(): {
+    readonly keyPrefix: string;
+    readonly hashTag: string | undefined;
+    readonly redis: ReaderConnection['redis'];
+    primaryHasKey(key: string): Promise<boolean | null>;
+  } {
     const connection = this.connection;
-    return { keyPrefix: this.keys.keyPrefix, redis: connection.redis, primaryHasKey: (key) => connection.primaryHasKey(key) };
+    return { keyPrefix: this.keys.keyPrefix, hashTag: this.keys.hashTag, redis: connection.redis, primaryHasKey: (key) => connection.primaryHasKey(key) };
   }
 
   /**

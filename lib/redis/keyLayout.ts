@@ -34,34 +34,45 @@ export const MetaField = {
 } as const;
 
 /**
- * Names of every key of one table. All share the hash tag
- * `{<keyPrefix><table>}`, so they live in one Redis Cluster slot and one Lua
- * script may touch any of them.
+ * Names of every key of one table. All share one hash tag, so they live in
+ * one Redis Cluster slot and one Lua script may touch any of them: by default
+ * `{<keyPrefix><table>}`, so each table gets a slot of its own; with a
+ * `hashTag`, `{<keyPrefix><hashTag>}` followed by the table name, so the
+ * operator chooses the slot (and with it the shard) and tables with the same
+ * tag share one.
  *
  * @example
  * ```ts
- * new TableKeys('users').meta;            // '{tablecache:users}:meta'
- * new TableKeys('users').records(7);      // '{tablecache:users}:g7:r'
+ * new TableKeys('users').meta;                   // '{tablecache:users}:meta'
+ * new TableKeys('users').records(7);             // '{tablecache:users}:g7:r'
+ * new TableKeys('users', 'tablecache:', 'hot-a').meta;  // '{tablecache:hot-a}users:meta'
  * ```
  */
 export class TableKeys {
-  /** The common start of every key, hash tag included, e.g. `{tablecache:users}:`. */
+  /** The common start of every key, hash tag included, e.g. `{tablecache:users}:` or `{tablecache:hot-a}users:`. */
   readonly base: string;
 
   /**
-   * @throws {@link InvalidArgumentError} when the table name is empty or a name contains `{` or `}` (they would break the hash tag).
+   * @throws {@link InvalidArgumentError} when the table name or the hash tag is empty, a name contains `{` or `}`
+   * (they would break the hash tag), or, with a hash tag, the table name contains `:` (the keys of tables that
+   * share a tag are told apart by the table name before the first `:`).
    */
   constructor(
     readonly table: string,
     readonly keyPrefix: string = DEFAULT_KEY_PREFIX,
+    readonly hashTag?: string,
   ) {
     if (table.length === 0) throw new InvalidArgumentError('The table name must not be empty.');
-    for (const [what, value] of [['table name', table], ['key prefix', keyPrefix]] as const) {
+    if (hashTag !== undefined && hashTag.length === 0) throw new InvalidArgumentError(`The hash tag of table "${table}" must not be empty; leave it out for the default {<keyPrefix><table>}.`);
+    for (const [what, value] of [['table name', table], ['key prefix', keyPrefix], ['hash tag', hashTag ?? '']] as const) {
       if (/[{}]/.test(value)) {
         throw new InvalidArgumentError(`The ${what} "${value}" contains "{" or "}", which would break the Redis hash tag; choose another.`);
       }
     }
-    this.base = `{${keyPrefix}${table}}:`;
+    if (hashTag !== undefined && table.includes(':')) {
+      throw new InvalidArgumentError(`The table name "${table}" contains ":", which a table with a hash tag must not: tables sharing a tag are told apart by the name before the first ":".`);
+    }
+    this.base = hashTag === undefined ? `{${keyPrefix}${table}}:` : `{${keyPrefix}${hashTag}}${table}:`;
   }
 
   /** The metadata hash: what readers need to find and decode the live data. */

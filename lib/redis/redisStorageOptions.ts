@@ -21,6 +21,12 @@ export interface RedisStorageTableOptions<R> {
   readonly scorer: RecordScorer<R>;
   /** Start of every key name inside the hash tag (default `tablecache:`). */
   readonly keyPrefix?: string;
+  /**
+   * Place the table's keys under the hash tag `{<keyPrefix><hashTag>}`
+   * instead of `{<keyPrefix><table>}`, to choose its Redis Cluster slot
+   * (docs/redis-key-layout.md, "Placing a table"); readers must pass the same.
+   */
+  readonly hashTag?: string;
   /** Record encoding (default `MessagePackRecordCodec`); readers must use the same. */
   readonly codec?: RecordCodec<R>;
   /** Lease lifetime without renewal, in ms (default 10,000); a standby takes over at most this long after a crash. */
@@ -51,7 +57,7 @@ const DEFAULTS = {
  * @throws {@link InvalidArgumentError} for a batch size or lease lifetime that is not a positive integer, a scorer without indexes, or not exactly one of `redis` and `url`.
  */
 export function writerSettings<R>(options: RedisStorageTableOptions<R>): { keys: TableKeys; writeBatchSize: number; mergeBatchSize: number; leaseTtlMs: number } {
-  const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+  const keys = new TableKeys(options.table, options.keyPrefix ?? DEFAULT_KEY_PREFIX, options.hashTag);
   const settings = {
     keys,
     writeBatchSize: positiveInteger(options.writeBatchSize ?? DEFAULTS.writeBatchSize, 'writeBatchSize'),

@@ -150,10 +150,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
 
   /**
    * The writer that holds the lease of `table`, or null: what a standby
-   * waits for (the wait itself is {@link open}'s).
+   * waits for (the wait itself is {@link open}'s). `hashTag` as the writer's option.
    */
-  static async leaseHolder(redis: ScriptConnection, table: string, keyPrefix: string = DEFAULT_KEY_PREFIX): Promise<string | null> {
-    return readLeaseHolder(redis, new TableKeys(table, keyPrefix));
+  static async leaseHolder(redis: ScriptConnection, table: string, keyPrefix: string = DEFAULT_KEY_PREFIX, hashTag?: string): Promise<string | null> {
+    return readLeaseHolder(redis, new TableKeys(table, keyPrefix, hashTag));
   }
 
   /**

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openReader, waitForBarrier, type TableReader } from '../../../lib/client/index.ts';
 import { sendBarrier } from '../../../lib/postgres/barrier.ts';
@@ -92,6 +93,66 @@ describe('the daemon on a Redis Cluster', () => {
       }
     } finally {
       await replicaReader.close();
+    }
+  });
+
+  it('places tables on the masters their hash tags choose: the daemon writes them there, readers, barriers and verify find them by the same tags', async () => {
+    const prefix = 'tc-placed:';
+    const masters = (await cluster.nodes()).filter((node) => node.role === 'master' && !node.failed).map((node) => node.port);
+    // As an operator does (docs/redis-key-layout.md, "Placing a table"): the first candidate tag whose slot the chosen master serves.
+    const tagOn = async (port: number) => {
+      for (let candidate = 0; candidate < 200; candidate++) {
+        if ((await cluster.masterPortOf(`{${prefix}hot-${candidate}}`)) === port) return `hot-${candidate}`;
+      }
+      throw new Error(`no candidate tag lands on master ${port}`);
+    };
+    const placement = { cities: { master: masters[1]!, tag: await tagOn(masters[1]!) }, names: { master: masters[2]!, tag: await tagOn(masters[2]!) } };
+    const placed = writeSeedConfig({
+      postgresUrl: db.url, redisUrl: '', keyPrefix: prefix, channel: 'tc_cluster_test',
+      redis: { url: undefined, cluster: { nodes: cluster.nodeUrls.slice(0, 2) }, password: PASSWORD },
+      tables: {
+        cities: { query: `SELECT city_id, name FROM ${SCHEMA}.cities`, primaryKey: 'city_id', sources: { [`${SCHEMA}.cities`]: { key: 'city_id' } }, hashTag: placement.cities.tag },
+        names: { query: `SELECT user_id, name FROM ${SCHEMA}.users`, primaryKey: 'user_id', sources: { [`${SCHEMA}.users`]: { key: 'user_id' } }, hashTag: placement.names.tag },
+      },
+    });
+    const placedDaemon = DaemonProcess.start(placed.file);
+    const readers: TableReader<Record<string, unknown>>[] = [];
+    try {
+      const url = await healthUrl(placedDaemon);
+      await waitFor('/readyz to answer 200', async () => (await get(`${url}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 50 });
+      for (const [table, { master, tag }] of Object.entries(placement)) {
+        // A plain connection to the chosen master: a key of a slot it does not serve would answer MOVED.
+        const node = new Redis(master, '127.0.0.1', { password: PASSWORD, lazyConnect: true, maxRetriesPerRequest: 0 });
+        await node.connect();
+        try {
+          const keys = new TableKeys(table, prefix, tag);
+          const generation = await node.hget(keys.meta, 'gen');
+          expect(generation, `table ${table} on master ${master}`).not.toBeNull();
+          expect(await node.hlen(keys.records(Number(generation)))).toBe(table === 'cities' ? 10 : USERS);
+        } finally {
+          node.disconnect();
+        }
+        readers.push(await openReader({ cluster: { nodes: cluster.nodeUrls, password: PASSWORD }, table, keyPrefix: prefix, hashTag: tag, readFrom: 'replica' }));
+      }
+      const [cities, names] = readers as [TableReader<Record<string, unknown>>, TableReader<Record<string, unknown>>];
+      expect(await cities.get(3)).toEqual({ city_id: 3, name: 'City 3' });
+      // Without the tag a reader looks where the table is not.
+      const untagged = await openReader({ redis: client, table: 'cities', keyPrefix: prefix });
+      expect((await untagged.info()).loaded).toBe(false);
+      await untagged.close();
+      await db.pool.query(`UPDATE ${SCHEMA}.users SET name = 'Placed' WHERE user_id = 9`);
+      await db.pool.query(`UPDATE ${SCHEMA}.cities SET name = 'Placed City' WHERE city_id = 4`);
+      const id = await sendBarrier(db.pool, { channel: 'tc_cluster_test' });
+      await waitForBarrier(readers, id, { timeoutMs: 20_000 });
+      expect((await names.get(9))?.['name']).toBe('Placed');
+      expect((await cities.get(4))?.['name']).toBe('Placed City');
+      const verified = await verifyCache(placed.config);
+      expect(verified.map(({ table, equal }) => ({ table, equal }))).toEqual(['users', 'cities', 'names'].map((table) => ({ table, equal: true })));
+    } finally {
+      await Promise.all(readers.map((reader) => reader.close()));
+      await placedDaemon.stop();
+      placed.remove();
+      await db.pool.query(`UPDATE ${SCHEMA}.cities SET name = 'City 4' WHERE city_id = 4`);
     }
   });
 

@@ -139,6 +139,14 @@ describe('loadConfig', () => {
     expect(bad.message).toContain('redis.waitTimeoutMs: expected an integer from 1 to 60000');
   });
 
+  it("takes a table's hashTag (where its keys live) and refuses one with braces", async () => {
+    const table = { query: 'SELECT * FROM users', primaryKey: 'user_id', sources: { users: { key: 'user_id' } } };
+    const placed = parseConfig(minimal({ tables: { users: { ...table, hashTag: 'hot-a' }, orders: table } }), { file: 'x.yaml', env: {} });
+    expect(placed.tables.map((t) => [t.name, t.hashTag])).toEqual([['users', 'hot-a'], ['orders', undefined]]);
+    const bad = await configError(() => parseConfig(minimal({ tables: { users: { ...table, hashTag: 'a}b' } } }), { file: 'x.yaml', env: {} }));
+    expect(bad.message).toContain('tables.users.hashTag: the hash tag "a}b" contains "{" or "}"');
+  });
+
   it('takes a Redis Cluster or Sentinel instead of redis.url, and exactly one of the three', async () => {
     const cluster = parseConfig(
       minimal({ redis: { cluster: { nodes: ['redis://a:7000', 'redis://b:7001'], natMap: { '10.0.0.1:7000': 'a:7000' }, scaleReads: 'slave' }, password: 'p' } }),

@@ -19,6 +19,16 @@ describe('TableKeys', () => {
     expect(new TableKeys('users', 'app1:').meta).toBe('{app1:users}:meta');
   });
 
+  it('puts a table placed with a hash tag under {<prefix><tag>}, its name after the tag', () => {
+    const keys = new TableKeys('users', 'p:', 'hot-a');
+    expect([keys.meta, keys.records(3), keys.stagedIndex(9, 'a'), keys.changes]).toEqual(['{p:hot-a}users:meta', '{p:hot-a}users:g3:r', '{p:hot-a}users:s9:i:a', '{p:hot-a}users:changes']);
+    // Two tables may share a tag (and so a slot); the names keep their keys apart, which a ":" in a name could not.
+    expect(new TableKeys('orders', 'p:', 'hot-a').meta).toBe('{p:hot-a}orders:meta');
+    expect(() => new TableKeys('a:b', 'p:', 'hot-a')).toThrow(/contains ":"/);
+    expect(() => new TableKeys('users', 'p:', '')).toThrow(/must not be empty/);
+    expect(() => new TableKeys('users', 'p:', 'x}')).toThrow(/hash tag "x\}" contains/);
+  });
+
   it('lists every key of a generation and of a scratch session', () => {
     const keys = new TableKeys('t', 'p:');
     expect(keys.generationKeys(2, ['a', 'b'])).toEqual(['{p:t}:g2:r', '{p:t}:g2:i:a', '{p:t}:g2:i:b']);
