@@ -115,6 +115,13 @@ export class CaptureCheck {
   private async readStatuses(): Promise<readonly SourceTriggerStatus[]> {
     if (this.options.triggers === false) return [];
     const client = await this.options.pool.connect();
+    // Checked out, a client has no pool listener: its connection cut meanwhile (Postgres restarting) is an 'error'
+    // event that, unheard, ends the process. The query in flight fails anyway, and the next check tries again.
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost = error;
+    };
+    client.on('error', onError);
     try {
       const status = await readTriggerStatus(client, this.spec);
       const ownedWithout = status.sources.some((source) => source.children.some((child) => child.state === 'missing' && child.ownedByCurrentRole));
@@ -141,7 +148,9 @@ export class CaptureCheck {
       }
       return (await readTriggerStatus(client, this.spec)).sources;
     } finally {
-      client.release();
+      // Released first: the pool listens again before this listener goes, and discards a client whose connection died.
+      client.release(lost);
+      client.removeListener('error', onError);
     }
   }
 
