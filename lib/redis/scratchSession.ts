@@ -72,12 +72,15 @@ export class ScratchSession<R> {
   }
 
   /**
-   * Forgets the session for `clear()`, returning its key group to drop
-   * (changes held back in memory are kept, as before the split).
+   * Forgets the session for `clear()`, returning its key group to drop.
+   * Changes held back in memory go too: kept, the first merge into the next
+   * generation would apply them, publishing changes of an older snapshot
+   * (or of a failed step) with that merge.
    */
   takeForClear(): KeyGroup[] {
     const staging = this.staging;
     this.staging = null;
+    this.heldBack = null;
     return staging === null ? [] : [{ staging: staging.id }];
   }
 

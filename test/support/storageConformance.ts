@@ -292,6 +292,18 @@ export function describeStorageConformance(name: string, makeStorage: MakeConfor
         await storage.scratchMerge();
         expect(await read(storage, everything())).toEqual([]);
       });
+
+      it('drops staged scratch changes for good: the merges after the next load do not publish them', async () => {
+        await storage.putRecords([record(1), record(2)]);
+        await collect(storage.scratchDiscardRecords(spec('primary_key', [Interval.onlyContaining(1)])));
+        await storage.scratchPutRecords([record(3)]);
+        await storage.clear();
+        await storage.putRecords([record(1), record(2)]);
+        await storage.scratchPutRecords([record(4)]);
+        await storage.scratchMerge();
+        expect(await pks(storage, everything())).toEqual([1, 2, 4]);
+        expect(await pks(storage, everything('secondary'))).toEqual([1, 2, 4]);
+      });
     });
 
     describe('scratch space', () => {
