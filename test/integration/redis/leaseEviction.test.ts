@@ -1,6 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordScorer } from '../../../lib/core/storageTable.ts';
+import { Interval } from '../../../lib/core/interval.ts';
+import { StorageRecordsSpec } from '../../../lib/core/storageRecordsSpec.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import type { LeaseLostError } from '../../../lib/redis/redisErrors.ts';
 import { RedisStorageTable, type RedisStorageTableOptions } from '../../../lib/redis/redisStorageTable.ts';
@@ -71,5 +73,51 @@ describe('a lease that Redis lost', () => {
     await waitFor('the lease loss to be reported', () => lost.length === 1);
     expect(lost[0]).toMatchObject({ code: 'TC_LEASE_LOST', dataLost: false });
     expect(lost[0]!.message).toContain('another writer took it');
+  });
+});
+
+/** What a Redis restart without persistence does to one table: every key of it is gone. */
+async function loseEverything(table: string): Promise<void> {
+  await deleteKeysWithPrefix(redis, `${prefix}${table}}`);
+}
+
+async function records(storage: RedisStorageTable<Row>): Promise<number[]> {
+  const rows: number[] = [];
+  for await (const row of storage.getRecords(new StorageRecordsSpec('primary_key', [Interval.everything()]))) rows.push(row.id);
+  return rows.sort((a, b) => a - b);
+}
+
+describe('a writer from before Redis lost or rolled back the table', () => {
+  // Its fence token must never be handed out again: a counter that starts anew in an empty Redis (or goes back with an
+  // older snapshot) gave the next writer the stale writer's token, and the stale writer's held-back refresh, read in an
+  // older snapshot, was merged into the new writer's published load (the chaos run's torn transfer reads).
+  it('cannot write after the keys were lost and another writer loaded the table', async () => {
+    const { storage: stale, keys } = await loadedWriter({ leaseTtlMs: 60_000 });
+    await loseEverything(keys.table);
+    const fresh = await RedisStorageTable.open<Row>({ url: testRedisUrl(), table: keys.table, keyPrefix: prefix, scorer, leaseTtlMs: 60_000 });
+    opened.push(fresh);
+    await fresh.clear();
+    await fresh.putRecords([{ id: 10 }, { id: 11 }]);
+    await fresh.markLoaded({ coverage: null });
+
+    await stale.scratchPutRecords([{ id: 3 }]);
+    await expect(stale.scratchMerge()).rejects.toMatchObject({ code: 'TC_LEASE_LOST' });
+    expect(await records(fresh)).toEqual([10, 11]);
+  });
+
+  it('cannot write after Redis went back to a snapshot from before it took the lease', async () => {
+    const { storage: first, keys } = await loadedWriter({ leaseTtlMs: 60_000 });
+    const snapshot = await redis.hgetall(keys.meta);
+    await first.close();
+    const stale = await RedisStorageTable.open<Row>({ url: testRedisUrl(), table: keys.table, keyPrefix: prefix, scorer, leaseTtlMs: 60_000 });
+    opened.push(stale);
+    // Restored from the snapshot: the lease key expired meanwhile, the metadata is the first writer's.
+    await redis.del(keys.lease);
+    await redis.hset(keys.meta, snapshot);
+    const fresh = await RedisStorageTable.open<Row>({ url: testRedisUrl(), table: keys.table, keyPrefix: prefix, scorer, leaseTtlMs: 60_000 });
+    opened.push(fresh);
+
+    await expect(stale.putRecords([{ id: 3 }])).rejects.toMatchObject({ code: 'TC_LEASE_LOST' });
+    expect(await records(fresh)).toEqual([1, 2]);
   });
 });
