@@ -8,27 +8,8 @@ import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
 import { deferred } from '../core/deferred.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { FakeSnapshots } from './fakeSnapshots.ts';
+import { FakeBarrierRedis } from './fakeBarrierRedis.ts';
 import { FakeSyncedTable } from './fakeSyncedTable.ts';
-
-/** Records barrier marks in the order they are written, interleaved with the tables' steps. */
-class FakeRedis {
-  readonly marked: string[] = [];
-  pipeline() {
-    const ids: string[] = [];
-    const marked = this.marked;
-    return {
-      set(key: string) {
-        // Only marks: the lists of tables a barrier waits for (barrier-behind:) are not marks.
-        if (key.includes('}barrier:')) ids.push(key.split('barrier:')[1]!);
-        return this;
-      },
-      async exec() {
-        marked.push(...ids);
-        return ids.map(() => [null, 'OK'] as [null, string]);
-      },
-    };
-  }
-}
 
 const indexes = new KeyColumnIndexes({ query: 'SELECT * FROM users', primaryKey: ['user_id'] });
 const usersSource = { name: 'public.users', schema: 'public', table: 'users', key: ['user_id'], match: ['user_id'], configPath: 'tables.users.sources.users' };
@@ -53,7 +34,7 @@ const pipelines: ChangePipeline[] = [];
 
 function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
   const table = new FakeSyncedTable('users');
-  const redis = new FakeRedis();
+  const redis = new FakeBarrierRedis();
   const events = new EventEmitter<DaemonEvents>();
   const snapshots = new FakeSnapshots();
   const pipeline = new ChangePipeline({

@@ -8,29 +8,10 @@ import { KeyColumnIndexes } from '../../../lib/core/keyColumnIndexes.ts';
 import { deferred } from '../core/deferred.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { FakeSnapshots } from './fakeSnapshots.ts';
+import { FakeBarrierRedis } from './fakeBarrierRedis.ts';
 import { FakeSyncedTable, type TableStep } from './fakeSyncedTable.ts';
 
 type Step = TableStep | { kind: 'mark'; ids: string[] };
-
-/** Records barrier marks into the shared log, so a test sees what was applied before each mark. */
-function fakeRedis(log: Step[]) {
-  return {
-    pipeline() {
-      const ids: string[] = [];
-      return {
-        set(key: string) {
-          // Only marks: the lists of tables a barrier waits for (barrier-behind:) are not marks.
-          if (key.includes('}barrier:')) ids.push(key.split('barrier:')[1]!);
-          return this;
-        },
-        async exec() {
-          if (ids.length > 0) log.push({ kind: 'mark', ids });
-          return ids.map(() => [null, 'OK'] as [null, string]);
-        },
-      };
-    },
-  };
-}
 
 const indexes = new KeyColumnIndexes({ query: 'SELECT * FROM users', primaryKey: ['user_id'] });
 const usersSource = { name: 'public.users', schema: 'public', table: 'users', key: ['user_id'], match: ['user_id'], configPath: 'tables.users.sources.users' };
@@ -55,7 +36,7 @@ function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
     tables: [table],
     mapper: new ChangeMapper([{ name: 'users', indexes, sources: [usersSource] }]),
     snapshots: new FakeSnapshots(),
-    redis: fakeRedis(log) as never,
+    redis: new FakeBarrierRedis((ids) => log.push({ kind: 'mark', ids })) as never,
     keyPrefix: 'tc:',
     batchWindowMs: 0,
     maxBatchKeys: 1000,

@@ -8,33 +8,8 @@ import type { DaemonEvents } from '../../../daemon/daemonEvents.ts';
 import { deferred } from '../core/deferred.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { FakeSnapshots } from './fakeSnapshots.ts';
+import { FakeBarrierRedis } from './fakeBarrierRedis.ts';
 import { FakeSyncedTable } from './fakeSyncedTable.ts';
-
-/** Redis as the barrier tracker uses it: every SET, by key. */
-class FakeRedis {
-  readonly values = new Map<string, string>();
-  pipeline() {
-    const sets: [string, string][] = [];
-    const values = this.values;
-    return {
-      set(key: string, value: string) {
-        sets.push([key, value]);
-        return this;
-      },
-      async exec() {
-        for (const [key, value] of sets) values.set(key, value);
-        return sets.map(() => [null, 'OK'] as [null, string]);
-      },
-    };
-  }
-  marked(id: string): boolean {
-    return this.values.has(`{tc:}barrier:${id}`);
-  }
-  behind(id: string): unknown {
-    const text = this.values.get(`{tc:}barrier-behind:${id}`);
-    return text === undefined ? undefined : JSON.parse(text);
-  }
-}
 
 const usersIndexes = new KeyColumnIndexes({ query: 'SELECT * FROM users', primaryKey: ['user_id'] });
 const ordersIndexes = new KeyColumnIndexes({ query: 'SELECT * FROM orders', primaryKey: ['order_id'] });
@@ -55,7 +30,7 @@ function startPipeline(overrides: Partial<ChangePipelineOptions> = {}) {
   const users = new FakeSyncedTable('users');
   const orders = new FakeSyncedTable('orders');
   held.push(users, orders);
-  const redis = new FakeRedis();
+  const redis = new FakeBarrierRedis();
   const snapshots = new FakeSnapshots();
   const pipeline = new ChangePipeline({
     tables: [users, orders],
@@ -137,13 +112,13 @@ describe('ChangePipeline with several tables', () => {
     const ordersFailing = [{ table: 'orders', reason: 'canceling statement due to statement timeout' }];
     await waitFor('b1 to wait on orders alone', () => JSON.stringify(redis.behind('b1')) === JSON.stringify(ordersFailing));
     expect(pipeline.barrierWaitingOn('b1')).toEqual(['orders']);
-    expect(redis.marked('b1')).toBe(false);
+    expect(redis.isMarked('b1')).toBe(false);
     // users keeps refreshing while orders fails.
     pipeline.push(change('users', 9n, 5));
     await waitFor('the next users refresh', () => users.steps.some((step) => step.kind === 'refresh' && step.keys.includes(5)));
-    expect(redis.marked('b1')).toBe(false);
+    expect(redis.isMarked('b1')).toBe(false);
     orders.failing = null;
-    await waitFor('the barrier', () => redis.marked('b1'));
+    await waitFor('the barrier', () => redis.isMarked('b1'));
     expect(pipeline.barrierWaitingOn('b1')).toEqual([]);
   });
 
@@ -157,7 +132,7 @@ describe('ChangePipeline with several tables', () => {
     await waitFor('b2 to wait on users alone', () => JSON.stringify(redis.behind('b2')) === JSON.stringify([{ table: 'users' }]));
     users.hold.resolve();
     users.hold = null;
-    await waitFor('the barrier', () => redis.marked('b2'));
+    await waitFor('the barrier', () => redis.isMarked('b2'));
   });
 
   it('bounds refresh steps by refreshTimeoutMs and reload steps by loadTimeoutMs', async () => {
