@@ -3,9 +3,11 @@ import type pg from 'pg';
 import type { Logger } from '../lib/core/logger.ts';
 import { formatQualifiedName } from '../sql-triggers/identifiers.ts';
 import { installChildTriggers } from '../sql-triggers/installTriggers.ts';
+import { readLogicalCaptureGaps } from '../sql-triggers/logicalCaptureGaps.ts';
 import { readTriggerStatus, type SourceTriggerStatus } from '../sql-triggers/triggerStatus.ts';
 import type { TriggerSpec } from '../sql-triggers/triggerSpec.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
+import { logicalCaptureSpecFromConfig } from './config/logicalCaptureSpecFromConfig.ts';
 import { triggerSpecFromConfig } from './config/triggerSpecFromConfig.ts';
 import type { CaptureProblem, DaemonEvents, ReloadKind } from './daemonEvents.ts';
 import { describeShapeChange, readSourceTableShapes, type SourceTableShape } from './sourceTableShapes.ts';
@@ -21,8 +23,14 @@ export interface CaptureCheckOptions {
   readonly events: EventEmitter<DaemonEvents>;
   /** Reloads cached tables (the pipeline's `requestReload`). */
   readonly requestReload: (tables: readonly string[], reason: string, kind: ReloadKind) => void;
-  /** Whether changes come through the triggers (default true); the logical change source needs none, only the shape check. */
-  readonly triggers?: boolean;
+  /** Where changes come from (default `triggers`): what is checked besides the shapes. */
+  readonly method?: 'triggers' | 'logical';
+}
+
+/** A source table whose changes do not reach the daemon, and why. */
+interface CaptureGap {
+  readonly source: string;
+  readonly detail: string;
 }
 
 /**
@@ -37,6 +45,14 @@ export interface CaptureCheckOptions {
  *   not ready) naming the `tablecache triggers install` command, and the
  *   tables reading it are reloaded once the triggers are back, since changes
  *   made meanwhile were missed.
+ * - **Logical capture** (`method: logical`, instead of triggers). The
+ *   publication must exist and publish every source table, and each table
+ *   holding a source's rows must keep a replica identity that gives the old
+ *   key values: a dropped publication, a table removed from it or an
+ *   identity changed to NOTHING is a {@link CaptureProblem} naming `tablecache
+ *   capture install`, and the tables reading it are reloaded once it is
+ *   fixed (Postgres decodes a change with the publications of its time, so
+ *   changes made meanwhile never reach the daemon).
  * - **Shape.** Each source table's OID (a DROP and CREATE), columns and
  *   types, and set of partitions and children must be what the previous
  *   check saw; when they changed, the tables reading it are reloaded (a
@@ -102,18 +118,32 @@ export class CaptureCheck {
   private async runCheck(): Promise<void> {
     const { logger } = this.options;
     try {
-      const statuses = await this.readStatuses();
+      const gaps = this.options.method === 'logical' ? await this.readLogicalGaps() : await this.readTriggerGaps();
       await this.checkShapes();
-      this.updateProblems(statuses);
+      this.updateProblems(gaps);
     } catch (error) {
       if (this.closed) return;
       logger.warn({ err: error }, 'could not check the change capture of the source tables; trying again at the next check');
     }
   }
 
+  private async readLogicalGaps(): Promise<CaptureGap[]> {
+    const bySource = new Map<string, string[]>();
+    for (const gap of await readLogicalCaptureGaps(this.options.pool, logicalCaptureSpecFromConfig(this.options.config))) {
+      bySource.set(gap.source, [...(bySource.get(gap.source) ?? []), gap.detail]);
+    }
+    return [...bySource].map(([source, details]) => ({ source, detail: details.join('; ') }));
+  }
+
+  private async readTriggerGaps(): Promise<CaptureGap[]> {
+    const statuses = await this.readStatuses();
+    return statuses
+      .filter((status) => status.state !== 'not_in_config' && !status.capturesChanges)
+      .map((status) => ({ source: status.source, detail: status.exists ? status.detail : 'the table does not exist' }));
+  }
+
   /** Trigger status of every source; first gives triggers to new partitions and children the daemon's role owns. */
   private async readStatuses(): Promise<readonly SourceTriggerStatus[]> {
-    if (this.options.triggers === false) return [];
     const client = await this.options.pool.connect();
     // Checked out, a client has no pool listener: its connection cut meanwhile (Postgres restarting) is an 'error'
     // event that, unheard, ends the process. The query in flight fails anyway, and the next check tries again.
@@ -175,22 +205,22 @@ export class CaptureCheck {
     this.shapes = next;
   }
 
-  private updateProblems(statuses: readonly SourceTriggerStatus[]): void {
+  private updateProblems(gaps: readonly CaptureGap[]): void {
     const { config, logger } = this.options;
-    const command = `tablecache triggers install --config ${config.file}`;
-    const problems = statuses
-      .filter((status) => status.state !== 'not_in_config' && !status.capturesChanges)
-      .map((status): CaptureProblem => {
-        const tables = this.tablesOf(status.source);
-        const what = status.exists ? status.detail : 'the table does not exist';
-        return {
-          source: status.source,
-          tables,
-          message:
-            `changes to source table ${status.source} are not captured (${what}), so table(s) ${tables.join(', ')} may be stale: ` +
-            `run \`${command}\` as the table's owner; the table(s) are reloaded once its triggers are back`,
-        };
-      });
+    const logical = this.options.method === 'logical';
+    const command = `tablecache ${logical ? 'capture' : 'triggers'} install --config ${config.file}`;
+    const problems = gaps.map((gap): CaptureProblem => {
+      const tables = this.tablesOf(gap.source);
+      return {
+        source: gap.source,
+        tables,
+        message:
+          `changes to source table ${gap.source} are not captured (${gap.detail}), so table(s) ${tables.join(', ')} may be stale: ` +
+          (logical
+            ? `run \`${command}\`; the table(s) are reloaded once its changes reach the daemon again`
+            : `run \`${command}\` as the table's owner; the table(s) are reloaded once its triggers are back`),
+      };
+    });
     const before = new Map(this.current.map((problem) => [problem.source, problem]));
     for (const problem of problems) {
       if (before.get(problem.source)?.message !== problem.message) logger.error({ source: problem.source, tables: problem.tables }, problem.message);
@@ -198,8 +228,9 @@ export class CaptureCheck {
     const now = new Set(problems.map((problem) => problem.source));
     for (const [source, problem] of before) {
       if (now.has(source)) continue;
-      logger.info({ source, tables: problem.tables }, 'the change triggers of a source table are back; reloading the tables that read it');
-      this.options.requestReload(problem.tables, `the change triggers of ${source} are back (changes made without them were missed)`, 'capture_restored');
+      const what = logical ? 'the logical capture' : 'the change triggers';
+      logger.info({ source, tables: problem.tables }, `${what} of a source table ${logical ? 'is' : 'are'} back; reloading the tables that read it`);
+      this.options.requestReload(problem.tables, `${what} of ${source} ${logical ? 'is' : 'are'} back (changes made without it were missed)`, 'capture_restored');
     }
     this.current = problems;
     this.options.events.emit('captureChecked', { problems });

@@ -315,7 +315,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       logger,
       events: this,
       requestReload: (tables, reason, kind) => pipeline.requestReload(tables, reason, kind),
-      triggers: capture.method === 'triggers',
+      method: capture.method,
     });
     this.captureCheck = captureCheck;
     // Before the first load: the shapes it records are the baseline, so a change between them and the load's snapshot

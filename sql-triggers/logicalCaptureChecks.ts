@@ -28,6 +28,8 @@ export interface CaptureCheck {
   readonly message: string;
   /** The exact statement(s) or step that fixes it. */
   readonly fix: string;
+  /** The source table it is about (canonical name), when it is about one. */
+  readonly source?: string;
 }
 
 /**
@@ -115,9 +117,14 @@ function describeIdentity(relation: CaptureRelationIdentity): string {
   return `its primary key (${relation.identityColumns?.join(', ')})`;
 }
 
-function identityChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): CaptureCheck[] {
+/**
+ * Whether each table holding a source's rows has a replica identity that
+ * gives the old values of its key columns (problems), and of its filtered
+ * columns (warnings). Each check names its `source`.
+ */
+export function replicaIdentityChecks(identities: readonly CaptureRelationIdentity[], spec: LogicalCaptureSpec): CaptureCheck[] {
   const byName = new Map(spec.sources.map((source) => [formatQualifiedName(source), source]));
-  return state.identities.flatMap((relation): CaptureCheck[] => {
+  return identities.flatMap((relation): CaptureCheck[] => {
     const source = byName.get(relation.source)!;
     // A missing table is the configuration check's to report; nothing to say about its identity.
     if (relation.identity === null || relation.identityColumns === null) return [];
@@ -127,6 +134,7 @@ function identityChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): C
       return [
         {
           topic: 'replica_identity',
+          source: relation.source,
           level: 'problem',
           message: `${where} has ${describeIdentity(relation)}: once it is in the publication, Postgres refuses every UPDATE and DELETE on it`,
           fix: `${fullFix} (or ${relation.identity === 'nothing' ? 'REPLICA IDENTITY DEFAULT, with a primary key' : 'add a primary key'} that holds the key columns ${source.keyColumns.join(', ')})`,
@@ -138,6 +146,7 @@ function identityChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): C
       return [
         {
           topic: 'replica_identity',
+          source: relation.source,
           level: 'problem',
           message: `${where}: ${describeIdentity(relation)} does not hold key column(s) ${missing.join(', ')}, so an UPDATE or DELETE would not carry their old values and the cached records of the old key could not be found`,
           fix: `${fullFix} (or REPLICA IDENTITY USING INDEX on a unique index over ${[...new Set([...relation.identityColumns, ...missing])].join(', ')}, NOT NULL columns)`,
@@ -148,6 +157,7 @@ function identityChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): C
     return [
       {
         topic: 'replica_identity',
+        source: relation.source,
         level: 'warning',
         message: `${where} filters on columns ${source.columns.join(', ')}, but ${describeIdentity(relation)} gives no old values to compare them with: every UPDATE refreshes its keys, as if no filter were set`,
         fix: `for the filter to skip updates that change none of them: ${fullFix} (each UPDATE then writes the whole old row to the WAL)`,
@@ -226,6 +236,6 @@ function hierarchyChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): 
  * problems first, each with its fix. Empty when all is in order.
  */
 export function logicalCaptureChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): CaptureCheck[] {
-  const checks = [...serverChecks(state, spec), ...roleChecks(state), ...objectChecks(state, spec), ...identityChecks(state, spec), ...hierarchyChecks(state, spec)];
+  const checks = [...serverChecks(state, spec), ...roleChecks(state), ...objectChecks(state, spec), ...replicaIdentityChecks(state.identities, spec), ...hierarchyChecks(state, spec)];
   return [...checks.filter((check) => check.level === 'problem'), ...checks.filter((check) => check.level === 'warning')];
 }

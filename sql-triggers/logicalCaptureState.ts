@@ -199,7 +199,8 @@ async function readPublication(client: Queryable, publication: string): Promise<
 
 const IDENTITY_KINDS = { d: 'default', f: 'full', i: 'index', n: 'nothing' } as const;
 
-async function readIdentities(client: Queryable, spec: LogicalCaptureSpec): Promise<CaptureRelationIdentity[]> {
+/** The replica identity of every table the source tables' rows live in (the sources, their partitions and children). */
+export async function readCaptureIdentities(client: Queryable, spec: LogicalCaptureSpec): Promise<CaptureRelationIdentity[]> {
   const names = spec.sources.map((source) => quoteQualifiedName(source));
   // Rows are written to leaves: a partitioned table (relkind p) holds none, its partitions do.
   const { rows } = await client.query<{
@@ -250,7 +251,7 @@ export async function readLogicalCaptureState(client: Queryable, spec: LogicalCa
     roles: await readRoles(client, otherRoles),
     slot: await readSlot(client, spec.slot),
     publication: await readPublication(client, spec.publication),
-    identities: await readIdentities(client, spec),
+    identities: await readCaptureIdentities(client, spec),
   };
 }
 

@@ -220,6 +220,10 @@ export class LogicalChangeSource implements CapturePositions {
         }
         return 'retry';
       }
+      if (code === UNDEFINED_OBJECT && /publication/.test(error.message)) {
+        await this.onPublicationMissing(error);
+        return 'retry';
+      }
       const slotGone = (code === UNDEFINED_OBJECT && /replication slot/.test(error.message)) || (code === NOT_IN_PREREQUISITE_STATE && /replication slot/.test(error.message));
       if (slotGone) {
         logger.error({ slot, cause: error.message }, 'the replication slot is missing or invalidated; creating it anew and reloading every table');
@@ -231,6 +235,28 @@ export class LogicalChangeSource implements CapturePositions {
       logger.error({ slot, err: failure }, 'could not recover the replication slot; retrying');
     }
     return 'retry';
+  }
+
+  /**
+   * The WAL sender found the publication missing while decoding a change.
+   * While it is missing, retrying is all there is (the capture check reports
+   * it, naming `tablecache capture install`). Once it exists again the slot
+   * is still stuck: Postgres decodes each change with the publications of
+   * its time, so the change made without one fails again at every
+   * reconnect. The slot is created anew at the end of WAL and every table
+   * reloaded: what was changed meanwhile never reached the daemon.
+   */
+  private async onPublicationMissing(error: Error): Promise<void> {
+    const { pool, slot, publication, logger } = this.options;
+    const { rows } = await pool.query<{ exists: boolean }>('SELECT EXISTS (SELECT FROM pg_catalog.pg_publication WHERE pubname = $1) AS exists', [publication]);
+    if (!rows[0]!.exists) {
+      logger.error({ slot, publication, cause: error.message }, 'the publication is missing: the stream cannot go on until `tablecache capture install` creates it again; retrying');
+      return;
+    }
+    logger.error({ slot, publication, cause: error.message }, 'the publication was dropped and created again: the slot cannot decode past the drop; creating the slot anew and reloading every table');
+    await recreateSlot(pool, slot);
+    this.saved.clear();
+    this.pipeline?.requestReload(null, `the publication ${publication} was dropped and created again, so the slot ${slot} was created anew`, 'slot_recreated');
   }
 
   /** Stops streaming (after a last acknowledgement). */

@@ -35,7 +35,7 @@ const keyPrefix = uniqueRedisPrefix('logical');
 const loads: string[] = [];
 
 async function startDaemon(): Promise<TablecacheDaemon> {
-  const started = new TablecacheDaemon(config, { leaseTtlMs: 2_000, storageCheckIntervalMs: 200, ...(process.env['TC_DEBUG'] ? { logger: pino({ level: 'debug' }) } : {}) });
+  const started = new TablecacheDaemon(config, { leaseTtlMs: 2_000, storageCheckIntervalMs: 200, captureCheckIntervalMs: 200, ...(process.env['TC_DEBUG'] ? { logger: pino({ level: 'debug' }) } : {}) });
   started.on('loaded', ({ table }) => loads.push(`loaded ${table}`));
   started.on('reloaded', ({ table, kinds }) => loads.push(`reloaded ${table} (${kinds.join(', ')})`));
   await started.start();
@@ -169,6 +169,56 @@ describe('the daemon on the logical change source', () => {
     for (const name of ['tablecache_capture_slot_lag_bytes', 'tablecache_capture_slot_retained_wal_bytes', 'tablecache_capture_seconds_since_last_message']) {
       expect(text).toMatch(new RegExp(`^${name} \\d`, 'm'));
     }
+  });
+
+  /** Waits until /readyz names `source` as not captured, for `detail`, with the command that fixes it. */
+  async function waitForCaptureProblem(source: string, detail: string): Promise<void> {
+    await waitFor(`a capture problem for ${source} (${detail})`, () => {
+      const { ready, reasons } = daemon!.readiness();
+      return !ready && reasons.some((reason) => reason.includes(`changes to source table ${source} are not captured (${detail}`) && reason.includes('tablecache capture install'));
+    });
+  }
+
+  it('is not ready while a source table is left out of the publication, naming capture install, and reloads once it is back', { timeout: 30_000 }, async () => {
+    await barrier();
+    const before = loads.length;
+    await pool.query(`ALTER PUBLICATION ${config.capture.publication} DROP TABLE ${SCHEMA}.cities`);
+    await waitForCaptureProblem(`${SCHEMA}.cities`, `the publication ${config.capture.publication} does not publish it`);
+    // Postgres sends this change to nobody: only the reload brings it.
+    await pool.query(`UPDATE ${SCHEMA}.cities SET name = 'Unpublished' WHERE city_id = 2`);
+    await installConfigCapture(pool, config);
+    await waitFor('the reload', () => loads.length > before);
+    expect(loads.slice(before)).toEqual(['reloaded users (capture_restored)']);
+    await waitFor('ready again', () => daemon!.readiness().ready);
+    await barrier();
+    await verifyClean();
+  });
+
+  it('is not ready while a source table\'s replica identity gives no old key, and reloads once it does again', { timeout: 30_000 }, async () => {
+    await barrier();
+    const before = loads.length;
+    await pool.query(`ALTER TABLE ${SCHEMA}.users_cities REPLICA IDENTITY NOTHING`);
+    await waitForCaptureProblem(`${SCHEMA}.users_cities`, `${SCHEMA}.users_cities has REPLICA IDENTITY NOTHING`);
+    await pool.query(`ALTER TABLE ${SCHEMA}.users_cities REPLICA IDENTITY DEFAULT`);
+    await waitFor('a capture_restored reload', () => loads.slice(before).some((load) => load.includes('capture_restored')));
+    await waitFor('ready again', () => daemon!.readiness().ready);
+    await barrier();
+    await verifyClean();
+  });
+
+  it('is not ready while the publication is dropped; once it is created again, makes a new slot and reloads', { timeout: 60_000 }, async () => {
+    await barrier();
+    const before = loads.length;
+    await pool.query(`DROP PUBLICATION ${config.capture.publication}`);
+    await waitForCaptureProblem(`${SCHEMA}.users`, `the publication ${config.capture.publication} does not exist`);
+    await pool.query(`UPDATE ${SCHEMA}.users SET name = 'No publication' WHERE user_id = 23`);
+    await installConfigCapture(pool, config);
+    // The slot decodes that update with the publications of its time (none): only a new slot gets past it.
+    await waitFor('the slot created anew', () => loads.slice(before).some((load) => load.includes('slot_recreated')), { timeoutMs: 30_000 });
+    await waitFor('ready again', () => daemon!.readiness().ready, { timeoutMs: 20_000 });
+    await barrier();
+    expect(await reader.get(23)).toMatchObject({ user_name: 'No publication' });
+    await verifyClean();
   });
 
   it('lets a standby take the slot over when the writer dies, resuming without a reload', { timeout: 60_000 }, async () => {
