@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis';
 import type { Logger } from '../lib/core/logger.ts';
 import { ioredisNatMap } from '../lib/redis/clusterNatMap.ts';
+import { redisAddress } from '../lib/redis/redisAddress.ts';
 import { connectFailure, RedisConnectionError, type ConnectFailureKind } from '../lib/redis/redisErrors.ts';
 import type { RedisConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
@@ -72,24 +73,10 @@ export function redisOptions(config: RedisConfig, connectionName: string): Redis
   };
 }
 
-/** Host and port of a `redis://` or `rediss://` URL, and the user, password and TLS it implies. */
-function addressOf(url: string): { host: string; port: number; username?: string; password?: string; tls: boolean } {
-  const parsed = new URL(url);
-  const username = decodeURIComponent(parsed.username);
-  const password = decodeURIComponent(parsed.password);
-  return {
-    host: parsed.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: parsed.port === '' ? 6379 : Number(parsed.port),
-    ...(username === '' ? {} : { username }),
-    ...(password === '' ? {} : { password }),
-    tls: parsed.protocol === 'rediss:',
-  };
-}
-
 /** The data nodes' options where only URLs are given: the first URL's credentials, and TLS for `rediss:`, unless the config sets them. */
 function nodeOptions(config: RedisConfig, connectionName: string, urls: readonly string[]): RedisOptions {
   const options = redisOptions(config, connectionName);
-  const first = addressOf(urls[0]!);
+  const first = redisAddress(urls[0]!, 'A cluster node');
   return {
     ...options,
     ...(options.username === undefined && first.username !== undefined ? { username: first.username } : {}),
@@ -116,13 +103,13 @@ function createCluster(config: RedisConfig, connectionName: string, purpose: Red
     slotsRefreshTimeout: 2_000,
     ...(cluster.natMap === undefined ? {} : { natMap: ioredisNatMap(cluster.natMap) }),
   };
-  return new Cluster(cluster.nodes.map((url) => { const { host, port } = addressOf(url); return { host, port }; }), options);
+  return new Cluster(cluster.nodes.map((url) => { const { host, port } = redisAddress(url, 'A cluster node'); return { host, port }; }), options);
 }
 
 function createSentinelClient(config: RedisConfig, connectionName: string, purpose: RedisPurpose): Redis {
   const sentinel = config.sentinel!;
-  const sentinels: Partial<SentinelAddress>[] = sentinel.sentinels.map((url) => { const { host, port } = addressOf(url); return { host, port }; });
-  const first = addressOf(sentinel.sentinels[0]!);
+  const sentinels: Partial<SentinelAddress>[] = sentinel.sentinels.map((url) => { const { host, port } = redisAddress(url, 'A sentinel'); return { host, port }; });
+  const first = redisAddress(sentinel.sentinels[0]!, 'A sentinel');
   const sentinelUsername = sentinel.sentinelUsername ?? first.username;
   const sentinelPassword = sentinel.sentinelPassword ?? first.password;
   const options = redisOptions(config, connectionName);

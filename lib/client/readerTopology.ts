@@ -2,6 +2,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterNode, type Command, type RedisOptions } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.ts';
 import { ioredisNatMap, type ClusterNatMap } from '../redis/clusterNatMap.ts';
+import { redisAddress } from '../redis/redisAddress.ts';
 
 /**
  * Which Redis a reader opens and which node of it each read goes to: one
@@ -90,25 +91,6 @@ function stickyReplica(): (nodes: Redis[], command: Command) => Redis | undefine
   };
 }
 
-function hostAndPort(url: string, what: string): { host: string; port: number; username?: string; password?: string; tls: boolean } {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new InvalidArgumentError(`${what} "${url}" is not a URL; write redis://host:port (rediss:// for TLS).`);
-  }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw new InvalidArgumentError(`${what} "${parsed.protocol}//${parsed.host}" must start with redis:// or rediss://.`);
-  }
-  return {
-    host: parsed.hostname,
-    port: parsed.port === '' ? 6379 : Number(parsed.port),
-    ...(parsed.username === '' ? {} : { username: decodeURIComponent(parsed.username) }),
-    ...(parsed.password === '' ? {} : { password: decodeURIComponent(parsed.password) }),
-    tls: parsed.protocol === 'rediss:',
-  };
-}
-
 /**
  * Builds the reader's connection (not connected: `lazyConnect`).
  *
@@ -143,7 +125,7 @@ export function sentinelFallback(options: ReaderTopologyOptions): boolean {
 
 function clusterClient(options: ReaderClusterOptions, readFrom: ReadFrom, timeoutMs: number, tls: ConnectionOptions | undefined): Cluster {
   if (!Array.isArray(options.nodes) || options.nodes.length === 0) throw new InvalidArgumentError('cluster.nodes must list at least one node URL (redis://host:port).');
-  const seeds = options.nodes.map((url) => hostAndPort(url, 'A cluster node'));
+  const seeds = options.nodes.map((url) => redisAddress(url, 'A cluster node'));
   const first = seeds[0]!;
   const credentials = { username: options.username ?? first.username, password: options.password ?? first.password };
   const nodes: ClusterNode[] = seeds.map(({ host, port }) => ({ host, port }));
@@ -167,7 +149,7 @@ function clusterClient(options: ReaderClusterOptions, readFrom: ReadFrom, timeou
 function sentinelClient(options: ReaderSentinelOptions, role: 'master' | 'slave', timeoutMs: number, tls: ConnectionOptions | undefined): Redis {
   if (!Array.isArray(options.sentinels) || options.sentinels.length === 0) throw new InvalidArgumentError('sentinel.sentinels must list at least one sentinel URL (redis://host:port).');
   if (typeof options.name !== 'string' || options.name === '') throw new InvalidArgumentError('sentinel.name must name the master the sentinels monitor.');
-  const sentinels = options.sentinels.map((url) => hostAndPort(url, 'A sentinel'));
+  const sentinels = options.sentinels.map((url) => redisAddress(url, 'A sentinel'));
   const first = sentinels[0]!;
   return new Redis({
     ...nodeOptions(timeoutMs, tls),

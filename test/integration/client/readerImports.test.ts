@@ -22,7 +22,7 @@ function importGraph(entry: string): { modules: string[]; packages: Set<string> 
 }
 
 describe('tablecache/client', () => {
-  it('loads neither pg nor the writer: only ioredis, msgpackr, lru-cache (the near-cache), the key layout, codec and cluster address map, and the core types', () => {
+  it('loads neither pg nor the writer: only ioredis, msgpackr, lru-cache (the near-cache), the key layout, codec and Redis addresses, and the core types', () => {
     const { modules, packages } = importGraph(resolve(root, 'lib/client/index.ts'));
     expect([...packages].filter((name) => !name.startsWith('node:')).sort()).toEqual(['ioredis', 'lru-cache', 'msgpackr']);
     expect(modules.filter((file) => !file.startsWith('lib/client/') && !file.startsWith('lib/core/'))).toEqual([
@@ -31,6 +31,7 @@ describe('tablecache/client', () => {
       'lib/redis/keyLayout.ts',
       'lib/redis/luaScript.ts',
       'lib/redis/recordCodec.ts',
+      'lib/redis/redisAddress.ts',
       'lib/redis/redisErrors.ts',
       'lib/redis/scripts/luaSources.ts',
       'lib/redis/scripts/readerScripts.ts',
