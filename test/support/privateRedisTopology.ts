@@ -1,10 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { freePort } from './privateServers.ts';
+import type { TestCertificates } from './tlsRedis.ts';
 import { waitFor } from './waitFor.ts';
 
 /**
@@ -20,9 +21,18 @@ const run = promisify(execFile);
 /** How long a topology may take to settle (start, failover, rejoin) under the load of a full test run. */
 const SETTLE_TIMEOUT_MS = 60_000;
 
+/** How the test's own connections reach a node: its password, and the CA to trust when the nodes speak only TLS. */
+interface NodeLogin {
+  readonly password: string | undefined;
+  readonly ca?: Buffer | undefined;
+}
+
 /** Runs one command on 127.0.0.1:`port` with a short-lived connection that never retries. */
-async function ask(port: number, password: string | undefined, ...command: string[]): Promise<unknown> {
-  const redis = new Redis(port, '127.0.0.1', { password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 2_000 });
+async function ask(port: number, login: NodeLogin | string | undefined, ...command: string[]): Promise<unknown> {
+  const { password, ca } = typeof login === 'object' ? login : { password: login, ca: undefined };
+  const redis = new Redis(port, '127.0.0.1', {
+    password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 2_000, ...(ca === undefined ? {} : { tls: { ca } }),
+  });
   redis.on('error', () => {});
   try {
     await redis.connect();
@@ -103,6 +113,8 @@ export interface PrivateRedisClusterOptions {
   readonly nodeTimeoutMs?: number;
   /** `requirepass` and `masterauth` on every node. */
   readonly password?: string;
+  /** Speak only TLS with these certificates: clients, the cluster bus and replication (`--tls-cluster`, `--tls-replication`). */
+  readonly tls?: TestCertificates;
 }
 
 /** One node of a {@link PrivateRedisCluster} as CLUSTER NODES reports it. */
@@ -124,21 +136,26 @@ export class PrivateRedisCluster {
   private constructor(
     private readonly directory: string,
     private readonly servers: readonly ServerProcess[],
-    private readonly password: string | undefined,
+    private readonly login: NodeLogin,
   ) {}
 
   /** Starts the nodes, creates the cluster, and resolves once every node reports cluster_state:ok with all 16384 slots covered. */
   static async start(options: PrivateRedisClusterOptions = {}): Promise<PrivateRedisCluster> {
-    const { masters = 3, replicasPerMaster = 1, nodeTimeoutMs = 2_000, password } = options;
+    const { masters = 3, replicasPerMaster = 1, nodeTimeoutMs = 2_000, password, tls } = options;
     const directory = mkdtempSync(path.join(tmpdir(), 'tc-private-cluster-'));
     const servers: ServerProcess[] = [];
-    const cluster = new PrivateRedisCluster(directory, servers, password);
+    const cluster = new PrivateRedisCluster(directory, servers, { password, ca: tls === undefined ? undefined : readFileSync(tls.caFile) });
+    const tlsArgs = tls === undefined ? [] : [
+      '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile,
+      '--tls-auth-clients', 'no', '--tls-cluster', 'yes', '--tls-replication', 'yes',
+    ];
     try {
       for (let index = 0; index < masters * (1 + replicasPerMaster); index++) {
         const [port, busPort] = [await freePort(), await freePort()];
         const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+        const ports = tls === undefined ? ['--port', String(port)] : ['--port', '0', '--tls-port', String(port)];
         const args = [
-          '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1',
+          ...ports, ...tlsArgs, '--cluster-port', String(busPort), '--bind', '127.0.0.1',
           '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', String(nodeTimeoutMs),
           // A replica takes over however long it was cut off: a test's replica is never too stale to serve.
           '--cluster-replica-validity-factor', '0', '--save', '', '--appendonly', 'no', '--dir', directory, ...auth,
@@ -146,7 +163,7 @@ export class PrivateRedisCluster {
         servers.push(new ServerProcess(port, args, directory));
       }
       await Promise.all(servers.map((server) => server.start()));
-      const auth = password === undefined ? [] : ['-a', password, '--no-auth-warning'];
+      const auth = [...(password === undefined ? [] : ['-a', password, '--no-auth-warning']), ...(tls === undefined ? [] : ['--tls', '--cacert', tls.caFile])];
       const addresses = servers.map((server) => `127.0.0.1:${server.port}`);
       await run('redis-cli', [...auth, '--cluster', 'create', ...addresses, '--cluster-replicas', String(replicasPerMaster), '--cluster-yes']);
       await cluster.waitUntilHealthy();
@@ -157,9 +174,9 @@ export class PrivateRedisCluster {
     }
   }
 
-  /** The seed URLs of every node (running or not), for `redis.cluster.nodes`. */
+  /** The seed URLs of every node (running or not), for `redis.cluster.nodes`: `rediss://` when the nodes speak TLS. */
   get nodeUrls(): string[] {
-    return this.servers.map((server) => `redis://127.0.0.1:${server.port}`);
+    return this.servers.map((server) => `${this.login.ca === undefined ? 'redis' : 'rediss'}://127.0.0.1:${server.port}`);
   }
 
   /** The ports of every node. */
@@ -169,13 +186,13 @@ export class PrivateRedisCluster {
 
   /** The slot of `key` (its hash tag honoured), as the cluster computes it. */
   async slotOf(key: string): Promise<number> {
-    return Number(await ask(this.anyRunning().port, this.password, 'CLUSTER', 'KEYSLOT', key));
+    return Number(await ask(this.anyRunning().port, this.login, 'CLUSTER', 'KEYSLOT', key));
   }
 
   /** The port of the master that serves `key`'s slot now, as a running node sees it. */
   async masterPortOf(key: string): Promise<number> {
     const slot = await this.slotOf(key);
-    const ranges = (await ask(this.anyRunning().port, this.password, 'CLUSTER', 'SLOTS')) as [number, number, [string, number, ...unknown[]], ...unknown[]][];
+    const ranges = (await ask(this.anyRunning().port, this.login, 'CLUSTER', 'SLOTS')) as [number, number, [string, number, ...unknown[]], ...unknown[]][];
     const range = ranges.find(([from, to]) => from <= slot && slot <= to);
     if (range === undefined) throw new Error(`No node serves slot ${slot}.`);
     return Number(range[2][1]);
@@ -183,7 +200,7 @@ export class PrivateRedisCluster {
 
   /** Every node as the running node on `port` (default: any) sees the cluster. */
   async nodes(port = this.anyRunning().port): Promise<ClusterNodeView[]> {
-    const text = String(await ask(port, this.password, 'CLUSTER', 'NODES'));
+    const text = String(await ask(port, this.login, 'CLUSTER', 'NODES'));
     return text.trim().split('\n').map((line) => {
       const [id = '', address = '', flags = ''] = line.split(' ');
       const flagList = flags.split(',');
@@ -239,7 +256,7 @@ export class PrivateRedisCluster {
       const running = this.servers.filter((s) => s.running);
       const roles = new Map<number, string>();
       for (const server of running) {
-        const info = parseFields(String(await ask(server.port, this.password, 'CLUSTER', 'INFO')));
+        const info = parseFields(String(await ask(server.port, this.login, 'CLUSTER', 'INFO')));
         if (info['cluster_state'] !== 'ok' || info['cluster_slots_ok'] !== '16384') return false;
         for (const node of (await this.nodes(server.port)).filter((n) => running.some((s) => s.port === n.port))) {
           if (node.failed || (roles.get(node.port) ?? node.role) !== node.role) return false;
@@ -247,7 +264,7 @@ export class PrivateRedisCluster {
         }
       }
       for (const server of running.filter((s) => roles.get(s.port) === 'replica')) {
-        const replication = parseFields(String(await ask(server.port, this.password, 'INFO', 'replication')));
+        const replication = parseFields(String(await ask(server.port, this.login, 'INFO', 'replication')));
         if (replication['master_link_status'] !== 'up') return false;
       }
       return true;
