@@ -2,21 +2,28 @@
  * Redis at scale (issue #15), on private servers this benchmark starts and
  * removes:
  *
- * - reader throughput (reads/s of `get`, 32 concurrent readers, one
- *   connection each) on one primary, against the same readers with
+ * - reader throughput: 32 concurrent readers (one connection each) spread
+ *   over reader processes (bench/redisScaleReaders.ts), each read a `range`
+ *   of a page of records, on one primary against the same readers with
  *   `readFrom: 'replica'` on a primary with 2 replicas behind Sentinel; with
- *   each Redis node's CPU per read, since on a small machine the client
- *   process, not Redis, may be what limits reads/s;
+ *   each Redis server's CPU (from /proc) and the reads it served, so the
+ *   table shows per-server capacity where the machine's cores, not Redis,
+ *   limit the end-to-end number;
  * - the daemon's commit-to-visible latency of single-row UPDATEs with its
  *   table on one Redis against on a Redis Cluster (3 masters, 3 replicas),
  *   in the same run.
+ *
+ * Environment (all optional): TABLECACHE_BENCH_PARTS (`reads,daemon`),
+ * TABLECACHE_BENCH_READER_PROCESSES (4), TABLECACHE_BENCH_PAGE_SIZE (100),
+ * TABLECACHE_BENCH_SLICES (3), TABLECACHE_BENCH_SLICE_SECONDS (3).
  */
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { openReader, type ReadFrom, type TableReader } from '../lib/client/index.ts';
+import { openReader, type ReadFrom } from '../lib/client/index.ts';
 import { Interval } from '../lib/core/interval.ts';
 import { TableKeys } from '../lib/redis/keyLayout.ts';
 import { RedisStorageTable } from '../lib/redis/redisStorageTable.ts';
@@ -26,58 +33,96 @@ import { waitFor } from '../test/support/waitFor.ts';
 import type { BenchContext } from './benchContext.ts';
 import { median, percentiles } from './benchTable.ts';
 import { installBenchTriggers, measureUpdates, startDaemon, writeConfig } from './daemon.bench.ts';
+import { RedisNodeUsage, type NodeSample } from './redisNodeUsage.ts';
+import type { ReaderProcessOptions, ReadSlice, SliceResult } from './redisScaleReaders.ts';
 import { joinedUserScorer, joinedUsers } from './redisLoad.bench.ts';
 import { seedJoinedUsers } from './seedDatabase.ts';
 
+const environmentNumber = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const RECORDS = 10_000;
 const READERS = 32;
-const SLICE_SECONDS = 2;
-const SLICES = 3;
+const READER_PROCESSES = environmentNumber('TABLECACHE_BENCH_READER_PROCESSES', 4);
+const PAGE_SIZE = environmentNumber('TABLECACHE_BENCH_PAGE_SIZE', 100);
+const SLICES = environmentNumber('TABLECACHE_BENCH_SLICES', 3);
+const SLICE_SECONDS = environmentNumber('TABLECACHE_BENCH_SLICE_SECONDS', 3);
+/** Time for a slice's start message to reach every reader process before the slice begins. */
+const SLICE_LEAD_MS = 300;
+/** A node that served less than this share of a slice's reads is not counted as serving reads. */
+const SERVING_SHARE = 0.01;
+const READERS_MAIN = fileURLToPath(new URL('redisScaleReaders.ts', import.meta.url));
 /** The daemon part: cached users and UPDATEs per second. */
 const USERS = 10_000;
 const UPDATE_RATE = 200;
 
 type User = Record<string, unknown>;
 
-/** Seconds of CPU (user + system) the Redis node on `port` has used. */
-async function cpuSeconds(port: number): Promise<number> {
-  const node = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-  await node.connect();
-  try {
-    const info = await node.info('cpu');
-    const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
-    return field('used_cpu_user') + field('used_cpu_sys');
-  } finally {
-    node.disconnect();
-  }
+/** A reader process (bench/redisScaleReaders.ts) that has opened its readers. */
+interface ReaderProcess {
+  read(slice: ReadSlice): Promise<SliceResult>;
+  stop(): Promise<void>;
 }
 
-/** Reads/s of the readers, each a loop of `get` on random keys, for `seconds`; and each node's CPU seconds meanwhile. */
-async function readRound(readers: readonly TableReader<User>[], ports: readonly number[], seconds: number): Promise<{ rate: number; cpu: number[] }> {
-  const cpuBefore = await Promise.all(ports.map(cpuSeconds));
-  const started = performance.now();
-  const deadline = started + seconds * 1000;
-  const counts = await Promise.all(
-    readers.map(async (reader, index) => {
-      let state = index + 1;
-      let count = 0;
-      while (performance.now() < deadline) {
-        state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
-        await reader.get(1 + (state % RECORDS));
-        count++;
-      }
-      return count;
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
-  const cpuAfter = await Promise.all(ports.map(cpuSeconds));
-  return { rate: counts.reduce((a, b) => a + b, 0) / elapsed, cpu: cpuAfter.map((after, i) => (after - cpuBefore[i]!) / elapsed) };
+async function startReaderProcess(options: ReaderProcessOptions): Promise<ReaderProcess> {
+  const child = fork(READERS_MAIN, [JSON.stringify(options)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`reader process exited with ${code}`))));
+  exited.catch(() => {});
+  const nextMessage = <T>() => Promise.race([new Promise<T>((resolve) => child.once('message', (message) => resolve(message as T))), exited]);
+  await nextMessage<{ ready: true }>();
+  return {
+    async read(slice) {
+      const reply = nextMessage<SliceResult>();
+      child.send(slice);
+      return reply;
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.send({ stop: true });
+      await Promise.race([gone, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+      child.kill();
+    },
+  };
 }
+
+/** One slice of one setup: the readers' reads and CPU, each Redis node's CPU and the reads it served. */
+interface SliceMeasurement {
+  readonly rate: number;
+  readonly clientCores: number;
+  readonly nodes: readonly { readonly util: number; readonly served: number; readonly readsPerCpuSecond: number | null }[];
+}
+
+const sleepUntil = (at: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
+
+/** Every process of one setup reads for the same wall-clock window, while the nodes are sampled at its edges. */
+async function readSlice(processes: readonly ReaderProcess[], usage: RedisNodeUsage, seconds: number): Promise<SliceMeasurement> {
+  const startAt = Date.now() + SLICE_LEAD_MS;
+  const endAt = startAt + seconds * 1000;
+  const results = Promise.all(processes.map((process) => process.read({ startAt, endAt })));
+  await sleepUntil(startAt);
+  const before = await usage.sample();
+  await sleepUntil(endAt);
+  const after = await usage.sample();
+  const done = await results;
+  const reads = done.reduce((sum, result) => sum + result.reads, 0);
+  const node = (was: NodeSample, now: NodeSample) => {
+    const cpu = now.cpuSeconds - was.cpuSeconds;
+    const calls = now.readCalls - was.readCalls;
+    return { util: cpu / seconds, served: calls / seconds, readsPerCpuSecond: cpu > 0 ? calls / cpu : null };
+  };
+  return {
+    rate: reads / seconds,
+    clientCores: done.reduce((sum, result) => sum + result.cpuMicros, 0) / 1e6 / seconds,
+    nodes: before.map((was, i) => node(was, after[i]!)),
+  };
+}
+
+const percent = (share: number) => `${Math.round(share * 100)}%`;
 
 async function readThroughput(context: BenchContext): Promise<void> {
   context.note('starting a primary with 2 replicas and 3 sentinels');
   const topology = await PrivateRedisSentinel.start({ replicas: 2 });
-  const readerSets = new Map<ReadFrom, TableReader<User>[]>();
+  const processSets = new Map<ReadFrom, ReaderProcess[]>();
+  let usage: RedisNodeUsage | undefined;
   try {
     const primaryPort = await topology.primaryPort();
     const keyPrefix = `tcbench:scale:${randomBytes(4).toString('hex')}:`;
@@ -98,43 +143,91 @@ async function readThroughput(context: BenchContext): Promise<void> {
         }
       }, { timeoutMs: 30_000 });
     }
-    const sentinel = { sentinels: topology.sentinelUrls, name: topology.name };
-    for (const readFrom of ['primary', 'replica'] as const) {
-      readerSets.set(readFrom, await Promise.all(Array.from({ length: READERS }, () => openReader({ sentinel, table: 'users', keyPrefix, readFrom, timeoutMs: 10_000 }))));
-    }
     const ports = topology.dataPorts;
-    const rounds = new Map<ReadFrom, { rate: number; cpu: number[] }[]>([['primary', []], ['replica', []]]);
-    for (const readers of readerSets.values()) await readRound(readers, ports, 0.5);
-    for (let slice = 0; slice < SLICES; slice++) {
-      for (const [readFrom, readers] of readerSets) {
-        context.note(`slice ${slice + 1}/${SLICES}: ${READERS} readers, readFrom ${readFrom}`);
-        rounds.get(readFrom)!.push(await readRound(readers, ports, SLICE_SECONDS));
+    usage = await RedisNodeUsage.open(ports);
+    const readersPerProcess = READERS / READER_PROCESSES;
+    if (!Number.isInteger(readersPerProcess)) throw new Error(`TABLECACHE_BENCH_READER_PROCESSES must divide ${READERS}.`);
+    for (const readFrom of ['primary', 'replica'] as const) {
+      context.note(`starting ${READER_PROCESSES} reader processes of ${readersPerProcess} readers, readFrom ${readFrom}`);
+      const options = { sentinels: topology.sentinelUrls, name: topology.name, keyPrefix, table: 'users', readFrom, readers: readersPerProcess, records: RECORDS, pageSize: PAGE_SIZE };
+      const set: ReaderProcess[] = [];
+      processSets.set(readFrom, set);
+      for (const started of await Promise.allSettled(Array.from({ length: READER_PROCESSES }, () => startReaderProcess(options)))) {
+        if (started.status === 'rejected') throw started.reason;
+        set.push(started.value);
       }
     }
-    const row = (readFrom: ReadFrom, label: string) => {
-      const measured = rounds.get(readFrom)!;
-      const rate = median(measured.map(({ rate }) => rate));
-      const cpu = ports.map((_, i) => median(measured.map((round) => round.cpu[i]!)));
-      const busiest = Math.max(...cpu);
-      return [
-        label,
-        rate,
-        rate / median(rounds.get('primary')!.map((round) => round.rate)),
-        ports.map((port, i) => `${port === primaryPort ? 'P' : 'R'} ${Math.round(cpu[i]! * 100)}%`).join(', '),
-        (busiest * 1_000_000) / rate,
-      ];
-    };
-    context.printTable(
-      `Reader throughput: \`get\` of random keys of ${RECORDS.toLocaleString('en-US')} records, ${READERS} concurrent readers (one connection each, one Node process), medians of ${SLICES} interleaved slices of ${SLICE_SECONDS} s; 2-core machine shared by the readers and every Redis node`,
-      ['readers', 'reads/s', 'ratio', 'Redis CPU per node (P primary, R replica; % of one core)', 'busiest node: CPU µs per read (all reads)'],
-      [row('primary', 'baseline: one primary (readFrom primary)'), row('replica', "primary + 2 replicas, readFrom 'replica'")],
-    );
+    const slices = new Map<ReadFrom, SliceMeasurement[]>([['primary', []], ['replica', []]]);
+    // A warm-up slice per setup: each reader process compiles its read path on its own.
+    for (const processes of processSets.values()) await readSlice(processes, usage, 2);
+    for (let slice = 0; slice < SLICES; slice++) {
+      for (const [readFrom, processes] of processSets) {
+        context.note(`slice ${slice + 1}/${SLICES}: ${READERS} readers in ${READER_PROCESSES} processes, readFrom ${readFrom}`);
+        slices.get(readFrom)!.push(await readSlice(processes, usage, SLICE_SECONDS));
+      }
+    }
+    printReadTables(context, slices, ports, primaryPort);
   } finally {
-    for (const readers of readerSets.values()) await Promise.all(readers.map((reader) => reader.close()));
+    for (const processes of processSets.values()) await Promise.all(processes.map((process) => process.stop()));
+    usage?.close();
     await topology.stop();
   }
 }
 
+function printReadTables(context: BenchContext, slices: ReadonlyMap<ReadFrom, readonly SliceMeasurement[]>, ports: readonly number[], primaryPort: number): void {
+  const setups = [
+    { readFrom: 'primary' as const, label: 'baseline: one primary (readFrom primary)' },
+    { readFrom: 'replica' as const, label: "primary + 2 replicas, readFrom 'replica'" },
+  ];
+  const nodeName = (i: number) => (ports[i] === primaryPort ? 'P' : `R${ports.slice(0, i + 1).filter((port) => port !== primaryPort).length}`);
+  const summary = (readFrom: ReadFrom) => {
+    const measured = slices.get(readFrom)!;
+    const perNode = ports.map((_, i) => ({
+      util: median(measured.map((slice) => slice.nodes[i]!.util)),
+      served: median(measured.map((slice) => slice.nodes[i]!.served)),
+      readsPerCpuSecond: median(measured.flatMap((slice) => (slice.nodes[i]!.readsPerCpuSecond === null ? [] : [slice.nodes[i]!.readsPerCpuSecond!]))),
+    }));
+    const rate = median(measured.map((slice) => slice.rate));
+    // Capacity: what the nodes that serve the reads would serve with a core each, at the CPU per read they showed.
+    const serving = perNode.filter((node) => node.served >= SERVING_SHARE * rate);
+    return { rate, clientCores: median(measured.map((slice) => slice.clientCores)), perNode, capacity: serving.reduce((sum, node) => sum + node.readsPerCpuSecond, 0) };
+  };
+  const summaries = new Map(setups.map(({ readFrom }) => [readFrom, summary(readFrom)]));
+  const baseline = summaries.get('primary')!;
+  const what = `\`range\` reads of ${PAGE_SIZE} records (of ${RECORDS.toLocaleString('en-US')}), ${READERS} concurrent readers in ${READER_PROCESSES} processes, medians of ${SLICES} interleaved slices of ${SLICE_SECONDS} s`;
+  context.printTable(
+    `Reader throughput end to end: ${what}; every process (readers, Redis nodes, sentinels) shares the machine's cores`,
+    ['setup', 'reads/s', 'ratio', 'reader processes: CPU (cores)', 'reader CPU µs per read', 'Redis CPU per node (% of one core)', 'bottleneck node busy'],
+    setups.map(({ readFrom, label }) => {
+      const { rate, clientCores, perNode } = summaries.get(readFrom)!;
+      return [
+        label,
+        Math.round(rate),
+        rate / baseline.rate,
+        clientCores,
+        Math.round((clientCores * 1e6) / rate),
+        perNode.map((node, i) => `${nodeName(i)} ${percent(node.util)}`).join(', '),
+        percent(Math.max(...perNode.map((node) => node.util))),
+      ];
+    }),
+  );
+  context.printTable(
+    `Per-server capacity, same slices: reads each Redis node served per second of its own CPU; capacity = the sum over the nodes serving reads, as if each had a core of its own`,
+    ['setup', 'reads/s served per node', 'reads per node-CPU-second', 'CPU µs per read (serving nodes)', 'capacity (reads/s)', 'capacity ratio'],
+    setups.map(({ readFrom, label }) => {
+      const { rate, perNode, capacity } = summaries.get(readFrom)!;
+      const serving = perNode.flatMap((node, i) => (node.served >= SERVING_SHARE * rate ? [{ ...node, name: nodeName(i) }] : []));
+      return [
+        label,
+        perNode.map((node, i) => `${nodeName(i)} ${Math.round(node.served).toLocaleString('en-US')}`).join(', '),
+        serving.map((node) => `${node.name} ${Math.round(node.readsPerCpuSecond).toLocaleString('en-US')}`).join(', '),
+        serving.map((node) => `${node.name} ${(1e6 / node.readsPerCpuSecond).toFixed(0)}`).join(', '),
+        Math.round(capacity),
+        capacity / baseline.capacity,
+      ];
+    }),
+  );
+}
 
 async function daemonLatency(context: BenchContext): Promise<void> {
   await using db = await context.createDatabase('redis_scale');
@@ -186,6 +279,9 @@ async function daemonLatency(context: BenchContext): Promise<void> {
 }
 
 export async function run(context: BenchContext): Promise<void> {
-  await readThroughput(context);
-  await daemonLatency(context);
+  const parts = (process.env.TABLECACHE_BENCH_PARTS ?? 'reads,daemon').split(',').map((part) => part.trim());
+  const unknown = parts.filter((part) => part !== 'reads' && part !== 'daemon');
+  if (unknown.length > 0) throw new Error(`TABLECACHE_BENCH_PARTS names unknown parts (${unknown.join(', ')}); known: reads, daemon`);
+  if (parts.includes('reads')) await readThroughput(context);
+  if (parts.includes('daemon')) await daemonLatency(context);
 }
