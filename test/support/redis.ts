@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { inject } from 'vitest';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 
 /**
  * The Redis URL for the tests. Throws the one-line explanation of how to
@@ -41,4 +41,34 @@ export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promis
       if (keys.length > 0) await redis.unlink(...keys);
     } while (cursor !== '0');
   }
+}
+
+/** A test file's Redis, from {@link fileRedis}. */
+export interface FileRedis {
+  /** One connection for the whole file. */
+  readonly redis: Redis;
+  /** A key prefix no other file uses; its keys are deleted after the file's last test. */
+  readonly prefix: string;
+  /** What a test pushes here is closed after that test, the last opened first. */
+  readonly opened: { close(): Promise<void> }[];
+}
+
+/**
+ * Sets up a test file's Redis (call it at the top of the file): connected
+ * before the first test, closed after the last one, its prefix's keys
+ * deleted; the writers and readers a test opens are closed after it.
+ */
+export function fileRedis(label: string): FileRedis {
+  const file: FileRedis = { redis: new Redis(testRedisUrl(), { lazyConnect: true }), prefix: uniqueRedisPrefix(label), opened: [] };
+  beforeAll(async () => {
+    await file.redis.connect();
+  });
+  afterEach(async () => {
+    for (const thing of file.opened.splice(0).reverse()) await thing.close();
+  });
+  afterAll(async () => {
+    await deleteKeysWithPrefix(file.redis, file.prefix);
+    await file.redis.quit();
+  });
+  return file;
 }

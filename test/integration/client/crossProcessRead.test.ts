@@ -1,25 +1,13 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Interval } from '../../../lib/core/interval.ts';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { fileRedis, testRedisUrl } from '../../support/redis.ts';
 import { pgLikeRows, pgLikeScorer, type PgLikeRow } from './processes/pgLikeRows.ts';
 
-const prefix = uniqueRedisPrefix('crossprocess');
-let redis: Redis;
-
-beforeAll(async () => {
-  redis = new Redis(testRedisUrl(), { lazyConnect: true });
-  await redis.connect();
-});
-
-afterAll(async () => {
-  await deleteKeysWithPrefix(redis, prefix);
-  await redis.quit();
-});
+const { redis, prefix } = fileRedis('crossprocess');
 
 describe('a reader in another process', () => {
   it('reads back everything the writer wrote, every pg value type intact, knowing only the URL and the table name', async () => {

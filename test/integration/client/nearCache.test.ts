@@ -1,10 +1,10 @@
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { barrierMarkKey, openReader, waitForBarrier, type TableReader } from '../../../lib/client/index.ts';
 import { Interval } from '../../../lib/core/interval.ts';
 import type { RecordScorer } from '../../../lib/core/storageTable.ts';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { fileRedis, testRedisUrl } from '../../support/redis.ts';
 import { waitFor } from '../../support/waitFor.ts';
 
 interface Row {
@@ -20,24 +20,8 @@ const scorer: RecordScorer<Row, number> = {
 const row = (id: number, stamp: number): Row => ({ id, stamp });
 const rows = (ids: number[], stamp: number) => ids.map((id) => row(id, stamp));
 
-const prefix = uniqueRedisPrefix('near');
-let redis: Redis;
+const { redis, prefix, opened } = fileRedis('near');
 let tableNumber = 0;
-const opened: { close(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  redis = new Redis(testRedisUrl(), { lazyConnect: true });
-  await redis.connect();
-});
-
-afterEach(async () => {
-  for (const thing of opened.splice(0).reverse()) await thing.close();
-});
-
-afterAll(async () => {
-  await deleteKeysWithPrefix(redis, prefix);
-  await redis.quit();
-});
 
 async function loaded(records: Row[], options: Partial<Parameters<typeof RedisStorageTable.open<Row>>[0]> = {}) {
   const storage = await RedisStorageTable.open<Row>({ redis, table: `rows${++tableNumber}`, keyPrefix: prefix, scorer, ...options });

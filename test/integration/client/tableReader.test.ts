@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openReader, type TableReader } from '../../../lib/client/index.ts';
 import { Interval } from '../../../lib/core/interval.ts';
 import { StorageRecordsSpec } from '../../../lib/core/storageRecordsSpec.ts';
@@ -8,7 +8,7 @@ import { MessagePackRecordCodec } from '../../../lib/redis/recordCodec.ts';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { mergeHalfWayAndDie } from './halfAppliedMerge.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { deleteKeysWithPrefix, fileRedis, testRedisUrl } from '../../support/redis.ts';
 
 interface City {
   city_id: number;
@@ -24,24 +24,8 @@ const scorer: RecordScorer<City, number> = {
 
 const city = (city_id: number, population = city_id * 100, name = `City ${city_id}`): City => ({ city_id, name, population });
 
-const prefix = uniqueRedisPrefix('reader');
-let redis: Redis;
+const { redis, prefix, opened } = fileRedis('reader');
 let tableNumber = 0;
-const opened: { close(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  redis = new Redis(testRedisUrl(), { lazyConnect: true });
-  await redis.connect();
-});
-
-afterEach(async () => {
-  for (const thing of opened.splice(0).reverse()) await thing.close();
-});
-
-afterAll(async () => {
-  await deleteKeysWithPrefix(redis, prefix);
-  await redis.quit();
-});
 
 async function writer(options: Partial<Parameters<typeof RedisStorageTable.open<City>>[0]> = {}, table = `cities${++tableNumber}`) {
   const storage = await RedisStorageTable.open<City>({ redis, table, keyPrefix: prefix, scorer, ...options });

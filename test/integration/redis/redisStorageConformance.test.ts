@@ -1,22 +1,9 @@
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll } from 'vitest';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { fileRedis } from '../../support/redis.ts';
 import { describeStorageConformance } from '../../support/storageConformance.ts';
 
-let redis: Redis;
-const prefix = uniqueRedisPrefix('conformance');
+const { redis, prefix } = fileRedis('conformance');
 let tableNumber = 0;
-
-beforeAll(async () => {
-  redis = new Redis(testRedisUrl(), { lazyConnect: true });
-  await redis.connect();
-});
-
-afterAll(async () => {
-  await deleteKeysWithPrefix(redis, prefix);
-  await redis.quit();
-});
 
 describeStorageConformance('RedisStorageTable', async (scorer) => {
   const storage = await RedisStorageTable.open({ redis, table: `t${++tableNumber}`, keyPrefix: prefix, scorer });

@@ -2,14 +2,14 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openReader } from '../../../lib/client/index.ts';
 import { Interval } from '../../../lib/core/interval.ts';
 import { StorageRecordsSpec } from '../../../lib/core/storageRecordsSpec.ts';
 import type { RecordScorer } from '../../../lib/core/storageTable.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { RedisStorageTable, type RedisStorageTableOptions } from '../../../lib/redis/redisStorageTable.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { fileRedis, testRedisUrl } from '../../support/redis.ts';
 import { mergeHalfWayAndDie } from '../client/halfAppliedMerge.ts';
 import { stampedScorer, type StampedRecord } from './processes/stampedRecords.ts';
 
@@ -25,24 +25,8 @@ const scorer: RecordScorer<Row, number> = {
   primaryKey: (row) => row.id,
 };
 
-const prefix = uniqueRedisPrefix('writer');
-let redis: Redis;
+const { redis, prefix, opened } = fileRedis('writer');
 let tableNumber = 0;
-const opened: { close(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  redis = new Redis(testRedisUrl(), { lazyConnect: true });
-  await redis.connect();
-});
-
-afterEach(async () => {
-  for (const thing of opened.splice(0).reverse()) await thing.close();
-});
-
-afterAll(async () => {
-  await deleteKeysWithPrefix(redis, prefix);
-  await redis.quit();
-});
 
 async function open<R = Row>(table: string, options: Partial<RedisStorageTableOptions<R>> = {}): Promise<RedisStorageTable<R>> {
   const storage = await RedisStorageTable.open<R>({ redis, table, keyPrefix: prefix, scorer: scorer as unknown as RecordScorer<R>, ...options });
