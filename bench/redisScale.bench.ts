@@ -5,7 +5,8 @@
  * - reader throughput: 32 concurrent readers (one connection each) spread
  *   over reader processes (bench/redisScaleReaders.ts), each read a `range`
  *   of a page of records, on one primary against the same readers with
- *   `readFrom: 'replica'` on a primary with 2 replicas behind Sentinel; with
+ *   `readFrom: 'replica'` on a primary with 2 replicas behind Sentinel (and
+ *   on one of the replicas alone, as busy as the baseline's primary); with
  *   each Redis server's CPU (from /proc) and the reads it served, so the
  *   table shows per-server capacity where the machine's cores, not Redis,
  *   limit the end-to-end number;
@@ -15,7 +16,7 @@
  *
  * Environment (all optional): TABLECACHE_BENCH_PARTS (`reads,daemon`),
  * TABLECACHE_BENCH_READER_PROCESSES (4), TABLECACHE_BENCH_PAGE_SIZE (100),
- * TABLECACHE_BENCH_SLICES (3), TABLECACHE_BENCH_SLICE_SECONDS (3).
+ * TABLECACHE_BENCH_SLICES (3), TABLECACHE_BENCH_SLICE_SECONDS (2.5).
  */
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -44,7 +45,7 @@ const READERS = 32;
 const READER_PROCESSES = environmentNumber('TABLECACHE_BENCH_READER_PROCESSES', 4);
 const PAGE_SIZE = environmentNumber('TABLECACHE_BENCH_PAGE_SIZE', 100);
 const SLICES = environmentNumber('TABLECACHE_BENCH_SLICES', 3);
-const SLICE_SECONDS = environmentNumber('TABLECACHE_BENCH_SLICE_SECONDS', 3);
+const SLICE_SECONDS = environmentNumber('TABLECACHE_BENCH_SLICE_SECONDS', 2.5);
 /** Time for a slice's start message to reach every reader process before the slice begins. */
 const SLICE_LEAD_MS = 300;
 /** A node that served less than this share of a slice's reads is not counted as serving reads. */
@@ -55,6 +56,18 @@ const USERS = 10_000;
 const UPDATE_RATE = 200;
 
 type User = Record<string, unknown>;
+
+/**
+ * The read setups, measured in interleaved slices. The third reads one
+ * replica with as many readers as the baseline gives the primary: a check
+ * that a replica serves a read at the primary's CPU cost when it is as busy.
+ */
+const SETUPS = [
+  { id: 'primary', label: 'baseline: one primary (readFrom primary)' },
+  { id: 'replicas', label: "primary + 2 replicas, readFrom 'replica'" },
+  { id: 'oneReplica', label: "one replica alone (its URL, readFrom 'replica')" },
+] as const;
+type SetupId = (typeof SETUPS)[number]['id'];
 
 /** A reader process (bench/redisScaleReaders.ts) that has opened its readers. */
 interface ReaderProcess {
@@ -121,7 +134,7 @@ const percent = (share: number) => `${Math.round(share * 100)}%`;
 async function readThroughput(context: BenchContext): Promise<void> {
   context.note('starting a primary with 2 replicas and 3 sentinels');
   const topology = await PrivateRedisSentinel.start({ replicas: 2 });
-  const processSets = new Map<ReadFrom, ReaderProcess[]>();
+  const processSets = new Map<SetupId, ReaderProcess[]>();
   let usage: RedisNodeUsage | undefined;
   try {
     const primaryPort = await topology.primaryPort();
@@ -147,23 +160,29 @@ async function readThroughput(context: BenchContext): Promise<void> {
     usage = await RedisNodeUsage.open(ports);
     const readersPerProcess = READERS / READER_PROCESSES;
     if (!Number.isInteger(readersPerProcess)) throw new Error(`TABLECACHE_BENCH_READER_PROCESSES must divide ${READERS}.`);
-    for (const readFrom of ['primary', 'replica'] as const) {
-      context.note(`starting ${READER_PROCESSES} reader processes of ${readersPerProcess} readers, readFrom ${readFrom}`);
-      const options = { sentinels: topology.sentinelUrls, name: topology.name, keyPrefix, table: 'users', readFrom, readers: readersPerProcess, records: RECORDS, pageSize: PAGE_SIZE };
+    const sentinel = { sentinels: topology.sentinelUrls, name: topology.name };
+    const connections: Record<SetupId, { connection: ReaderProcessOptions['connection']; readFrom: ReadFrom }> = {
+      primary: { connection: sentinel, readFrom: 'primary' },
+      replicas: { connection: sentinel, readFrom: 'replica' },
+      oneReplica: { connection: { url: `redis://127.0.0.1:${ports.find((port) => port !== primaryPort)!}` }, readFrom: 'replica' },
+    };
+    for (const { id, label } of SETUPS) {
+      context.note(`starting ${READER_PROCESSES} reader processes of ${readersPerProcess} readers: ${label}`);
+      const options = { ...connections[id], keyPrefix, table: 'users', readers: readersPerProcess, records: RECORDS, pageSize: PAGE_SIZE };
       const set: ReaderProcess[] = [];
-      processSets.set(readFrom, set);
+      processSets.set(id, set);
       for (const started of await Promise.allSettled(Array.from({ length: READER_PROCESSES }, () => startReaderProcess(options)))) {
         if (started.status === 'rejected') throw started.reason;
         set.push(started.value);
       }
     }
-    const slices = new Map<ReadFrom, SliceMeasurement[]>([['primary', []], ['replica', []]]);
+    const slices = new Map<SetupId, SliceMeasurement[]>(SETUPS.map(({ id }) => [id, []]));
     // A warm-up slice per setup: each reader process compiles its read path on its own.
-    for (const processes of processSets.values()) await readSlice(processes, usage, 2);
+    for (const processes of processSets.values()) await readSlice(processes, usage, 1.5);
     for (let slice = 0; slice < SLICES; slice++) {
-      for (const [readFrom, processes] of processSets) {
-        context.note(`slice ${slice + 1}/${SLICES}: ${READERS} readers in ${READER_PROCESSES} processes, readFrom ${readFrom}`);
-        slices.get(readFrom)!.push(await readSlice(processes, usage, SLICE_SECONDS));
+      for (const [id, processes] of processSets) {
+        context.note(`slice ${slice + 1}/${SLICES}: ${READERS} readers in ${READER_PROCESSES} processes, ${id}`);
+        slices.get(id)!.push(await readSlice(processes, usage, SLICE_SECONDS));
       }
     }
     printReadTables(context, slices, ports, primaryPort);
@@ -174,14 +193,10 @@ async function readThroughput(context: BenchContext): Promise<void> {
   }
 }
 
-function printReadTables(context: BenchContext, slices: ReadonlyMap<ReadFrom, readonly SliceMeasurement[]>, ports: readonly number[], primaryPort: number): void {
-  const setups = [
-    { readFrom: 'primary' as const, label: 'baseline: one primary (readFrom primary)' },
-    { readFrom: 'replica' as const, label: "primary + 2 replicas, readFrom 'replica'" },
-  ];
+function printReadTables(context: BenchContext, slices: ReadonlyMap<SetupId, readonly SliceMeasurement[]>, ports: readonly number[], primaryPort: number): void {
   const nodeName = (i: number) => (ports[i] === primaryPort ? 'P' : `R${ports.slice(0, i + 1).filter((port) => port !== primaryPort).length}`);
-  const summary = (readFrom: ReadFrom) => {
-    const measured = slices.get(readFrom)!;
+  const summary = (id: SetupId) => {
+    const measured = slices.get(id)!;
     const perNode = ports.map((_, i) => ({
       util: median(measured.map((slice) => slice.nodes[i]!.util)),
       served: median(measured.map((slice) => slice.nodes[i]!.served)),
@@ -192,14 +207,14 @@ function printReadTables(context: BenchContext, slices: ReadonlyMap<ReadFrom, re
     const serving = perNode.filter((node) => node.served >= SERVING_SHARE * rate);
     return { rate, clientCores: median(measured.map((slice) => slice.clientCores)), perNode, capacity: serving.reduce((sum, node) => sum + node.readsPerCpuSecond, 0) };
   };
-  const summaries = new Map(setups.map(({ readFrom }) => [readFrom, summary(readFrom)]));
+  const summaries = new Map(SETUPS.map(({ id }) => [id, summary(id)]));
   const baseline = summaries.get('primary')!;
   const what = `\`range\` reads of ${PAGE_SIZE} records (of ${RECORDS.toLocaleString('en-US')}), ${READERS} concurrent readers in ${READER_PROCESSES} processes, medians of ${SLICES} interleaved slices of ${SLICE_SECONDS} s`;
   context.printTable(
     `Reader throughput end to end: ${what}; every process (readers, Redis nodes, sentinels) shares the machine's cores`,
     ['setup', 'reads/s', 'ratio', 'reader processes: CPU (cores)', 'reader CPU µs per read', 'Redis CPU per node (% of one core)', 'bottleneck node busy'],
-    setups.map(({ readFrom, label }) => {
-      const { rate, clientCores, perNode } = summaries.get(readFrom)!;
+    SETUPS.map(({ id, label }) => {
+      const { rate, clientCores, perNode } = summaries.get(id)!;
       return [
         label,
         Math.round(rate),
@@ -212,10 +227,10 @@ function printReadTables(context: BenchContext, slices: ReadonlyMap<ReadFrom, re
     }),
   );
   context.printTable(
-    `Per-server capacity, same slices: reads each Redis node served per second of its own CPU; capacity = the sum over the nodes serving reads, as if each had a core of its own`,
+    `Per-server capacity, same slices: reads each Redis node served per second of its own CPU; capacity = the sum over the nodes serving reads, as if each had a core of its own; the last row: one replica given all the readers, to compare its CPU per read with the primary's at a like load`,
     ['setup', 'reads/s served per node', 'reads per node-CPU-second', 'CPU µs per read (serving nodes)', 'capacity (reads/s)', 'capacity ratio'],
-    setups.map(({ readFrom, label }) => {
-      const { rate, perNode, capacity } = summaries.get(readFrom)!;
+    SETUPS.map(({ id, label }) => {
+      const { rate, perNode, capacity } = summaries.get(id)!;
       const serving = perNode.flatMap((node, i) => (node.served >= SERVING_SHARE * rate ? [{ ...node, name: nodeName(i) }] : []));
       return [
         label,

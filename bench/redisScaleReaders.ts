@@ -10,8 +10,8 @@ import { openReader, type ReadFrom, type TableReader } from '../lib/client/index
 
 /** What the parent passes on the command line. */
 export interface ReaderProcessOptions {
-  readonly sentinels: readonly string[];
-  readonly name: string;
+  /** Through the sentinels of master `name`, or to one server's URL. */
+  readonly connection: { readonly sentinels: readonly string[]; readonly name: string } | { readonly url: string };
   readonly keyPrefix: string;
   readonly table: string;
   readonly readFrom: ReadFrom;
@@ -72,9 +72,10 @@ async function stop(): Promise<void> {
   process.disconnect?.();
 }
 
-const { sentinels, name, keyPrefix, table, readFrom } = options;
+const { connection, keyPrefix, table, readFrom } = options;
+const where = 'url' in connection ? { url: connection.url } : { sentinel: { sentinels: connection.sentinels, name: connection.name } };
 for (let index = 0; index < options.readers; index++) {
-  readers.push(await openReader({ sentinel: { sentinels, name }, table, keyPrefix, readFrom, timeoutMs: 10_000 }));
+  readers.push(await openReader({ ...where, table, keyPrefix, readFrom, timeoutMs: 10_000 }));
 }
 process.on('message', (message: ReadSlice | { stop: true }) => {
   if ('stop' in message) void stop();
