@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { TablecacheError } from '../lib/core/errors.ts';
 import type { HealthServer } from '../daemon/http/healthServer.ts';
 import type { CliContext } from './cliContext.ts';
-import { EXIT_CODES } from './exitCodes.ts';
+import { describeFailure, EXIT_CODES } from './exitCodes.ts';
 
 interface DaemonCommandOptions {
   readonly config: string;
@@ -68,7 +68,10 @@ function boundStop(logger: Logger): () => void {
  * backoff, or for another daemon's lease as a standby) reports why it is
  * not ready instead of exiting. Logs JSON lines (pino) to stdout at the
  * configured level, or readable lines with a progress bar on a terminal.
- * A signal during the start aborts it.
+ * A signal during the start aborts it. A failure retrying cannot heal while
+ * it runs (the `fatal` event: e.g. its replication slot gone and no free slot
+ * to create it again) stops it; the error is printed and its code gives the
+ * exit code.
  *
  * A table whose lease another daemon holds is waited for (as a standby) unless
  * `standby` is false: a daemon restarted after a crash waits out its own
@@ -93,6 +96,8 @@ export async function runDaemon(context: CliContext, options: DaemonCommandOptio
     return signal;
   });
   const daemon = new TablecacheDaemon(config, { logger, standby: options.standby ?? true, signal: aborter.signal });
+  // A failure retrying cannot heal (the daemon stops itself): the process exits with its code, e.g. 5 for TC_CAPTURE_SETUP.
+  const fatal = new Promise<TablecacheError>((resolve) => daemon.once('fatal', ({ error }) => resolve(error)));
   const metrics = new DaemonMetrics(daemon);
   const stopReporting = reportLoadProgress(daemon, { logger, statusLine });
   let server: HealthServer | undefined;
@@ -104,7 +109,14 @@ export async function runDaemon(context: CliContext, options: DaemonCommandOptio
       if (aborter.signal.aborted) return EXIT_CODES.ok;
       throw error;
     }
-    const signal = await stopped;
+    const outcome = await Promise.race([stopped, fatal]);
+    if (outcome instanceof TablecacheError) {
+      await daemon.close();
+      const failure = describeFailure(outcome);
+      context.err(`error: ${failure.message}\n`);
+      return failure.exitCode;
+    }
+    const signal = outcome;
     logger.info({ signal }, 'stopping: no longer listening, finishing the batch in flight, releasing the writer leases');
     const disarm = boundStop(logger);
     await daemon.close();

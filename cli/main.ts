@@ -17,7 +17,8 @@ Exit codes:
   ${EXIT_CODES.connection}   Postgres or Redis could not be reached, or refused the login
   ${EXIT_CODES.database}   Postgres refused a statement or query (privileges, lock timeout, an error in a configured query)
   ${EXIT_CODES.captureSetup}   Postgres is not set up for the logical capture (wal_level, REPLICATION, replica identity, slot
-      headroom): capture install and status name each fix
+      headroom): capture install and status name each fix; the daemon, when its slot is gone and cannot be
+      created again
   ${EXIT_CODES.internal}  unexpected error (a bug)`;
 
 /** Builds the `tablecache` command tree; command handlers report through `context`. */

@@ -1,3 +1,5 @@
+import type { TablecacheError } from '../lib/core/errors.ts';
+
 /**
  * The typed events a running daemon emits: the one place where logging,
  * metrics and health checks observe it.
@@ -196,6 +198,16 @@ export interface DaemonErrorEvent {
   readonly source: DaemonDependency | null;
 }
 
+/** Payload of the `fatal` event. */
+export interface DaemonFatalEvent {
+  /**
+   * Why the daemon cannot go on, with the code the CLI exits with: e.g.
+   * `TC_CAPTURE_SETUP` (exit 5) when the replication slot is gone and
+   * cannot be created again (no free slot, a role without REPLICATION).
+   */
+  readonly error: TablecacheError;
+}
+
 /** A source table whose changes the daemon cannot see (found by the capture check). */
 export interface CaptureProblem {
   /** Canonical source table name (`public.users`). */
@@ -256,4 +268,6 @@ export interface DaemonEvents {
   sourceSchemaChanged: [SourceSchemaChangedEvent];
   /** Emitted only while someone listens (an unheard `error` event would crash the process); always logged. */
   error: [DaemonErrorEvent];
+  /** A failure retrying cannot heal while the daemon runs; it stops itself (releasing its leases) right after. */
+  fatal: [DaemonFatalEvent];
 }

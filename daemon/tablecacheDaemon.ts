@@ -263,6 +263,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         tables: this.tables,
         holdsTables: async () => (await Promise.all(this.tables.map((table) => table.writable()))).every(Boolean),
         onStreamReset: () => snapshots.listenerReset(),
+        onFatal: (error) => this.stopOnFatal(error),
         events: this,
         logger,
       });
@@ -362,6 +363,18 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
    */
   oldestPendingChangeAges(now = performance.now()): Map<string, number> {
     return this.pipeline?.oldestPendingChangeAges(now) ?? new Map(this.tableNames.map((name) => [name, 0]));
+  }
+
+  /**
+   * A failure retrying cannot heal: emits `fatal` (the CLI exits with the
+   * error's code) and stops, releasing the leases so that a standby, if its
+   * setup differs, may take over.
+   */
+  private stopOnFatal(error: TablecacheError): void {
+    if (this.closing !== null) return;
+    this.logger.error({ err: error }, 'stopping: the change capture cannot go on without an operator');
+    this.emit('fatal', { error });
+    void this.close();
   }
 
   /** The replication slot's lag, retained WAL and the stream's silence (logical capture); `null` with triggers. */

@@ -34,6 +34,8 @@ export interface LogicalChangeSourceOptions {
   readonly holdsTables: () => Promise<boolean>;
   /** Every step that waits for a tick while the stream reconnects fails and is retried. */
   readonly onStreamReset: () => void;
+  /** The stream stopped for good while running: the slot is gone and cannot be created again, or the role may not stream. */
+  readonly onFatal: (error: TablecacheError) => void;
   readonly events: EventEmitter<DaemonEvents>;
   readonly logger: Logger;
 }
@@ -42,6 +44,29 @@ export interface LogicalChangeSourceOptions {
 const OBJECT_IN_USE = '55006';
 const UNDEFINED_OBJECT = '42704';
 const NOT_IN_PREREQUISITE_STATE = '55000';
+const INSUFFICIENT_PRIVILEGE = '42501';
+const CONFIGURATION_LIMIT_EXCEEDED = '53400';
+
+/**
+ * What is wrong when creating or streaming the slot failed in a way retrying
+ * cannot heal, with its fix, or `null` when it may heal (a connection lost,
+ * a transaction the creation waited for). An operator has to act: the
+ * daemon stops with `TC_CAPTURE_SETUP` (exit 5) instead of retrying, not
+ * ready, forever.
+ */
+function unrecoverableSlotFailure(error: Error, slot: string): string | null {
+  const code = (error as { code?: string }).code;
+  if (code === INSUFFICIENT_PRIVILEGE) {
+    return `the daemon's role may not create or stream the replication slot ${slot} (${error.message}): give it REPLICATION (ALTER ROLE … REPLICATION) and start the daemon again`;
+  }
+  if (code === CONFIGURATION_LIMIT_EXCEEDED) {
+    return `the replication slot ${slot} is gone and every replication slot is taken (${error.message}): drop an unused slot or raise max_replication_slots (a restart), then start the daemon again (it creates the slot and reloads)`;
+  }
+  if (code === NOT_IN_PREREQUISITE_STATE && /wal_level/.test(error.message)) {
+    return `the replication slot ${slot} cannot be created (${error.message}): ALTER SYSTEM SET wal_level = logical, restart Postgres, then start the daemon again`;
+  }
+  return null;
+}
 
 /**
  * The logical-decoding change source (`capture.method: logical`): streams
@@ -69,6 +94,8 @@ export class LogicalChangeSource implements CapturePositions {
   /** Per table, the position saved with its generation in Redis. */
   private readonly saved = new Map<string, Lsn>();
   private started = false;
+  /** Why the stream stopped for good, once it did. */
+  private fatal: TablecacheError | null = null;
 
   constructor(private readonly options: LogicalChangeSourceOptions) {
     this.transactions = new PgoutputTransactions({
@@ -148,6 +175,8 @@ export class LogicalChangeSource implements CapturePositions {
       try {
         await recreateSlot(pool, slot);
       } catch (error) {
+        const unrecoverable = unrecoverableSlotFailure(error as Error, slot);
+        if (unrecoverable !== null) throw new TablecacheError('TC_CAPTURE_SETUP', unrecoverable, { cause: error });
         throw new TablecacheError('TC_CONFIG_INVALID', `The replication slot "${slot}" ${why} and could not be created (${(error as Error).message}): run \`tablecache capture install\`.`, {
           cause: error,
         });
@@ -173,7 +202,11 @@ export class LogicalChangeSource implements CapturePositions {
   /** Streams into `pipeline`; resolves once the server streams. */
   async start(pipeline: ChangePipeline, signal?: AbortSignal): Promise<void> {
     this.pipeline = pipeline;
-    await this.stream.start(signal);
+    try {
+      await this.stream.start(signal);
+    } catch (error) {
+      throw this.fatal ?? error;
+    }
     this.started = true;
   }
 
@@ -224,10 +257,18 @@ export class LogicalChangeSource implements CapturePositions {
         await this.onPublicationMissing(error);
         return 'retry';
       }
+      const unrecoverable = unrecoverableSlotFailure(error, slot);
+      if (unrecoverable !== null) return this.stop(unrecoverable, error);
       const slotGone = (code === UNDEFINED_OBJECT && /replication slot/.test(error.message)) || (code === NOT_IN_PREREQUISITE_STATE && /replication slot/.test(error.message));
       if (slotGone) {
         logger.error({ slot, cause: error.message }, 'the replication slot is missing or invalidated; creating it anew and reloading every table');
-        await recreateSlot(pool, slot);
+        try {
+          await recreateSlot(pool, slot);
+        } catch (failure) {
+          const cannot = unrecoverableSlotFailure(failure as Error, slot);
+          if (cannot !== null) return this.stop(cannot, failure);
+          throw failure;
+        }
         this.saved.clear();
         this.pipeline?.requestReload(null, `the replication slot ${slot} was missing or invalidated and was created anew`, 'slot_recreated');
       }
@@ -235,6 +276,14 @@ export class LogicalChangeSource implements CapturePositions {
       logger.error({ slot, err: failure }, 'could not recover the replication slot; retrying');
     }
     return 'retry';
+  }
+
+  /** Ends the stream for good: reported to the daemon when it runs, else the start rejects with it. */
+  private stop(message: string, cause: unknown): 'stop' {
+    this.fatal = new TablecacheError('TC_CAPTURE_SETUP', message, { cause });
+    this.options.logger.error({ slot: this.options.slot, err: cause }, message);
+    if (this.started) this.options.onFatal(this.fatal);
+    return 'stop';
   }
 
   /**

@@ -282,3 +282,28 @@ describe('the daemon on the logical change source', () => {
     await verifyClean();
   });
 });
+
+describe('the daemon on the logical change source, when its slot cannot be created again', () => {
+  it('exits with code 5 (TC_CAPTURE_SETUP) naming max_replication_slots, instead of retrying forever', { timeout: 60_000 }, async () => {
+    await daemon?.close();
+    daemon = undefined;
+    const child = DaemonProcess.start(configFile);
+    try {
+      await child.waitForLog('daemon started');
+      const { rows } = await pool.query<{ free: number }>(`SELECT current_setting('max_replication_slots')::int - count(*)::int AS free FROM pg_replication_slots`);
+      // The slot is dropped and every place it held taken in one statement, so the daemon never finds room to create it again.
+      await waitFor('the slot dropped and every slot taken', async () => {
+        await pool.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [config.capture.slot]);
+        await pool.query(
+          `SELECT pg_drop_replication_slot('${config.capture.slot}'); SELECT pg_create_logical_replication_slot('filler_' || i, 'pgoutput') FROM generate_series(1, ${rows[0]!.free + 1}) i`,
+        );
+        return true;
+      }, { intervalMs: 5 });
+      expect(await child.waitForExit(), child.stderrText + JSON.stringify(child.logs.slice(-8))).toBe(5);
+      expect(child.stderrText).toMatch(/every replication slot is taken.*max_replication_slots/);
+    } finally {
+      await child.stop('SIGKILL');
+      await pool.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'filler_%'`);
+    }
+  });
+});
