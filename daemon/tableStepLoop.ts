@@ -4,7 +4,7 @@ import type { Logger } from '../lib/core/logger.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
 import type { ChangeBatch, TableChanges } from './changeBatch.ts';
 import type { ChangeMapper } from './changeMapper.ts';
-import { ChangeQueue } from './changeQueue.ts';
+import { ChangeQueue, type StepStart } from './changeQueue.ts';
 import type { BarrierTracker } from './barrierTracker.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
@@ -62,6 +62,14 @@ export interface TableStepLoopOptions {
   readonly positions?: CapturePositions | undefined;
 }
 
+/** A step whose snapshot is open and whose tick came back: it cuts and applies next. */
+interface OpenedStep {
+  readonly start: StepStart;
+  readonly snapshot: StepSnapshot;
+  /** The change source's position once S was open (logical capture), or `null`. */
+  readonly cutAt: bigint | null;
+}
+
 /**
  * One table's steps, independent of every other table's: its own cut of
  * the change notifications (a payload that feeds several tables is queued
@@ -83,6 +91,13 @@ export interface TableStepLoopOptions {
  *
  * So after every step the table in Redis is its query's result in S, and
  * its snapshots only move forward.
+ *
+ * Steps overlap by one: while a step refreshes, the next one takes 1 and
+ * 2 as soon as there is work, so that its tick is off the path of the
+ * changes it applies. It does 3 to 5 only once the step before it has
+ * published, and is abandoned (what it took goes back to the queue) when
+ * that step failed; after a reload, the next step is opened only then, so
+ * that no snapshot is held open through a long load.
  */
 export class TableStepLoop {
   readonly name: string;
@@ -96,8 +111,14 @@ export class TableStepLoop {
   /** Barriers of failed steps: reached only with a later successful one. */
   private deferredBarriers: string[] = [];
   private closingSnapshot: Promise<void> = Promise.resolve();
+  /** The capture position saves running, and the newest position reported and not saved yet. */
+  private positionSaving: Promise<void> | null = null;
+  private unsavedPosition: bigint | null = null;
   private loadedOnce = false;
-  private wake: (() => void) | null = null;
+  /** Who waits for the next change, barrier or reload request (the loop, and the step being opened ahead). */
+  private waiters: (() => void)[] = [];
+  /** Steps taken from the queue whose snapshot is being opened, or open and waiting for the step in flight. */
+  private readonly opening = new Set<StepStart>();
   private stopping = false;
   private loop: Promise<void> | null = null;
   private consecutiveFailures = 0;
@@ -112,7 +133,7 @@ export class TableStepLoop {
         this.queue.requestReload(table, reload.reasons, reload.kinds);
         for (const id of barriers) this.queue.addBarrier(id);
         this.options.logger.info({ table, reasons: [...reload.reasons] }, 'reloading after the least interval between reloads');
-        this.wake?.();
+        this.wakeUp();
       },
     });
   }
@@ -140,7 +161,8 @@ export class TableStepLoop {
    */
   get oldestPendingChangeAt(): number | null {
     let oldest: number | null = null;
-    for (const at of [this.queue.oldestChangeArrivedAt, this.inFlight?.oldestChangeArrivedAt ?? null, this.carriedSince]) {
+    const opening = [...this.opening].map((start) => start.reloads.oldestChangeArrivedAt);
+    for (const at of [this.queue.oldestChangeArrivedAt, this.inFlight?.oldestChangeArrivedAt ?? null, this.carriedSince, ...opening]) {
       if (at !== null && (oldest === null || at < oldest)) oldest = at;
     }
     return oldest;
@@ -150,7 +172,8 @@ export class TableStepLoop {
   pendingReload(): { readonly reasons: string[]; readonly kinds: ReloadKind[] } | undefined {
     const reasons: string[] = [];
     const kinds: ReloadKind[] = [];
-    for (const batch of this.inFlight === null ? [this.queue.requestedReloads] : [this.inFlight, this.queue.requestedReloads]) {
+    const batches = [...(this.inFlight === null ? [] : [this.inFlight]), ...[...this.opening].map((start) => start.reloads), this.queue.requestedReloads];
+    for (const batch of batches) {
       for (const [, changes] of batch.entries()) {
         if (!changes.needsReload) continue;
         for (const reason of changes.reloadReasons) if (!reasons.includes(reason)) reasons.push(reason);
@@ -183,19 +206,19 @@ export class TableStepLoop {
     this.queue.addChange(payload, commitLsn);
     if (payload.op !== 'T' && payload.op !== 'X') this.boundQueuedKeys(payload.t);
     this.collapseIfBehind();
-    this.wake?.();
+    this.wakeUp();
   }
 
   /** Queues a barrier: reached with the next step whose snapshot is opened after now. */
   addBarrier(id: string): void {
     this.queue.addBarrier(id);
-    this.wake?.();
+    this.wakeUp();
   }
 
   /** Reloads the table in the next step; `kind` is the reason's class for metrics. */
   requestReload(reason: string, kind: ReloadKind): void {
     this.queue.requestReload(this.name, [reason], [kind]);
-    this.wake?.();
+    this.wakeUp();
   }
 
   /**
@@ -212,9 +235,10 @@ export class TableStepLoop {
   async stop(): Promise<void> {
     this.stopping = true;
     this.throttle.close();
-    this.wake?.();
+    this.wakeUp();
     await this.loop;
     await this.closingSnapshot;
+    await this.positionSaving;
   }
 
   /** Past `maxQueuedKeysPerTable` keys from one source, its queued changes become one throttled reload (`key_flood`). */
@@ -236,52 +260,127 @@ export class TableStepLoop {
   }
 
   private async run(): Promise<void> {
+    // The next step, opened while the current one applies (see preopenNext).
+    let next: Promise<OpenedStep | 'failed' | null> | null = null;
     while (!this.stopping) {
-      if (!this.queue.hasWork) await this.waitForWork(this.options.storageCheckIntervalMs);
-      if (this.stopping) return;
-      await this.checkStorage();
-      if (!this.queue.hasWork) {
-        await this.recordIdlePosition();
-        continue;
+      let opened: OpenedStep | 'failed' | null = null;
+      if (next !== null) {
+        opened = await next;
+        next = null;
+        // Between steps, when no merge changes the counts it reads.
+        if (opened !== null) await this.checkStorage();
       }
-      await this.waitForWindow();
-      if (this.stopping) return;
-      const failed = await this.step();
-      if (this.stopping) return;
+      if (opened === null) {
+        if (!this.queue.hasWork) await this.waitForWork(this.options.storageCheckIntervalMs);
+        if (this.stopping) return;
+        await this.checkStorage();
+        if (!this.queue.hasWork) {
+          this.recordIdlePosition();
+          continue;
+        }
+        await this.waitForWindow();
+        if (this.stopping) return;
+        opened = await this.openStep();
+      }
+      if (opened !== 'failed' && this.stopping) {
+        this.abandon(opened);
+        break;
+      }
+      const failed = opened === 'failed' || (await this.step(opened, (current) => (next = this.preopenNext(current))));
+      if (failed && next !== null) {
+        // A step after a failed one would publish its changes without the failed step's: it waits for the reload.
+        const early = await next;
+        next = null;
+        if (early !== null && early !== 'failed') this.abandon(early);
+      }
+      if (this.stopping) break;
       if (failed) await this.pauseAfterFailure();
       else this.consecutiveFailures = 0;
     }
+    const left = next === null ? null : await next;
+    if (left !== null && left !== 'failed') this.abandon(left);
   }
 
-  /** One step: snapshot, cut, apply, barriers. Returns whether it failed. */
-  private async step(): Promise<boolean> {
+  /**
+   * Takes the barriers and reload requests received so far, then opens the
+   * step's snapshot S; `'failed'` when S could not be opened (reported; what
+   * was taken is given back).
+   */
+  private async openStep(): Promise<OpenedStep | 'failed'> {
     // Taken before S is opened: everything committed before these barriers and requests is visible in S.
     const start = this.queue.takeStart();
-    this.inFlight = start.reloads;
+    this.opening.add(start);
     let snapshot: StepSnapshot;
     try {
       snapshot = await this.options.snapshots.open();
     } catch (error) {
-      this.inFlight = null;
+      this.opening.delete(start);
       this.queue.giveBack(start);
       this.reportError(error, 'opening a snapshot for the next step');
-      return true;
+      return 'failed';
     }
     // Every change committed before it is queued now: what this step does not apply stays queued.
-    const cutAt = this.options.positions?.current() ?? null;
+    return { start, snapshot, cutAt: this.options.positions?.current() ?? null };
+  }
+
+  /** Gives an opened step's barriers and reload requests back to the queue (it never cut) and closes its snapshot. */
+  private abandon(opened: OpenedStep): void {
+    this.opening.delete(opened.start);
+    this.queue.giveBack(opened.start);
+    this.closeSnapshot(opened.snapshot);
+  }
+
+  /**
+   * While step `current` applies a refresh, opens the next step's snapshot
+   * and waits for its tick as soon as there is work, so that the tick's
+   * round trip (and the wait for the step in flight) is off the path of
+   * the next change. The next step cuts and applies only after `current`
+   * has published (steps publish in order, and a step after a failed one
+   * is abandoned): its snapshot, opened after `current`'s, is at least as
+   * new. Resolves to `null` when no work arrived before `current` ended.
+   */
+  private async preopenNext(current: Promise<unknown>): Promise<OpenedStep | 'failed' | null> {
+    let ended = false;
+    const end = () => {
+      ended = true;
+      this.wakeUp();
+    };
+    current.then(end, end);
+    while (!this.queue.hasWork) {
+      if (ended || this.stopping) return null;
+      await this.nextWake();
+    }
+    await this.waitForWindow();
+    if (this.stopping) return null;
+    return this.openStep();
+  }
+
+  /** One step in its opened snapshot: cut, apply, barriers. Returns whether it failed. */
+  private async step(opened: OpenedStep, preopen: (current: Promise<unknown>) => void): Promise<boolean> {
+    const { start, snapshot, cutAt } = opened;
+    this.opening.delete(start);
+    this.inFlight = start.reloads;
     try {
       if (!this.options.table.isLoaded && !start.reloads.table(this.name).needsReload) start.reloads.table(this.name).requestReload('its last reload failed', 'failure');
       const batch = this.queue.cut(start, snapshot, this.options.mapper, (table, reason, kind) => this.throttle.admit(table, reason, kind), this.name);
       this.inFlight = batch;
       const { reached, held } = this.holdIfDeferred(batch);
-      const failed = await this.apply(batch, reached, held, snapshot);
-      if (!failed && cutAt !== null) await this.recordPosition(cutAt);
+      const applying = this.apply(batch, reached, held, snapshot);
+      // A reload can take long: the next snapshot is opened after it, not held open meanwhile.
+      if (batch.entries().find(([name]) => name === this.name)?.[1].needsReload !== true) preopen(applying);
+      const failed = await applying;
+      if (!failed && cutAt !== null) this.recordPosition(cutAt);
       return failed;
     } finally {
       this.inFlight = null;
-      // Ending the read-only transaction is off the path to the next step (close never rejects).
-      this.closingSnapshot = snapshot.close();
+      this.closeSnapshot(snapshot);
     }
+  }
+
+  /** Ending the read-only transaction is off the path to the next step (close never rejects). */
+  private closeSnapshot(snapshot: StepSnapshot): void {
+    const before = this.closingSnapshot;
+    this.closingSnapshot = Promise.all([before, snapshot.close()]).then(() => undefined);
   }
 
   /**
@@ -364,26 +463,41 @@ export class TableStepLoop {
    * the cut, except those still queued (or dropped for a reload not run
    * yet). A table waiting for a reload holds back its position.
    */
-  private async recordPosition(cutAt: bigint): Promise<void> {
+  private recordPosition(cutAt: bigint): void {
     if (this.pendingReload() !== undefined || !this.options.table.isLoaded) return;
     const queued = this.queue.oldestCommitLsn;
-    await this.reportPosition(queued !== null && queued < cutAt ? queued : cutAt);
+    this.reportPosition(queued !== null && queued < cutAt ? queued : cutAt);
   }
 
   /** An idle, caught-up table holds everything the source has delivered: its position follows the source's. */
-  private async recordIdlePosition(): Promise<void> {
+  private recordIdlePosition(): void {
     const positions = this.options.positions;
     if (positions === undefined || this.queue.hasWork || this.pendingReload() !== undefined || !this.isCaughtUp) return;
-    await this.reportPosition(positions.current());
+    this.reportPosition(positions.current());
   }
 
-  private async reportPosition(position: bigint): Promise<void> {
-    try {
-      await this.options.positions?.reached(this.name, position);
-    } catch (error) {
-      // Not fatal: the position is saved again after the next step; until then the slot keeps the WAL.
-      this.reportError(error, `saving the capture position of table ${this.name}`);
+  /**
+   * Saves a position off the path of the next step (its round trip to Redis
+   * overlaps the next step's snapshot and tick): the position was computed
+   * after the merge it describes, and saves run one at a time, in order; a
+   * position reported while one is being saved replaces any not saved yet.
+   */
+  private reportPosition(position: bigint): void {
+    this.unsavedPosition = position;
+    this.positionSaving ??= this.savePositions();
+  }
+
+  private async savePositions(): Promise<void> {
+    for (let position = this.unsavedPosition; position !== null; position = this.unsavedPosition) {
+      this.unsavedPosition = null;
+      try {
+        await this.options.positions?.reached(this.name, position);
+      } catch (error) {
+        // Not fatal: the position is saved again after the next step; until then the slot keeps the WAL.
+        this.reportError(error, `saving the capture position of table ${this.name}`);
+      }
     }
+    this.positionSaving = null;
   }
 
   /** Keeps the lag of `batch`'s changes running: a failed or held step did not make them visible. */
@@ -402,16 +516,27 @@ export class TableStepLoop {
     return all;
   }
 
-  private waitForWork(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wake = null;
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      this.wake = done;
+  private wakeUp(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+
+  /** Resolves with the next {@link wakeUp}. */
+  private nextWake(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private async waitForWork(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    let waiter: (() => void) | undefined;
+    await new Promise<void>((resolve) => {
+      waiter = resolve;
+      this.waiters.push(resolve);
+      timer = setTimeout(resolve, timeoutMs);
     });
+    clearTimeout(timer);
+    this.waiters = this.waiters.filter((other) => other !== waiter);
   }
 
   /** Lets young work gather more notifications, unless enough keys are queued or the loop is stopping. */

@@ -100,6 +100,43 @@ describe('ChangePipeline', () => {
     expect(table.steps.filter((step) => step.kind === 'refresh')).toHaveLength(2);
   });
 
+  it('opens the next step while a refresh applies, and publishes it only after that refresh', async () => {
+    const { table, pipeline, snapshots } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    table.hold = deferred();
+    pipeline.push(change(1));
+    await waitFor('the first refresh to start', () => table.steps.length === 2);
+    const opened = snapshots.opened;
+    pipeline.push(change(2));
+    await waitFor('the next snapshot to be opened during the refresh', () => snapshots.opened === opened + 1);
+    expect(table.steps).toHaveLength(2);
+    table.hold.resolve();
+    table.hold = null;
+    await waitFor('the second refresh', () => table.steps.length === 3);
+    expect(table.steps.slice(1)).toEqual([
+      { kind: 'refresh', keys: [1] },
+      { kind: 'refresh', keys: [2] },
+    ]);
+  });
+
+  it('abandons the step opened during a refresh that fails: its changes come with the reload, never before it', async () => {
+    const { table, pipeline, snapshots } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    table.hold = deferred();
+    table.failNext = true;
+    pipeline.push(change(1));
+    await waitFor('the first refresh to start', () => table.steps.length === 2);
+    const opened = snapshots.opened;
+    pipeline.push(change(2));
+    await waitFor('the next snapshot to be opened during the refresh', () => snapshots.opened === opened + 1);
+    table.hold.resolve();
+    table.hold = null;
+    await waitFor('the reload after the failure', () => table.isLoaded && table.steps.length === 3);
+    pipeline.push(change(3));
+    await waitFor('a refresh after the reload', () => table.steps.length === 4);
+    expect(table.steps.slice(1)).toEqual([{ kind: 'refresh', keys: [1] }, { kind: 'reload' }, { kind: 'refresh', keys: [3] }]);
+  });
+
   it('leaves the changes of a transaction not visible in the step snapshot for the next step', async () => {
     const { table, pipeline, snapshots } = startPipeline();
     await waitFor('the load', () => table.isLoaded);
