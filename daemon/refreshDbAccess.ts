@@ -28,6 +28,8 @@ export class RefreshDbAccess implements DbAccess {
   private statementEpoch = 0;
   /** The session whose snapshot every read uses; `null`: each read takes its own. */
   session: pg.ClientBase | null = null;
+  /** Per query text, the hash in its prepared statement's name. */
+  private readonly queryHashes = new Map<string, string>();
 
   constructor(
     private readonly streaming: PostgresAccess,
@@ -125,7 +127,10 @@ export class RefreshDbAccess implements DbAccess {
   }
 
   private statementName(query: string): string {
-    return `tablecache_refresh_${createHash('sha256').update(query).digest('hex').slice(0, 24)}_${this.statementEpoch}`;
+    // Hashed once per query text, not once per refresh.
+    let hash = this.queryHashes.get(query);
+    if (hash === undefined) this.queryHashes.set(query, (hash = createHash('sha256').update(query).digest('hex').slice(0, 24)));
+    return `tablecache_refresh_${hash}_${this.statementEpoch}`;
   }
 }
 

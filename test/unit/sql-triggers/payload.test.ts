@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseChangePayload } from '../../../sql-triggers/payload.ts';
+import { changePayloadSchema, parseChangePayload } from '../../../sql-triggers/payload.ts';
 
 describe('parseChangePayload', () => {
   it('accepts every payload kind the triggers send', () => {
@@ -30,5 +30,34 @@ describe('parseChangePayload', () => {
     const parsed = parseChangePayload('barrier-42');
     expect(parsed.ok).toBe(false);
     expect(!parsed.ok && parsed.error).toMatch(/^not JSON .*barrier-42$/);
+  });
+
+  it('gives the verdict and value of the schema for row-change payloads it checks without it', () => {
+    const head = '"v":1,"t":"public.users","xid":"7","ts":1.5';
+    const texts = [
+      `{${head},"op":"U","c":["a","b"],"k":[[1,"x"],[true,null]],"ok":[[2,"y"]],"extra":1}`,
+      `{${head},"op":"I","c":["a"],"k":[]}`,
+      `{${head},"op":"D","c":["a"],"k":[[1.25]]}`,
+      `{${head},"op":"U","c":["a"],"k":[[1]],"ok":null}`,
+      `{${head},"op":"U","c":["a"],"k":[[[1,2]]]}`,
+      `{${head},"op":"U","c":["a"],"k":[[{"n":1}]]}`,
+      `{${head},"op":"U","c":[],"k":[]}`,
+      `{${head},"op":"U","c":["a",1],"k":[]}`,
+      `{${head},"op":"U","c":["a"],"k":[[]]}`,
+      `{${head},"op":"U","c":["a"],"k":[1]}`,
+      `{${head},"op":"U","c":["a"],"k":{"0":[1]}}`,
+      '{"v":1,"t":"","xid":"7","ts":1,"op":"I","c":["a"],"k":[]}',
+      '{"v":1,"t":"public.users","xid":"7a","ts":1,"op":"I","c":["a"],"k":[]}',
+      '{"v":1,"t":"public.users","xid":7,"ts":1,"op":"I","c":["a"],"k":[]}',
+      '{"v":1,"t":"public.users","xid":"7","ts":"1","op":"I","c":["a"],"k":[]}',
+      '{"v":"1","t":"public.users","xid":"7","ts":1,"op":"I","c":["a"],"k":[]}',
+      '[1]',
+    ];
+    for (const text of texts) {
+      const parsed = parseChangePayload(text);
+      const schema = changePayloadSchema.safeParse(JSON.parse(text));
+      expect(parsed.ok, text).toBe(schema.success);
+      if (parsed.ok) expect(parsed.payload, text).toEqual(schema.data);
+    }
   });
 });
