@@ -55,6 +55,11 @@ export interface TableWriter {
    * writer holds the table.
    */
   savePosition(position: string): Promise<void>;
+  /**
+   * Gives the lease up now (in Redis) and refuses every later write; safe
+   * while a step of this writer is in flight. {@link close} still follows.
+   */
+  giveUp(): Promise<void>;
   /** Gives the table up (the lease, in Redis); the published data stays for readers. */
   close(): Promise<void>;
 }

@@ -73,5 +73,8 @@ class LocalTableWriter implements TableWriter {
 
   async savePosition(): Promise<void> {}
 
+  /** No lease: nothing else writes the process's memory. */
+  async giveUp(): Promise<void> {}
+
   async close(): Promise<void> {}
 }

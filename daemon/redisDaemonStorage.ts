@@ -171,6 +171,7 @@ async function serverRunId(redis: RedisConnection): Promise<string | null> {
 class RedisTableWriter implements TableWriter {
   /** Set when the lease turned out to be lost; the writer then refuses to write. */
   lost = false;
+  private closed = false;
   private reader: TableReader<Row> | null = null;
 
   constructor(
@@ -200,7 +201,8 @@ class RedisTableWriter implements TableWriter {
 
   /** Whether the lease is still this writer's: Redis may have lost it (flush, restart) before a renewal noticed. */
   async writable(): Promise<boolean> {
-    if (this.lost) return false;
+    // A closed writer's id may still be in the metadata (giving the lease up leaves it): it writes nothing any more.
+    if (this.lost || this.closed) return false;
     return this.storage.writable();
   }
 
@@ -226,7 +228,13 @@ class RedisTableWriter implements TableWriter {
     await this.storage.saveCapturePosition(position);
   }
 
+  async giveUp(): Promise<void> {
+    this.lost = true;
+    await this.storage.giveUpLease();
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
     await this.reader?.close();
     await this.storage.close();
   }

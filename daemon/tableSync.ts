@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { CachedTable } from '../lib/core/cachedTable.ts';
 import type { DbAccess } from '../lib/core/dbAccess.ts';
-import { NotLoadedError } from '../lib/core/errors.ts';
+import { NotLoadedError, TablecacheError } from '../lib/core/errors.ts';
 import { canonicalKey, canonicalKeyValue, PRIMARY_KEY_INDEX, type KeyColumnIndexes, type KeyColumnSpec, type KeyColumnSpecArgs } from '../lib/core/keyColumnIndexes.ts';
 import type { Logger } from '../lib/core/logger.ts';
 import type { PrimaryKey } from '../lib/core/storageTable.ts';
@@ -14,6 +14,7 @@ import type { DaemonEvents } from './daemonEvents.ts';
 import type { DaemonStorage, Row, TableWriter } from './daemonStorage.ts';
 import type { RefreshDbAccess } from './refreshDbAccess.ts';
 import { ResumedStorage } from './resumedStorage.ts';
+import type { LeaseGroupMember, WriterLeaseGroup } from './writerLeaseGroup.ts';
 import { estimateRows } from './rowEstimate.ts';
 import type { StepSnapshot } from './stepSnapshot.ts';
 
@@ -56,6 +57,8 @@ export interface TableSyncOptions {
   readonly signal?: AbortSignal;
   /** Called when the writer lease turns out to be lost (another writer, or Redis lost its keys). */
   readonly onLeaseLost: (table: string, error: Error) => void;
+  /** The daemon's tables' leases, held as one: replaces a writer that lost its lease. */
+  readonly leases: WriterLeaseGroup;
 }
 
 /**
@@ -67,7 +70,7 @@ export interface TableSyncOptions {
  *
  * Not safe for concurrent use: the pipeline calls one method at a time.
  */
-export class TableSync {
+export class TableSync implements LeaseGroupMember {
   private table: CachedTable<Row, PrimaryKey, KeyColumnSpec, KeyColumnSpecArgs> | null = null;
   private writer!: TableWriter;
 
@@ -81,6 +84,7 @@ export class TableSync {
   static async open(options: TableSyncOptions): Promise<TableSync> {
     const sync = new TableSync(options);
     await sync.openWriter(options.standby);
+    options.leases.add(sync);
     return sync;
   }
 
@@ -114,8 +118,9 @@ export class TableSync {
    * Loads every record into a new generation beside the live one and switches
    * readers to it in one step (a fresh {@link CachedTable} over the same
    * writer): readers see the old data until the new is complete. A writer
-   * whose lease is lost is replaced first (waiting as a standby if another
-   * daemon now holds the table). Reports `loadStarted` with the planner's
+   * whose lease is lost is replaced first ({@link WriterLeaseGroup}: when
+   * another daemon now holds the table, this daemon gives up every table and
+   * waits for all of them as a standby). Reports `loadStarted` with the planner's
    * row estimate, then `loadProgress` a few times a second. The records are
    * read in `snapshot`.
    *
@@ -129,7 +134,7 @@ export class TableSync {
   private async load(reasons: readonly string[]): Promise<{ readonly records: number; readonly ms: number }> {
     const started = performance.now();
     this.table = null;
-    if (!(await this.writer.writable())) await this.replaceWriter();
+    if (!(await this.writer.writable())) await this.options.leases.replace(this);
     const spec = this.options.indexes.dbRecordsSpec(this.options.indexes.createSpec(PRIMARY_KEY_INDEX, { all: true }));
     const estimatedRows = await estimateRows(this.options.pool, spec);
     const { name, events, db } = this.options;
@@ -269,10 +274,27 @@ export class TableSync {
     return this.writer.intact();
   }
 
-  private async replaceWriter(): Promise<void> {
-    this.options.logger.warn({ table: this.name }, 'the writer lost its lease; opening a new writer (as a standby if another daemon holds the table)');
+  /**
+   * Closes the writer and opens a new one (for the {@link WriterLeaseGroup});
+   * without `standby`, resolves to false when another daemon holds the
+   * table (the closed writer stays, refusing every write).
+   */
+  async reopenWriter(standby: boolean): Promise<boolean> {
+    this.table = null;
     await this.writer.close();
-    await this.openWriter(true);
+    try {
+      await this.openWriter(standby);
+      return true;
+    } catch (error) {
+      if (!standby && error instanceof TablecacheError && error.code === 'TC_LEASE_HELD') return false;
+      throw error;
+    }
+  }
+
+  /** Gives the lease up now, even with a step of this table in flight (for the {@link WriterLeaseGroup}); a reload follows the next writer. */
+  async giveUpWriter(): Promise<void> {
+    this.table = null;
+    await this.writer.giveUp();
   }
 
   /** Gives the lease up; the published data stays for readers. */

@@ -25,6 +25,7 @@ import { retryDelayMs } from './retryBackoff.ts';
 import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
 import { PostgresStepSnapshots } from './stepSnapshot.ts';
 import { TableSync } from './tableSync.ts';
+import { WriterLeaseGroup } from './writerLeaseGroup.ts';
 import { abortableDelay } from '../lib/core/abortableDelay.ts';
 
 /** Options of a {@link TablecacheDaemon}. */
@@ -219,6 +220,10 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       signal,
       onRetry: (attempt, cause) => this.emit('waiting', { for: 'postgres', detail: `Postgres at ${redactUrl(config.postgres.url)} (${cause}; attempt ${attempt})` }),
     });
+    const leases = new WriterLeaseGroup({
+      logger,
+      requestReload: (name, reason) => this.pipeline?.requestReload([name], reason, 'lease_lost'),
+    });
     for (const table of mapped) {
       this.tables.push(
         await this.openTable({
@@ -231,6 +236,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
           events: this,
           standby: options.standby ?? false,
           signal,
+          leases,
           onLeaseLost: (name, error) =>
             error instanceof LeaseLostError && error.dataLost
               ? this.pipeline?.requestReload([name], 'Redis lost the writer lease with the table data (eviction, flush or restart)', 'storage_lost')

@@ -338,6 +338,17 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   }
 
   /**
+   * Gives the lease up at once and refuses every later write, leaving the
+   * cleanup of this writer's keys to the next writer; unlike {@link close},
+   * safe while a step of this writer is in flight (its staged keys are not
+   * deleted under it, and once another writer takes the lease the fence
+   * stops the step). Call {@link close} afterwards.
+   */
+  async giveUpLease(): Promise<void> {
+    await this.lease.giveUp();
+  }
+
+  /**
    * Deletes what only this writer used (an unpublished generation, staged
    * changes), gives the lease up, and closes the connection if it opened it.
    * Published data stays for readers.

@@ -84,6 +84,18 @@ export class WriterLease {
     return this.lostError;
   }
 
+  /**
+   * Gives the lease up now and refuses every later write (a {@link LeaseLostError}),
+   * without waiting for anything of this writer: for a writer whose step may
+   * still be in flight. Not reported through `onLost`: it is no loss.
+   */
+  async giveUp(): Promise<void> {
+    this.stopRenewal();
+    const held = this.lostError === undefined;
+    this.lostError ??= new LeaseLostError(this.keys.table, 'this writer gave it up');
+    if (held) await leaseRelease(this.redis, this.keys, { writerId: this.writerId });
+  }
+
   /** Stops renewing and gives the lease up if still held. */
   async release(): Promise<void> {
     this.stopRenewal();
