@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../lib/core/logger.ts';
-import { DEFAULT_RETRY_BACKOFF, retryDelayMs, type RetryBackoffPolicy } from './retryBackoff.ts';
+import { DEFAULT_RETRY_BACKOFF, retryDelayMs, type RetryBackoffPolicy } from '../lib/core/retryBackoff.ts';
 
 /** Payload types per channel, for pg-listen: raw text, since `parse` returns it as it is. */
 type ChannelPayloads = Record<string, string>;

@@ -6,7 +6,7 @@ import { redisAddress } from '../lib/redis/redisAddress.ts';
 import { connectFailure, RedisConnectionError, type ConnectFailureKind } from '../lib/redis/redisErrors.ts';
 import type { RedisConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
-import { retryDelayMs } from './retryBackoff.ts';
+import { retryDelayMs } from '../lib/core/retryBackoff.ts';
 import { refuseClusterNodeUrl } from './redisTopology.ts';
 
 /** What the daemon, `verify` and the CLI hold: one Redis (a URL, or the primary Sentinel names) or a Redis Cluster. */

@@ -6,7 +6,7 @@ import { ConnectionFailedError } from '../lib/postgres/errors.ts';
 import { checkConfigAgainstDatabase } from './config/checkConfigAgainstDatabase.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
-import { retryDelayMs } from './retryBackoff.ts';
+import { retryDelayMs } from '../lib/core/retryBackoff.ts';
 
 /** Options of {@link checkDatabaseAtStart}. */
 export interface StartupDatabaseCheckOptions {

@@ -9,7 +9,7 @@ import type { BarrierTracker } from './barrierTracker.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
-import { retryDelayMs } from './retryBackoff.ts';
+import { retryDelayMs } from '../lib/core/retryBackoff.ts';
 import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
 

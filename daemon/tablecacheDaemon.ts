@@ -21,7 +21,7 @@ import { NotifyChangeSource } from './notifyChangeSource.ts';
 import { logicalCaptureSpecFromConfig } from './config/logicalCaptureSpecFromConfig.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { RefreshDbAccess } from './refreshDbAccess.ts';
-import { retryDelayMs } from './retryBackoff.ts';
+import { retryDelayMs } from '../lib/core/retryBackoff.ts';
 import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
 import { PostgresStepSnapshots } from './stepSnapshot.ts';
 import { TableSync } from './tableSync.ts';

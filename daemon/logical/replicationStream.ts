@@ -5,7 +5,7 @@ import type { LogicalReplicationService, Pgoutput } from 'pg-logical-replication
 import { TablecacheError } from '../../lib/core/errors.ts';
 import { abortableDelay } from '../../lib/core/abortableDelay.ts';
 import type { Logger } from '../../lib/core/logger.ts';
-import { DEFAULT_RETRY_BACKOFF, retryDelayMs } from '../retryBackoff.ts';
+import { DEFAULT_RETRY_BACKOFF, retryDelayMs } from '../../lib/core/retryBackoff.ts';
 import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
 import { type PgoutputTransactions, type CommittedTransaction, type StreamMessage } from './pgoutputTransactions.ts';
 

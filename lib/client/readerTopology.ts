@@ -1,6 +1,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterNode, type Command, type RedisOptions } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.ts';
+import { retryDelayMs, type RetryBackoffPolicy } from '../core/retryBackoff.ts';
 import { ioredisNatMap, type ClusterNatMap } from '../redis/clusterNatMap.ts';
 import { redisAddress } from '../redis/redisAddress.ts';
 
@@ -47,6 +48,16 @@ export interface ReaderTopologyOptions {
 /** A reader's connection: one node (a URL or Sentinel) or a cluster. */
 export type ReaderClient = Redis | Cluster;
 
+/**
+ * How a reader reconnects: the daemon's backoff with full jitter, capped
+ * lower (a reader's reads fail fast meanwhile), so that the many readers
+ * that lost one Redis at once do not all reconnect in the same instant.
+ */
+const RECONNECT_BACKOFF: RetryBackoffPolicy = { minMs: 100, maxMs: 2_000 };
+
+/** ioredis counts reconnect attempts from 1. */
+const reconnectDelay = (attempt: number) => retryDelayMs(attempt - 1, RECONNECT_BACKOFF);
+
 /** What every connection a reader opens shares: fail fast, never send what a read-only ACL user may not run. */
 function nodeOptions(timeoutMs: number, tls: ConnectionOptions | undefined): RedisOptions {
   return {
@@ -57,7 +68,7 @@ function nodeOptions(timeoutMs: number, tls: ConnectionOptions | undefined): Red
     // would land in Redis's ACL LOG).
     enableReadyCheck: false,
     disableClientInfo: true,
-    retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+    retryStrategy: reconnectDelay,
     ...(tls === undefined ? {} : { tls }),
   };
 }
@@ -136,7 +147,7 @@ function clusterClient(options: ReaderClusterOptions, readFrom: ReadFrom, timeou
     enableOfflineQueue: false,
     scaleReads: readFrom === 'primary' ? 'master' : stickyReplica(),
     slotsRefreshTimeout: timeoutMs,
-    clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+    clusterRetryStrategy: reconnectDelay,
     ...(options.natMap === undefined ? {} : { natMap: ioredisNatMap(options.natMap) }),
     redisOptions: {
       ...nodeOptions(timeoutMs, tls ?? (first.tls ? {} : undefined)),
@@ -159,7 +170,7 @@ function sentinelClient(options: ReaderSentinelOptions, role: 'master' | 'slave'
     lazyConnect: true,
     enableOfflineQueue: false,
     sentinelMaxConnections: 3,
-    sentinelRetryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+    sentinelRetryStrategy: reconnectDelay,
     ...(first.username === undefined ? {} : { sentinelUsername: first.username }),
     ...(first.password === undefined ? {} : { sentinelPassword: first.password }),
     // `tls` is for the data nodes; sentinels named with rediss:// are reached over TLS too.

@@ -1,10 +1,14 @@
 import { Cluster, Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createReaderClient } from '../../../lib/client/readerTopology.ts';
 import { openReader } from '../../../lib/client/openReader.ts';
 
 // Which connection openReader builds from its options, and the mistakes it
 // refuses before connecting (no server needed: every client is lazy).
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 describe('createReaderClient', () => {
   it('builds one node for a URL, sending READONLY only when reading a replica', () => {
@@ -38,6 +42,16 @@ describe('createReaderClient', () => {
     expect(() => createReaderClient({ cluster: { nodes, natMap: { '10.0.0.1:7000': '127.0.0.1' } } }, 1_000)).toThrow(/maps "10.0.0.1:7000" to "127.0.0.1"; write .* as "host:port" or \{ host, port \}/);
     expect(() => createReaderClient({ cluster: { nodes, natMap: { '10.0.0.1:7000': { host: 'a', port: 0 } } } }, 1_000)).toThrow(/TC_INVALID_ARGUMENT|maps "10.0.0.1:7000"/);
     expect(() => createReaderClient({ cluster: { nodes, natMap: { '10.0.0.1': 'a:1' } } }, 1_000)).toThrow(/has the key "10.0.0.1"/);
+  });
+
+  it('reconnects after a random pause below a ceiling doubling from 100 ms to 2 s, on one node, a cluster and through sentinels', () => {
+    const draws = [0.25, 0.75, 0.5, 0.999];
+    vi.spyOn(Math, 'random').mockImplementation(() => draws.shift()!);
+    const node = (createReaderClient({ url: 'redis://127.0.0.1:1' }, 1_000) as Redis).options.retryStrategy!;
+    const cluster = (createReaderClient({ cluster: { nodes: ['redis://127.0.0.1:1'] } }, 1_000) as Cluster).options.clusterRetryStrategy!;
+    const sentinel = (createReaderClient({ sentinel: { sentinels: ['redis://127.0.0.1:1'], name: 'cache' } }, 1_000) as Redis).options.sentinelRetryStrategy!;
+    // ioredis counts attempts from 1: ceilings 100, 400, 1600, then the 2 s cap.
+    expect([node(1), cluster(3, new Error('down')), sentinel(5), node(20)]).toEqual([25, 300, 800, 1998]);
   });
 
   it('builds a Sentinel client for the primary, or a replica', () => {

@@ -8,7 +8,7 @@ export interface RetryBackoffPolicy {
   readonly random?: () => number;
 }
 
-/** The daemon's usual policy: up to 100 ms, doubling up to 5 s. */
+/** The daemon's policy: up to 100 ms, doubling up to 5 s (readers cap it at 2 s). */
 export const DEFAULT_RETRY_BACKOFF: RetryBackoffPolicy = { minMs: 100, maxMs: 5_000 };
 
 /**
@@ -16,11 +16,12 @@ export const DEFAULT_RETRY_BACKOFF: RetryBackoffPolicy = { minMs: 100, maxMs: 5_
  * uniformly random pause from 0 up to `minMs` doubled `attempt` times, at
  * most `maxMs`. Every retry loop of the daemon (the LISTEN connection and
  * the replication stream, each table's failed steps, Redis reconnects, the
- * start's waits for Postgres and Redis) uses it, so that an outage is
- * retried the same way everywhere: quickly at first, then on average every
- * `maxMs / 2`, never giving up. The jitter spreads the daemons and standbys
- * that lost one Postgres or Redis at the same moment over the whole
- * interval, instead of letting them retry in lockstep when it comes back.
+ * start's waits for Postgres and Redis) and the readers' reconnects use it,
+ * so that an outage is retried the same way everywhere: quickly at first,
+ * then on average every `maxMs / 2`, never giving up. The jitter spreads the
+ * daemons, standbys and readers that lost one Postgres or Redis at the same
+ * moment over the whole interval, instead of letting them retry in lockstep
+ * when it comes back.
  */
 export function retryDelayMs(attempt: number, policy: RetryBackoffPolicy = DEFAULT_RETRY_BACKOFF): number {
   // The exponent is capped so that a long outage cannot overflow to Infinity (the cap hides it anyway).

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { retryDelayMs } from '../../../daemon/retryBackoff.ts';
+import { retryDelayMs } from '../../../lib/core/retryBackoff.ts';
 
 /** A seeded uniform source in [0, 1) (a 32-bit LCG): the same pauses on every run. */
 function seeded(seed: number): () => number {
