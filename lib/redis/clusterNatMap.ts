@@ -13,13 +13,19 @@ export type ReachableAddress = string | { readonly host: string; readonly port: 
  */
 export type ClusterNatMap = Readonly<Record<string, ReachableAddress>>;
 
-/** `host:port` with a port from 1 to 65535 (no IPv6 literal: a node announces an IPv6 address in brackets, which the map cannot key). */
+/** `host:port`, as the daemon's config schema takes it (a host name or IPv4 address: no IPv6 literal). */
 const HOST_PORT = /^([^\s:]+):(\d{1,5})$/;
 
 function reachable(announced: string, address: ReachableAddress): { host: string; port: number } {
-  const parsed = typeof address === 'string' ? HOST_PORT.exec(address) : null;
-  const { host, port } = parsed !== null ? { host: parsed[1]!, port: Number(parsed[2]) } : typeof address === 'object' && address !== null ? address : { host: '', port: 0 };
-  if (typeof host !== 'string' || host === '' || !Number.isInteger(port) || port < 1 || port > 65_535) {
+  let host: unknown;
+  let port: unknown;
+  if (typeof address === 'string') {
+    const parsed = HOST_PORT.exec(address);
+    [host, port] = parsed === null ? [] : [parsed[1], Number(parsed[2])];
+  } else if (typeof address === 'object' && address !== null) {
+    ({ host, port } = address);
+  }
+  if (typeof host !== 'string' || host === '' || typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) {
     throw new InvalidArgumentError(`cluster.natMap maps "${announced}" to ${JSON.stringify(address)}; write the address this process reaches the node at as "host:port" or { host, port }.`);
   }
   return { host, port };
