@@ -66,6 +66,9 @@ function describeInstall(result: LogicalCaptureInstallResult, config: Tablecache
     ...(result.publicationCreated ? [`Created publication ${publication}.`] : []),
     ...(result.addedTables.length > 0 ? [`Added to publication ${publication}: ${result.addedTables.join(', ')}`] : []),
     ...(result.removedTables.length > 0 ? [`Removed from publication ${publication} (no longer sources): ${result.removedTables.join(', ')}`] : []),
+    ...(result.partitionTriggersCreated.length > 0
+      ? [`Created the truncate trigger of partition(s) ${result.partitionTriggersCreated.join(', ')} (a TRUNCATE of one partition alone is not published; it fires on TRUNCATE only).`]
+      : []),
     ...(result.slotCreated ? [`Created replication slot ${slot} (pgoutput): it keeps WAL from now on until a daemon with capture.method logical streams from it.`] : []),
     ...(result.slotRecreated ? [`Recreated replication slot ${slot}, which was invalidated (wal_status lost): the daemon reloads every table.`] : []),
   ];
@@ -119,6 +122,7 @@ async function uninstall(context: CliContext, options: ConfigOption & MethodOpti
     const lines = [
       result.slotDropped ? `Dropped replication slot ${slot}.` : `No replication slot ${slot} of this database; nothing to drop.`,
       result.publicationDropped ? `Dropped publication ${publication}.` : result.keptForeignPublication ? `Kept publication ${publication}: tablecache did not create it.` : `No publication ${publication}.`,
+      ...(result.partitionTriggersDropped > 0 ? [`Dropped the truncate trigger of ${result.partitionTriggersDropped} partition(s).`] : []),
     ];
     context.out(`${lines.join('\n')}\n`);
     return EXIT_CODES.ok;

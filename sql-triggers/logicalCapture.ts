@@ -4,6 +4,7 @@ import { formatQualifiedName, quoteIdentifier, quoteLiteral, quoteQualifiedName,
 import { CaptureSetupError, logicalCaptureChecks, type CaptureCheck } from './logicalCaptureChecks.ts';
 import { checkLogicalCaptureSpec, type LogicalCaptureSpec } from './logicalCaptureSpec.ts';
 import { PUBLICATION_COMMENT, readLogicalCaptureState, type LogicalCaptureState } from './logicalCaptureState.ts';
+import { partitionTruncateStatements } from './partitionTruncateTriggers.ts';
 import { doBlock } from './sourceTriggers.ts';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './triggerTransaction.ts';
 
@@ -33,6 +34,8 @@ export interface LogicalCaptureInstallResult {
   readonly addedTables: readonly string[];
   /** Tables removed from the publication: no longer sources in the configuration. */
   readonly removedTables: readonly string[];
+  /** Partitions given the truncate trigger (canonical names; see `partitionTruncateTriggers.ts`). */
+  readonly partitionTriggersCreated: readonly string[];
   readonly slotCreated: boolean;
   /** The slot was invalidated (`wal_status` lost) and was dropped and created again: the daemon reloads. */
   readonly slotRecreated: boolean;
@@ -112,11 +115,20 @@ async function publicationTransaction(client: pg.ClientBase, spec: LogicalCaptur
     const checks = logicalCaptureChecks(state, spec);
     const problems = checks.filter((check) => check.level === 'problem');
     if (problems.length > 0) throw new CaptureSetupError(problems);
-    const publication = planPublication(state, spec);
+    const planned = planPublication(state, spec);
+    // In the publication's transaction: a partition attached meanwhile waits for the lock, and gets its trigger at the next install.
+    const truncateStatements = spec.partitionTruncate === undefined ? [] : partitionTruncateStatements(spec.partitionTruncate, spec.publication, state.partitionTruncate);
+    const publication = {
+      ...planned,
+      statements: [...planned.statements, ...truncateStatements],
+      truncateTriggers: truncateStatements.length === 0 ? [] : state.partitionTruncate.filter((partition) => !partition.installed).map((partition) => formatQualifiedName(partition.partition)),
+    };
     const slot = planSlot(state, spec);
     if (!options.dryRun) for (const statement of publication.statements) await client.query(statement);
     await client.query(options.dryRun ? 'ROLLBACK' : 'COMMIT');
-    return { publication, slot, warnings: checks.filter((check) => check.level === 'warning') };
+    // The partitions' missing truncate triggers are what this install creates: no warning left about them.
+    const fixed = (check: CaptureCheck) => check.topic === 'partition_truncate' && spec.partitionTruncate !== undefined;
+    return { publication, slot, warnings: checks.filter((check) => check.level === 'warning' && !fixed(check)) };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
@@ -170,6 +182,7 @@ export async function installLogicalCapture(client: pg.ClientBase, spec: Logical
     publicationCreated: publication.created,
     addedTables: publication.added,
     removedTables: publication.removed,
+    partitionTriggersCreated: publication.truncateTriggers,
     slotCreated: slot.created && slotChanged,
     slotRecreated: slot.recreated && slotChanged,
     warnings,

@@ -220,6 +220,19 @@ function hierarchyChecks(state: LogicalCaptureState, spec: LogicalCaptureSpec): 
       fix: `name each child as a source too, with the same key (${names.map((name) => `sources: { ${name}: … }`).join(', ')}), or keep capture.method triggers for this deployment`,
     }),
   );
+  if (spec.partitionTruncate !== undefined) {
+    const missing = state.partitionTruncate.filter((partition) => !partition.installed);
+    if (missing.length === 0) return childChecks;
+    return [
+      ...childChecks,
+      {
+        topic: 'partition_truncate',
+        level: 'warning',
+        message: `partition(s) ${missing.map((partition) => formatQualifiedName(partition.partition)).join(', ')} have no truncate trigger: Postgres does not publish a TRUNCATE of one partition alone, so the cached records of one truncated that way would stay until the next reload`,
+        fix: '`tablecache capture install` creates the triggers (they fire on TRUNCATE only)',
+      },
+    ];
+  }
   const truncateChecks = [...partitioned].map(
     (source): CaptureCheck => ({
       topic: 'partition_truncate',

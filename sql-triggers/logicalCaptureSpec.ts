@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../lib/core/errors.ts';
 import { formatQualifiedName } from './identifiers.ts';
+import type { PartitionTruncateSpec } from './partitionTruncateTriggers.ts';
 import type { SourceTableSpec } from './triggerSpec.ts';
 
 /**
@@ -18,6 +19,13 @@ export interface LogicalCaptureSpec {
    * table filters (as for the triggers): the replica identity check needs both.
    */
   readonly sources: readonly SourceTableSpec[];
+  /**
+   * Where the partitions' TRUNCATE triggers call their function and which
+   * channel they send on (`triggers.schema`, `triggers.channel`): without
+   * it, a TRUNCATE of one partition alone is not captured (Postgres does not
+   * publish it through the root).
+   */
+  readonly partitionTruncate?: PartitionTruncateSpec;
 }
 
 // Postgres allows slot names of lower-case letters, digits and _ only (at most

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { readPartitionTruncateTriggers, type PartitionTruncateState } from './partitionTruncateTriggers.ts';
 import { formatQualifiedName, quoteQualifiedName, type QualifiedTableName } from './identifiers.ts';
 import type { LogicalCaptureSpec } from './logicalCaptureSpec.ts';
 
@@ -94,6 +95,8 @@ export interface LogicalCaptureState {
   readonly publication: CapturePublicationState | null;
   /** Per source table, the tables holding its rows: a plain table itself; a partitioned one's leaf partitions; an inheritance parent and its children. */
   readonly identities: readonly CaptureRelationIdentity[];
+  /** Every partition of a partitioned source and whether it has the truncate trigger (empty without `spec.partitionTruncate`). */
+  readonly partitionTruncate: readonly PartitionTruncateState[];
 }
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -252,6 +255,7 @@ export async function readLogicalCaptureState(client: Queryable, spec: LogicalCa
     slot: await readSlot(client, spec.slot),
     publication: await readPublication(client, spec.publication),
     identities: await readCaptureIdentities(client, spec),
+    partitionTruncate: spec.partitionTruncate === undefined ? [] : await readPartitionTruncateTriggers(client, spec.publication, spec.sources),
   };
 }
 

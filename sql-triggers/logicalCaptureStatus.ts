@@ -39,6 +39,8 @@ export interface LogicalCaptureStatus {
   readonly publication: CapturePublicationStatus;
   /** The replica identity of every table the source tables' rows live in. */
   readonly identities: readonly CaptureRelationIdentity[];
+  /** Partitions of a partitioned source without the truncate trigger (canonical names): `capture install` adds it. */
+  readonly partitionsWithoutTruncateTrigger: readonly string[];
   /** Problems first, then warnings, each with its fix (the checks `capture install` runs). */
   readonly checks: readonly CaptureCheck[];
   /** Slot and publication exist as install makes them, the slot is not lost, and no check found a problem. */
@@ -73,6 +75,7 @@ export async function readLogicalCaptureStatus(client: Pick<pg.ClientBase, 'quer
   };
   const checks = logicalCaptureChecks(state, spec);
   const slot = state.slot === null ? null : { ...state.slot, lagSeconds: lagSeconds(state.slot) };
+  const partitionsWithoutTruncateTrigger = state.partitionTruncate.filter((partition) => !partition.installed).map((partition) => formatQualifiedName(partition.partition));
   const allCurrent =
     slot !== null &&
     slot.walStatus !== 'lost' &&
@@ -80,6 +83,7 @@ export async function readLogicalCaptureStatus(client: Pick<pg.ClientBase, 'quer
     publication.missing.length === 0 &&
     publication.extra.length === 0 &&
     publication.optionsCurrent &&
+    partitionsWithoutTruncateTrigger.length === 0 &&
     checks.every((check) => check.level !== 'problem');
-  return { slotName: spec.slot, publicationName: spec.publication, server: state.server, slot, publication, identities: state.identities, checks, allCurrent };
+  return { slotName: spec.slot, publicationName: spec.publication, server: state.server, slot, publication, identities: state.identities, partitionsWithoutTruncateTrigger, checks, allCurrent };
 }

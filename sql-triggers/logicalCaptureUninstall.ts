@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { quoteIdentifier, quoteLiteral } from './identifiers.ts';
 import { checkPublicationName, checkSlotName } from './logicalCaptureSpec.ts';
 import { PUBLICATION_COMMENT } from './logicalCaptureState.ts';
+import { partitionTruncateUninstallStatements } from './partitionTruncateTriggers.ts';
 
 /** Which logical capture {@link uninstallLogicalCapture} removes. */
 export interface LogicalCaptureTarget {
@@ -22,6 +23,8 @@ export interface LogicalCaptureUninstallResult {
   readonly statements: readonly string[];
   readonly slotDropped: boolean;
   readonly publicationDropped: boolean;
+  /** Partitions whose truncate trigger was dropped. */
+  readonly partitionTriggersDropped: number;
   /**
    * Set when nothing was done because a process streams from the slot (and
    * `force` was not given): its pid. Dropping the slot under a running daemon
@@ -78,27 +81,31 @@ export async function uninstallLogicalCapture(client: pg.ClientBase, target: Log
   checkPublicationName(target.publication);
   const dryRun = options.dryRun ?? false;
   const slot = await readSlot(client, target.slot);
-  const base = { statements: [], slotDropped: false, publicationDropped: false, keptForeignPublication: false, dryRun };
+  const base = { statements: [], slotDropped: false, publicationDropped: false, partitionTriggersDropped: 0, keptForeignPublication: false, dryRun };
   if (slot?.ours && slot.active_pid !== null && !options.force) return { ...base, refusedActivePid: slot.active_pid };
   const { rows } = await client.query<{ comment: string | null }>(
     `SELECT pg_catalog.obj_description(oid, 'pg_publication') AS comment FROM pg_catalog.pg_publication WHERE pubname = $1`,
     [target.publication],
   );
   const publicationOurs = rows[0]?.comment === PUBLICATION_COMMENT;
+  const triggerStatements = await partitionTruncateUninstallStatements(client, target.publication);
   const statements = [
     ...(slot?.ours && slot.active_pid !== null ? [`SELECT pg_catalog.pg_terminate_backend(${slot.active_pid})`] : []),
     ...(slot?.ours ? [`SELECT pg_catalog.pg_drop_replication_slot(${quoteLiteral(target.slot)})`] : []),
     ...(publicationOurs ? [`DROP PUBLICATION IF EXISTS ${quoteIdentifier(target.publication)}`] : []),
+    ...triggerStatements,
   ];
   if (!dryRun) {
     if (slot?.ours) await dropSlot(client, target.slot, options.force ?? false);
     if (publicationOurs) await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdentifier(target.publication)}`);
+    for (const statement of triggerStatements) await client.query(statement);
   }
   return {
     ...base,
     statements,
     slotDropped: slot?.ours ?? false,
     publicationDropped: publicationOurs,
+    partitionTriggersDropped: triggerStatements.filter((statement) => statement.startsWith('DROP TRIGGER')).length,
     keptForeignPublication: rows.length > 0 && !publicationOurs,
     refusedActivePid: null,
   };

@@ -10,5 +10,10 @@ import { triggerSpecFromConfig } from './triggerSpecFromConfig.ts';
  * every cached table filters).
  */
 export function logicalCaptureSpecFromConfig(config: TablecacheConfig): LogicalCaptureSpec {
-  return { slot: config.capture.slot, publication: config.capture.publication, sources: triggerSpecFromConfig(config).sources };
+  return {
+    slot: config.capture.slot,
+    publication: config.capture.publication,
+    sources: triggerSpecFromConfig(config).sources,
+    partitionTruncate: { schema: config.triggers.schema, channel: config.triggers.channel },
+  };
 }

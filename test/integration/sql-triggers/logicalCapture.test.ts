@@ -6,6 +6,8 @@ import { installLogicalCapture, logicalCaptureScript } from '../../../sql-trigge
 import type { LogicalCaptureSpec } from '../../../sql-triggers/logicalCaptureSpec.ts';
 import { readLogicalCaptureStatus } from '../../../sql-triggers/logicalCaptureStatus.ts';
 import { uninstallLogicalCapture } from '../../../sql-triggers/logicalCaptureUninstall.ts';
+import { readLogicalCaptureGaps } from '../../../sql-triggers/logicalCaptureGaps.ts';
+import { parseChangePayload } from '../../../sql-triggers/payload.ts';
 import { createTestDatabase } from '../../support/postgres.ts';
 import { PrivatePostgres } from '../../support/privateServers.ts';
 import { waitFor } from '../../support/waitFor.ts';
@@ -125,6 +127,46 @@ describe('installLogicalCapture', () => {
     const installed = await run(target);
     expect(installed.warnings.map((warning) => warning.topic)).toEqual(['partition_truncate']);
     expect(await objects(target)).toEqual({ slots: 1, publications: ['public.measurements'] });
+  });
+
+  it("gives every partition a TRUNCATE trigger that sends the root's truncate as a logical message on the channel; status, the daemon's check and uninstall know them", async () => {
+    // A partition of its own partitions too (a TRUNCATE of it is not published through the root either).
+    await admin.query(`
+      CREATE TABLE measurements_2027 PARTITION OF measurements FOR VALUES FROM ('2027-01-01') TO ('2028-01-01') PARTITION BY RANGE (at);
+      CREATE TABLE measurements_2027_h1 PARTITION OF measurements_2027 FOR VALUES FROM ('2027-01-01') TO ('2027-07-01');`);
+    const target: LogicalCaptureSpec = { ...spec('truncating', [{ schema: 'public', table: 'measurements', keyColumns: ['id'] }]), partitionTruncate: { schema: 'tc_functions', channel: 'tc_chan' } };
+    const installed = await run(target);
+    expect(installed.warnings).toEqual([]);
+    expect(installed.partitionTriggersCreated).toEqual(['public.measurements_2025', 'public.measurements_2026', 'public.measurements_2027', 'public.measurements_2027_h1']);
+    expect((await run(target)).publicationStatements).toEqual([]);
+    expect((await status(target)).partitionsWithoutTruncateTrigger).toEqual([]);
+
+    await admin.query(`SELECT pg_create_logical_replication_slot('truncate_peek', 'test_decoding')`);
+    try {
+      await admin.query(`INSERT INTO measurements VALUES (1, '2025-03-01'), (2, '2027-03-01')`);
+      await admin.query('TRUNCATE measurements_2025');
+      await admin.query('TRUNCATE measurements_2027');
+      const { rows } = await admin.query<{ data: string }>(`SELECT data FROM pg_logical_slot_get_changes('truncate_peek', NULL, NULL)`);
+      const messages = rows.map((row) => row.data).filter((data) => data.startsWith('message:'));
+      // One per truncated table: measurements_2027 and its partition each fire theirs.
+      expect(messages).toHaveLength(3);
+      for (const message of messages) {
+        expect(message).toMatch(/^message: transactional: 1 prefix: tc_chan,/);
+        expect(parseChangePayload(message.slice(message.indexOf('content:') + 'content:'.length))).toMatchObject({ ok: true, payload: { op: 'T', t: 'public.measurements' } });
+      }
+    } finally {
+      await admin.query(`SELECT pg_drop_replication_slot('truncate_peek')`);
+    }
+
+    await admin.query(`CREATE TABLE measurements_2028 PARTITION OF measurements FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')`);
+    expect((await status(target)).partitionsWithoutTruncateTrigger).toEqual(['public.measurements_2028']);
+    expect(await withClient(server.url, (client) => readLogicalCaptureGaps(client, target))).toEqual([
+      { source: 'public.measurements', detail: 'partition public.measurements_2028 has no truncate trigger, so a TRUNCATE of it alone would not reach the daemon' },
+    ]);
+    const removed = await withClient(server.url, (client) => uninstallLogicalCapture(client, target));
+    expect(removed.partitionTriggersDropped).toBe(4);
+    const { rows } = await admin.query(`SELECT FROM pg_trigger WHERE tgname LIKE 'tablecache_truncate_%' UNION ALL SELECT FROM pg_proc WHERE proname = 'tablecache_partition_truncate'`);
+    expect(rows).toHaveLength(0);
   });
 
   it('refuses a source whose inheritance children the stream would not follow, unless they are sources too', async () => {

@@ -24,6 +24,7 @@ function ready(overrides: Partial<LogicalCaptureState> = {}, server: Partial<Log
     slot: null,
     publication: null,
     identities: [{ source: 'public.orders', name: 'public.orders', kind: 'source', identity: 'default', identityColumns: ['order_id'] }],
+    partitionTruncate: [],
     ...overrides,
   };
 }
