@@ -12,7 +12,7 @@ import { installConfigCapture, startLogicalPostgres } from '../support/logicalPo
 import { PrivateRedisCluster } from '../support/privateRedisTopology.ts';
 import { PrivatePostgres, PrivateRedis } from '../support/privateServers.ts';
 import { waitFor } from '../support/waitFor.ts';
-import { ChaosWriters, StaleReadProbe, createProbeUsers, resilientPool, timeUntilWriteVisible, type ProbeCounts, type ProbeTarget, type WriterCounts } from './chaosWorkload.ts';
+import { ChaosWriters, PROBE_BARRIER_TIMEOUT_MS, StaleReadProbe, createProbeUsers, resilientPool, timeUntilWriteVisible, type ProbeCounts, type ProbeTarget, type WriterCounts } from './chaosWorkload.ts';
 import { ChaosDaemons, FAULT_KINDS, faultKindsFor, injectFault, type ChaosRedis, type FaultKind } from './faultInjectors.ts';
 import { TableKeys } from '../../lib/redis/keyLayout.ts';
 import { accountsTableConfig, createAccounts, runTransferWriter, type TransferCounts, type TransferTable } from '../integration/daemon/transferWorkload.ts';
@@ -23,7 +23,7 @@ export interface ChaosOptions {
   readonly seed: number;
   /** How long faults are injected; the run goes on until every kind in `faults` was injected at least once. */
   readonly durationMs: number;
-  /** The fault kinds (default: every kind that applies to `redis`, {@link faultKindsFor}). */
+  /** The fault kinds (default: every kind that applies to `redis`, {@link faultKindsFor}); none: the workload alone for `durationMs`. */
   readonly faults?: readonly FaultKind[];
   /** One private redis-server (default), or a private Redis Cluster of 3 masters with a replica each (for `redisFailover`). */
   readonly redis?: ChaosRedis;
@@ -47,6 +47,8 @@ export interface ChaosOptions {
   readonly capture?: 'triggers' | 'logical';
   /** The daemons' `daemon.leaseTtlMs` (default the daemon's, 5 s): a killed writer's lease expires after it. */
   readonly leaseTtlMs?: number;
+  /** A directory to copy every daemon's log into (`daemon-<pid>.log`; default: none). */
+  readonly daemonLogDir?: string;
   /** Progress lines (default: none). */
   readonly log?: (line: string) => void;
   /** Aborting stops the run early; it still cleans up (and rejects). */
@@ -101,6 +103,14 @@ const TRANSFER_TABLE: TransferTable = { schema: 'bank', accounts: 200, balance: 
 /** Transfer writers, and each one's pause between transactions. */
 const TRANSFER_WRITERS = 2;
 const TRANSFER_PAUSE_MS = 10;
+
+/**
+ * How long the end of a run may wait for a probe round and for a barrier
+ * after the last write: generous, since on a loaded 2-core machine a step
+ * can take seconds, and only a daemon that never marks barriers again needs
+ * it all (`recoveryTimeoutMs` is a fault's; the negative control sets it low).
+ */
+const QUIESCENCE_TIMEOUT_MS = 60_000;
 
 const CHANNEL = 'tc_chaos';
 const KEY_PREFIX = 'tcchaos:';
@@ -166,7 +176,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       keyPrefix: KEY_PREFIX,
       channel: CHANNEL,
       ...(nodes === null ? {} : { redis: { url: undefined, cluster: { nodes } } }),
-      daemon: { logLevel: 'warn', ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }) },
+      // Info: a restarted daemon's `starting` line says its process is up (a fault ends there), and kept logs show every step of recovery.
+      daemon: { logLevel: 'info', ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }) },
       tables: { accounts: accountsTableConfig(TRANSFER_TABLE) },
       capture: { method: capture },
     });
@@ -182,7 +193,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         : new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 1_000 }, clusterRetryStrategy: () => 50 });
     redis.on('error', () => {});
     cleanups.push(() => redis.disconnect());
-    const daemons = new ChaosDaemons(seedConfig.file, redis, `{${KEY_PREFIX}users}:lease`);
+    const daemons = new ChaosDaemons(seedConfig.file, redis, `{${KEY_PREFIX}users}:lease`, options.daemonLogDir);
     cleanups.push(() => daemons.close());
     daemons.startMissing();
 
@@ -229,6 +240,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const tableKeys = ['users', 'accounts'].map((table) => new TableKeys(table, KEY_PREFIX).meta);
     const faults = await injectFaults(kinds, options, random.derive('faults'), { postgres, redis: redisServer, tableKeys, daemons, target, log });
 
+    // The verdict on stale reads needs probe rounds: on a loaded machine none may have finished during the faults.
+    await waitFor('a probe round (write, barrier, read) to complete', () => probe.checked > 0, { timeoutMs: QUIESCENCE_TIMEOUT_MS });
     log('quiescence: stopping the writers, waiting for a barrier');
     const writes = await writers.stop();
     stopTransfers.abort();
@@ -261,7 +274,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await waitForBarrier(redis, id, { keyPrefix: KEY_PREFIX, timeoutMs: 5_000 });
         return true;
       },
-      { timeoutMs: options.recoveryTimeoutMs ?? 60_000 },
+      { timeoutMs: QUIESCENCE_TIMEOUT_MS },
     );
   }
 }
@@ -286,7 +299,9 @@ async function injectFaults(kinds: readonly FaultKind[], options: ChaosOptions, 
   const deadline = performance.now() + options.durationMs;
   let round: FaultKind[] = [];
   let stamp = 1;
-  while (performance.now() < deadline || kinds.some((kind) => outcomes[kind].injected === 0)) {
+  // No fault kinds: the workload alone for the duration (the negative control).
+  if (kinds.length === 0) await new Promise((resolve) => setTimeout(resolve, options.durationMs));
+  while (kinds.length > 0 && (performance.now() < deadline || kinds.some((kind) => outcomes[kind].injected === 0))) {
     options.signal?.throwIfAborted();
     if (round.length === 0) round = random.shuffle(kinds);
     const kind = round.shift()!;
@@ -362,7 +377,7 @@ export function formatChaosReport(report: ChaosReport): string {
     `| reads served (reader processes) | ${report.reads.served} |`,
     `| read errors, by code (expected during faults) | ${errors} |`,
     `| probes: write, barrier reached, read | ${report.probe.checked} |`,
-    `| probes: barrier not reached in 2 s / failed | ${report.probe.barrierTimeouts} / ${report.probe.errors} |`,
+    `| probes: barrier not reached in ${PROBE_BARRIER_TIMEOUT_MS / 1000} s / failed | ${report.probe.barrierTimeouts} / ${report.probe.errors} |`,
     `| transfers committed (accounts table) | ${report.transfers.transfers} transfers, ${report.transfers.replacements} replacements |`,
     `| whole-table transfer reads checked | ${report.reads.transferChecked} |`,
     `| **torn transfer reads** (wrong account count or total) | **${report.reads.transferTorn}**${report.reads.firstTorn ? ` (first: ${report.reads.firstTorn})` : ''} |`,

@@ -178,6 +178,14 @@ export interface ProbeTarget {
   readonly method: 'triggers' | 'logical';
 }
 
+/**
+ * How long a probe round waits for its barrier. A loaded 2-core machine
+ * takes more than 2 s at times (a chaos run there once completed no round
+ * in 2 s); a timed-out round promises nothing, so a long wait costs rounds,
+ * never a wrong verdict.
+ */
+export const PROBE_BARRIER_TIMEOUT_MS = 10_000;
+
 /** What the stale-read probe saw. */
 export interface ProbeCounts {
   /** Rounds of stamp, barrier, read that completed (the barrier was reached and the read answered). */
@@ -208,9 +216,14 @@ export class StaleReadProbe {
 
   constructor(
     private readonly target: ProbeTarget,
-    private readonly barrierTimeoutMs = 2_000,
+    private readonly barrierTimeoutMs = PROBE_BARRIER_TIMEOUT_MS,
   ) {
     this.done = this.loop();
+  }
+
+  /** Rounds completed so far. */
+  get checked(): number {
+    return this.counts.checked;
   }
 
   async stop(): Promise<ProbeCounts> {

@@ -1,3 +1,5 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import { DaemonProcess } from '../integration/daemon/daemonHarness.ts';
@@ -36,11 +38,27 @@ export class ChaosDaemons {
     private readonly configFile: string,
     private readonly redis: Redis | Cluster,
     private readonly leaseKey: string,
-  ) {}
+    /** Where each daemon's log and stderr are copied (`daemon-<pid>.log`), for a failed run's post-mortem; none by default. */
+    private readonly logDir?: string,
+  ) {
+    if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
+  }
 
   /** Starts daemons until two run (the writer and a standby); none once closed. */
   startMissing(): void {
     while (!this.closed && this.live.size < 2) this.startOne();
+  }
+
+  /**
+   * {@link startMissing}, resolving once every daemon it started is running
+   * its own code (it logged `starting`). A node process with tsx takes
+   * seconds to load the daemon, and up to a minute on a loaded 2-core
+   * machine: that is not the daemon's recovery.
+   */
+  async startMissingAndWait(timeoutMs = 120_000): Promise<void> {
+    const before = new Set(this.live);
+    this.startMissing();
+    for (const daemon of this.live) if (!before.has(daemon)) await daemon.waitForLog('starting', 1, timeoutMs);
   }
 
   /** SIGKILLs every daemon, for good: a fault still in flight cannot start new ones. */
@@ -69,6 +87,10 @@ export class ChaosDaemons {
   private startOne(): void {
     const daemon = DaemonProcess.start(this.configFile);
     this.live.add(daemon);
+    if (this.logDir !== undefined) {
+      const file = path.join(this.logDir, `daemon-${daemon.child.pid}.log`);
+      for (const stream of [daemon.child.stdout!, daemon.child.stderr!]) stream.on('data', (chunk: Buffer) => appendFileSync(file, chunk));
+    }
     void daemon.waitForExit().then((code) => {
       if (!this.live.delete(daemon)) return;
       this.unexpectedExits.push(`daemon ${daemon.child.pid} exited with ${code}: ${daemon.stderrText.slice(-500)}`);
@@ -119,7 +141,7 @@ export async function injectFault(kind: FaultKind, targets: FaultTargets): Promi
     }
     case 'daemonKilled':
       await targets.daemons.killAll();
-      targets.daemons.startMissing();
+      await targets.daemons.startMissingAndWait();
       return;
     case 'standbyTakeover':
       await targets.daemons.killWriter();

@@ -1,5 +1,5 @@
 /**
- * `npm run chaos -- [--seed N] [--duration SECONDS] [--rate TPS] [--faults kind,kind] [--capture triggers|logical] [--redis single|cluster] [--json]`:
+ * `npm run chaos -- [--seed N] [--duration SECONDS] [--rate TPS] [--faults kind,kind] [--capture triggers|logical] [--redis single|cluster] [--logs DIR] [--json]`:
  * the reliability suite (docs in the README, "Reliability: the chaos suite").
  * Prints the report as markdown tables; exit 0 only when nothing diverged,
  * no read was stale, every fault recovered and no daemon crashed.
@@ -16,9 +16,30 @@ const { values } = parseArgs({
     faults: { type: 'string' },
     capture: { type: 'string', default: 'triggers' },
     redis: { type: 'string', default: 'single' },
+    logs: { type: 'string' },
     json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+
+if (values.help) {
+  process.stdout.write(
+    [
+      'npm run chaos -- [options]: the reliability suite (README, "Reliability: the chaos suite")',
+      '  --seed N                    fixes every choice (default 7)',
+      '  --duration SECONDS          how long faults are injected (default 600)',
+      '  --rate TPS                  the writers\' combined pace (default 300)',
+      `  --faults kind,kind          of ${FAULT_KINDS.join(', ')} (default: every kind that applies to --redis)`,
+      '  --capture triggers|logical  the daemons\' change source (default triggers)',
+      '  --redis single|cluster      one redis-server (default) or a private Redis Cluster',
+      '  --logs DIR                  copy every daemon\'s log to DIR/daemon-<pid>.log, for a post-mortem',
+      '  --json                      the report as JSON instead of markdown tables',
+      'Exit 0 only when nothing diverged, no read was stale or torn, every fault recovered and no daemon crashed.',
+      '',
+    ].join('\n'),
+  );
+  process.exit(0);
+}
 
 if (values.redis !== 'single' && values.redis !== 'cluster') {
   process.stderr.write(`--redis must be single or cluster, got ${values.redis}.\n`);
@@ -68,6 +89,7 @@ try {
     capture,
     redis,
     signal: controller.signal,
+    ...(values.logs === undefined ? {} : { daemonLogDir: values.logs }),
     log: (line) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${line}\n`),
   });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatChaosReport(report)}\n`);
