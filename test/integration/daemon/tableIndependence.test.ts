@@ -35,11 +35,16 @@ let url: string;
 let directory: string;
 const keyPrefix = uniqueRedisPrefix('independence');
 
-/** The daemon's `resolve` of table slow sleeping in Postgres: its pid and start, or undefined. */
+/**
+ * The daemon's `resolve` of table slow sleeping in Postgres: its pid and start, or undefined.
+ * Only while it waits in pg_sleep: a statement seen earlier, while its Parse
+ * or Bind message ran, gets a new query_start when its Execute message starts.
+ */
 async function sleepingResolve(): Promise<{ pid: number; query_start: Date } | undefined> {
   const { rows } = await db.pool.query<{ pid: number; query_start: Date }>(
     `SELECT pid, query_start FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name = 'tablecache-daemon' AND state = 'active' AND query LIKE '%pg_sleep%'`,
+      WHERE datname = current_database() AND application_name = 'tablecache-daemon' AND state = 'active'
+        AND wait_event = 'PgSleep' AND query LIKE '%pg_sleep%'`,
   );
   return rows[0];
 }
