@@ -133,9 +133,13 @@ describe('forged coarse payloads, 50 a second', () => {
     flooding = false;
     await sampler;
 
-    const reloads = daemon.logged('table reloaded').length - reloadsBefore;
+    const reloaded = daemon.logged('table reloaded').slice(reloadsBefore);
+    const reloads = reloaded.length;
     expect(reloads).toBeGreaterThanOrEqual(1);
-    expect(reloads).toBeLessThanOrEqual(Math.ceil(durationMs / MIN_RELOAD_INTERVAL_MS) + 1);
+    // Their reasons tell a reload the throttle let through from one it does not govern (a lost lease or LISTEN connection).
+    expect(reloads, `reloads in ${durationMs} ms: ${JSON.stringify(reloaded.map((line) => line['reasons']))}`).toBeLessThanOrEqual(
+      Math.ceil(durationMs / MIN_RELOAD_INTERVAL_MS) + 1,
+    );
     expect(readiness.length).toBeGreaterThan(0);
     expect(readiness.filter((status) => status !== 200)).toEqual([]);
     expect(daemon.child.exitCode).toBeNull();
