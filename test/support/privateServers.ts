@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { chownSync, existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -108,6 +109,75 @@ export class PrivateRedis {
 const PG_BIN = process.env['TABLECACHE_PG_BIN'] ?? '/usr/lib/postgresql/15/bin';
 
 /**
+ * The variable naming a directory where the first private cluster of a test
+ * run leaves a freshly initdb'd data directory that every later one copies:
+ * initdb takes seconds on a loaded machine, a copy a fraction of one.
+ * globalSetup sets it (see {@link createPostgresTemplateDirectory}); without
+ * it (the chaos runner, the benches) every cluster runs initdb.
+ */
+const TEMPLATE_VARIABLE = 'TABLECACHE_TEST_PG_TEMPLATE';
+
+/** The OS user initdb and the server run as when this process is root (Postgres refuses to run as root). */
+async function serverUserIds(): Promise<{ uid: number; gid: number } | null> {
+  if (process.getuid?.() !== 0) return null;
+  const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/** Runs `command` as the server's OS user (see {@link serverUserIds}). */
+async function runAsServerUser(command: string, args: readonly string[], cwd: string): Promise<void> {
+  const [program, programArgs] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, [...args]];
+  await run(program, programArgs as string[], { cwd });
+}
+
+/** An empty directory of this process, owned by the server's OS user when run as root. */
+async function serverUserDirectory(prefix: string): Promise<string> {
+  const directory = mkdtempSync(path.join(tmpdir(), prefix));
+  const ids = await serverUserIds();
+  if (ids !== null) chownSync(directory, ids.uid, ids.gid);
+  return directory;
+}
+
+/** initdb with the settings every private cluster shares (trust authentication, superuser `postgres`). */
+async function initdb(dataDir: string, cwd: string): Promise<void> {
+  await runAsServerUser(path.join(PG_BIN, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8'], cwd);
+}
+
+/**
+ * Creates the run's template directory (empty: the first cluster that needs
+ * it fills it, so a run without private clusters pays nothing) and exports
+ * it to the test processes started after this call. `remove` deletes it.
+ */
+export async function createPostgresTemplateDirectory(): Promise<{ remove(): void }> {
+  const directory = await serverUserDirectory('tc-private-pg-template-');
+  process.env[TEMPLATE_VARIABLE] = directory;
+  return { remove: () => rmSync(directory, { recursive: true, force: true }) };
+}
+
+/**
+ * Fills `dataDir` with a new cluster: a copy of the run's template (made
+ * here by the first caller; parallel first callers each run initdb and all
+ * but one discard theirs), or initdb's own output without a template.
+ */
+async function createDataDirectory(dataDir: string, cwd: string): Promise<void> {
+  const template = process.env[TEMPLATE_VARIABLE];
+  if (template === undefined || !existsSync(template)) return initdb(dataDir, cwd);
+  const templateData = path.join(template, 'data');
+  if (!existsSync(templateData)) {
+    const candidate = path.join(template, `data-${process.pid}-${randomUUID()}`);
+    await initdb(candidate, cwd);
+    try {
+      // rename(2) onto a non-empty directory fails: the first cluster to finish initdb provides the template.
+      renameSync(candidate, templateData);
+    } catch {
+      rmSync(candidate, { recursive: true, force: true });
+    }
+  }
+  // cp -a keeps the owner and the 0700 mode the server insists on.
+  await runAsServerUser('cp', ['-a', templateData, dataDir], cwd);
+}
+
+/**
  * A private Postgres cluster in a temporary directory. Postgres refuses to
  * run as root, so as root initdb and the server run as the OS user
  * `postgres` (`runuser`), which then owns the directory.
@@ -122,8 +192,8 @@ export class PrivatePostgres {
   ) {}
 
   /**
-   * Runs initdb (trust authentication, superuser `postgres`) and starts the
-   * server on a free port. `settings` are passed as `-c name=value` after the
+   * Creates a cluster (trust authentication, superuser `postgres`; a copy of
+   * the run's template when there is one) and starts the server on a free port. `settings` are passed as `-c name=value` after the
    * defaults, so they override them (e.g. `{ wal_level: 'logical', fsync: 'on' }`).
    */
   static async start(settings: Readonly<Record<string, string | number>> = {}): Promise<PrivatePostgres> {
@@ -131,14 +201,10 @@ export class PrivatePostgres {
       // pg_ctl hands the options to a shell: allow only plain words.
       if (!/^\w+$/.test(name) || !/^[\w.]+$/.test(String(value))) throw new Error(`Unsupported Postgres setting ${name}=${value}: use a plain name and value.`);
     }
-    const directory = mkdtempSync(path.join(tmpdir(), 'tc-private-pg-'));
+    const directory = await serverUserDirectory('tc-private-pg-');
     const server = new PrivatePostgres(await freePort(), directory, settings);
     try {
-      if (process.getuid?.() === 0) {
-        const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
-        chownSync(directory, Number(uid.stdout.trim()), Number(gid.stdout.trim()));
-      }
-      await server.asPostgres('initdb', ['-D', server.dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
+      await createDataDirectory(server.dataDir, directory);
       await server.startServer();
       return server;
     } catch (error) {
@@ -192,8 +258,6 @@ export class PrivatePostgres {
   }
 
   private async asPostgres(program: string, args: readonly string[]): Promise<void> {
-    const binary = path.join(PG_BIN, program);
-    const [command, commandArgs] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', binary, ...args]] : [binary, [...args]];
-    await run(command, commandArgs as string[], { cwd: this.directory });
+    await runAsServerUser(path.join(PG_BIN, program), args, this.directory);
   }
 }
