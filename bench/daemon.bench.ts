@@ -30,6 +30,7 @@ import { PrivatePostgres } from '../test/support/privateServers.ts';
 import type { BenchContext } from './benchContext.ts';
 import { elapsedMs, percentiles } from './benchTable.ts';
 import { deleteKeys } from './redisLoad.bench.ts';
+import { TableKeys } from '../lib/redis/keyLayout.ts';
 import { JOINED_USERS_QUERY, seedJoinedUsers } from './seedDatabase.ts';
 
 const USERS = 100_000;
@@ -130,30 +131,81 @@ export async function startDaemon(file: string, nodeArgs: readonly string[] = []
 }
 
 /**
+ * Where the observer of {@link measureUpdates} learns that the daemon
+ * published a step: a subscribed connection and the table's change channel
+ * (`TableKeys.changes`).
+ */
+export interface StepAnnouncements {
+  readonly subscriber: Redis;
+  readonly channel: string;
+}
+
+/** Subscribes a new connection to table `table`'s change channel, for {@link measureUpdates}. */
+export async function subscribeToSteps(redisUrl: string, keyPrefix: string, table: string): Promise<StepAnnouncements & { close(): void }> {
+  const subscriber = new Redis(redisUrl);
+  const channel = new TableKeys(table, keyPrefix).changes;
+  await subscriber.subscribe(channel);
+  return { subscriber, channel, close: () => subscriber.disconnect() };
+}
+
+/** How often the observer reads anyway while updates are outstanding and no step is announced (a missed message must not stall it). */
+const OBSERVER_FALLBACK_MS = 50;
+
+/**
  * Sends single-row UPDATEs at `rate` per second (or as fast as `WRITERS`
  * connections go when `rate` is null) for `PHASE_MS`, each to a new version
- * of one user's name (users 1 to `users`, round robin); a reader loop polls every outstanding user in one
- * `getMany` until it shows that version. Latency: from the COMMIT's
- * acknowledgement to the read that first shows it.
+ * of one user's name (users 1 to `users`, round robin); an observer reads
+ * every outstanding user in one `getMany` until it shows that version.
+ * Latency: from the COMMIT's acknowledgement to the read that first shows it.
+ *
+ * With `announcements`, the observer reads once per step the daemon
+ * announces on the table's change channel (and once after a commit
+ * acknowledged after an announcement, which may have been that commit's),
+ * instead of reading in a loop: at 1,000 updates/s the loop made about
+ * 4,000 `getMany` calls a second, taking CPU (its own and Redis's) from the
+ * daemon and Postgres on the same 2 cores, which adds to what it measures
+ * (docs/daemon.md, Overlapping steps). Without, it reads in a loop while
+ * anything is outstanding (for readers the daemon does not announce to).
  */
-export async function measureUpdates(pool: pg.Pool, reader: TableReader<User>, rate: number | null, phase: string, users = USERS): Promise<LatencyRun> {
+export async function measureUpdates(
+  pool: pg.Pool,
+  reader: TableReader<User>,
+  rate: number | null,
+  phase: string,
+  users = USERS,
+  announcements?: StepAnnouncements,
+): Promise<LatencyRun> {
   const outstanding = new Map<number, { name: string; committedAt: number }>();
   const seen: { at: number; latency: number }[] = [];
   let writing = true;
   let sent = 0;
   const started = performance.now();
-  // The poller sleeps until a commit gives it something to look for, instead
-  // of spinning: on 2 cores a spinning poller steals the daemon's CPU.
+  // Steps announced since the observer's last read; each announcement bumps `announced`.
+  let due = announcements === undefined;
+  let announced = 0;
   let wake: () => void = () => {};
+  const onMessage = (channel: string) => {
+    if (channel !== announcements?.channel) return;
+    announced++;
+    due = true;
+    wake();
+  };
+  announcements?.subscriber.on('message', onMessage);
+  const fallback = announcements === undefined ? undefined : setInterval(() => {
+    due = true;
+    wake();
+  }, OBSERVER_FALLBACK_MS);
+  // The observer sleeps until there is something to look for (and, with announcements, a step that may show it).
   const poll = (async () => {
     while (writing || outstanding.size > 0) {
-      if (outstanding.size === 0) {
+      if (outstanding.size === 0 || !due) {
         await new Promise<void>((resolve) => {
           wake = resolve;
-          if (!writing || outstanding.size > 0) resolve();
+          if ((!writing && outstanding.size === 0) || (outstanding.size > 0 && due)) resolve();
         });
         continue;
       }
+      if (announcements !== undefined) due = false;
       const keys = [...outstanding.keys()];
       const users = await reader.getMany(keys);
       const now = performance.now();
@@ -174,33 +226,41 @@ export async function measureUpdates(pool: pg.Pool, reader: TableReader<User>, r
     const name = `${phase} ${sent++}`;
     // A user still outstanding is skipped: its next version would hide this one.
     if (outstanding.has(user)) return;
+    const announcedBefore = announced;
     await pool.query('UPDATE users SET name = $1 WHERE user_id = $2', [name, user]);
     outstanding.set(user, { name, committedAt: performance.now() });
+    // A step announced while the UPDATE was in flight may have published it already.
+    if (announced !== announcedBefore) due = true;
     wake();
   };
-  const writers = Array.from({ length: WRITERS }, async (_, writer) => {
-    for (let i = writer; ; i += WRITERS) {
-      const due = rate === null ? 0 : started + (i * 1000) / rate;
-      if (due - started >= PHASE_MS || performance.now() - started >= PHASE_MS) return;
-      const wait = due - performance.now();
-      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-      await writeOne();
-    }
-  });
-  await Promise.all(writers);
-  const writeMs = elapsedMs(started);
-  writing = false;
-  wake();
-  await poll;
-  const latencies = seen.map((entry) => entry.latency);
-  const p99Between = (from: number, to: number) => percentiles(seen.filter((entry) => entry.at >= from && entry.at < to).map((entry) => entry.latency), [99])[99] ?? 0;
-  return {
-    targetRate: rate,
-    achievedRate: (latencies.length * 1000) / writeMs,
-    latencies,
-    firstSecondP99: p99Between(0, 1000),
-    lastSecondP99: p99Between(PHASE_MS - 1000, PHASE_MS + 60_000),
-  };
+  try {
+    const writers = Array.from({ length: WRITERS }, async (_, writer) => {
+      for (let i = writer; ; i += WRITERS) {
+        const dueAt = rate === null ? 0 : started + (i * 1000) / rate;
+        if (dueAt - started >= PHASE_MS || performance.now() - started >= PHASE_MS) return;
+        const wait = dueAt - performance.now();
+        if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+        await writeOne();
+      }
+    });
+    await Promise.all(writers);
+    const writeMs = elapsedMs(started);
+    writing = false;
+    wake();
+    await poll;
+    const latencies = seen.map((entry) => entry.latency);
+    const p99Between = (from: number, to: number) => percentiles(seen.filter((entry) => entry.at >= from && entry.at < to).map((entry) => entry.latency), [99])[99] ?? 0;
+    return {
+      targetRate: rate,
+      achievedRate: (latencies.length * 1000) / writeMs,
+      latencies,
+      firstSecondP99: p99Between(0, 1000),
+      lastSecondP99: p99Between(PHASE_MS - 1000, PHASE_MS + 60_000),
+    };
+  } finally {
+    clearInterval(fallback);
+    announcements?.subscriber.off('message', onMessage);
+  }
 }
 
 /**
@@ -274,6 +334,7 @@ export async function run(context: BenchContext): Promise<void> {
   pool.on('error', () => {});
   const redis = new Redis(context.redisUrl);
   const configs = [0, 10].map((windowMs) => ({ windowMs, ...writeConfig(db.url, context.redisUrl, keyPrefix, windowMs) }));
+  const steps = await subscribeToSteps(context.redisUrl, keyPrefix, 'users');
   try {
     await installBenchTriggers(pool, configs[0]!.raw, {});
     const reader = await openReader<User>({ redis, table: 'users', keyPrefix, timeoutMs: 10_000 });
@@ -294,7 +355,7 @@ export async function run(context: BenchContext): Promise<void> {
         for (const rate of [...RATES, null]) {
           context.note(`  ${rate ?? 'unpaced'} updates/s for ${PHASE_MS} ms`);
           await daemon.stepStats();
-          const result = await measureUpdates(pool, reader, rate, `w${config.windowMs}r${rate ?? 'max'}`);
+          const result = await measureUpdates(pool, reader, rate, `w${config.windowMs}r${rate ?? 'max'}`, USERS, steps);
           const bounded = result.lastSecondP99 <= Math.max(50, 3 * result.firstSecondP99) ? 'yes' : `no (p99 ${Math.round(result.firstSecondP99)} → ${Math.round(result.lastSecondP99)} ms)`;
           const tickMs = await daemon.stepStats();
           rows.push(latencyRow(`window ${config.windowMs} ms`, rate, result.achievedRate, result.latencies, rate === null ? null : baselines.get(rate)!, bounded, tickMs));
@@ -332,6 +393,7 @@ export async function run(context: BenchContext): Promise<void> {
     }
     await reader.close();
   } finally {
+    steps.close();
     for (const config of configs) config.remove();
     await deleteKeys(redis, `*${keyPrefix}*`);
     redis.disconnect();
@@ -355,6 +417,7 @@ async function measureLogicalDaemon(context: BenchContext, rows: (string | numbe
   const configs = [undefined, USERS].map((maxKeysPerStatement) =>
     writeConfig(server.url, context.redisUrl, keyPrefix, 0, { method: 'logical', ...(maxKeysPerStatement === undefined ? {} : { maxKeysPerStatement }) }),
   );
+  let steps: (StepAnnouncements & { close(): void }) | null = null;
   try {
     context.note(`  seeding ${USERS} users`);
     await seedJoinedUsers(server.url, { users: USERS, cities: CITIES });
@@ -365,6 +428,7 @@ async function measureLogicalDaemon(context: BenchContext, rows: (string | numbe
       client.release();
     }
     const reader = await openReader<User>({ redis, table: 'users', keyPrefix, timeoutMs: 10_000 });
+    steps = await subscribeToSteps(context.redisUrl, keyPrefix, 'users');
     const ceiling = await measureWriteCeiling(pool);
     rows.push(['baseline: no daemon (wal_level = logical, slot idle)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null]);
     let daemon = await startDaemon(configs[0]!.file);
@@ -373,7 +437,7 @@ async function measureLogicalDaemon(context: BenchContext, rows: (string | numbe
       for (const rate of [100, 1_000, null]) {
         context.note(`  logical: ${rate ?? 'unpaced'} updates/s for ${PHASE_MS} ms`);
         await daemon.stepStats();
-        const result = await measureUpdates(pool, reader, rate, `logical r${rate ?? 'max'}`);
+        const result = await measureUpdates(pool, reader, rate, `logical r${rate ?? 'max'}`, USERS, steps ?? undefined);
         const bounded = result.lastSecondP99 <= Math.max(50, 3 * result.firstSecondP99) ? 'yes' : `no (p99 ${Math.round(result.firstSecondP99)} → ${Math.round(result.lastSecondP99)} ms)`;
         rows.push(latencyRow('logical capture, window 0 ms', rate, result.achievedRate, result.latencies, null, bounded, await daemon.stepStats()));
       }
@@ -392,6 +456,7 @@ async function measureLogicalDaemon(context: BenchContext, rows: (string | numbe
       await daemon.stop();
     }
   } finally {
+    steps?.close();
     for (const config of configs) config.remove();
     await deleteKeys(redis, `*${keyPrefix}*`);
     redis.disconnect();
