@@ -8,10 +8,12 @@ import { ChangeQueue, type StepStart } from './changeQueue.ts';
 import type { BarrierTracker } from './barrierTracker.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
+import { PositionSaves } from './positionSaves.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
 import { retryDelayMs } from '../lib/core/retryBackoff.ts';
 import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
 import type { TableRefreshCounts } from './tableSync.ts';
+import { WakeSignal } from './wakeSignal.ts';
 
 /** What the pipeline needs of a cached table ({@link TableSync} in the daemon). */
 export interface SyncedTable {
@@ -111,12 +113,9 @@ export class TableStepLoop {
   /** Barriers of failed steps: reached only with a later successful one. */
   private deferredBarriers: string[] = [];
   private closingSnapshot: Promise<void> = Promise.resolve();
-  /** The capture position saves running, and the newest position reported and not saved yet. */
-  private positionSaving: Promise<void> | null = null;
-  private unsavedPosition: bigint | null = null;
+  private readonly positionSaves: PositionSaves;
   private loadedOnce = false;
-  /** Who waits for the next change, barrier or reload request (the loop, and the step being opened ahead). */
-  private waiters: (() => void)[] = [];
+  private readonly work = new WakeSignal();
   /** Steps taken from the queue whose snapshot is being opened, or open and waiting for the step in flight. */
   private readonly opening = new Set<StepStart>();
   private stopping = false;
@@ -127,13 +126,18 @@ export class TableStepLoop {
 
   constructor(private readonly options: TableStepLoopOptions) {
     this.name = options.table.name;
+    this.positionSaves = new PositionSaves(
+      async (position) => this.options.positions?.reached(this.name, position),
+      // Not fatal: the position is saved again after the next step; until then the slot keeps the WAL.
+      (error) => this.reportError(error, `saving the capture position of table ${this.name}`),
+    );
     this.throttle = new ReloadThrottle({
       minIntervalMs: options.minReloadIntervalMs,
       onDue: (table, reload, barriers) => {
         this.queue.requestReload(table, reload.reasons, reload.kinds);
         for (const id of barriers) this.queue.addBarrier(id);
         this.options.logger.info({ table, reasons: [...reload.reasons] }, 'reloading after the least interval between reloads');
-        this.wakeUp();
+        this.work.wake();
       },
     });
   }
@@ -206,19 +210,19 @@ export class TableStepLoop {
     this.queue.addChange(payload, commitLsn);
     if (payload.op !== 'T' && payload.op !== 'X') this.boundQueuedKeys(payload.t);
     this.collapseIfBehind();
-    this.wakeUp();
+    this.work.wake();
   }
 
   /** Queues a barrier: reached with the next step whose snapshot is opened after now. */
   addBarrier(id: string): void {
     this.queue.addBarrier(id);
-    this.wakeUp();
+    this.work.wake();
   }
 
   /** Reloads the table in the next step; `kind` is the reason's class for metrics. */
   requestReload(reason: string, kind: ReloadKind): void {
     this.queue.requestReload(this.name, [reason], [kind]);
-    this.wakeUp();
+    this.work.wake();
   }
 
   /**
@@ -235,10 +239,10 @@ export class TableStepLoop {
   async stop(): Promise<void> {
     this.stopping = true;
     this.throttle.close();
-    this.wakeUp();
+    this.work.wake();
     await this.loop;
     await this.closingSnapshot;
-    await this.positionSaving;
+    await this.positionSaves.settled();
   }
 
   /** Past `maxQueuedKeysPerTable` keys from one source, its queued changes become one throttled reload (`key_flood`). */
@@ -343,12 +347,12 @@ export class TableStepLoop {
     let ended = false;
     const end = () => {
       ended = true;
-      this.wakeUp();
+      this.work.wake();
     };
     current.then(end, end);
     while (!this.queue.hasWork) {
       if (ended || this.stopping) return null;
-      await this.nextWake();
+      await this.work.next();
     }
     await this.waitForWindow();
     if (this.stopping) return null;
@@ -476,31 +480,11 @@ export class TableStepLoop {
     this.reportPosition(positions.current());
   }
 
-  /**
-   * Saves a position off the path of the next step (its round trip to Redis
-   * overlaps the next step's snapshot and tick): the position was computed
-   * after the merge it describes, and saves run one at a time, in order; a
-   * position reported while one is being saved replaces any not saved yet.
-   */
+  /** Saves a position off the path of the next step: its round trip to Redis overlaps the next step's snapshot and tick. */
   private reportPosition(position: bigint): void {
-    this.unsavedPosition = position;
-    this.positionSaving ??= this.savePositions();
+    this.positionSaves.report(position);
   }
 
-  private async savePositions(): Promise<void> {
-    for (let position = this.unsavedPosition; position !== null; position = this.unsavedPosition) {
-      this.unsavedPosition = null;
-      try {
-        await this.options.positions?.reached(this.name, position);
-      } catch (error) {
-        // Not fatal: the position is saved again after the next step; until then the slot keeps the WAL.
-        this.reportError(error, `saving the capture position of table ${this.name}`);
-      }
-    }
-    this.positionSaving = null;
-  }
-
-  /** Keeps the lag of `batch`'s changes running: a failed or held step did not make them visible. */
   private carry(batch: ChangeBatch): void {
     const arrivedAt = batch.oldestChangeArrivedAt;
     if (arrivedAt !== null) this.carriedSince = Math.min(this.carriedSince ?? arrivedAt, arrivedAt);
@@ -516,27 +500,8 @@ export class TableStepLoop {
     return all;
   }
 
-  private wakeUp(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) waiter();
-  }
-
-  /** Resolves with the next {@link wakeUp}. */
-  private nextWake(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  private async waitForWork(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    let waiter: (() => void) | undefined;
-    await new Promise<void>((resolve) => {
-      waiter = resolve;
-      this.waiters.push(resolve);
-      timer = setTimeout(resolve, timeoutMs);
-    });
-    clearTimeout(timer);
-    this.waiters = this.waiters.filter((other) => other !== waiter);
+  private waitForWork(timeoutMs: number): Promise<void> {
+    return this.work.nextOrTimeout(timeoutMs);
   }
 
   /** Lets young work gather more notifications, unless enough keys are queued or the loop is stopping. */
