@@ -74,7 +74,10 @@ const CONFIG_ORIGIN_NAME = '(configuration passed to startDaemon)';
  * active. The loads go on in the background: `readiness().ready` turns true,
  * and a `loaded` event is emitted per table, when readers see them. Unlike
  * the CLI it handles no signals: call {@link RunningDaemon.stop} when your
- * service shuts down.
+ * service shuts down. A failure retrying cannot heal (with `capture.method:
+ * logical`, its slot gone and impossible to create again) stops the daemon
+ * by itself after a `fatal` event (`on: { fatal: ({ error }) => … }`):
+ * `readiness()` then says `stopped`.
  *
  * @throws `ConfigError` (`TC_CONFIG_INVALID`) naming every bad key of `config` and what was expected, or a table whose Indexes cannot be built.
  * @throws `ConfigError` when `http` is set and the address cannot be listened on.
