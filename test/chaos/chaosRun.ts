@@ -291,7 +291,7 @@ interface FaultScene {
 /**
  * Faults one after the other, in seeded shuffled rounds of every kind, each
  * after a seeded pause; after each, the time until a fresh write is visible,
- * then a new standby if a daemon died.
+ * then a new standby if a daemon died, running before the next fault.
  */
 async function injectFaults(kinds: readonly FaultKind[], options: ChaosOptions, random: SeededRandom, scene: FaultScene): Promise<Record<FaultKind, FaultOutcome>> {
   const outcomes = Object.fromEntries(FAULT_KINDS.map((kind): [FaultKind, FaultOutcome] => [kind, { injected: 0, recovered: 0, recoveryMs: [], reloadedAcross: 0 }])) as Record<FaultKind, FaultOutcome>;
@@ -318,7 +318,8 @@ async function injectFaults(kinds: readonly FaultKind[], options: ChaosOptions, 
       if (generationBefore !== null && generationAfter !== null && generationAfter !== generationBefore) outcomes[kind].reloadedAcross++;
     }
     scene.log(`${kind}: ${recoveryMs === undefined ? 'NOT recovered' : `recovered in ${Math.round(recoveryMs)} ms`}`);
-    scene.daemons.startMissing();
+    // Up before the next fault: a standbyTakeover must not wait for a replacement standby's process to start.
+    await scene.daemons.startMissingAndWait();
   }
   return outcomes;
 }
