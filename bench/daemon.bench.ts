@@ -67,7 +67,9 @@ export function writeConfig(
     redis: { url: redisUrl, keyPrefix },
     triggers: { channel: CHANNEL, ...(capture.maxKeysPerStatement === undefined ? {} : { maxKeysPerStatement: capture.maxKeysPerStatement }) },
     capture: { method: capture.method },
-    daemon: { batchWindowMs, logLevel: 'warn' },
+    // The queue's flood bound (default 5 × maxBatchKeys = 50,000) would turn the by-key rows' 100,000 notified
+    // keys into a key_flood reload; raised, those rows measure what they name. The paced phases never reach it.
+    daemon: { batchWindowMs, logLevel: 'warn', maxQueuedKeysPerTable: 2 * USERS },
     tables: {
       users: {
         query: JOINED_USERS_QUERY,
