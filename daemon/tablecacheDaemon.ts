@@ -63,6 +63,9 @@ export interface DaemonOptions {
   readonly lagSampleIntervalMs?: number;
 }
 
+/** Why opening a table's writer may fail and heal by itself: Redis down or slow, or the lease lost to a restart meanwhile. */
+const RETRIED_AT_OPEN: ReadonlySet<string> = new Set(['TC_CONNECTION_FAILED', 'TC_TIMEOUT', 'TC_LEASE_LOST']);
+
 /** The most Postgres sessions the daemon's pool opens, whatever the number of tables. */
 const POOL_MAX = 40;
 
@@ -339,16 +342,17 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
    * Opens a table's writer; a Redis that fails while a standby waits (or
    * between connecting and opening) is waited for too, instead of ending the
    * start: an orchestrator that restarts a daemon failing at start would turn
-   * a Redis outage into a crash loop.
+   * a Redis outage into a crash loop. So is a lease lost while opening (Redis
+   * restarted or flushed between taking the lease and recovering the table):
+   * the next attempt takes it again, or, when another daemon took it, fails
+   * with `TC_LEASE_HELD` (or waits, as a standby) like a first attempt.
    */
   private async openTable(options: Parameters<typeof TableSync.open>[0]): Promise<TableSync> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await TableSync.open(options);
       } catch (error) {
-        if (!(error instanceof TablecacheError) || errorSource(error) !== 'redis' || (error.code !== 'TC_CONNECTION_FAILED' && error.code !== 'TC_TIMEOUT')) {
-          throw error;
-        }
+        if (!(error instanceof TablecacheError) || errorSource(error) !== 'redis' || !RETRIED_AT_OPEN.has(error.code)) throw error;
         const retryInMs = retryDelayMs(attempt);
         this.logger.warn({ table: options.name, cause: error.message, attempt, retryInMs }, 'waiting for Redis to open the table for writing');
         this.emit('waiting', { for: 'redis', detail: `${this.storage.description} (${error.message}; attempt ${attempt})` });

@@ -1,12 +1,15 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
+import type { DaemonStorage, StorageConnectOptions, TableWriter, TableWriterOptions } from '../../../daemon/daemonStorage.ts';
+import { RedisDaemonStorage } from '../../../daemon/redisDaemonStorage.ts';
 import { TablecacheDaemon } from '../../../daemon/tablecacheDaemon.ts';
+import { LeaseLostError } from '../../../lib/redis/redisErrors.ts';
 import { verifyCache } from '../../../daemon/verifyCache.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
-import { uniqueRedisPrefix } from '../../support/redis.ts';
+import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix, withRedis } from '../../support/redis.ts';
 import { waitFor } from '../../support/waitFor.ts';
-import { createUsers, DaemonProcess, installConfigTriggers } from './daemonHarness.ts';
+import { createUsers, DaemonProcess, installConfigTriggers, writeSeedConfig } from './daemonHarness.ts';
 import { freePort, startPrivateRedis } from '../../support/privateServers.ts';
 import { get, healthUrl, parseMetrics, startTcpForwarder, writeOperationsConfig } from './operationsHarness.ts';
 
@@ -98,6 +101,74 @@ describe('a daemon closed while it waits to start', () => {
       expect(daemon.readiness()).toMatchObject({ ready: false, phase: 'stopped', reasons: ['stopped'] });
     } finally {
       written.remove();
+    }
+  });
+});
+
+/**
+ * The real Redis storage, except that its first open of a writer loses the
+ * lease as Redis restarting between the lease and the table's recovery
+ * makes it (the fenced recovery script finds no fence token), and its second
+ * open waits for `release` (so that the test can look at the daemon while it retries).
+ */
+class StorageLosingTheFirstLease implements DaemonStorage {
+  readonly opens: string[] = [];
+  private readonly inner: RedisDaemonStorage;
+  release: () => void = () => {};
+  private readonly gate = new Promise<void>((resolve) => (this.release = resolve));
+
+  constructor(keyPrefix: string) {
+    this.inner = new RedisDaemonStorage({ url: testRedisUrl(), keyPrefix, tls: false });
+  }
+
+  get description(): string {
+    return this.inner.description;
+  }
+
+  get barrierMarks(): DaemonStorage['barrierMarks'] {
+    return this.inner.barrierMarks;
+  }
+
+  connect(options: StorageConnectOptions): Promise<void> {
+    return this.inner.connect(options);
+  }
+
+  async openWriter(options: TableWriterOptions): Promise<TableWriter> {
+    this.opens.push(options.table);
+    if (this.opens.length === 1) {
+      throw new LeaseLostError(options.table, 'the fence token is now false', true);
+    }
+    await this.gate;
+    return this.inner.openWriter(options);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+describe('a daemon whose writer lease is lost while it opens a table (Redis restarted meanwhile)', () => {
+  it('retries the open instead of exiting, not ready meanwhile, and loads the table', async () => {
+    const keyPrefix = uniqueRedisPrefix('leaselostatopen');
+    const written = writeSeedConfig({ postgresUrl: db.url, redisUrl: testRedisUrl(), keyPrefix, channel: CHANNEL });
+    await installConfigTriggers(db.pool, written.config);
+    const storage = new StorageLosingTheFirstLease(keyPrefix);
+    const daemon = new TablecacheDaemon(written.config, { logger: pino({ level: 'silent' }), storage });
+    try {
+      const started = daemon.start();
+      started.catch(() => {}); // awaited below; a start that fails meanwhile fails the wait first
+      // The retry waits for the gate: the daemon is still starting, and says what it waits for.
+      await waitFor('a second open', () => storage.opens.length === 2);
+      expect(daemon.readiness()).toMatchObject({ ready: false, phase: 'starting', reasons: [expect.stringMatching(/^waiting for Redis at .*lost its lease/)] });
+      storage.release();
+      await started;
+      await waitFor('the table loaded', () => daemon.readiness().tables['users']?.loaded === true);
+      expect(storage.opens).toEqual(['users', 'users']);
+    } finally {
+      storage.release();
+      await daemon.close();
+      written.remove();
+      await withRedis((redis) => deleteKeysWithPrefix(redis, keyPrefix));
     }
   });
 });
