@@ -57,6 +57,8 @@ export function processCpuMs(pid: number): number {
 /** Where the daemon consumer runs and what it consumes. */
 export interface DaemonConsumerOptions {
   readonly capture: 'triggers' | 'logical';
+  /** The daemon's `batchWindowMs` (0: a step as soon as a change arrives). */
+  readonly batchWindowMs: number;
   /** The bench cluster's database (the daemon's source and the barrier's session). */
   readonly url: string;
   readonly pool: pg.Pool;
@@ -86,7 +88,7 @@ function writeDaemonConfig(options: DaemonConsumerOptions, keyPrefix: string): {
     capture: { method: options.capture, slot: options.slot, publication: options.publication },
     // Port 0: no clash with another daemon on the machine. No reload throttle:
     // the bulk UPDATE's catch-up then measures the reload, not the throttle's wait.
-    daemon: { http: { port: 0 }, batchWindowMs: 0, minReloadIntervalMs: 0, logLevel: 'warn' },
+    daemon: { http: { port: 0 }, batchWindowMs: options.batchWindowMs, minReloadIntervalMs: 0, logLevel: 'warn' },
     tables: {
       bench: {
         query: `SELECT * FROM ${options.sourceTable}`,
