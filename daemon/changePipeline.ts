@@ -27,9 +27,11 @@ export interface ChangePipelineOptions {
   /** Replicas that must have a table's barrier marks before a barrier is marked for all tables (`redis.waitReplicas`). */
   readonly barrierWaitReplicas?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
   /**
-   * How long the first notification of an idle pipeline waits for more to
-   * join its batch. While a batch is being applied, arriving notifications
-   * gather for the next one anyway, so under load batches grow by themselves.
+   * A table's least time between the starts of two steps: the first
+   * notification of an idle table waits this long for more to join its
+   * batch, and under continuous changes its steps start at most once per
+   * window. With 0, notifications arriving while a batch is applied gather
+   * for the next one, so batches still grow with the load.
    */
   readonly batchWindowMs: number;
   /** Queued keys at which a gathering step stops waiting for its window. */

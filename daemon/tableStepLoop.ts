@@ -122,6 +122,8 @@ export class TableStepLoop {
   private loop: Promise<void> | null = null;
   private consecutiveFailures = 0;
   private lastStorageCheck = performance.now();
+  /** When the last step took its start (`performance.now()` ms): the next one's window starts no earlier. */
+  private lastStepStartAt = Number.NEGATIVE_INFINITY;
   private readonly throttle: ReloadThrottle;
 
   constructor(private readonly options: TableStepLoopOptions) {
@@ -313,6 +315,7 @@ export class TableStepLoop {
   private async openStep(): Promise<OpenedStep | 'failed'> {
     // Taken before S is opened: everything committed before these barriers and requests is visible in S.
     const start = this.queue.takeStart();
+    this.lastStepStartAt = performance.now();
     this.opening.add(start);
     let snapshot: StepSnapshot;
     try {
@@ -504,10 +507,19 @@ export class TableStepLoop {
     return this.work.nextOrTimeout(timeoutMs);
   }
 
-  /** Lets young work gather more notifications, unless enough keys are queued or the loop is stopping. */
+  /**
+   * Lets young work gather more notifications, unless enough keys are
+   * queued or the loop is stopping. The window starts when the oldest queued
+   * item arrived, but not before the last step took its start: under
+   * continuous changes, steps start at most once per window (the changes a
+   * step left queued count as waiting since that step's start, which would
+   * otherwise make every window look over), and an idle table's first change
+   * still waits at most one window.
+   */
   private async waitForWindow(): Promise<void> {
     for (;;) {
-      const left = (this.queue.queuedSince ?? 0) + this.options.batchWindowMs - performance.now();
+      const from = Math.max(this.queue.queuedSince ?? 0, this.lastStepStartAt);
+      const left = from + this.options.batchWindowMs - performance.now();
       if (left <= 0 || this.stopping || this.queue.queuedKeys >= this.options.maxBatchKeys) return;
       await this.waitForWork(left);
     }
