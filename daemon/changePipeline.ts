@@ -8,10 +8,11 @@ import type { DaemonEvents, ReloadKind } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import { classifyNotification, payloadExcerpt, type Notification } from './notificationText.ts';
 import type { StepSnapshotSource } from './stepSnapshot.ts';
-import { TableStepLoop, type CapturePositions, type SyncedTable } from './tableStepLoop.ts';
+import type { SyncedTable } from './syncedTable.ts';
+import { TableStepLoop, type CapturePositions } from './tableStepLoop.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
 
-export type { SyncedTable } from './tableStepLoop.ts';
+export type { SyncedTable } from './syncedTable.ts';
 
 /** Options of a {@link ChangePipeline}. */
 export interface ChangePipelineOptions {

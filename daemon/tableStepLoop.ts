@@ -2,31 +2,19 @@ import type { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../lib/core/logger.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
-import type { ChangeBatch, TableChanges } from './changeBatch.ts';
+import type { ChangeBatch } from './changeBatch.ts';
 import type { ChangeMapper } from './changeMapper.ts';
 import { ChangeQueue, type StepStart } from './changeQueue.ts';
 import type { BarrierTracker } from './barrierTracker.ts';
-import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
+import type { DaemonEvents, ReloadKind } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import { PositionSaves } from './positionSaves.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
 import { retryDelayMs } from '../lib/core/retryBackoff.ts';
 import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
-import type { TableRefreshCounts } from './tableSync.ts';
+import type { SyncedTable } from './syncedTable.ts';
+import { TableStepApplier } from './tableStepApplier.ts';
 import { WakeSignal } from './wakeSignal.ts';
-
-/** What the pipeline needs of a cached table ({@link TableSync} in the daemon). */
-export interface SyncedTable {
-  readonly name: string;
-  /** Whether a load succeeded and no reload failed since. */
-  readonly isLoaded: boolean;
-  /** Loads every record anew, reading `snapshot`; `reasons` are for its log line and events. */
-  reload(reasons: readonly string[], snapshot: StepSnapshot): Promise<{ readonly records: number; readonly ms: number }>;
-  /** Refreshes the records `changes` names, reading them (and resolving keys) in `snapshot`. */
-  refresh(changes: TableChanges, snapshot: StepSnapshot): Promise<TableRefreshCounts>;
-  /** Whether Redis still holds what the table published. */
-  storageIntact(): Promise<boolean>;
-}
 
 /**
  * Where a change source with positions (logical capture: WAL positions) is,
@@ -91,6 +79,9 @@ interface OpenedStep {
  * 5. reports the barriers of step 1 as reached by this table
  *    ({@link BarrierTracker}: marked once every table reached them).
  *
+ * This loop takes 1 to 3 and orders the steps; {@link TableStepApplier}
+ * does 4 and 5.
+ *
  * So after every step the table in Redis is its query's result in S, and
  * its snapshots only move forward.
  *
@@ -106,15 +97,9 @@ export class TableStepLoop {
   private readonly queue = new ChangeQueue();
   /** The batch being applied. */
   private inFlight: ChangeBatch | null = null;
-  /** Arrival of the oldest change a failed or held step did not make visible; the next successful step does. */
-  private carriedSince: number | null = null;
-  /** Trigger times of the changes a failed or held step did not make visible: reported with the step that does. */
-  private carriedChangeTimes: number[] = [];
-  /** Barriers of failed steps: reached only with a later successful one. */
-  private deferredBarriers: string[] = [];
   private closingSnapshot: Promise<void> = Promise.resolve();
   private readonly positionSaves: PositionSaves;
-  private loadedOnce = false;
+  private readonly applier: TableStepApplier;
   private readonly work = new WakeSignal();
   /** Steps taken from the queue whose snapshot is being opened, or open and waiting for the step in flight. */
   private readonly opening = new Set<StepStart>();
@@ -142,16 +127,22 @@ export class TableStepLoop {
         this.work.wake();
       },
     });
+    this.applier = new TableStepApplier({
+      ...options,
+      throttle: this.throttle,
+      requestReload: (reason, kind) => this.requestReload(reason, kind),
+      reportError: (error, during) => this.reportError(error, during),
+    });
   }
 
   /** Whether the table was loaded once: readers see a complete load of it, even while it is reloaded. */
   get wasLoaded(): boolean {
-    return this.loadedOnce;
+    return this.applier.wasLoaded;
   }
 
   /** Whether the table was loaded and no reload waits after a failure. */
   get isCaughtUp(): boolean {
-    return this.loadedOnce && this.options.table.isLoaded;
+    return this.applier.wasLoaded && this.options.table.isLoaded;
   }
 
   /** Keys queued from the change notifications (not the step in flight). */
@@ -168,7 +159,7 @@ export class TableStepLoop {
   get oldestPendingChangeAt(): number | null {
     let oldest: number | null = null;
     const opening = [...this.opening].map((start) => start.reloads.oldestChangeArrivedAt);
-    for (const at of [this.queue.oldestChangeArrivedAt, this.inFlight?.oldestChangeArrivedAt ?? null, this.carriedSince, ...opening]) {
+    for (const at of [this.queue.oldestChangeArrivedAt, this.inFlight?.oldestChangeArrivedAt ?? null, this.applier.carriedSince, ...opening]) {
       if (at !== null && (oldest === null || at < oldest)) oldest = at;
     }
     return oldest;
@@ -199,7 +190,7 @@ export class TableStepLoop {
    * loaded.
    */
   markResumed(): void {
-    this.loadedOnce = true;
+    this.applier.markResumed();
   }
 
   /** Starts the loop (idempotent). */
@@ -371,8 +362,7 @@ export class TableStepLoop {
       if (!this.options.table.isLoaded && !start.reloads.table(this.name).needsReload) start.reloads.table(this.name).requestReload('its last reload failed', 'failure');
       const batch = this.queue.cut(start, snapshot, this.options.mapper, (table, reason, kind) => this.throttle.admit(table, reason, kind), this.name);
       this.inFlight = batch;
-      const { reached, held } = this.holdIfDeferred(batch);
-      const applying = this.apply(batch, reached, held, snapshot);
+      const applying = this.applier.apply(batch, snapshot);
       // A reload can take long: the next snapshot is opened after it, not held open meanwhile.
       if (batch.entries().find(([name]) => name === this.name)?.[1].needsReload !== true) preopen(applying);
       const failed = await applying;
@@ -388,81 +378,6 @@ export class TableStepLoop {
   private closeSnapshot(snapshot: StepSnapshot): void {
     const before = this.closingSnapshot;
     this.closingSnapshot = Promise.all([before, snapshot.close()]).then(() => undefined);
-  }
-
-  /**
-   * Throttle bookkeeping for a cut batch; returns the barriers this step
-   * reaches if it succeeds. A reload in this step covers a deferred one
-   * (barriers that waited for it are reached with this step). While this
-   * table's reload is deferred, it stays at its last step: its keys are
-   * dropped (refreshing part of what the deferred reload stands for could
-   * publish part of a transaction; that reload, in a later snapshot, holds
-   * them), and so are its barriers, until the reload is applied.
-   */
-  private holdIfDeferred(batch: ChangeBatch): { reached: string[]; held: boolean } {
-    const changes = batch.entries().find(([name]) => name === this.name)?.[1];
-    const released = changes?.needsReload === true || !this.options.table.isLoaded ? this.throttle.reloadStarted(this.name) : [];
-    const held = this.throttle.deferred().has(this.name);
-    if (held) {
-      this.carry(batch);
-      batch.forget(this.name);
-    }
-    const waiting = batch.barriers.filter((id) => this.throttle.holdBarrier(id));
-    return { reached: [...batch.barriers.filter((id) => !waiting.includes(id)), ...released], held };
-  }
-
-  /**
-   * Applies a batch in `snapshot`; returns whether it failed (the table is
-   * then reloaded in a later step). `held`: the batch's changes were carried
-   * for a deferred reload, so this step makes none visible.
-   */
-  private async apply(batch: ChangeBatch, reachedBarriers: readonly string[], held: boolean, snapshot: StepSnapshot): Promise<boolean> {
-    const results: TableBatchResult[] = [];
-    const changes = batch.entries().find(([name]) => name === this.name)?.[1];
-    const reload = changes?.needsReload ?? false;
-    let failure: unknown = null;
-    if (changes !== undefined) {
-      try {
-        await snapshot.limitStatements(reload ? this.options.loadTimeoutMs : this.options.refreshTimeoutMs);
-        if (reload) {
-          const reasons = [...changes.reloadReasons];
-          const kinds: ReloadKind[] = [...changes.reloadKinds];
-          const { records, ms } = await this.options.table.reload(reasons, snapshot);
-          results.push({ table: this.name, action: 'reload', keys: 0, expired: 0, loaded: records });
-          this.reportLoaded(records, ms, reasons, kinds);
-        } else {
-          const counts = await this.options.table.refresh(changes, snapshot);
-          results.push({ table: this.name, action: 'refresh', ...counts });
-        }
-      } catch (error) {
-        failure = error;
-        this.reportError(error, `${reload ? 'reloading' : 'refreshing'} table ${this.name}`);
-      }
-    }
-    const barriers = [...this.deferredBarriers, ...reachedBarriers];
-    this.deferredBarriers = [];
-    // The changes this step made visible: none when it failed or was held (their lag stays carried).
-    let changeTimes: readonly number[] = [];
-    if (failure !== null) {
-      if (!held) this.carry(batch);
-      this.requestReload('recovering from a failed refresh or reload', 'failure');
-      this.deferredBarriers = barriers;
-      await this.options.barriers.failed(this.name, failure instanceof Error ? failure.message : String(failure));
-    } else {
-      if (!held) changeTimes = this.takeCarried(batch.changeTimes);
-      await this.options.barriers.reached(this.name, barriers);
-    }
-    this.options.events.emit('batchApplied', {
-      notifications: batch.notifications,
-      receivedKeys: batch.receivedKeys,
-      tables: results,
-      barriers: failure !== null ? 0 : barriers.length,
-      ms: performance.now() - batch.startedAt,
-      tickMs: snapshot.tickMs,
-      oldestChangeAt: oldestOf(changeTimes),
-      changeTimes,
-    });
-    return failure !== null;
   }
 
   /**
@@ -486,21 +401,6 @@ export class TableStepLoop {
   /** Saves a position off the path of the next step: its round trip to Redis overlaps the next step's snapshot and tick. */
   private reportPosition(position: bigint): void {
     this.positionSaves.report(position);
-  }
-
-  private carry(batch: ChangeBatch): void {
-    const arrivedAt = batch.oldestChangeArrivedAt;
-    if (arrivedAt !== null) this.carriedSince = Math.min(this.carriedSince ?? arrivedAt, arrivedAt);
-    for (const time of batch.changeTimes) this.carriedChangeTimes.push(time);
-  }
-
-  /** A step made everything visible: the carried changes' lag ends with `changeTimes`'. Returns them all. */
-  private takeCarried(changeTimes: readonly number[]): readonly number[] {
-    this.carriedSince = null;
-    if (this.carriedChangeTimes.length === 0) return changeTimes;
-    const all = [...this.carriedChangeTimes, ...changeTimes];
-    this.carriedChangeTimes = [];
-    return all;
   }
 
   private waitForWork(timeoutMs: number): Promise<void> {
@@ -548,14 +448,6 @@ export class TableStepLoop {
     }
   }
 
-  private reportLoaded(records: number, ms: number, reasons: readonly string[], kinds: readonly ReloadKind[]): void {
-    const first = !this.loadedOnce;
-    this.loadedOnce = true;
-    const rowsPerSecond = ms > 0 ? Math.round((records * 1000) / ms) : null;
-    this.options.logger.info({ table: this.name, records, ms: Math.round(ms), rowsPerSecond, reasons }, first ? 'table loaded' : 'table reloaded');
-    this.options.events.emit(first ? 'loaded' : 'reloaded', { table: this.name, records, ms, reasons, kinds });
-  }
-
   private reportError(error: unknown, during: string): void {
     if (this.stopping) {
       // A stop abandons a running load on purpose (readers keep the data published before it).
@@ -567,11 +459,4 @@ export class TableStepLoop {
       this.options.events.emit('error', { error, during, source: errorSource(error), table: this.name });
     }
   }
-}
-
-/** The earliest of `times`, or `null` when there is none (a loop: a step may carry 100,000 of them, too many to spread). */
-function oldestOf(times: readonly number[]): number | null {
-  let oldest: number | null = null;
-  for (const time of times) if (oldest === null || time < oldest) oldest = time;
-  return oldest;
 }
