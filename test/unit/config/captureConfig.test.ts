@@ -48,6 +48,8 @@ describe('capture configuration', () => {
         { schema: 'public', table: 'users', keyColumns: ['user_id'], columns: ['name'] },
         { schema: 'public', table: 'cities', keyColumns: ['city_id'] },
       ],
+      // A partition truncated alone is not published: its TRUNCATE trigger sends a message on the daemon's channel.
+      partitionTruncate: { schema: 'tablecache', channel: 'tablecache_changes' },
     });
   });
 });
