@@ -3,30 +3,25 @@ import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
 import { PostgresAccess } from '../lib/postgres/postgresAccess.ts';
-import { LeaseLostError } from '../lib/redis/redisErrors.ts';
 import { CaptureCheck } from './captureCheck.ts';
 import { ChangeMapper, type MappedTable } from './changeMapper.ts';
 import { ChangePipeline } from './changePipeline.ts';
 import type { TablecacheConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
 import { tableIndexes } from './config/tableIndexes.ts';
-import { tableReadinessReasons, type DaemonPhase, type DaemonReadiness } from './daemonReadiness.ts';
-import type { DaemonDependency, DaemonEvents, LoadProgressEvent, WaitingEvent } from './daemonEvents.ts';
+import type { DaemonPhase, DaemonReadiness } from './daemonReadiness.ts';
+import type { DaemonEvents } from './daemonEvents.ts';
 import type { DaemonStorage } from './daemonStorage.ts';
-import { errorSource } from './errorSource.ts';
-import { LagReadiness } from './lagReadiness.ts';
 import type { CaptureSlotMetrics } from './http/daemonMetrics.ts';
 import { LogicalChangeSource } from './logical/logicalChangeSource.ts';
 import { NotifyChangeSource } from './notifyChangeSource.ts';
 import { logicalCaptureSpecFromConfig } from './config/logicalCaptureSpecFromConfig.ts';
+import { ReadinessTracker } from './readinessTracker.ts';
 import { RedisDaemonStorage } from './redisDaemonStorage.ts';
-import { RefreshDbAccess } from './refreshDbAccess.ts';
-import { retryDelayMs } from '../lib/core/retryBackoff.ts';
 import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
+import { openTableWriters } from './startupTableWriters.ts';
 import { PostgresStepSnapshots } from './stepSnapshot.ts';
-import { TableSync } from './tableSync.ts';
-import { WriterLeaseGroup } from './writerLeaseGroup.ts';
-import { abortableDelay } from '../lib/core/abortableDelay.ts';
+import type { TableSync } from './tableSync.ts';
 
 /** Options of a {@link TablecacheDaemon}. */
 export interface DaemonOptions {
@@ -62,9 +57,6 @@ export interface DaemonOptions {
   /** How often each table's lag is sampled for readiness (default 250 ms). */
   readonly lagSampleIntervalMs?: number;
 }
-
-/** Why opening a table's writer may fail and heal by itself: Redis down or slow, or the lease lost to a restart meanwhile. */
-const RETRIED_AT_OPEN: ReadonlySet<string> = new Set(['TC_CONNECTION_FAILED', 'TC_TIMEOUT', 'TC_LEASE_LOST']);
 
 /** The most Postgres sessions the daemon's pool opens, whatever the number of tables. */
 const POOL_MAX = 40;
@@ -116,14 +108,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   /** Where changes come from: LISTEN (triggers) or the replication slot (logical). */
   private source: NotifyChangeSource | LogicalChangeSource | null = null;
   private captureCheck: CaptureCheck | null = null;
-  private waitingFor: WaitingEvent | null = null;
-  private readonly loading = new Map<string, LoadProgressEvent>();
-  /** Tables whose last load failed (they are retried). */
-  private readonly failedLoads = new Set<string>();
-  /** Dependencies whose connection is down, with what `/readyz` says about it when the event said more. */
-  private readonly down = new Map<DaemonDependency, string | undefined>();
-  /** Readiness by each table's oldest change not yet visible (`daemon.maxLagMs`), with hysteresis. */
-  private readonly lag: LagReadiness;
+  private readonly readinessTracker: ReadinessTracker;
   private lagSampler: NodeJS.Timeout | null = null;
 
   /**
@@ -137,25 +122,8 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     super();
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.storage = options.storage ?? new RedisDaemonStorage(config.redis, { leaseTtlMs: options.leaseTtlMs ?? config.daemon.leaseTtlMs });
-    this.lag = new LagReadiness({ maxLagMs: config.daemon.maxLagMs });
-    this.on('waiting', (event) => {
-      this.waitingFor = event;
-    });
-    this.on('loadStarted', ({ table, estimatedRows }) => {
-      this.failedLoads.delete(table);
-      this.loading.set(table, { table, rows: 0, estimatedRows, elapsedMs: 0 });
-    });
-    this.on('loadProgress', (event) => this.loading.set(event.table, event));
-    this.on('loaded', ({ table }) => this.loading.delete(table));
-    this.on('reloaded', ({ table }) => this.loading.delete(table));
-    // Listening makes the pipeline emit every error: each is logged anyway, and now also heard.
-    this.on('error', ({ table }) => {
-      if (table === undefined || !this.loading.delete(table)) return;
-      this.failedLoads.add(table);
-    });
-    this.on('connectionLost', ({ source, detail }) => this.down.set(source, detail));
-    this.on('connectionRestored', ({ source, failover }) => {
-      this.down.delete(source);
+    this.readinessTracker = new ReadinessTracker({ events: this, tableNames: this.tableNames, maxLagMs: config.daemon.maxLagMs, storageDescription: this.storage.description });
+    this.on('connectionRestored', ({ failover }) => {
       // Asynchronous replication: the promoted replica may lack the last refreshes, which no count would reveal.
       if (failover !== undefined) this.pipeline?.requestReload(null, failover, 'redis_failover');
     });
@@ -201,7 +169,6 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     // close() was called as the start finished: it releases everything.
     if (this.closing !== null) return;
     this.phase = 'running';
-    this.waitingFor = null;
     this.emit('started');
   }
 
@@ -223,30 +190,18 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       signal,
       onRetry: (attempt, cause) => this.emit('waiting', { for: 'postgres', detail: `Postgres at ${redactUrl(config.postgres.url)} (${cause}; attempt ${attempt})` }),
     });
-    const leases = new WriterLeaseGroup({
+    await openTableWriters({
+      tables: mapped.map((table) => ({ ...table, hashTag: config.tables.find((candidate) => candidate.name === table.name)?.hashTag })),
+      db,
+      stopSignal: this.stopper.signal,
+      storage: this.storage,
       logger,
-      requestReload: (name, reason) => this.pipeline?.requestReload([name], reason, 'lease_lost'),
+      events: this,
+      standby: options.standby ?? false,
+      signal,
+      requestReload: (name, reason, kind) => this.pipeline?.requestReload([name], reason, kind),
+      opened: (table) => this.tables.push(table),
     });
-    for (const table of mapped) {
-      this.tables.push(
-        await this.openTable({
-          ...table,
-          hashTag: config.tables.find((candidate) => candidate.name === table.name)?.hashTag,
-          db: new RefreshDbAccess(db, db.pool, this.stopper.signal),
-          pool: db.pool,
-          storage: this.storage,
-          logger,
-          events: this,
-          standby: options.standby ?? false,
-          signal,
-          leases,
-          onLeaseLost: (name, error) =>
-            error instanceof LeaseLostError && error.dataLost
-              ? this.pipeline?.requestReload([name], 'Redis lost the writer lease with the table data (eviction, flush or restart)', 'storage_lost')
-              : this.pipeline?.requestReload([name], 'the writer lease was lost', 'lease_lost'),
-        }),
-      );
-    }
     const mapper = new ChangeMapper(mapped);
     const capture = config.capture;
     let logical: LogicalChangeSource | null = null;
@@ -309,7 +264,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         mapper,
         snapshots,
         tables: this.tableNames,
-        postgresDown: () => this.down.has('postgres'),
+        postgresDown: () => this.readinessTracker.isDown('postgres'),
         events: this,
         logger,
         listenerCheckMs: options.listenerCheckMs,
@@ -338,32 +293,9 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     logger.info({ tables: this.tableNames, channel: config.triggers.channel, storage: this.storage.description }, 'daemon started');
   }
 
-  /**
-   * Opens a table's writer; a Redis that fails while a standby waits (or
-   * between connecting and opening) is waited for too, instead of ending the
-   * start: an orchestrator that restarts a daemon failing at start would turn
-   * a Redis outage into a crash loop. So is a lease lost while opening (Redis
-   * restarted or flushed between taking the lease and recovering the table):
-   * the next attempt takes it again, or, when another daemon took it, fails
-   * with `TC_LEASE_HELD` (or waits, as a standby) like a first attempt.
-   */
-  private async openTable(options: Parameters<typeof TableSync.open>[0]): Promise<TableSync> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await TableSync.open(options);
-      } catch (error) {
-        if (!(error instanceof TablecacheError) || errorSource(error) !== 'redis' || !RETRIED_AT_OPEN.has(error.code)) throw error;
-        const retryInMs = retryDelayMs(attempt);
-        this.logger.warn({ table: options.name, cause: error.message, attempt, retryInMs }, 'waiting for Redis to open the table for writing');
-        this.emit('waiting', { for: 'redis', detail: `${this.storage.description} (${error.message}; attempt ${attempt})` });
-        await abortableDelay(retryInMs, options.signal);
-      }
-    }
-  }
-
   private sampleLag(): void {
     const now = performance.now();
-    for (const [table, ageMs] of this.oldestPendingChangeAges(now)) this.lag.observe(table, ageMs, now);
+    this.readinessTracker.sampleLag(this.oldestPendingChangeAges(now), now);
   }
 
   /**
@@ -409,41 +341,19 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
    * connection is down.
    */
   readiness(): DaemonReadiness {
-    const reasons: string[] = [];
-    const tables: Record<string, { loaded: boolean }> = {};
-    for (const table of this.config.tables) {
-      // A reload keeps the last load published until it is done: readers see a complete table meanwhile.
-      const reloading = (this.pipeline?.wasLoaded(table.name) ?? false) && !this.failedLoads.has(table.name);
-      tables[table.name] = { loaded: (this.tables.find((sync) => sync.name === table.name)?.isLoaded ?? false) || reloading };
-    }
-    switch (this.phase) {
-      case 'created':
-        reasons.push('not started');
-        break;
-      case 'starting':
-        reasons.push(this.waitingFor === null ? 'starting' : `waiting for ${this.waitingFor.detail}`);
-        break;
-      case 'stopping':
-      case 'stopped':
-        reasons.push(this.phase);
-        break;
-      case 'running': {
-        if (this.down.has('postgres')) {
-          reasons.push(
-            this.source instanceof LogicalChangeSource
-              ? 'the replication stream from Postgres is down; reconnecting (it resumes from the slot, nothing is reloaded)'
-              : 'the LISTEN connection to Postgres is down; reconnecting (every table is reloaded once it is back)',
-          );
-        }
-        if (this.down.has('redis')) reasons.push(this.down.get('redis') ?? `the connection to ${this.storage.description} is down; reconnecting`);
-        for (const problem of this.captureCheck?.problems() ?? []) reasons.push(problem.message);
-        this.sampleLag();
-        for (const lagging of this.lag.laggingTables()) reasons.push(this.lag.describe(lagging));
-        reasons.push(...tableReadinessReasons(tables, this.pipeline?.pendingReloads() ?? new Map(), this.loading, this.failedLoads));
-        break;
-      }
-    }
-    return { ready: reasons.length === 0, phase: this.phase, reasons, tables };
+    const now = performance.now();
+    return this.readinessTracker.readiness(
+      {
+        phase: this.phase,
+        logicalCapture: this.source instanceof LogicalChangeSource,
+        isLoaded: (name) => this.tables.find((sync) => sync.name === name)?.isLoaded ?? false,
+        wasLoaded: (name) => this.pipeline?.wasLoaded(name) ?? false,
+        captureProblems: () => this.captureCheck?.problems() ?? [],
+        pendingReloads: () => this.pipeline?.pendingReloads() ?? new Map(),
+        pendingChangeAges: () => this.oldestPendingChangeAges(now),
+      },
+      now,
+    );
   }
 
   /** The names of the cached tables. */
