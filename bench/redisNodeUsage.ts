@@ -53,6 +53,11 @@ export class RedisNodeUsage {
     return new RedisNodeUsage(nodes, clockTicksPerSecond());
   }
 
+  /** The servers' process ids, in the order of the ports. */
+  get processIds(): number[] {
+    return this.nodes.map((node) => node.pid);
+  }
+
   async sample(): Promise<NodeSample[]> {
     return Promise.all(
       this.nodes.map(async ({ port, pid, admin }) => {

@@ -6,17 +6,20 @@
  *   over reader processes (bench/redisScaleReaders.ts), each read a `range`
  *   of a page of records, on one primary against the same readers with
  *   `readFrom: 'replica'` on a primary with 2 replicas behind Sentinel (and
- *   on one of the replicas alone, as busy as the baseline's primary); with
- *   each Redis server's CPU (from /proc) and the reads it served, so the
- *   table shows per-server capacity where the machine's cores, not Redis,
- *   limit the end-to-end number;
+ *   on one of the replicas alone, as busy as the baseline's primary); every
+ *   data server runs on the same fixed CPU budget (bench/cpuBudget.ts), so
+ *   that a server, not the machine's few shared cores, limits the baseline;
+ *   with each server's CPU (from /proc) against its budget and the reads it
+ *   served;
  * - the daemon's commit-to-visible latency of single-row UPDATEs with its
  *   table on one Redis against on a Redis Cluster (3 masters, 3 replicas),
  *   in the same run.
  *
  * Environment (all optional): TABLECACHE_BENCH_PARTS (`reads,daemon`),
  * TABLECACHE_BENCH_READER_PROCESSES (4), TABLECACHE_BENCH_PAGE_SIZE (100),
- * TABLECACHE_BENCH_SLICES (3), TABLECACHE_BENCH_SLICE_SECONDS (2.5).
+ * TABLECACHE_BENCH_SLICES (3), TABLECACHE_BENCH_SLICE_SECONDS (2.5),
+ * TABLECACHE_BENCH_REDIS_CPU (0.2: each data server's budget in cores;
+ * `none` for no budget, where servers and readers have cores of their own).
  */
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,6 +37,7 @@ import { waitFor } from '../test/support/waitFor.ts';
 import type { BenchContext } from './benchContext.ts';
 import { median, percentiles } from './benchTable.ts';
 import { installBenchTriggers, measureUpdates, startDaemon, writeConfig } from './daemon.bench.ts';
+import { CpuBudgetGroups, CpuBudgetUnavailableError } from './cpuBudget.ts';
 import { RedisNodeUsage, type NodeSample } from './redisNodeUsage.ts';
 import type { ReaderProcessOptions, ReadSlice, SliceResult } from './redisScaleReaders.ts';
 import { joinedUserScorer, joinedUsers } from './redisLoad.bench.ts';
@@ -46,6 +50,12 @@ const READER_PROCESSES = environmentNumber('TABLECACHE_BENCH_READER_PROCESSES', 
 const PAGE_SIZE = environmentNumber('TABLECACHE_BENCH_PAGE_SIZE', 100);
 const SLICES = environmentNumber('TABLECACHE_BENCH_SLICES', 3);
 const SLICE_SECONDS = environmentNumber('TABLECACHE_BENCH_SLICE_SECONDS', 2.5);
+/**
+ * Each data server's CPU budget in cores, or null for none. 0.2: on 2 shared
+ * cores the one-primary baseline is then bound by its server, while 3 busy
+ * servers (0.6 core) leave the readers enough to keep them busy.
+ */
+const REDIS_CPU = redisCpuBudget(process.env.TABLECACHE_BENCH_REDIS_CPU ?? '0.2');
 /** Time for a slice's start message to reach every reader process before the slice begins. */
 const SLICE_LEAD_MS = 300;
 /** A node that served less than this share of a slice's reads is not counted as serving reads. */
@@ -56,6 +66,30 @@ const USERS = 10_000;
 const UPDATE_RATE = 200;
 
 type User = Record<string, unknown>;
+
+function redisCpuBudget(setting: string): number | null {
+  if (setting === 'none') return null;
+  const cores = Number(setting);
+  if (!(cores > 0)) throw new Error(`TABLECACHE_BENCH_REDIS_CPU must be a number of cores above 0 (e.g. 0.2) or "none", got "${setting}".`);
+  return cores;
+}
+
+/** What limits each data server's CPU in the read part: a budget, or nothing (and why). */
+type ServerBudget = { readonly cores: number; readonly version: string } | { readonly uncappedBecause: string };
+
+/** Puts every data server on its budget, or says why they run without one. */
+function applyServerBudget(context: BenchContext, pids: readonly number[]): { budget: ServerBudget; groups?: CpuBudgetGroups } {
+  if (REDIS_CPU === null) return { budget: { uncappedBecause: 'TABLECACHE_BENCH_REDIS_CPU=none' } };
+  try {
+    const groups = CpuBudgetGroups.apply(pids, REDIS_CPU);
+    context.note(`each data server capped at ${REDIS_CPU} of a core (${groups.version})`);
+    return { budget: { cores: REDIS_CPU, version: groups.version }, groups };
+  } catch (error) {
+    if (!(error instanceof CpuBudgetUnavailableError)) throw error;
+    context.note(`${error.message} Running without a budget: the table cannot show what replicas add on a machine of few shared cores.`);
+    return { budget: { uncappedBecause: `no CPU budget: ${error.reason}` } };
+  }
+}
 
 /**
  * The read setups, measured in interleaved slices. The third reads one
@@ -136,6 +170,7 @@ async function readThroughput(context: BenchContext): Promise<void> {
   const topology = await PrivateRedisSentinel.start({ replicas: 2 });
   const processSets = new Map<SetupId, ReaderProcess[]>();
   let usage: RedisNodeUsage | undefined;
+  let budgetGroups: CpuBudgetGroups | undefined;
   try {
     const primaryPort = await topology.primaryPort();
     const keyPrefix = `tcbench:scale:${randomBytes(4).toString('hex')}:`;
@@ -158,6 +193,9 @@ async function readThroughput(context: BenchContext): Promise<void> {
     }
     const ports = topology.dataPorts;
     usage = await RedisNodeUsage.open(ports);
+    // After the load: the budget stands for the servers' capacity to serve reads, not for how fast a table loads.
+    const { budget, groups } = applyServerBudget(context, usage.processIds);
+    budgetGroups = groups;
     const readersPerProcess = READERS / READER_PROCESSES;
     if (!Number.isInteger(readersPerProcess)) throw new Error(`TABLECACHE_BENCH_READER_PROCESSES must divide ${READERS}.`);
     const sentinel = { sentinels: topology.sentinelUrls, name: topology.name };
@@ -185,15 +223,26 @@ async function readThroughput(context: BenchContext): Promise<void> {
         slices.get(id)!.push(await readSlice(processes, usage, SLICE_SECONDS));
       }
     }
-    printReadTables(context, slices, ports, primaryPort);
+    printReadTables(context, slices, ports, primaryPort, budget);
   } finally {
-    for (const processes of processSets.values()) await Promise.all(processes.map((process) => process.stop()));
-    usage?.close();
-    await topology.stop();
+    try {
+      for (const processes of processSets.values()) await Promise.all(processes.map((process) => process.stop()));
+      usage?.close();
+      await topology.stop();
+    } finally {
+      const left = budgetGroups?.remove() ?? [];
+      if (left.length > 0) context.note(`could not remove the cgroups ${left.join(', ')}: remove them with rmdir`);
+    }
   }
 }
 
-function printReadTables(context: BenchContext, slices: ReadonlyMap<SetupId, readonly SliceMeasurement[]>, ports: readonly number[], primaryPort: number): void {
+function printReadTables(
+  context: BenchContext,
+  slices: ReadonlyMap<SetupId, readonly SliceMeasurement[]>,
+  ports: readonly number[],
+  primaryPort: number,
+  budget: ServerBudget,
+): void {
   const nodeName = (i: number) => (ports[i] === primaryPort ? 'P' : `R${ports.slice(0, i + 1).filter((port) => port !== primaryPort).length}`);
   const summary = (id: SetupId) => {
     const measured = slices.get(id)!;
@@ -210,24 +259,30 @@ function printReadTables(context: BenchContext, slices: ReadonlyMap<SetupId, rea
   const summaries = new Map(SETUPS.map(({ id }) => [id, summary(id)]));
   const baseline = summaries.get('primary')!;
   const what = `\`range\` reads of ${PAGE_SIZE} records (of ${RECORDS.toLocaleString('en-US')}), ${READERS} concurrent readers in ${READER_PROCESSES} processes, medians of ${SLICES} interleaved slices of ${SLICE_SECONDS} s`;
+  const capped = 'cores' in budget;
+  // Utilisation against the budget: ~100% marks the server that limits the setup.
+  const share = capped ? budget.cores : 1;
+  const of = capped ? '% of its budget' : '% of one core';
   context.printTable(
-    `Reader throughput end to end: ${what}; every process (readers, Redis nodes, sentinels) shares the machine's cores`,
-    ['setup', 'reads/s', 'ratio', 'reader processes: CPU (cores)', 'reader CPU µs per read', 'Redis CPU per node (% of one core)', 'bottleneck node busy'],
+    capped
+      ? `Reader throughput, every Redis data server capped at ${budget.cores} of a core (${budget.version} CPU quota, a group each; readers and sentinels uncapped): ${what}`
+      : `Reader throughput end to end, uncapped (${budget.uncappedBecause}): ${what}; every process (readers, Redis servers, sentinels) shares the machine's cores`,
+    ['setup', 'reads/s', 'ratio', `Redis CPU per server (${of})`, `busiest server (${of})`, 'reader processes: CPU (cores)', 'reader CPU µs per read'],
     SETUPS.map(({ id, label }) => {
       const { rate, clientCores, perNode } = summaries.get(id)!;
       return [
         label,
         Math.round(rate),
         rate / baseline.rate,
+        perNode.map((node, i) => `${nodeName(i)} ${percent(node.util / share)}`).join(', '),
+        percent(Math.max(...perNode.map((node) => node.util)) / share),
         clientCores,
         Math.round((clientCores * 1e6) / rate),
-        perNode.map((node, i) => `${nodeName(i)} ${percent(node.util)}`).join(', '),
-        percent(Math.max(...perNode.map((node) => node.util))),
       ];
     }),
   );
   context.printTable(
-    `Per-server capacity, same slices: reads each Redis node served per second of its own CPU; capacity = the sum over the nodes serving reads, as if each had a core of its own; the last row: one replica given all the readers, to compare its CPU per read with the primary's at a like load`,
+    `Per-server cost, same slices: reads each Redis server served per second of its own CPU; capacity = the sum over the servers serving reads, as if each had a whole core of its own; the last row: one replica given all the readers, to compare its CPU per read with the primary's at a like load`,
     ['setup', 'reads/s served per node', 'reads per node-CPU-second', 'CPU µs per read (serving nodes)', 'capacity (reads/s)', 'capacity ratio'],
     SETUPS.map(({ id, label }) => {
       const { rate, perNode, capacity } = summaries.get(id)!;
