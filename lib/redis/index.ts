@@ -24,5 +24,6 @@ export {
   RedisTimeoutError,
   RedisConnectionError,
   RedisCommandError,
+  IncompleteGenerationError,
   ClosedError,
 } from './redisErrors.ts';

@@ -98,6 +98,29 @@ export class RedisCommandError extends TablecacheError {
   }
 }
 
+/**
+ * A load's generation was not published because Redis no longer holds all
+ * the records the load wrote into it (code `TC_STORAGE_FAILED`): an
+ * evicting Redis (maxmemory-policy allkeys-*) dropped some of its keys
+ * while it was written, and later batches recreated them in part. Readers
+ * keep the data they read before; load again (the daemon does).
+ */
+export class IncompleteGenerationError extends TablecacheError {
+  constructor(
+    readonly table: string,
+    /** The records the load left in the generation. */
+    readonly expected: number,
+    /** What Redis holds: the records hash's count, then each index's. */
+    readonly stored: readonly number[],
+  ) {
+    super(
+      'TC_STORAGE_FAILED',
+      `The load of table "${table}" wrote ${expected} records, but Redis holds ${stored.join(', ')} (records, then each index): ` +
+        'it evicted part of the new generation, so it was not published. Set maxmemory-policy to noeviction (or give Redis more memory), then load again.',
+    );
+  }
+}
+
 /** The writer or reader was closed (code `TC_CLOSED`). */
 export class ClosedError extends TablecacheError {
   constructor(message: string) {

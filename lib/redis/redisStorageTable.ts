@@ -73,6 +73,12 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   private readonly batches: RecordBatches<R>;
   private readonly session: WriterSession;
   private readonly scratch: ScratchSession<R>;
+  /**
+   * How many records this writer left in its unpublished generation, for
+   * {@link markLoaded} to check; null when unknown (a scratch merge changed it,
+   * or it is the generation found at open).
+   */
+  private written: { readonly generation: number; records: number } | null = null;
   /** What {@link notePublished} saw, for {@link intact}. */
   private published: { readonly generation: number; readonly records: number } | null = null;
 
@@ -208,7 +214,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     await this.scratch.settleInterruptedMerge();
     this.assertNoScratchSession('putRecords');
     const generation = await this.ensureGeneration();
-    return this.batches.writeInBatches(records, (batch) => putRecords(this.session, { generation, records: batch }));
+    return this.batches.writeInBatches(records, async (batch) => {
+      const added = await putRecords(this.session, { generation, records: batch });
+      if (this.written?.generation === generation) this.written.records += added;
+    });
   }
 
   async *getRecords(spec: StorageRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
@@ -238,7 +247,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     for await (const page of this.batches.pages(this.keys.index(generation, spec.indexName), this.keys.records(generation), spec.scoreIntervals, remaining)) {
       deleted = new Set(page.filter(({ record }) => spec.accepts(record)));
       if (deleted.size === 0) continue;
-      await deleteRecords(this.session, { generation, fields: [...deleted].map(({ field }) => field) });
+      const existed = await deleteRecords(this.session, { generation, fields: [...deleted].map(({ field }) => field) });
+      if (this.written?.generation === generation) this.written.records -= existed;
       for (const { record } of deleted) yield record;
     }
   }
@@ -272,6 +282,8 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
   async scratchMerge(update?: CoverageUpdate): Promise<void> {
     this.assertWritable();
     await this.scratch.settleInterruptedMerge();
+    // The merge's count change is Redis's to compute; the count of an unpublished generation becomes unknown here.
+    this.written = null;
     await this.scratch.merge(this.generation, update);
   }
 
@@ -286,11 +298,17 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    * Switches readers to this writer's generation in one atomic step, with
    * the coverage it establishes, and deletes the generation readers used
    * before. Staged scratch changes stay staged.
+   *
+   * @throws {@link IncompleteGenerationError} when Redis no longer holds every
+   *   record written into the generation (an evicting Redis dropped some of its
+   *   keys meanwhile): nothing is published; `clear()` and load again.
    */
   async markLoaded(update: CoverageUpdate): Promise<void> {
     this.assertWritable();
     const generation = await this.ensureGeneration();
-    const previous = await publishGeneration(this.session, { generation, codec: this.codec.id, coverage: encodeCoverage(update.coverage) });
+    const records = this.written?.generation === generation ? this.written.records : null;
+    const coverage = encodeCoverage(update.coverage);
+    const previous = await publishGeneration(this.session, { generation, codec: this.codec.id, coverage, records });
     this.liveGeneration = generation;
     if (previous === null || previous === generation) return;
     // Readers resolve the generation inside each script, so none can still be reading the old one.
@@ -391,8 +409,10 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
 
   private async ensureGeneration(): Promise<number> {
     if (this.generation !== null) return this.generation;
-    this.generation = await allocateKeyGroup(this.session, 'generation');
-    return this.generation;
+    const generation = await allocateKeyGroup(this.session, 'generation');
+    this.generation = generation;
+    this.written = { generation, records: 0 };
+    return generation;
   }
 
   private assertOpen(): void {

@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
+import { TablecacheError } from '../core/errors.ts';
 import { LAYOUT_FORMAT_VERSION, MetaField, type TableKeys, generationGroup, keyGroupSuffixes, stagingGroup } from './keyLayout.ts';
 import type { LuaScript, RedisArgument, ScriptConnection } from './luaScript.ts';
-import { toTablecacheError } from './redisErrors.ts';
+import { IncompleteGenerationError, toTablecacheError } from './redisErrors.ts';
 import { readerFunctionLibrary } from './scripts/readerScripts.ts';
 import { writerScripts } from './scripts/writerScripts.ts';
 
@@ -38,6 +39,8 @@ export interface RecordArguments {
 // What the write scripts (checkFence.lua) report when the meta hash has no fence token any more (Lua's HGET of nothing is false).
 const FENCE_GONE = /fence token is now (false|nil)$/;
 const LEASE_LOST = 'TC_LEASE_LOST ';
+// publishGeneration.lua's refusal: the records hash's count, then each index's.
+const INCOMPLETE = /TC_GENERATION_INCOMPLETE ([\d ]+)$/;
 
 /** Runs a write script with the session's fence token as its first argument (checkFence.lua), mapping errors. */
 async function write(session: WriterSession, script: LuaScript, keys: readonly string[], args: readonly RedisArgument[], doing: string): Promise<unknown> {
@@ -82,7 +85,7 @@ export async function dropKeyGroups(session: WriterSession, params: { groups: re
   return Number(await write(session, writerScripts.dropKeyGroups, [session.keys.meta, session.keys.owned], params.groups.map(groupId), params.doing));
 }
 
-/** Stores a batch of records straight into a generation (putRecords.lua); returns how many. */
+/** Stores a batch of records straight into a generation (putRecords.lua); returns how many were new there (not replacing a record). */
 export async function putRecords(session: WriterSession, params: { generation: number; records: RecordArguments }): Promise<number> {
   const args = [params.records.count, ...params.records.values];
   return Number(await write(session, writerScripts.putRecords, generationKeys(session, params.generation), args, 'storing records'));
@@ -155,11 +158,34 @@ export async function applyChanges(
 /**
  * Switches readers to a generation (publishGeneration.lua), with this
  * layout's format, the codec and the coverage; returns the generation
- * readers read before, or null.
+ * readers read before, or null. `records`, when known, is the count the
+ * writer left in the generation: the script publishes nothing unless the
+ * records hash and every index hold exactly that many.
+ *
+ * @throws {@link IncompleteGenerationError} when they do not (Redis evicted some of the generation while it was written).
  */
-export async function publishGeneration(session: WriterSession, params: { generation: number; codec: string; coverage: string }): Promise<number | null> {
-  const args = [String(params.generation), LAYOUT_FORMAT_VERSION, params.codec, JSON.stringify(session.indexNames), params.coverage, String(Date.now())];
-  const previous = await write(session, writerScripts.publishGeneration, [session.keys.meta], args, 'publishing the loaded generation');
+export async function publishGeneration(
+  session: WriterSession,
+  params: { generation: number; codec: string; coverage: string; records: number | null },
+): Promise<number | null> {
+  const keys = generationKeys(session, params.generation);
+  const args = [
+    String(params.generation),
+    LAYOUT_FORMAT_VERSION,
+    params.codec,
+    JSON.stringify(session.indexNames),
+    params.coverage,
+    String(Date.now()),
+    params.records === null ? '' : String(params.records),
+  ];
+  let previous: unknown;
+  try {
+    previous = await write(session, writerScripts.publishGeneration, keys, args, 'publishing the loaded generation');
+  } catch (error) {
+    const stored = error instanceof TablecacheError && error.cause instanceof Error ? INCOMPLETE.exec(error.cause.message) : null;
+    if (stored === null) throw error;
+    throw new IncompleteGenerationError(session.keys.table, params.records!, stored[1]!.split(' ').map(Number));
+  }
   return previous === null ? null : Number(String(previous));
 }
 

@@ -6,15 +6,19 @@
 --   primary-key field, encoded record, one score per index (in KEYS order)
 -- Into the live generation (a direct write, not a load) the batch is a
 -- writer step: it bumps the step and is announced on the change channel.
--- Returns n. Atomic per batch; refuses to write once another writer holds the fence.
+-- Returns how many of the records were new in the records hash (not
+-- replacing one), which lets a load know the count it must publish.
+-- Atomic per batch; refuses to write once another writer holds the fence.
 -- #include checkFence
 -- #include announceStep
 -- Lua's unpack() takes at most about 8000 values.
 local CHUNK = 7000
 local function call_chunked(command, key, values)
+  local added = 0
   for first = 1, #values, CHUNK do
-    redis.call(command, key, unpack(values, first, math.min(first + CHUNK - 1, #values)))
+    added = added + redis.call(command, key, unpack(values, first, math.min(first + CHUNK - 1, #values)))
   end
+  return added
 end
 local n = tonumber(ARGV[2])
 local index_count = #KEYS - 2
@@ -33,8 +37,9 @@ for i = 0, n - 1 do
     m[#m + 1] = pk
   end
 end
+local added = 0
 if n > 0 then
-  call_chunked('HSET', KEYS[2], fields)
+  added = call_chunked('HSET', KEYS[2], fields)
   for j = 1, index_count do call_chunked('ZADD', KEYS[2 + j], members[j]) end
   local generation = redis.call('HGET', KEYS[1], 'gen')
   if generation and KEYS[2] == string.sub(KEYS[1], 1, -5) .. 'g' .. generation .. ':r' then
@@ -43,4 +48,4 @@ if n > 0 then
     announce(redis.call('HINCRBY', KEYS[1], 'step', 1), changed)
   end
 end
-return n
+return added
