@@ -60,13 +60,13 @@ afterAll(async () => {
 it("reads a replica the sentinels name with readFrom 'replica', and the primary by default", async () => {
   const primaryPort = await topology.primaryPort();
   const sentinel = { sentinels: topology.sentinelUrls, name: topology.name };
-  const replicaReader = await openReader<City>({ sentinel, table, keyPrefix: prefix, readFrom: 'replica' });
+  const replicaReader = await openReader<City>({ timeoutMs: 10_000, sentinel, table, keyPrefix: prefix, readFrom: 'replica' });
   const fromReplica = await readsPerNode(() => replicaReader.get(1), 10);
   expect(fromReplica.get(primaryPort)).toBe(0);
   expect([...fromReplica.values()].reduce((sum, calls) => sum + calls, 0)).toBeGreaterThanOrEqual(10);
   await replicaReader.close();
 
-  const primaryReader = await openReader<City>({ sentinel, table, keyPrefix: prefix });
+  const primaryReader = await openReader<City>({ timeoutMs: 10_000, sentinel, table, keyPrefix: prefix });
   const fromPrimary = await readsPerNode(() => primaryReader.get(1), 10);
   expect(fromPrimary.get(primaryPort)).toBeGreaterThanOrEqual(10);
   await primaryReader.close();

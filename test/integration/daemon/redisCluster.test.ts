@@ -72,7 +72,7 @@ describe('the daemon on a Redis Cluster', () => {
     daemon = DaemonProcess.start(configFile);
     const url = await healthUrl(daemon);
     await waitFor('/readyz to answer 200', async () => (await get(`${url}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 50 });
-    reader = await openReader({ redis: client, table: 'users', keyPrefix: KEY_PREFIX });
+    reader = await openReader({ timeoutMs: 10_000, redis: client, table: 'users', keyPrefix: KEY_PREFIX });
     expect(await reader.get(7)).toMatchObject({ user_id: 7, user_name: 'User 7' });
     await db.pool.query(`UPDATE ${SCHEMA}.users SET name = 'Renamed' WHERE user_id = 7`);
     await waitFor('the rename in the cluster', async () => (await reader!.get(7))?.['user_name'] === 'Renamed');
@@ -82,7 +82,7 @@ describe('the daemon on a Redis Cluster', () => {
   });
 
   it("marks barriers in the table's slot: a reader of replicas that waited for one reads every change before it", async () => {
-    await expect(openReader({ cluster: { nodes: cluster.nodeUrls }, table: 'users', keyPrefix: KEY_PREFIX })).rejects.toThrow(/NOAUTH.*Check the user and password/);
+    await expect(openReader({ timeoutMs: 10_000, cluster: { nodes: cluster.nodeUrls }, table: 'users', keyPrefix: KEY_PREFIX })).rejects.toThrow(/NOAUTH.*Check the user and password/);
     const replicaReader = await openReader<Record<string, unknown>>({ cluster: { nodes: cluster.nodeUrls, password: PASSWORD }, table: 'users', keyPrefix: KEY_PREFIX, readFrom: 'replica' });
     try {
       for (let round = 1; round <= 10; round++) {
@@ -132,12 +132,12 @@ describe('the daemon on a Redis Cluster', () => {
         } finally {
           node.disconnect();
         }
-        readers.push(await openReader({ cluster: { nodes: cluster.nodeUrls, password: PASSWORD }, table, keyPrefix: prefix, hashTag: tag, readFrom: 'replica' }));
+        readers.push(await openReader({ timeoutMs: 10_000, cluster: { nodes: cluster.nodeUrls, password: PASSWORD }, table, keyPrefix: prefix, hashTag: tag, readFrom: 'replica' }));
       }
       const [cities, names] = readers as [TableReader<Record<string, unknown>>, TableReader<Record<string, unknown>>];
       expect(await cities.get(3)).toEqual({ city_id: 3, name: 'City 3' });
       // Without the tag a reader looks where the table is not.
-      const untagged = await openReader({ redis: client, table: 'cities', keyPrefix: prefix });
+      const untagged = await openReader({ timeoutMs: 10_000, redis: client, table: 'cities', keyPrefix: prefix });
       expect((await untagged.info()).loaded).toBe(false);
       await untagged.close();
       await db.pool.query(`UPDATE ${SCHEMA}.users SET name = 'Placed' WHERE user_id = 9`);

@@ -104,7 +104,7 @@ describe('reading replicas', () => {
     const { master, replica } = await nodesOf(meta);
     await storage.close();
     await replicated(replica, meta);
-    const reader = await openReader<City>({ cluster: { nodes: topology.nodeUrls }, table: storage.name, keyPrefix: prefix, readFrom: 'replica' });
+    const reader = await openReader<City>({ timeoutMs: 10_000, cluster: { nodes: topology.nodeUrls }, table: storage.name, keyPrefix: prefix, readFrom: 'replica' });
     const before = { replica: await calls(replica, 'fcall_ro'), master: await calls(master, 'fcall_ro') };
     for (let i = 0; i < 20; i++) expect(await reader.get(2)).toEqual(city(2));
     expect(await calls(replica, 'fcall_ro')).toBeGreaterThanOrEqual(before.replica + 20);
@@ -133,10 +133,10 @@ describe('reading replicas', () => {
     await storage.close();
     await replicated(replica, meta);
     const url = `redis://127.0.0.1:${replica}`;
-    const reader = await openReader<City>({ url, table: storage.name, keyPrefix: prefix, readFrom: 'replica' });
+    const reader = await openReader<City>({ timeoutMs: 10_000, url, table: storage.name, keyPrefix: prefix, readFrom: 'replica' });
     expect(await reader.getMany([1, 2])).toEqual([city(1), city(2)]);
     await reader.close();
-    await expect(openReader<City>({ url, table: storage.name, keyPrefix: prefix })).rejects.toThrow(/MOVED/);
+    await expect(openReader<City>({ timeoutMs: 10_000, url, table: storage.name, keyPrefix: prefix })).rejects.toThrow(/MOVED/);
   });
 });
 
@@ -151,7 +151,7 @@ describe('barriers on a cluster', () => {
     tracker.arrive('b1');
     await tracker.reached(storage.name, ['b1']);
     expect(errors).toEqual([]);
-    const reader = await openReader<City>({ cluster: { nodes: topology.nodeUrls }, table: storage.name, keyPrefix: prefix, readFrom: 'replica' });
+    const reader = await openReader<City>({ timeoutMs: 10_000, cluster: { nodes: topology.nodeUrls }, table: storage.name, keyPrefix: prefix, readFrom: 'replica' });
     // Reached for this table, though not yet for "other": the global mark waits for both.
     await waitForBarrier(reader, 'b1', { timeoutMs: 10_000 });
     await expect(waitForBarrier(cluster, 'b1', { keyPrefix: prefix, timeoutMs: 50 })).rejects.toMatchObject({ code: 'TC_TIMEOUT' });
@@ -170,7 +170,7 @@ describe('a failover under a reader', () => {
     await storage.close();
     await replicated(replica, meta);
     const readers = await Promise.all(
-      (['primary', 'replica'] as const).map((readFrom) => openReader<City>({ cluster: { nodes: topology.nodeUrls }, table: storage.name, keyPrefix: prefix, readFrom })),
+      (['primary', 'replica'] as const).map((readFrom) => openReader<City>({ timeoutMs: 10_000, cluster: { nodes: topology.nodeUrls }, table: storage.name, keyPrefix: prefix, readFrom })),
     );
     for (const reader of readers) expect(await reader.get(3)).toEqual(city(3));
     const { promotedPort } = await topology.killMasterOf(meta);

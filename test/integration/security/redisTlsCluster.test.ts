@@ -42,7 +42,7 @@ describe('a Redis Cluster that speaks only TLS', () => {
       // The two tables' slots are served by different masters: the reader follows the slot map over TLS.
       expect(await cluster.masterPortOf(`{${KEY_PREFIX}cities}`)).not.toBe(await cluster.masterPortOf(`{${KEY_PREFIX}towns}`));
       for (const table of ['cities', 'towns']) {
-        await using reader = await openReader<City>({ cluster: { nodes: [cluster.nodeUrls[1]!] }, table, keyPrefix: KEY_PREFIX, tls: { ca: readFileSync(certificates.caFile) } });
+        await using reader = await openReader<City>({ timeoutMs: 10_000, cluster: { nodes: [cluster.nodeUrls[1]!] }, table, keyPrefix: KEY_PREFIX, tls: { ca: readFileSync(certificates.caFile) } });
         expect(await reader.get(2)).toEqual(city(2));
         expect(await reader.range('primary_key', 1, 4)).toEqual([city(1), city(2), city(3)]);
       }
