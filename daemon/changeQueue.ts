@@ -140,6 +140,11 @@ export class ChangeQueue {
     this.reloads.table(table).requestReloads(reasons, kinds);
   }
 
+  /** Whether a reload of `table` is queued for the next step (no step took it yet). */
+  reloadQueued(table: string): boolean {
+    return this.reloads.entries().some(([name, changes]) => name === table && changes.needsReload);
+  }
+
   /**
    * Drops every queued change (the caller requests a reload of every table
    * instead). Every queued change has committed, so the next step's snapshot,
@@ -219,7 +224,8 @@ export class ChangeQueue {
         change.payload,
         batch,
         (table, reason, kind) => {
-          if (admitReload(table, reason, kind)) batch.table(table).requestReload(reason, kind);
+          // Visible in this step's snapshot: a reload this step already does covers it, without asking the throttle again.
+          if (batch.table(table).needsReload || admitReload(table, reason, kind)) batch.table(table).requestReload(reason, kind);
         },
         onlyTable,
       );

@@ -17,8 +17,10 @@ interface HeldBarrier {
 }
 
 interface Deferral extends DeferredReload {
-  readonly timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout;
   readonly barriers: HeldBarrier[];
+  /** Asked for while an admitted reload had not started: that reload's snapshot may predate it, so its start does not cover it. */
+  afterAdmission: boolean;
 }
 
 /** Options of a {@link ReloadThrottle}. */
@@ -30,6 +32,8 @@ export interface ReloadThrottleOptions {
    * waited for it (and for no other deferred reload), in one batch.
    */
   readonly onDue: (table: string, reload: DeferredReload, barriers: readonly string[]) => void;
+  /** Whether a reload of the table is queued and no step took it yet: a request now joins it. */
+  readonly queued: (table: string) => boolean;
 }
 
 /**
@@ -45,6 +49,14 @@ export interface ReloadThrottleOptions {
  * stands for); the deferred reload covers whatever the coarse requests stood
  * for.
  *
+ * The interval is counted from a reload's start, but a reload is admitted
+ * before it starts: it waits in the queue, then in a step that opens its
+ * snapshot (behind a slow refresh, when the step was opened early). A request
+ * meanwhile joins it while it is queued; once a step took it, the request is
+ * deferred to one interval after that reload's start (that reload's snapshot
+ * may not cover it). Before, such a request was admitted too, and two reloads
+ * ran back to back: 11 in a window that allows 10 (hostileNotifications).
+ *
  * Barriers keep their meaning (everything committed before is visible): a
  * barrier that arrives while reloads are deferred is held until every one of
  * them has started and the batch holding the last one is applied.
@@ -52,6 +64,8 @@ export interface ReloadThrottleOptions {
 export class ReloadThrottle {
   private readonly lastStartedAt = new Map<string, number>();
   private readonly deferrals = new Map<string, Deferral>();
+  /** Tables with a reload admitted (or due) that has not started yet. */
+  private readonly admitted = new Set<string>();
 
   constructor(private readonly options: ReloadThrottleOptions) {}
 
@@ -67,12 +81,19 @@ export class ReloadThrottle {
       pending.kinds.add(kind);
       return false;
     }
+    if (this.options.minIntervalMs <= 0) return true;
+    if (this.admitted.has(table)) {
+      if (this.options.queued(table)) return true;
+      this.defer(table, reason, kind, this.options.minIntervalMs, true);
+      return false;
+    }
     const last = this.lastStartedAt.get(table);
     const waitMs = last === undefined ? 0 : last + this.options.minIntervalMs - performance.now();
-    if (waitMs <= 0) return true;
-    const timer = setTimeout(() => this.release(table), waitMs);
-    timer.unref();
-    this.deferrals.set(table, { reasons: new Set([reason]), kinds: new Set([kind]), timer, barriers: [] });
+    if (waitMs <= 0) {
+      this.admitted.add(table);
+      return true;
+    }
+    this.defer(table, reason, kind, waitMs, false);
     return false;
   }
 
@@ -83,9 +104,16 @@ export class ReloadThrottle {
    */
   reloadStarted(table: string): string[] {
     this.lastStartedAt.set(table, performance.now());
+    this.admitted.delete(table);
     const deferral = this.deferrals.get(table);
     if (deferral === undefined) return [];
     clearTimeout(deferral.timer);
+    if (deferral.afterAdmission) {
+      // Not covered by this start: due one interval after it, with its barriers.
+      deferral.afterAdmission = false;
+      deferral.timer = this.timer(table, this.options.minIntervalMs);
+      return [];
+    }
     this.deferrals.delete(table);
     return freed(deferral.barriers);
   }
@@ -107,12 +135,25 @@ export class ReloadThrottle {
   close(): void {
     for (const deferral of this.deferrals.values()) clearTimeout(deferral.timer);
     this.deferrals.clear();
+    this.admitted.clear();
+  }
+
+  private defer(table: string, reason: string, kind: ReloadKind, waitMs: number, afterAdmission: boolean): void {
+    this.deferrals.set(table, { reasons: new Set([reason]), kinds: new Set([kind]), timer: this.timer(table, waitMs), barriers: [], afterAdmission });
+  }
+
+  private timer(table: string, waitMs: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.release(table), waitMs);
+    timer.unref();
+    return timer;
   }
 
   private release(table: string): void {
     const deferral = this.deferrals.get(table);
     if (deferral === undefined) return;
     this.deferrals.delete(table);
+    // Queued by onDue: admitted, until it starts.
+    this.admitted.add(table);
     this.options.onDue(table, deferral, freed(deferral.barriers));
   }
 }

@@ -85,8 +85,10 @@ export class TableStepApplier {
   private holdIfDeferred(batch: ChangeBatch): { reached: string[]; held: boolean } {
     const { throttle } = this.options;
     const changes = batch.entries().find(([name]) => name === this.name)?.[1];
-    const released = changes?.needsReload === true || !this.options.table.isLoaded ? throttle.reloadStarted(this.name) : [];
-    const held = throttle.deferred().has(this.name);
+    const starting = changes?.needsReload === true || !this.options.table.isLoaded;
+    const released = starting ? throttle.reloadStarted(this.name) : [];
+    // A reload asked for after this one was admitted stays deferred (reloadStarted), but does not hold this one.
+    const held = !starting && throttle.deferred().has(this.name);
     if (held) {
       this.carry(batch);
       batch.forget(this.name);

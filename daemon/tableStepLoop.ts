@@ -126,6 +126,7 @@ export class TableStepLoop {
         this.options.logger.info({ table, reasons: [...reload.reasons] }, 'reloading after the least interval between reloads');
         this.work.wake();
       },
+      queued: (table) => this.queue.reloadQueued(table),
     });
     this.applier = new TableStepApplier({
       ...options,

@@ -4,9 +4,9 @@ import { waitFor } from '../../support/waitFor.ts';
 
 const throttles: ReloadThrottle[] = [];
 
-function throttle(minIntervalMs: number) {
+function throttle(minIntervalMs: number, queued: (table: string) => boolean = () => false) {
   const due: { table: string; reload: DeferredReload; barriers: readonly string[] }[] = [];
-  const created = new ReloadThrottle({ minIntervalMs, onDue: (table, reload, barriers) => due.push({ table, reload, barriers }) });
+  const created = new ReloadThrottle({ minIntervalMs, onDue: (table, reload, barriers) => due.push({ table, reload, barriers }), queued });
   throttles.push(created);
   return { throttle: created, due };
 }
@@ -54,6 +54,28 @@ describe('ReloadThrottle', () => {
     await waitFor('the deferred reload to be due', () => due.length === 1);
     expect(due[0]).toMatchObject({ table: 'users', barriers: ['b'] });
     expect([...due[0]!.reload.kinds]).toEqual(['truncate']);
+    expect(t.deferred().size).toBe(0);
+  });
+
+  // A step took the admitted reload (its snapshot opening, or behind a slow refresh): a second admission made two
+  // reloads back to back, 11 in a window that allows 10 (hostileNotifications under load).
+  it('defers a request made after a step took the admitted reload to one interval after that reload starts', async () => {
+    const { throttle: t, due } = throttle(100);
+    expect(t.admit('users', 'coarse', 'bulk_change')).toBe(true);
+    expect(t.admit('users', 'forged', 'unknown_payload_version')).toBe(false);
+    t.holdBarrier('b');
+    expect(t.reloadStarted('users')).toEqual([]);
+    expect([...t.deferred().get('users')!.reasons]).toEqual(['forged']);
+    await waitFor('the deferred reload to be due', () => due.length === 1);
+    expect(due[0]).toMatchObject({ table: 'users', barriers: ['b'] });
+    // Queued by onDue and not started yet: the same holds for it.
+    expect(t.admit('users', 'forged again', 'unknown_payload_version')).toBe(false);
+  });
+
+  it('lets a request join an admitted reload that is still queued', () => {
+    const { throttle: t } = throttle(60_000, () => true);
+    expect(t.admit('users', 'coarse', 'bulk_change')).toBe(true);
+    expect(t.admit('users', 'coarse again', 'bulk_change')).toBe(true);
     expect(t.deferred().size).toBe(0);
   });
 
