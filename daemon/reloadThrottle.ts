@@ -21,6 +21,8 @@ interface Deferral extends DeferredReload {
   readonly barriers: HeldBarrier[];
   /** Asked for while an admitted reload had not started: that reload's snapshot may predate it, so its start does not cover it. */
   afterAdmission: boolean;
+  /** The {@link ReloadThrottle.requestMark} of the last request that joined it: a reload whose step was taken before it does not cover it. */
+  askedMark: number;
 }
 
 /** Options of a {@link ReloadThrottle}. */
@@ -66,6 +68,7 @@ export class ReloadThrottle {
   private readonly deferrals = new Map<string, Deferral>();
   /** Tables with a reload admitted (or due) that has not started yet. */
   private readonly admitted = new Set<string>();
+  private requests = 0;
 
   constructor(private readonly options: ReloadThrottleOptions) {}
 
@@ -74,11 +77,13 @@ export class ReloadThrottle {
    * deferred (`false`: it is due later, through `onDue`).
    */
   admit(table: string, reason: string, kind: ReloadKind): boolean {
+    this.requests++;
     const pending = this.deferrals.get(table);
     if (pending !== undefined) {
       // A flood of distinct (forged) reasons must not grow without bound: the first few tell the story.
       if (pending.reasons.size < MAX_REASONS) pending.reasons.add(reason);
       pending.kinds.add(kind);
+      pending.askedMark = this.requests;
       return false;
     }
     if (this.options.minIntervalMs <= 0) return true;
@@ -98,17 +103,31 @@ export class ReloadThrottle {
   }
 
   /**
-   * A reload of `table` starts now (whatever its reason): it covers a
-   * deferred one, which is dropped. Returns the barriers that waited for
-   * nothing else: they may be marked once this reload is applied.
+   * How many reloads were asked for so far: a step reads it before opening
+   * its snapshot, and passes it to {@link reloadStarted}.
    */
-  reloadStarted(table: string): string[] {
+  get requestMark(): number {
+    return this.requests;
+  }
+
+  /**
+   * A reload of `table` starts now (whatever its reason), in a step taken
+   * from the queue at request mark `stepMark` ({@link requestMark}, read
+   * before its snapshot was opened): it covers a deferred reload asked for
+   * before then,
+   * which is dropped. One asked for later (a key flood while a recovery
+   * reload's snapshot was open) may stand for changes committed after that
+   * snapshot: it stays, due one interval after this start. Returns the
+   * barriers that waited for nothing else: they may be marked once this
+   * reload is applied.
+   */
+  reloadStarted(table: string, stepMark: number): string[] {
     this.lastStartedAt.set(table, performance.now());
     this.admitted.delete(table);
     const deferral = this.deferrals.get(table);
     if (deferral === undefined) return [];
     clearTimeout(deferral.timer);
-    if (deferral.afterAdmission) {
+    if (deferral.afterAdmission || deferral.askedMark > stepMark) {
       // Not covered by this start: due one interval after it, with its barriers.
       deferral.afterAdmission = false;
       deferral.timer = this.timer(table, this.options.minIntervalMs);
@@ -139,7 +158,7 @@ export class ReloadThrottle {
   }
 
   private defer(table: string, reason: string, kind: ReloadKind, waitMs: number, afterAdmission: boolean): void {
-    this.deferrals.set(table, { reasons: new Set([reason]), kinds: new Set([kind]), timer: this.timer(table, waitMs), barriers: [], afterAdmission });
+    this.deferrals.set(table, { reasons: new Set([reason]), kinds: new Set([kind]), timer: this.timer(table, waitMs), barriers: [], afterAdmission, askedMark: this.requests });
   }
 
   private timer(table: string, waitMs: number): NodeJS.Timeout {

@@ -67,9 +67,11 @@ export class TableStepApplier {
   /**
    * Applies a cut batch in `snapshot` and reports its barriers; returns
    * whether it failed (the table is then reloaded in a later step).
+   * `throttleMark`: the reload throttle's {@link ReloadThrottle.requestMark}
+   * when the step was taken, before `snapshot` was opened.
    */
-  async apply(batch: ChangeBatch, snapshot: StepSnapshot): Promise<boolean> {
-    const { reached, held } = this.holdIfDeferred(batch);
+  async apply(batch: ChangeBatch, snapshot: StepSnapshot, throttleMark: number): Promise<boolean> {
+    const { reached, held } = this.holdIfDeferred(batch, throttleMark);
     return this.applyBatch(batch, reached, held, snapshot);
   }
 
@@ -82,11 +84,11 @@ export class TableStepApplier {
    * publish part of a transaction; that reload, in a later snapshot, holds
    * them), and so are its barriers, until the reload is applied.
    */
-  private holdIfDeferred(batch: ChangeBatch): { reached: string[]; held: boolean } {
+  private holdIfDeferred(batch: ChangeBatch, throttleMark: number): { reached: string[]; held: boolean } {
     const { throttle } = this.options;
     const changes = batch.entries().find(([name]) => name === this.name)?.[1];
     const starting = changes?.needsReload === true || !this.options.table.isLoaded;
-    const released = starting ? throttle.reloadStarted(this.name) : [];
+    const released = starting ? throttle.reloadStarted(this.name, throttleMark) : [];
     // A reload asked for after this one was admitted stays deferred (reloadStarted), but does not hold this one.
     const held = !starting && throttle.deferred().has(this.name);
     if (held) {

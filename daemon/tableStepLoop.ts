@@ -58,6 +58,8 @@ interface OpenedStep {
   readonly snapshot: StepSnapshot;
   /** The change source's position once S was open (logical capture), or `null`. */
   readonly cutAt: bigint | null;
+  /** The reload throttle's request count when the step was taken, before S was opened: the requests up to it are in S. */
+  readonly throttleMark: number;
 }
 
 /**
@@ -307,6 +309,7 @@ export class TableStepLoop {
   private async openStep(): Promise<OpenedStep | 'failed'> {
     // Taken before S is opened: everything committed before these barriers and requests is visible in S.
     const start = this.queue.takeStart();
+    const throttleMark = this.throttle.requestMark;
     this.lastStepStartAt = performance.now();
     this.opening.add(start);
     let snapshot: StepSnapshot;
@@ -319,7 +322,7 @@ export class TableStepLoop {
       return 'failed';
     }
     // Every change committed before it is queued now: what this step does not apply stays queued.
-    return { start, snapshot, cutAt: this.options.positions?.current() ?? null };
+    return { start, snapshot, cutAt: this.options.positions?.current() ?? null, throttleMark };
   }
 
   /** Gives an opened step's barriers and reload requests back to the queue (it never cut) and closes its snapshot. */
@@ -356,14 +359,14 @@ export class TableStepLoop {
 
   /** One step in its opened snapshot: cut, apply, barriers. Returns whether it failed. */
   private async step(opened: OpenedStep, preopen: (current: Promise<unknown>) => void): Promise<boolean> {
-    const { start, snapshot, cutAt } = opened;
+    const { start, snapshot, cutAt, throttleMark } = opened;
     this.opening.delete(start);
     this.inFlight = start.reloads;
     try {
       if (!this.options.table.isLoaded && !start.reloads.table(this.name).needsReload) start.reloads.table(this.name).requestReload('its last reload failed', 'failure');
       const batch = this.queue.cut(start, snapshot, this.options.mapper, (table, reason, kind) => this.throttle.admit(table, reason, kind), this.name);
       this.inFlight = batch;
-      const applying = this.applier.apply(batch, snapshot);
+      const applying = this.applier.apply(batch, snapshot, throttleMark);
       // A reload can take long: the next snapshot is opened after it, not held open meanwhile.
       if (batch.entries().find(([name]) => name === this.name)?.[1].needsReload !== true) preopen(applying);
       const failed = await applying;

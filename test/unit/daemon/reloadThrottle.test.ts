@@ -19,7 +19,7 @@ describe('ReloadThrottle', () => {
   it('admits a table never reloaded, then defers within the interval, joining every further request', () => {
     const { throttle: t } = throttle(60_000);
     expect(t.admit('users', 'coarse', 'bulk_change')).toBe(true);
-    t.reloadStarted('users');
+    t.reloadStarted('users', t.requestMark);
     expect(t.admit('users', 'coarse again', 'bulk_change')).toBe(false);
     expect(t.admit('users', 'a new version', 'unknown_payload_version')).toBe(false);
     expect([...t.deferred().get('users')!.reasons]).toEqual(['coarse again', 'a new version']);
@@ -28,7 +28,7 @@ describe('ReloadThrottle', () => {
 
   it('keeps at most five distinct reasons of a deferred reload, however many forged ones arrive', () => {
     const { throttle: t } = throttle(60_000);
-    t.reloadStarted('users');
+    t.reloadStarted('users', t.requestMark);
     for (let i = 0; i < 1000; i++) t.admit('users', `forged ${i}`, 'unmappable_key');
     expect(t.deferred().get('users')!.reasons.size).toBe(5);
   });
@@ -36,19 +36,19 @@ describe('ReloadThrottle', () => {
   it('holds a barrier until every reload deferred when it arrived has started', () => {
     const { throttle: t } = throttle(60_000);
     expect(t.holdBarrier('before')).toBe(false);
-    t.reloadStarted('a');
-    t.reloadStarted('b');
+    t.reloadStarted('a', t.requestMark);
+    t.reloadStarted('b', t.requestMark);
     t.admit('a', 'coarse', 'bulk_change');
     t.admit('b', 'coarse', 'bulk_change');
     expect(t.holdBarrier('x')).toBe(true);
-    expect(t.reloadStarted('a')).toEqual([]);
-    expect(t.reloadStarted('b')).toEqual(['x']);
+    expect(t.reloadStarted('a', t.requestMark)).toEqual([]);
+    expect(t.reloadStarted('b', t.requestMark)).toEqual(['x']);
     expect(t.deferred().size).toBe(0);
   });
 
   it('hands a deferred reload, with the barriers that waited for it, to onDue once the interval is over', async () => {
     const { throttle: t, due } = throttle(20);
-    t.reloadStarted('users');
+    t.reloadStarted('users', t.requestMark);
     expect(t.admit('users', 'coarse', 'truncate')).toBe(false);
     t.holdBarrier('b');
     await waitFor('the deferred reload to be due', () => due.length === 1);
@@ -64,12 +64,34 @@ describe('ReloadThrottle', () => {
     expect(t.admit('users', 'coarse', 'bulk_change')).toBe(true);
     expect(t.admit('users', 'forged', 'unknown_payload_version')).toBe(false);
     t.holdBarrier('b');
-    expect(t.reloadStarted('users')).toEqual([]);
+    expect(t.reloadStarted('users', t.requestMark)).toEqual([]);
     expect([...t.deferred().get('users')!.reasons]).toEqual(['forged']);
     await waitFor('the deferred reload to be due', () => due.length === 1);
     expect(due[0]).toMatchObject({ table: 'users', barriers: ['b'] });
     // Queued by onDue and not started yet: the same holds for it.
     expect(t.admit('users', 'forged again', 'unknown_payload_version')).toBe(false);
+  });
+
+  // A key flood while a recovery reload (storage lost, a failure: not admitted by the throttle) had its snapshot open
+  // dropped its queued keys for a deferred reload; that reload's start dropped the deferral, and the keys committed
+  // after its snapshot were never applied.
+  it('keeps a reload asked for after the starting step was taken, due one interval after that start', async () => {
+    const { throttle: t, due } = throttle(100);
+    t.reloadStarted('users', t.requestMark);
+    const recoveryStep = t.requestMark;
+    expect(t.admit('users', 'key flood', 'key_flood')).toBe(false);
+    expect(t.reloadStarted('users', recoveryStep)).toEqual([]);
+    expect([...t.deferred().get('users')!.reasons]).toEqual(['key flood']);
+    await waitFor('the kept reload to be due', () => due.length === 1);
+    expect(due[0]!.reload.kinds).toEqual(new Set(['key_flood']));
+  });
+
+  it('drops a deferred reload asked for before the starting step was taken: its snapshot holds what it stood for', () => {
+    const { throttle: t } = throttle(60_000);
+    t.reloadStarted('users', t.requestMark);
+    expect(t.admit('users', 'coarse', 'bulk_change')).toBe(false);
+    t.reloadStarted('users', t.requestMark);
+    expect(t.deferred().size).toBe(0);
   });
 
   it('lets a request join an admitted reload that is still queued', () => {
@@ -81,7 +103,7 @@ describe('ReloadThrottle', () => {
 
   it('with an interval of 0 admits every request', () => {
     const { throttle: t } = throttle(0);
-    t.reloadStarted('users');
+    t.reloadStarted('users', t.requestMark);
     expect(t.admit('users', 'coarse', 'bulk_change')).toBe(true);
   });
 });
