@@ -19,8 +19,6 @@ interface HeldBarrier {
 interface Deferral extends DeferredReload {
   timer: NodeJS.Timeout;
   readonly barriers: HeldBarrier[];
-  /** Asked for while an admitted reload had not started: that reload's snapshot may predate it, so its start does not cover it. */
-  afterAdmission: boolean;
   /** The {@link ReloadThrottle.requestMark} of the last request that joined it: a reload whose step was taken before it does not cover it. */
   askedMark: number;
 }
@@ -56,7 +54,8 @@ export interface ReloadThrottleOptions {
  * snapshot (behind a slow refresh, when the step was opened early). A request
  * meanwhile joins it while it is queued; once a step took it, the request is
  * deferred to one interval after that reload's start (that reload's snapshot
- * may not cover it). Before, such a request was admitted too, and two reloads
+ * may not cover it: a step reads {@link ReloadThrottle.requestMark} before
+ * opening its snapshot, and a start covers only the requests up to it). Before, such a request was admitted too, and two reloads
  * ran back to back: 11 in a window that allows 10 (hostileNotifications).
  *
  * Barriers keep their meaning (everything committed before is visible): a
@@ -89,7 +88,7 @@ export class ReloadThrottle {
     if (this.options.minIntervalMs <= 0) return true;
     if (this.admitted.has(table)) {
       if (this.options.queued(table)) return true;
-      this.defer(table, reason, kind, this.options.minIntervalMs, true);
+      this.defer(table, reason, kind, this.options.minIntervalMs);
       return false;
     }
     const last = this.lastStartedAt.get(table);
@@ -98,7 +97,7 @@ export class ReloadThrottle {
       this.admitted.add(table);
       return true;
     }
-    this.defer(table, reason, kind, waitMs, false);
+    this.defer(table, reason, kind, waitMs);
     return false;
   }
 
@@ -114,10 +113,10 @@ export class ReloadThrottle {
    * A reload of `table` starts now (whatever its reason), in a step taken
    * from the queue at request mark `stepMark` ({@link requestMark}, read
    * before its snapshot was opened): it covers a deferred reload asked for
-   * before then,
-   * which is dropped. One asked for later (a key flood while a recovery
-   * reload's snapshot was open) may stand for changes committed after that
-   * snapshot: it stays, due one interval after this start. Returns the
+   * before then, which is dropped. One asked for later (after the step took
+   * an admitted reload, or a key flood while a recovery reload's snapshot
+   * was open) may stand for changes committed after that snapshot: it
+   * stays, due one interval after this start. Returns the
    * barriers that waited for nothing else: they may be marked once this
    * reload is applied.
    */
@@ -127,9 +126,8 @@ export class ReloadThrottle {
     const deferral = this.deferrals.get(table);
     if (deferral === undefined) return [];
     clearTimeout(deferral.timer);
-    if (deferral.afterAdmission || deferral.askedMark > stepMark) {
+    if (deferral.askedMark > stepMark) {
       // Not covered by this start: due one interval after it, with its barriers.
-      deferral.afterAdmission = false;
       deferral.timer = this.timer(table, this.options.minIntervalMs);
       return [];
     }
@@ -157,8 +155,8 @@ export class ReloadThrottle {
     this.admitted.clear();
   }
 
-  private defer(table: string, reason: string, kind: ReloadKind, waitMs: number, afterAdmission: boolean): void {
-    this.deferrals.set(table, { reasons: new Set([reason]), kinds: new Set([kind]), timer: this.timer(table, waitMs), barriers: [], afterAdmission, askedMark: this.requests });
+  private defer(table: string, reason: string, kind: ReloadKind, waitMs: number): void {
+    this.deferrals.set(table, { reasons: new Set([reason]), kinds: new Set([kind]), timer: this.timer(table, waitMs), barriers: [], askedMark: this.requests });
   }
 
   private timer(table: string, waitMs: number): NodeJS.Timeout {

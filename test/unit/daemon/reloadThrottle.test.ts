@@ -62,9 +62,10 @@ describe('ReloadThrottle', () => {
   it('defers a request made after a step took the admitted reload to one interval after that reload starts', async () => {
     const { throttle: t, due } = throttle(100);
     expect(t.admit('users', 'coarse', 'bulk_change')).toBe(true);
+    const step = t.requestMark;
     expect(t.admit('users', 'forged', 'unknown_payload_version')).toBe(false);
     t.holdBarrier('b');
-    expect(t.reloadStarted('users', t.requestMark)).toEqual([]);
+    expect(t.reloadStarted('users', step)).toEqual([]);
     expect([...t.deferred().get('users')!.reasons]).toEqual(['forged']);
     await waitFor('the deferred reload to be due', () => due.length === 1);
     expect(due[0]).toMatchObject({ table: 'users', barriers: ['b'] });
