@@ -68,7 +68,7 @@ export async function checkDatabaseAtStart(config: TablecacheConfig, options: St
       if (failure !== undefined) break;
     }
     if (failure === undefined) return;
-    const retryInMs = retryDelayMs(attempt);
+    const retryInMs = retryDelayMs(attempt - 1);
     const cause = describe(failure);
     options.logger.warn({ postgres: redactUrl(config.postgres.url), attempt, retryInMs, cause }, 'waiting for Postgres: it does not accept connections yet');
     options.onRetry?.(attempt, cause, retryInMs);

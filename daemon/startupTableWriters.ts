@@ -82,7 +82,7 @@ async function openTable(startup: StartupTableWritersOptions, options: Parameter
       return await TableSync.open(options);
     } catch (error) {
       if (!(error instanceof TablecacheError) || errorSource(error) !== 'redis' || !RETRIED_AT_OPEN.has(error.code)) throw error;
-      const retryInMs = retryDelayMs(attempt);
+      const retryInMs = retryDelayMs(attempt - 1);
       startup.logger.warn({ table: options.name, cause: error.message, attempt, retryInMs }, 'waiting for Redis to open the table for writing');
       startup.events.emit('waiting', { for: 'redis', detail: `${startup.storage.description} (${error.message}; attempt ${attempt})` });
       await abortableDelay(retryInMs, options.signal);
