@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openReader, type TableReader } from '../../../lib/client/index.ts';
@@ -9,7 +8,7 @@ import type { TablecacheConfig } from '../../../daemon/config/configSchema.ts';
 import { TablecacheDaemon } from '../../../daemon/tablecacheDaemon.ts';
 import { verifyCache } from '../../../daemon/verifyCache.ts';
 import { installConfigCapture, privateLogicalDatabase } from '../../support/logicalPostgres.ts';
-import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../support/redis.ts';
+import { fileRedis, testRedisUrl } from '../../support/redis.ts';
 
 /**
  * Issue #16: Postgres does not publish a TRUNCATE of one partition alone
@@ -19,11 +18,10 @@ import { deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix } from '../../sup
 
 const CHANNEL = 'tc_partition_truncate';
 let db: { readonly url: string; readonly pool: pg.Pool; drop(): Promise<void> };
-let redis: Redis;
 let reader: TableReader<Record<string, unknown>>;
 let config: TablecacheConfig;
 let daemon: TablecacheDaemon | undefined;
-const keyPrefix = uniqueRedisPrefix('partition-truncate');
+const { redis, prefix: keyPrefix } = fileRedis('partition-truncate');
 
 beforeAll(async () => {
   db = await privateLogicalDatabase();
@@ -42,7 +40,6 @@ beforeAll(async () => {
   };
   config = parseConfig(raw, { file: 'tablecache.json' });
   await installConfigCapture(db.pool, config);
-  redis = new Redis(testRedisUrl());
   reader = await openReader({ redis, table: 'events', keyPrefix });
   daemon = new TablecacheDaemon(config, { leaseTtlMs: 2_000 });
   const loaded = new Promise((resolve) => daemon!.once('loaded', resolve));
@@ -53,10 +50,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await daemon?.close();
   await reader?.close();
-  if (redis) {
-    await deleteKeysWithPrefix(redis, keyPrefix);
-    redis.disconnect();
-  }
   await db?.drop();
 });
 
