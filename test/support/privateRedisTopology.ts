@@ -408,15 +408,16 @@ export class PrivateRedisSentinel {
    */
   private async waitUntilSettled(primaryPort: number, replicas = this.dataNodes.filter((node) => node.running && node.port !== primaryPort).length): Promise<void> {
     await waitFor(`the sentinels to agree on primary ${primaryPort} with ${replicas} linked replicas`, async () => {
+      // Each unmet condition throws what it saw, so that a timeout names the last one (waitFor reports it).
       const [role] = (await ask(primaryPort, this.password, 'ROLE')) as [string];
-      if (role !== 'master') return false;
+      if (role !== 'master') throw new Error(`node ${primaryPort} answers ROLE ${role}`);
       const info = parseFields(String(await ask(primaryPort, this.password, 'INFO', 'replication')));
-      if (Number(info['connected_slaves']) < replicas) return false;
+      if (Number(info['connected_slaves']) < replicas) throw new Error(`node ${primaryPort} has ${info['connected_slaves']} linked replicas`);
       for (const sentinel of this.sentinels.filter((s) => s.running)) {
         const fields = (await ask(sentinel.port, undefined, 'SENTINEL', 'MASTER', this.name)) as string[];
         const master = Object.fromEntries(fields.flatMap((value, index) => (index % 2 === 0 ? [[value, fields[index + 1]]] : [])));
-        if (Number(master['port']) !== primaryPort || String(master['flags']) !== 'master') return false;
-        if (Number(master['num-other-sentinels']) < 2) return false;
+        const seen = `sentinel ${sentinel.port} names port ${master['port']}, flags ${master['flags']}, ${master['num-other-sentinels']} other sentinels`;
+        if (Number(master['port']) !== primaryPort || String(master['flags']) !== 'master' || Number(master['num-other-sentinels']) < 2) throw new Error(seen);
       }
       return true;
     }, { timeoutMs: SETTLE_TIMEOUT_MS });
