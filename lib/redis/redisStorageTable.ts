@@ -330,12 +330,18 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
    * whole, under this writer's lease (true before it saw one): `false`
    * after FLUSHALL, a restart without persistence (or with an older
    * snapshot), another writer taking over, or an eviction that took some of
-   * the generation's keys: the records hash and every index must hold the
-   * same number of records, and not none when the noted load had some. The
+   * the generation's keys: the records hash and every index must hold
+   * `meta.count` records, the count the load published and every later
+   * step moved by what it changed (scripts/liveRecordCount.lua). So a
+   * records hash and indexes that were evicted and then recreated in part by
+   * later refreshes, which agree with each other, fail the check too. While
+   * a large merge is half applied (the overlay is set) the counts are in
+   * flux and the answer is true; the check after the merge looks again. The
    * counts are read in one pipeline, not a MULTI (which the documented
    * least-privilege ACL user may not run): call it between writer steps,
-   * when nothing changes them. A table that became empty through refreshes
-   * looks lost: it costs one reload of an empty table.
+   * when nothing changes them. A table published before `meta.count`
+   * existed, with no step since, is checked as before it: records hash and
+   * indexes agree, and are not empty when the load was not.
    */
   async intact(): Promise<boolean> {
     const published = this.published;
@@ -347,6 +353,7 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     const counts = await readGenerationCounts(this.redis, this.keys, published.generation, table.indexNames);
     if (counts.liveGeneration !== published.generation) return false;
     if (counts.indexes.some((count) => count !== counts.records)) return false;
+    if (counts.liveRecordCount !== null) return counts.records === counts.liveRecordCount;
     return !(published.records > 0 && counts.records === 0);
   }
 

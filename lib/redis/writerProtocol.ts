@@ -334,23 +334,36 @@ export async function readMergeProgress(redis: ScriptConnection, keys: TableKeys
   return { overlaid: overlay === String(staging), listed: listed === 1 };
 }
 
+/** What {@link readGenerationCounts} read. */
+export interface GenerationCounts {
+  /** The live generation at the time of the read. */
+  readonly liveGeneration: number | null;
+  /** `meta.count`: how many records the live generation must hold (scripts/liveRecordCount.lua); null when unset. */
+  readonly liveRecordCount: number | null;
+  /** The generation's records hash. */
+  readonly records: number;
+  /** Each index's sorted set, in `indexNames` order. */
+  readonly indexes: number[];
+}
+
 /**
  * The record counts of a generation, read in one pipeline: its records hash,
- * each index's sorted set, and the live generation at the time of the read.
+ * each index's sorted set, and what the meta hash says of the live one.
  */
-export async function readGenerationCounts(
-  redis: ScriptConnection,
-  keys: TableKeys,
-  generation: number,
-  indexNames: readonly string[],
-): Promise<{ liveGeneration: number | null; records: number; indexes: number[] }> {
-  const reads = redis.pipeline().hget(keys.meta, MetaField.generation).hlen(keys.records(generation));
+export async function readGenerationCounts(redis: ScriptConnection, keys: TableKeys, generation: number, indexNames: readonly string[]): Promise<GenerationCounts> {
+  const reads = redis.pipeline().hmget(keys.meta, MetaField.generation, MetaField.count).hlen(keys.records(generation));
   for (const name of indexNames) reads.zcard(keys.index(generation, name));
   const replies = (await reads.exec()) ?? [];
   const failure = replies.find(([error]) => error !== null);
   if (failure) throw failure[0];
-  const [live, records, ...indexes] = replies.map(([, value]) => value);
-  return { liveGeneration: live == null ? null : Number(live), records: Number(records), indexes: indexes.map(Number) };
+  const [meta, records, ...indexes] = replies.map(([, value]) => value);
+  const [live, count] = meta as (string | null)[];
+  return {
+    liveGeneration: live == null ? null : Number(live),
+    liveRecordCount: count == null ? null : Number(count),
+    records: Number(records),
+    indexes: indexes.map(Number),
+  };
 }
 
 /**

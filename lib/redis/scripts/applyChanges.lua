@@ -12,14 +12,17 @@
 -- live one, ARGV[3] coverage JSON ("" leaves it), ARGV[4] now (ms since the
 -- epoch), ARGV[5] d, then d primary-key fields to delete, then n, then n
 -- times: primary-key field, encoded record, one score per index (KEYS order)
--- A live step is announced on the change channel with the keys it changed.
+-- A live step moves meta.count by the change of the record count and is
+-- announced on the change channel with the keys it changed.
 -- Returns the change of the record count.
 -- #include checkFence
 -- #include announceStep
+-- #include liveRecordCount
 local records = KEYS[2]
 local index_count = #KEYS - 2
 local delta = 0
 local changed = {}
+local count = ARGV[2] == '1' and live_record_count(records)
 
 local d = tonumber(ARGV[5])
 for i = 6, 5 + d do
@@ -45,7 +48,7 @@ end
 
 if ARGV[2] == '1' then
   local step = redis.call('HINCRBY', KEYS[1], 'step', 1)
-  redis.call('HSET', KEYS[1], 'refreshedAt', ARGV[4])
+  redis.call('HSET', KEYS[1], 'refreshedAt', ARGV[4], 'count', count + delta)
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'coverage', ARGV[3]) end
   announce(step, changed)
 end

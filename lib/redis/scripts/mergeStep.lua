@@ -18,10 +18,13 @@
 -- ("" leaves it), ARGV[8] now (ms since the epoch)
 -- The first step of a live merge is announced on the change channel with
 -- the keys it changes (collected before any is applied), or "all".
+-- The first step of a live merge also sets meta.count, the record count
+-- after the whole merge (readers report it while the overlay is set).
 -- Returns how many staged changes remain; with none left, the session's entry
 -- in the owned hash is removed too (its keys are gone once empty).
 -- #include checkFence
 -- #include announceStep
+-- #include liveRecordCount
 local k = (#KEYS - 5) / 2
 local budget = tonumber(ARGV[2])
 local first_step = ARGV[3] == '1'
@@ -46,9 +49,9 @@ end
 
 local count
 local changed = nil
-if first_step then
-  count = redis.call('HLEN', records) + tonumber(ARGV[6])
-  if live and redis.call('SCARD', deletes) + redis.call('ZCARD', KEYS[6 + k]) <= 1000 then
+if first_step and live then
+  count = live_record_count(records) + tonumber(ARGV[6])
+  if redis.call('SCARD', deletes) + redis.call('ZCARD', KEYS[6 + k]) <= 1000 then
     changed = redis.call('SMEMBERS', deletes)
     for _, field in ipairs(redis.call('ZRANGE', KEYS[6 + k], 0, -1)) do changed[#changed + 1] = field end
   end
@@ -100,10 +103,11 @@ if live then
     local step = redis.call('HINCRBY', KEYS[1], 'step', 1)
     redis.call('HSET', KEYS[1], 'refreshedAt', ARGV[8])
     if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'coverage', ARGV[7]) end
-    if remaining > 0 then redis.call('HSET', KEYS[1], 'overlay', ARGV[5], 'count', count) end
+    redis.call('HSET', KEYS[1], 'count', count)
+    if remaining > 0 then redis.call('HSET', KEYS[1], 'overlay', ARGV[5]) end
     announce(step, changed)
   elseif remaining == 0 then
-    redis.call('HDEL', KEYS[1], 'overlay', 'count')
+    redis.call('HDEL', KEYS[1], 'overlay')
   end
 end
 return remaining

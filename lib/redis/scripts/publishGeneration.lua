@@ -12,13 +12,16 @@
 -- that agree with each other but miss the evicted records. So the counts
 -- must equal what the writer wrote, or nothing is published and the reply
 -- is the error "TC_GENERATION_INCOMPLETE <records> <index counts...>".
+-- Sets meta.count (see liveRecordCount.lua): that count, or HLEN when the
+-- writer does not know it.
 -- Announced on the change channel as "all".
 -- Returns the previous live generation id, or nil. Atomic.
 -- #include checkFence
 -- #include announceStep
+local records = redis.call('HLEN', KEYS[2])
 if ARGV[8] ~= '' then
   local expected = tonumber(ARGV[8])
-  local counts = { redis.call('HLEN', KEYS[2]) }
+  local counts = { records }
   for j = 3, #KEYS do counts[#counts + 1] = redis.call('ZCARD', KEYS[j]) end
   for _, count in ipairs(counts) do
     if count ~= expected then return redis.error_reply('TC_GENERATION_INCOMPLETE ' .. table.concat(counts, ' ')) end
@@ -27,9 +30,9 @@ end
 local previous = redis.call('HGET', KEYS[1], 'gen')
 redis.call('HSET', KEYS[1],
   'format', ARGV[3], 'gen', ARGV[2], 'loaded', '1', 'codec', ARGV[4], 'indexes', ARGV[5],
-  'coverage', ARGV[6], 'refreshedAt', ARGV[7], 'loadedAt', ARGV[7])
+  'coverage', ARGV[6], 'refreshedAt', ARGV[7], 'loadedAt', ARGV[7], 'count', records)
 local step = redis.call('HINCRBY', KEYS[1], 'step', 1)
 -- An overlay belongs to the previous generation's unfinished merge.
-redis.call('HDEL', KEYS[1], 'overlay', 'count')
+redis.call('HDEL', KEYS[1], 'overlay')
 announce(step, nil)
 return previous

@@ -5,12 +5,14 @@
 -- ARGV[1] the writer's fence token, ARGV[2] n, then n times:
 --   primary-key field, encoded record, one score per index (in KEYS order)
 -- Into the live generation (a direct write, not a load) the batch is a
--- writer step: it bumps the step and is announced on the change channel.
+-- writer step: it bumps the step, moves meta.count by the records it added,
+-- and is announced on the change channel.
 -- Returns how many of the records were new in the records hash (not
 -- replacing one), which lets a load know the count it must publish.
 -- Atomic per batch; refuses to write once another writer holds the fence.
 -- #include checkFence
 -- #include announceStep
+-- #include liveRecordCount
 -- Lua's unpack() takes at most about 8000 values.
 local CHUNK = 7000
 local function call_chunked(command, key, values)
@@ -39,10 +41,13 @@ for i = 0, n - 1 do
 end
 local added = 0
 if n > 0 then
+  local generation = redis.call('HGET', KEYS[1], 'gen')
+  local live = generation and KEYS[2] == string.sub(KEYS[1], 1, -5) .. 'g' .. generation .. ':r'
+  local count = live and live_record_count(KEYS[2])
   added = call_chunked('HSET', KEYS[2], fields)
   for j = 1, index_count do call_chunked('ZADD', KEYS[2 + j], members[j]) end
-  local generation = redis.call('HGET', KEYS[1], 'gen')
-  if generation and KEYS[2] == string.sub(KEYS[1], 1, -5) .. 'g' .. generation .. ':r' then
+  if live then
+    redis.call('HSET', KEYS[1], 'count', count + added)
     local changed = {}
     for i = 1, #fields, 2 do changed[#changed + 1] = fields[i] end
     announce(redis.call('HINCRBY', KEYS[1], 'step', 1), changed)
