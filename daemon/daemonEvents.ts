@@ -36,7 +36,7 @@ export type ReloadKind =
   | 'unverified_sender'
   /** More changed keys were queued for the table than `daemon.maxQueuedKeysPerTable`: they were replaced by a reload. */
   | 'key_flood'
-  /** A refresh or reload failed (Postgres or Redis down); this is the retry. */
+  /** A refresh or reload failed (Postgres or Redis down); this is the retry. A retried reload keeps its own kinds too. */
   | 'failure'
   /** A source table's columns, identity (DROP + CREATE) or partitions changed. */
   | 'schema_change'

@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../lib/core/logger.ts';
 import type { BarrierTracker } from './barrierTracker.ts';
-import type { ChangeBatch } from './changeBatch.ts';
+import type { ChangeBatch, TableChanges } from './changeBatch.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
 import type { ReloadThrottle } from './reloadThrottle.ts';
 import type { StepSnapshot } from './stepSnapshot.ts';
@@ -20,8 +20,8 @@ export interface TableStepApplierOptions {
   readonly logger: Logger;
   /** The loop's reload throttle: whether this table's reload is deferred, and the barriers that wait for it. */
   readonly throttle: ReloadThrottle;
-  /** Queues a reload of the table for a later step (after a failed one). */
-  readonly requestReload: (reason: string, kind: ReloadKind) => void;
+  /** Queues a reload of the table for a later step (after a failed one), for `reasons` (their classes, for metrics: `kinds`). */
+  readonly requestReload: (reasons: Iterable<string>, kinds: Iterable<ReloadKind>) => void;
   /** Logs a failure (and emits `error`); the loop knows whether it is stopping. */
   readonly reportError: (error: unknown, during: string) => void;
 }
@@ -133,7 +133,7 @@ export class TableStepApplier {
     let changeTimes: readonly number[] = [];
     if (failure !== null) {
       if (!held) this.carry(batch);
-      this.options.requestReload('recovering from a failed refresh or reload', 'failure');
+      this.requestRetry(reload ? changes : undefined);
       this.deferredBarriers = barriers;
       await this.options.barriers.failed(this.name, failure instanceof Error ? failure.message : String(failure));
     } else {
@@ -151,6 +151,17 @@ export class TableStepApplier {
       changeTimes,
     });
     return failure !== null;
+  }
+
+  /**
+   * Queues the reload that recovers from a failed step, as `failure`. A
+   * failed reload's retry is still that reload: it keeps its reasons and
+   * kinds too, so a `storage_lost` reload that needed a retry is counted (and
+   * alerted on) as `storage_lost` when it completes, not as `failure` only.
+   */
+  private requestRetry(failedReload: TableChanges | undefined): void {
+    const reasons = ['recovering from a failed refresh or reload', ...(failedReload?.reloadReasons ?? [])];
+    this.options.requestReload(reasons, ['failure', ...(failedReload?.reloadKinds ?? [])]);
   }
 
   private carry(batch: ChangeBatch): void {

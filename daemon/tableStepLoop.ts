@@ -133,7 +133,10 @@ export class TableStepLoop {
     this.applier = new TableStepApplier({
       ...options,
       throttle: this.throttle,
-      requestReload: (reason, kind) => this.requestReload(reason, kind),
+      requestReload: (reasons, kinds) => {
+        this.queue.requestReload(this.name, reasons, kinds);
+        this.work.wake();
+      },
       reportError: (error, during) => this.reportError(error, during),
     });
   }

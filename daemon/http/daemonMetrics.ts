@@ -99,7 +99,7 @@ export class DaemonMetrics {
     });
     const reloads = new Counter({
       name: 'tablecache_reloads_total',
-      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, redis_failover, fell_behind, key_flood, failure, unknown_payload_version, unmappable_key, unverified_sender, schema_change, capture_restored, slot_recreated). A load with two reasons counts under both.',
+      help: 'Loads of a whole table, per table and reason (start, truncate, bulk_change, listen_lost, queue_full, storage_lost, lease_lost, redis_failover, fell_behind, key_flood, failure, unknown_payload_version, unmappable_key, unverified_sender, schema_change, capture_restored, slot_recreated). A load with two reasons counts under both; a reload retried after it failed counts under its own reason and failure.',
       labelNames: ['table', 'reason'],
       registers,
     });

@@ -133,7 +133,8 @@ describe('a Redis that evicts', () => {
       const [result] = await verifyCache(config);
       return result?.equal === true && (await get(`${url}/readyz`)).status === 200;
     }, { timeoutMs: 60_000, intervalMs: 500 });
-    // A reload that failed (a generation evicted in part is refused) is retried as `failure`.
+    // A reload that failed (a generation evicted in part is refused) is retried as `storage_lost` and `failure`; a refresh
+    // that failed under eviction is retried as `failure` alone.
     expect((await storageLostReloads(url)) - before + (await failureReloads(url)) - failedBefore).toBeGreaterThan(0);
   }, 180_000);
 });

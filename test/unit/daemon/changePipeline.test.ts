@@ -233,6 +233,30 @@ describe('ChangePipeline', () => {
     expect(redis.marked).toEqual(['b4']);
   });
 
+  it('retries a failed reload as that reload: a storage_lost reload that needed a retry completes as storage_lost and failure', async () => {
+    const { table, pipeline, events } = startPipeline();
+    const reloaded: DaemonEvents['reloaded'][0][] = [];
+    events.on('reloaded', (event) => reloaded.push(event));
+    await waitFor('the load', () => table.isLoaded);
+    table.failNext = true;
+    pipeline.requestReload(null, 'Redis lost the published data', 'storage_lost');
+    await waitFor('the retried reload', () => reloaded.length === 1);
+    expect(table.steps.slice(1)).toEqual([{ kind: 'reload' }, { kind: 'reload' }]);
+    expect([...reloaded[0]!.kinds].sort()).toEqual(['failure', 'storage_lost']);
+    expect(reloaded[0]!.reasons).toContain('Redis lost the published data');
+  });
+
+  it('retries a failed refresh with a reload of kind failure only', async () => {
+    const { table, pipeline, events } = startPipeline();
+    const reloaded: DaemonEvents['reloaded'][0][] = [];
+    events.on('reloaded', (event) => reloaded.push(event));
+    await waitFor('the load', () => table.isLoaded);
+    table.failNext = true;
+    pipeline.push(change(1));
+    await waitFor('the reload after the failure', () => reloaded.length === 1);
+    expect(reloaded[0]!.kinds).toEqual(['failure']);
+  });
+
   it('reloads a table whose data Redis lost', async () => {
     const { table } = startPipeline({ storageCheckIntervalMs: 10 });
     await waitFor('the load', () => table.isLoaded);
