@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
+import { parseLsn } from './logical/lsn.ts';
+import { SnapshotSessions } from './snapshotSessions.ts';
 
 /**
  * A Postgres snapshot as `pg_current_snapshot()` prints it
@@ -52,9 +54,13 @@ export interface StepSnapshot {
   readonly session: pg.ClientBase | null;
   /** S as text (`xmin:xmax:xip`), for logs. */
   readonly text: string;
-  /** Time spent opening S and waiting for its tick: the cost of the cut. */
+  /** Time spent opening S and waiting for its tick (or for the logical stream to pass S): the cost of the cut. */
   readonly tickMs: number;
-  /** Ticks it took: 1, or 2 when the first (sent with the snapshot's query) committed before S was taken. */
+  /**
+   * Ticks it took: 1, or 2 when the first (sent with the snapshot's query)
+   * committed before S was taken; with the logical capture, 0 when the stream
+   * had passed S by the time S was known.
+   */
   readonly ticks: number;
   /**
    * Bounds every later statement of the snapshot's session (`SET LOCAL
@@ -113,6 +119,14 @@ export interface PostgresStepSnapshotsOptions {
    * replication stream delivers in WAL order among the commits.
    */
   readonly tick?: 'notify' | 'logicalMessage';
+  /**
+   * How long a closed snapshot's session waits for the next open before its
+   * transaction is rolled back on a round trip of its own (default 20 ms; 0:
+   * at once): steps at more than 50 a second each save that round trip, and
+   * an idle daemon holds no snapshot (nor the locks of its reads) for longer
+   * ({@link SnapshotSessions}).
+   */
+  readonly parkMs?: number;
   /** Called with each tick transaction's 64-bit id: a recent id, for whoever widens 32-bit ids. */
   readonly onTickXid?: (xid: bigint) => void;
 }
@@ -122,6 +136,21 @@ const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 /** A statement timeout as SET takes it (SET takes no parameters): a whole number of ms, 0 for none. */
 function statementTimeoutValue(timeoutMs: number): number {
   return Number.isFinite(timeoutMs) && timeoutMs > 0 ? Math.floor(timeoutMs) : 0;
+}
+
+/**
+ * The statement that fixes S (the first of the transaction) and prints it;
+ * with the logical capture, also where the WAL ends right after S was taken:
+ * every transaction visible in S wrote its commit record before that.
+ */
+const SNAPSHOT = 'SELECT pg_current_snapshot()::text AS s';
+const SNAPSHOT_AND_WAL_POSITION = 'SELECT pg_current_snapshot()::text AS s, pg_current_wal_insert_lsn()::text AS l';
+
+/** A step waiting for the replication stream to reach `lsn`. */
+interface PositionWaiter {
+  readonly lsn: bigint;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
 }
 
 /** A NOTIFY tick needs ordering, not durability: its commit need not wait for the WAL flush. */
@@ -166,49 +195,40 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   private readonly waiting = new Map<string, { resolve: () => void; reject: (error: Error) => void }>();
   /** Counts {@link listenerReset} calls: a step whose S spans one cannot trust its tick. */
   private resets = 0;
-  private openCount = 0;
-  /** Opens waiting for {@link PostgresStepSnapshotsOptions.maxOpen}, first come first served. */
-  private readonly waitingToOpen: (() => void)[] = [];
+  private readonly sessions: SnapshotSessions;
+  /** Logical capture: where the stream is ({@link streamReached}), and the steps waiting for it to get further. */
+  private streamed = 0n;
+  private readonly positionWaiters = new Set<PositionWaiter>();
+  private readonly logical: boolean;
 
-  constructor(private readonly options: PostgresStepSnapshotsOptions) {}
+  constructor(private readonly options: PostgresStepSnapshotsOptions) {
+    this.logical = options.tick === 'logicalMessage';
+    this.sessions = new SnapshotSessions(options);
+  }
 
   async open(): Promise<StepSnapshot> {
-    await this.acquire();
-    let client: pg.PoolClient;
-    try {
-      client = await this.options.pool.connect();
-    } catch (error) {
-      this.releaseSlot();
-      throw error;
-    }
+    const session = await this.sessions.take();
     const resetsBefore = this.resets;
-    let lost: Error | undefined;
-    const onError = (error: Error) => {
-      lost = error;
-    };
-    client.on('error', onError);
-    const release = (error?: Error) => {
-      client.removeListener('error', onError);
-      client.release(error ?? lost);
-      this.releaseSlot();
-    };
     try {
       const started = performance.now();
       // The first tick goes out with the snapshot's query, saving a round
       // trip; it proves the cut only if it committed after S was taken (its
       // xid is not visible in S). Otherwise a second tick, sent now, does.
       let limitMs = statementTimeoutValue(this.options.statementTimeoutMs ?? 0);
-      const reading = client.query(`${BEGIN_SNAPSHOT}; SELECT pg_current_snapshot()::text AS s; SET LOCAL statement_timeout = ${limitMs}`) as unknown as Promise<
-        pg.QueryResult<{ s: string }>[]
-      >;
+      // A parked session still holds the last step's transaction: its ROLLBACK rides along.
+      const opening = `${session.parked ? 'ROLLBACK; ' : ''}${BEGIN_SNAPSHOT}; ${this.logical ? SNAPSHOT_AND_WAL_POSITION : SNAPSHOT}; SET LOCAL statement_timeout = ${limitMs}`;
+      const reading = session.client.query(opening) as unknown as Promise<pg.QueryResult<{ s: string; l?: string }>[]>;
+      session.parked = false;
       // A logical message proves the cut only when written after S was taken (WAL order is not visibility order):
       // it never races the snapshot's query.
-      const firstTick = this.options.tick === 'logicalMessage' ? null : this.tick();
+      const firstTick = this.logical ? null : this.tick();
       firstTick?.catch(() => undefined);
-      const text = (await reading)[1]!.rows[0]!.s;
+      const results = await reading;
+      const row = results[results.length - 2]!.rows[0]!;
+      const text = row.s;
       const snapshot = parsePgSnapshot(text);
       let ticks = 1;
-      if (firstTick === null) await this.tick();
+      if (firstTick === null) ticks = await this.streamedPast(parseLsn(row.l!));
       else if (visibleInSnapshot(snapshot, await firstTick)) {
         ticks++;
         await this.tick();
@@ -221,48 +241,73 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       let closed = false;
       return {
         isVisible: (xid) => visibleInSnapshot(snapshot, xid),
-        session: client,
+        session: session.client,
         text,
         tickMs,
         ticks,
         limitStatements: async (timeoutMs) => {
           const value = statementTimeoutValue(timeoutMs);
           if (value === limitMs) return;
-          await client.query(`SET LOCAL statement_timeout = ${value}`);
+          await session.client.query(`SET LOCAL statement_timeout = ${value}`);
           limitMs = value;
         },
         close: async () => {
           if (closed) return;
           closed = true;
-          try {
-            // Read only: nothing to commit.
-            if (lost === undefined) await client.query('ROLLBACK');
-            release();
-          } catch (error) {
-            release(error instanceof Error ? error : new Error(String(error)));
-          }
+          this.sessions.park(session);
         },
       };
     } catch (error) {
       // The transaction may be half open: discard the session rather than reuse it.
-      release(error instanceof Error ? error : new Error(String(error)));
+      this.sessions.discard(session, error instanceof Error ? error : new Error(String(error)));
       throw error;
     }
   }
 
-  private async acquire(): Promise<void> {
-    if (this.options.maxOpen === undefined || this.openCount < this.options.maxOpen) {
-      this.openCount++;
-      return;
+  /**
+   * Logical capture: the replication stream has handed the pipeline every
+   * transaction whose commit record ends at or before `lsn` (it delivers in
+   * commit order). A step whose snapshot was taken before `lsn` was written
+   * needs no tick of its own.
+   */
+  streamReached(lsn: bigint): void {
+    if (lsn <= this.streamed) return;
+    this.streamed = lsn;
+    for (const waiter of [...this.positionWaiters]) {
+      if (waiter.lsn > lsn) continue;
+      this.positionWaiters.delete(waiter);
+      waiter.resolve();
     }
-    // The slot is handed over by releaseSlot: the count stays.
-    await new Promise<void>((resolve) => this.waitingToOpen.push(resolve));
   }
 
-  private releaseSlot(): void {
-    const next = this.waitingToOpen.shift();
-    if (next !== undefined) next();
-    else this.openCount--;
+  /**
+   * Waits until the stream has delivered every transaction visible in a
+   * snapshot taken before WAL position `lsn` was written (each of them
+   * wrote its commit record before it): the stream reaching `lsn` (any
+   * later commit, of any writer), or the step's own tick, a message written
+   * after `lsn`, whichever comes first. Returns the ticks sent (0 or 1).
+   */
+  private async streamedPast(lsn: bigint): Promise<number> {
+    if (this.streamed >= lsn) return 0;
+    let waiter: PositionWaiter | undefined;
+    const reached = new Promise<void>((resolve, reject) => {
+      waiter = { lsn, resolve, reject };
+      this.positionWaiters.add(waiter);
+    });
+    reached.catch(() => undefined);
+    const ticked = this.tick();
+    ticked.catch(() => undefined);
+    try {
+      await Promise.race([reached, ticked]);
+    } finally {
+      this.positionWaiters.delete(waiter!);
+    }
+    return 1;
+  }
+
+  /** Rolls back and returns every parked session; later closes return theirs at once. */
+  close(): Promise<void> {
+    return this.sessions.close();
   }
 
   acceptTick(text: string): boolean {
@@ -274,6 +319,10 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
 
   listenerReset(): void {
     this.resets++;
+    for (const waiter of this.positionWaiters) {
+      waiter.reject(new TablecacheError('TC_CONNECTION_FAILED', 'The replication stream was lost (or restored) while waiting for a snapshot to be streamed past; the step is retried.'));
+    }
+    this.positionWaiters.clear();
     for (const waiter of this.waiting.values()) {
       waiter.reject(new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost (or restored) while waiting for a snapshot tick; the step is retried.'));
     }
@@ -290,6 +339,8 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
         () => reject(new TablecacheError('TC_TIMEOUT', `A snapshot tick did not come back on the LISTEN connection within ${timeoutMs} ms; retrying the step.`)),
         timeoutMs,
       );
+      // A tick whose cut the stream proved first may still be on its way: it must not keep a stopping process up.
+      timer.unref();
     });
     // Handled below; until then a rejection (reset, timeout) must not count as unhandled.
     arrived.catch(() => undefined);

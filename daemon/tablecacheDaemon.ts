@@ -108,6 +108,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   /** Where changes come from: LISTEN (triggers) or the replication slot (logical). */
   private source: NotifyChangeSource | LogicalChangeSource | null = null;
   private captureCheck: CaptureCheck | null = null;
+  private snapshots: PostgresStepSnapshots | null = null;
   private readonly readinessTracker: ReadinessTracker;
   private lagSampler: NodeJS.Timeout | null = null;
 
@@ -213,6 +214,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       maxOpen: Math.max(1, Math.floor((poolSize - 4) / 2)),
       ...(capture.method === 'logical' ? { tick: 'logicalMessage', onTickXid: (xid: bigint) => logical?.observeXid(xid) } : {}),
     });
+    this.snapshots = snapshots;
     let resumed = new Set<string>();
     if (capture.method === 'logical') {
       const spec = logicalCaptureSpecFromConfig(config);
@@ -227,6 +229,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
         tables: this.tables,
         holdsTables: async () => (await Promise.all(this.tables.map((table) => table.writable()))).every(Boolean),
         onStreamReset: () => snapshots.listenerReset(),
+        onStreamed: (position) => snapshots.streamReached(position),
         onFatal: (error) => this.stopOnFatal(error),
         events: this,
         logger,
@@ -410,6 +413,7 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     await this.captureCheck?.close();
     await this.source?.close();
     await this.pipeline?.stop();
+    await this.snapshots?.close();
     await Promise.all(this.tables.map((table) => table.close().catch((error: unknown) => this.logger.warn({ err: error, table: table.name }, 'could not release the writer lease'))));
     await this.storage.close();
     await this.db?.close();

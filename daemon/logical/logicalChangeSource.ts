@@ -34,6 +34,8 @@ export interface LogicalChangeSourceOptions {
   readonly holdsTables: () => Promise<boolean>;
   /** Every step that waits for a tick while the stream reconnects fails and is retried. */
   readonly onStreamReset: () => void;
+  /** The stream handed the pipeline every transaction committing before `position` (`PostgresStepSnapshots.streamReached`: steps need no tick of their own). */
+  readonly onStreamed: (position: bigint) => void;
   /** The stream stopped for good while running: the slot is gone and cannot be created again, or the role may not stream. */
   readonly onFatal: (error: TablecacheError) => void;
   readonly events: EventEmitter<DaemonEvents>;
@@ -113,6 +115,7 @@ export class LogicalChangeSource implements CapturePositions {
     });
     this.stream.on('transaction', (transaction) => this.onTransaction(transaction));
     this.stream.on('message', (message) => this.onMessage(message));
+    this.stream.on('received', (position) => options.onStreamed(position));
     this.stream.on('disconnected', (_cause, attempt) => {
       options.onStreamReset();
       options.events.emit('connectionLost', { source: 'postgres', attempt });

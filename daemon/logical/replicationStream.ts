@@ -15,6 +15,11 @@ export interface ReplicationStreamEvents {
   transaction: [transaction: CommittedTransaction];
   /** A non-transactional message (a snapshot tick), in WAL order relative to the commits. */
   message: [message: StreamMessage];
+  /**
+   * The stream's position advanced ({@link ReplicationStream.receivedPosition}),
+   * after the events of what it delivered up to there.
+   */
+  received: [position: Lsn];
   /** Streaming (again): `downMs` is 0 for the first start. */
   connected: [downMs: number];
   /** The stream broke off; it reconnects from the slot (nothing is lost: the slot keeps what was not acknowledged). */
@@ -205,18 +210,24 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
     const outcome = this.options.transactions.take(message, lsn);
     if (outcome === null) return;
     if ('xid' in outcome) {
-      if (outcome.endLsn > this.received) this.received = outcome.endLsn;
       this.emit('transaction', outcome);
+      this.advanceTo(outcome.endLsn);
       return;
     }
-    if (outcome.lsn > this.received && !this.options.transactions.inTransaction) this.received = outcome.lsn;
     this.emit('message', outcome);
+    if (!this.options.transactions.inTransaction) this.advanceTo(outcome.lsn);
+  }
+
+  private advanceTo(position: Lsn): void {
+    if (position <= this.received) return;
+    this.received = position;
+    this.emit('received', position);
   }
 
   private heartbeat(lsn: Lsn, shouldRespond: boolean): void {
     this.lastMessageAt = performance.now();
     // Outside a transaction, the server has sent every commit before its position.
-    if (!this.options.transactions.inTransaction && lsn > this.received) this.received = lsn;
+    if (!this.options.transactions.inTransaction) this.advanceTo(lsn);
     if (shouldRespond) void this.sendStatus();
   }
 

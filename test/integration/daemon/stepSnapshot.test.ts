@@ -2,6 +2,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresStepSnapshots } from '../../../daemon/stepSnapshot.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
+import { waitFor } from '../../support/waitFor.ts';
+import { parseLsn } from '../../../daemon/logical/lsn.ts';
 
 const CHANNEL = 'tc_step_snapshot_test';
 
@@ -176,5 +178,105 @@ describe('PostgresStepSnapshots', () => {
   it('gives up after tickTimeoutMs with TC_TIMEOUT when the tick never comes back', async () => {
     const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: 'tc_nobody_listens', tickTimeoutMs: 50 });
     await expect(snapshots.open()).rejects.toMatchObject({ code: 'TC_TIMEOUT' });
+  });
+  it('reuses a closed snapshot\'s session for the next open, rolling its transaction back in the same round trip, and returns an unused one to the pool', async () => {
+    // Parked until the next open, however slow this machine is; then (below) a short park time, to see it end by itself.
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, parkMs: 60_000 });
+    const briefly = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, parkMs: 1 });
+    const forward = (message: pg.Notification) => [snapshots, briefly].map((source) => source.acceptTick(message.payload ?? ''));
+    listener.on('notification', forward);
+    const backend = async (snapshot: Awaited<ReturnType<typeof snapshots.open>>) =>
+      (await snapshot.session!.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    try {
+      const first = await snapshots.open();
+      const pid = await backend(first);
+      await first.close();
+      // Parked: its read-only transaction is still open until the next open (or the park time) ends it.
+      const parked = await db.pool.query<{ state: string }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid]);
+      expect(parked.rows[0]?.state).toBe('idle in transaction');
+      const written = await commitUpdate(3);
+      const second = await snapshots.open();
+      expect(await backend(second)).toBe(pid);
+      // A new transaction, with a new snapshot: it sees what committed after the first.
+      expect(second.isVisible(written)).toBe(true);
+      expect((await second.session!.query<{ v: number }>('SELECT v FROM t WHERE id = 1')).rows).toEqual([{ v: 3 }]);
+      await second.close();
+      const third = await briefly.open();
+      const unused = await backend(third);
+      await third.close();
+      // (The check may run on that very session, once back in the pool: 'active' then.)
+      await waitFor('the parked session to be rolled back', async () => (await db.pool.query<{ state: string }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [unused])).rows[0]?.state !== 'idle in transaction', {
+        timeoutMs: 5_000,
+      });
+    } finally {
+      listener.off('notification', forward);
+      await snapshots.close();
+      await briefly.close();
+    }
+  });
+
+  describe('with the logical capture (ticks are logical messages)', () => {
+    /** Where the WAL ends now. */
+    const walEnd = async () => parseLsn((await db.pool.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!.l);
+
+    it('needs no tick when the stream has passed where the WAL ended as its snapshot was taken', async () => {
+      const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: 'tc_nobody_listens', tick: 'logicalMessage', tickTimeoutMs: 60_000 });
+      const committed = await commitUpdate(4);
+      // Nothing delivers this snapshot source's ticks: only the stream's position can prove its cuts.
+      snapshots.streamReached((await walEnd()) + 1_000_000n);
+      const snapshot = await snapshots.open();
+      expect(snapshot.ticks).toBe(0);
+      expect(snapshot.isVisible(committed)).toBe(true);
+      await snapshot.close();
+      await snapshots.close();
+    });
+
+    it('waits for the stream to pass the WAL position of its snapshot; any later commit the stream delivers proves it before its own tick is back', async () => {
+      const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: 'tc_nobody_listens', tick: 'logicalMessage', tickTimeoutMs: 60_000 });
+      const before = await walEnd();
+      snapshots.streamReached(before - 1n);
+      let opened: Awaited<ReturnType<typeof snapshots.open>> | undefined;
+      const opening = snapshots.open().then((snapshot) => (opened = snapshot));
+      // A position before the snapshot's proves nothing: a round trip later the open still waits.
+      snapshots.streamReached(before - 1n);
+      await db.pool.query('SELECT 1');
+      expect(opened).toBeUndefined();
+      // The stream delivering commits written after the snapshot (its tick never comes back here).
+      await waitFor(
+        'the open to be proven by the stream position',
+        async () => {
+          await commitUpdate(5);
+          snapshots.streamReached(await walEnd());
+          return opened !== undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
+      await opening;
+      // Its tick went out unless the stream had passed its snapshot by the time S was known.
+      expect([0, 1]).toContain(opened!.ticks);
+      await opened!.close();
+      await snapshots.close();
+    });
+
+    it('gives up waiting for the stream when it is reset, with TC_CONNECTION_FAILED', async () => {
+      const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: 'tc_nobody_listens', tick: 'logicalMessage', tickTimeoutMs: 60_000 });
+      let settled = false;
+      const opening = snapshots.open();
+      opening.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      // Each reset fails whatever waits at that moment; the open may still be on its snapshot query at the first.
+      await waitFor(
+        'the open to fail on the reset',
+        () => {
+          snapshots.listenerReset();
+          return settled;
+        },
+        { timeoutMs: 10_000 },
+      );
+      await expect(opening).rejects.toMatchObject({ code: 'TC_CONNECTION_FAILED' });
+      await snapshots.close();
+    });
   });
 });
