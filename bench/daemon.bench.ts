@@ -86,11 +86,17 @@ export function writeConfig(
   return { file, raw, remove: () => rmSync(directory, { recursive: true, force: true }) };
 }
 
-/** A daemon child process: `stepStats` gives the tick waits of the steps since the last call; `stop` ends it. */
+/** Per step since the last {@link RunningDaemon.stepStats}: the wait for its cut, and the ticks it sent. */
+export interface StepStats {
+  readonly tickMs: number[];
+  readonly ticks: number[];
+}
+
+/** A daemon child process: `stepStats` gives the cuts of the steps since the last call; `stop` ends it. */
 export interface RunningDaemon {
   /** The child's process id (for its CPU time in /proc). */
   readonly pid: number;
-  stepStats(): Promise<number[]>;
+  stepStats(): Promise<StepStats>;
   stop(): Promise<void>;
 }
 
@@ -98,7 +104,7 @@ export interface RunningDaemon {
 export async function startDaemon(file: string, nodeArgs: readonly string[] = []): Promise<RunningDaemon> {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', DAEMON_MAIN, file], { stdio: ['pipe', 'pipe', 'inherit'] });
   let output = '';
-  let statsWaiter: ((tickMs: number[]) => void) | null = null;
+  let statsWaiter: ((stats: StepStats) => void) | null = null;
   let pending = '';
   child.stdout.on('data', (chunk: Buffer) => {
     pending += chunk.toString();
@@ -106,7 +112,7 @@ export async function startDaemon(file: string, nodeArgs: readonly string[] = []
     pending = lines.pop()!;
     for (const line of lines) {
       if (!line.includes('"step stats"')) continue;
-      statsWaiter?.((JSON.parse(line) as { tickMs: number[] }).tickMs);
+      statsWaiter?.(JSON.parse(line) as StepStats);
       statsWaiter = null;
     }
   });
@@ -305,11 +311,12 @@ function latencyRow(
   latencies: number[],
   baseline: number[] | null,
   bounded: string,
-  tickMs: number[],
+  { tickMs, ticks: ticksSent }: StepStats,
 ): (string | number | null)[] {
   const ours = percentiles(latencies, [50, 95, 99]);
   const base = baseline === null ? null : percentiles(baseline, [50, 99]);
   const ticks = percentiles(tickMs, [50, 99]);
+  const untickedShare = ticksSent.length === 0 ? null : `${Math.round((100 * ticksSent.filter((sent) => sent === 0).length) / ticksSent.length)}%`;
   return [
     label,
     rate ?? 'max',
@@ -323,6 +330,7 @@ function latencyRow(
     tickMs.length,
     tickMs.length === 0 ? null : ticks[50]!,
     tickMs.length === 0 ? null : ticks[99]!,
+    untickedShare,
   ];
 }
 
@@ -348,7 +356,7 @@ export async function run(context: BenchContext): Promise<void> {
     }
     context.note('baseline: unpaced UPDATEs with the triggers on and no daemon');
     const ceiling = await measureWriteCeiling(pool);
-    rows.push(['baseline: no daemon (Postgres with the triggers)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null]);
+    rows.push(['baseline: no daemon (Postgres with the triggers)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null, null]);
     let bulk: { reloadMs: number; byKeyMs: number; readMs: number } | null = null;
     for (const config of configs) {
       context.note(`daemon with batchWindowMs ${config.windowMs}: loading ${USERS} users`);
@@ -359,8 +367,8 @@ export async function run(context: BenchContext): Promise<void> {
           await daemon.stepStats();
           const result = await measureUpdates(pool, reader, rate, `w${config.windowMs}r${rate ?? 'max'}`, USERS, steps);
           const bounded = result.lastSecondP99 <= Math.max(50, 3 * result.firstSecondP99) ? 'yes' : `no (p99 ${Math.round(result.firstSecondP99)} → ${Math.round(result.lastSecondP99)} ms)`;
-          const tickMs = await daemon.stepStats();
-          rows.push(latencyRow(`window ${config.windowMs} ms`, rate, result.achievedRate, result.latencies, rate === null ? null : baselines.get(rate)!, bounded, tickMs));
+          const stats = await daemon.stepStats();
+          rows.push(latencyRow(`window ${config.windowMs} ms`, rate, result.achievedRate, result.latencies, rate === null ? null : baselines.get(rate)!, bounded, stats));
         }
         if (config.windowMs === 0) {
           context.note('  a 100,000-row UPDATE, reloaded (the trigger sends one coarse message)');
@@ -379,7 +387,7 @@ export async function run(context: BenchContext): Promise<void> {
     const logical = await measureLogicalDaemon(context, rows);
     context.printTable(
       `Commit-to-visible latency (ms) of single-row UPDATEs through the reader client, ${USERS.toLocaleString('en-US')} cached users, daemon in a child process`,
-      ['daemon', 'target/s', 'achieved/s', 'p50', 'p95', 'p99', 'baseline: NOTIFY round trip p50', 'p50 ratio', 'lag bounded', 'steps', 'tick wait p50', 'tick wait p99'],
+      ['daemon', 'target/s', 'achieved/s', 'p50', 'p95', 'p99', 'baseline: NOTIFY round trip p50', 'p50 ratio', 'lag bounded', 'steps', 'tick wait p50', 'tick wait p99', 'steps cut without a tick'],
       rows,
     );
     if (bulk !== null) {
@@ -432,7 +440,7 @@ async function measureLogicalDaemon(context: BenchContext, rows: (string | numbe
     const reader = await openReader<User>({ redis, table: 'users', keyPrefix, timeoutMs: 10_000 });
     steps = await subscribeToSteps(context.redisUrl, keyPrefix, 'users');
     const ceiling = await measureWriteCeiling(pool);
-    rows.push(['baseline: no daemon (wal_level = logical, slot idle)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null]);
+    rows.push(['baseline: no daemon (wal_level = logical, slot idle)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null, null]);
     let daemon = await startDaemon(configs[0]!.file);
     let reloadMs: number;
     try {

@@ -144,7 +144,7 @@ export async function startDaemonConsumer(options: DaemonConsumerOptions): Promi
             () => false,
           );
           const catchUpMs = elapsedMs(start);
-          const steps = (await daemon.stepStats()).length;
+          const steps = (await daemon.stepStats()).tickMs.length;
           // The walsender is the one that streamed the run only if the daemon never reconnected; a new one's CPU is not comparable.
           const sameWalsender = walsender !== null && (await slotActivePid(options.pool, options.slot)) === walsender;
           return {

@@ -2,9 +2,10 @@
  * The daemon as a child process of bench/daemon.bench.ts:
  * `node --import tsx bench/daemonProcess.ts <config file>`. Logs pino JSON
  * lines to stdout and `daemon ready` once every table is loaded; stops on SIGTERM.
- * A line `stats` on stdin makes it print `{"msg":"step stats","tickMs":[…]}`:
- * the wait for each step's snapshot tick since the last `stats` (the cost
- * of the snapshot-consistent cut).
+ * A line `stats` on stdin makes it print `{"msg":"step stats","tickMs":[…],"ticks":[…]}`:
+ * per step since the last `stats`, the wait for its snapshot's cut (the cost
+ * of the snapshot-consistent cut) and the ticks it sent (0: the logical
+ * stream had passed the snapshot).
  */
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
@@ -23,10 +24,15 @@ daemon.on('loaded', ({ table }) => {
 // Logical capture resumes tables from Redis without loading them: ready at once.
 if (Object.values(daemon.readiness().tables).every((table) => table.loaded)) ready();
 let tickMs: number[] = [];
-daemon.on('batchApplied', (event) => tickMs.push(event.tickMs));
+let ticks: number[] = [];
+daemon.on('batchApplied', (event) => {
+  tickMs.push(event.tickMs);
+  ticks.push(event.ticks);
+});
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() !== 'stats') return;
-  process.stdout.write(`${JSON.stringify({ msg: 'step stats', tickMs })}\n`);
+  process.stdout.write(`${JSON.stringify({ msg: 'step stats', tickMs, ticks })}\n`);
   tickMs = [];
+  ticks = [];
 });
 process.once('SIGTERM', () => void daemon.close().then(() => process.exit(0)));

@@ -73,6 +73,11 @@ export interface BatchAppliedEvent {
    */
   readonly tickMs: number;
   /**
+   * Ticks the cut sent: 1, or 2 when the first raced the snapshot; with the
+   * logical capture, 0 when the stream had passed the snapshot already.
+   */
+  readonly ticks: number;
+  /**
    * The earliest of {@link changeTimes}, or `null` when there is none:
    * `Date.now() - oldestChangeAt` at this event is the step's worst
    * change-to-visible delay.

@@ -147,6 +147,7 @@ export class TableStepApplier {
       barriers: failure !== null ? 0 : barriers.length,
       ms: performance.now() - batch.startedAt,
       tickMs: snapshot.tickMs,
+      ticks: snapshot.ticks,
       oldestChangeAt: oldestOf(changeTimes),
       changeTimes,
     });

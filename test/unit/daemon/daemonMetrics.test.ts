@@ -51,6 +51,7 @@ describe('DaemonMetrics', () => {
       barriers: 0,
       ms: 4,
       tickMs: 0.2,
+      ticks: 1,
       oldestChangeAt: now - 20_000,
       changeTimes: [now - 20_000, now - 3, now + 50],
     });
