@@ -100,9 +100,13 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-/** Starts the daemon as a child process (`nodeArgs` before the script, e.g. `--cpu-prof`); resolves once it has loaded the table. */
-export async function startDaemon(file: string, nodeArgs: readonly string[] = []): Promise<RunningDaemon> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', DAEMON_MAIN, file], { stdio: ['pipe', 'pipe', 'inherit'] });
+/**
+ * Starts the daemon as a child process (`nodeArgs` before the script, e.g.
+ * `--cpu-prof`; `main`: another checkout's bench/daemonProcess.ts, for a
+ * before-and-after comparison in one run); resolves once it has loaded the table.
+ */
+export async function startDaemon(file: string, nodeArgs: readonly string[] = [], main = DAEMON_MAIN): Promise<RunningDaemon> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', main, file], { stdio: ['pipe', 'pipe', 'inherit'] });
   let output = '';
   let statsWaiter: ((stats: StepStats) => void) | null = null;
   let pending = '';

@@ -73,6 +73,8 @@ export interface DaemonConsumerOptions {
   readonly keyColumn: string;
   /** Node options of the child, before the script (`TABLECACHE_BENCH_DAEMON_NODE_ARGS`, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
   readonly nodeArgs: readonly string[];
+  /** The daemon's entry script, when not this checkout's bench/daemonProcess.ts (a comparison with another checkout). */
+  readonly daemonMain?: string;
 }
 
 /** How long the daemon may take to reach a barrier sent when the writers stopped before the run counts as not caught up. */
@@ -118,7 +120,7 @@ export async function startDaemonConsumer(options: DaemonConsumerOptions): Promi
   const config = writeDaemonConfig(options, keyPrefix);
   const redis = new Redis(options.redisUrl);
   try {
-    const daemon = await startDaemon(config.file, options.nodeArgs);
+    const daemon = await startDaemon(config.file, options.nodeArgs, options.daemonMain);
     const walsender = options.capture === 'logical' ? await slotActivePid(options.pool, options.slot) : null;
     await daemon.stepStats(); // only the steps from here on count
     const daemonCpuAtStart = processCpuMs(daemon.pid);

@@ -11,9 +11,10 @@ export interface PgbenchResult {
 /**
  * Runs `pgbench -n -M prepared` with `writers` clients for `seconds` on the
  * script file `script` against the database of `url` (pgbench must be on the
- * PATH; it ships with the Postgres client tools).
+ * PATH; it ships with the Postgres client tools); with `rate`, paced at that
+ * many transactions per second over all clients (`-R`), else as fast as they go.
  */
-export function runPgbench(url: string, script: string, writers: number, seconds: number): Promise<PgbenchResult> {
+export function runPgbench(url: string, script: string, writers: number, seconds: number, rate?: number): Promise<PgbenchResult> {
   const parsed = new URL(url);
   const args = [
     '-n',
@@ -22,6 +23,7 @@ export function runPgbench(url: string, script: string, writers: number, seconds
     '-j', String(Math.min(writers, 2)),
     '-T', String(seconds),
     '-f', script,
+    ...(rate === undefined ? [] : ['-R', String(rate)]),
     '-h', parsed.hostname,
     '-p', parsed.port || '5432',
     '-U', decodeURIComponent(parsed.username) || 'postgres',
