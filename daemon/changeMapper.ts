@@ -54,6 +54,8 @@ interface Route {
  */
 export class ChangeMapper {
   private readonly routes = new Map<string, Route[]>();
+  /** Per source table, the cached tables it feeds: asked for every change received. */
+  private readonly tablesBySource = new Map<string, readonly string[]>();
 
   constructor(tables: readonly MappedTable[]) {
     for (const table of tables) {
@@ -64,11 +66,12 @@ export class ChangeMapper {
         this.routes.set(source.name, routes);
       }
     }
+    for (const [source, routes] of this.routes) this.tablesBySource.set(source, [...new Set(routes.map((route) => route.table.name))]);
   }
 
   /** The names of the cached tables that use `sourceTable` (canonical text, as in payloads) as a source. */
-  tablesOf(sourceTable: string): string[] {
-    return [...new Set((this.routes.get(sourceTable) ?? []).map((route) => route.table.name))];
+  tablesOf(sourceTable: string): readonly string[] {
+    return this.tablesBySource.get(sourceTable) ?? [];
   }
 
   /** Every source table (canonical text) some cached table uses. */

@@ -160,7 +160,7 @@ export class SenderGate {
   }
 
   /** The source tables to check the sender against, and the cached tables they feed; `null` when nothing needs a check. */
-  private tablesOf(notification: Notification): { sources: string[]; cached: string[] } | null {
+  private tablesOf(notification: Notification): { sources: readonly string[]; cached: readonly string[] } | null {
     if (notification.kind === 'change') {
       const cached = this.options.mapper.tablesOf(notification.payload.t);
       return cached.length === 0 ? null : { sources: [notification.payload.t], cached };

@@ -104,6 +104,7 @@ export class LogicalChangeSource implements CapturePositions {
       sources: options.sources,
       maxKeys: options.maxKeysPerTransaction,
       onCoarse: (source, why) => options.logger.warn({ source }, `changes of ${source} cannot be mapped by key (${why}); reloading the tables it feeds on each change`),
+      xidText: (xid) => fullXid(xid, this.xidReference).toString(),
     });
     this.stream = new ReplicationStream({
       connectionString: options.connectionString,
@@ -235,8 +236,7 @@ export class LogicalChangeSource implements CapturePositions {
   private onTransaction(transaction: CommittedTransaction): void {
     const pipeline = this.pipeline;
     if (pipeline === null) return;
-    const xid = fullXid(transaction.xid, this.xidReference).toString();
-    for (const payload of transaction.payloads) pipeline.pushChange({ ...payload, xid }, transaction.commitLsn);
+    for (const payload of transaction.payloads) pipeline.pushChange(payload, transaction.commitLsn);
     for (const message of transaction.messages) this.onMessage(message);
   }
 

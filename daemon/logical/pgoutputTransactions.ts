@@ -1,8 +1,8 @@
-import type { Pgoutput } from 'pg-logical-replication';
 import { PAYLOAD_VERSION, type ChangePayload, type KeyTuple, type KeyValue } from '../../sql-triggers/payload.ts';
 import { formatQualifiedName } from '../../sql-triggers/identifiers.ts';
 import type { SourceTableSpec } from '../../sql-triggers/triggerSpec.ts';
-import { parseLsn, type Lsn } from './lsn.ts';
+import type { Lsn } from './lsn.ts';
+import type { DecodedMessage, DecodedRelation, DecodedRow } from './pgoutputDecoder.ts';
 
 /** A logical decoding message (`pg_logical_emit_message`) on the stream. */
 export interface StreamMessage {
@@ -21,7 +21,7 @@ export interface CommittedTransaction {
   readonly commitLsn: Lsn;
   /** Where its commit record ends: acknowledging it confirms the transaction. */
   readonly endLsn: Lsn;
-  /** One payload per changed source table (xid left empty: the receiver fills in the 64-bit id). */
+  /** One payload per changed source table (xid: the 64-bit id from `xidText`, else left empty). */
   readonly payloads: ChangePayload[];
   /** Transactional messages it emitted (barriers), delivered after its changes. */
   readonly messages: StreamMessage[];
@@ -46,6 +46,8 @@ export interface PgoutputTransactionsOptions {
   readonly maxKeys: number;
   /** Called for a change it cannot map by keys (once per relation and reason), for a log line. */
   readonly onCoarse?: (source: string, why: string) => void;
+  /** The payloads' `xid`: the 64-bit id (decimal text) of a transaction's 32-bit one; absent, the payloads carry ''. */
+  readonly xidText?: (xid: number) => string;
 }
 
 /**
@@ -70,11 +72,27 @@ export interface PgoutputTransactionsOptions {
  */
 export class PgoutputTransactions {
   private readonly sources = new Map<string, SourceTableSpec>();
+  /** Per source table, the columns its changes are read by: its keys and column filter. */
+  private readonly columns = new Map<string, ReadonlySet<string>>();
   private readonly reported = new Set<string>();
   private current: { xid: number; changes: Map<string, SourceChanges>; messages: StreamMessage[] } | null = null;
+  /** Relations' canonical names (a relation is described once per session and kept by the decoder). */
+  private readonly names = new WeakMap<DecodedRelation, string>();
 
   constructor(private readonly options: PgoutputTransactionsOptions) {
-    for (const source of options.sources) this.sources.set(formatQualifiedName(source), source);
+    for (const source of options.sources) {
+      this.sources.set(formatQualifiedName(source), source);
+      this.columns.set(formatQualifiedName(source), new Set([...source.keyColumns, ...(source.columns ?? [])]));
+    }
+  }
+
+  /**
+   * The columns of table `schema`.`table` its changes are read by (the
+   * decoder skips the others), or `null` when it is not a source: its
+   * changes are ignored.
+   */
+  columnsOf(schema: string, table: string): ReadonlySet<string> | null {
+    return this.columns.get(formatQualifiedName({ schema, table })) ?? null;
   }
 
   /** Whether a transaction's BEGIN was seen and its COMMIT not yet. */
@@ -87,19 +105,16 @@ export class PgoutputTransactions {
     this.current = null;
   }
 
-  /**
-   * Takes one decoded message (`lsn`: where the stream says it is); returns a
-   * committed transaction or a non-transactional message when one is complete.
-   */
-  take(message: Pgoutput.Message, lsn: Lsn): CommittedTransaction | StreamMessage | null {
+  /** Takes one decoded message; returns a committed transaction or a non-transactional message when one is complete. */
+  take(message: DecodedMessage): CommittedTransaction | StreamMessage | null {
     switch (message.tag) {
       case 'begin':
         this.current = { xid: message.xid, changes: new Map(), messages: [] };
         return null;
       case 'commit':
-        return this.commit(message, lsn);
+        return this.commit(message);
       case 'message': {
-        const text: StreamMessage = { prefix: message.prefix, text: Buffer.from(message.content).toString('utf8'), lsn: message.messageLsn === null ? lsn : parseLsn(message.messageLsn) };
+        const text: StreamMessage = { prefix: message.prefix, text: message.text, lsn: message.lsn };
         if (message.transactional && this.current !== null) {
           this.current.messages.push(text);
           return null;
@@ -110,7 +125,7 @@ export class PgoutputTransactions {
         this.addRow(message.relation, message.new, null);
         return null;
       case 'update':
-        this.addUpdate(message);
+        this.addUpdate(message.relation, message.key, message.old, message.new);
         return null;
       case 'delete':
         this.addRow(message.relation, null, message.old ?? message.key);
@@ -126,31 +141,32 @@ export class PgoutputTransactions {
     }
   }
 
-  private commit(message: Pgoutput.MessageCommit, lsn: Lsn): CommittedTransaction | null {
+  private commit(message: Extract<DecodedMessage, { tag: 'commit' }>): CommittedTransaction | null {
     const current = this.current;
     this.current = null;
     if (current === null) return null;
     const payloads: ChangePayload[] = [];
-    const ts = Number(message.commitTime) / 1000;
+    const ts = message.commitTime;
+    const xid = current.changes.size === 0 ? '' : (this.options.xidText?.(current.xid) ?? '');
     for (const [table, changes] of current.changes) {
       // Whole literals, not a shared head spread into each: V8 builds `{ ...head, op, … }` on a slow
       // path, which cost about 6 µs of CPU per transaction (three quarters of this class's time).
-      if (changes.truncated) payloads.push({ v: PAYLOAD_VERSION, t: table, xid: '', ts, op: 'T' });
-      else if (changes.coarse) payloads.push({ v: PAYLOAD_VERSION, t: table, xid: '', ts, op: 'X', reason: 'too_large' });
-      else if (changes.keys.size > 0) payloads.push({ v: PAYLOAD_VERSION, t: table, xid: '', ts, op: 'U', c: changes.source.keyColumns, k: [...changes.keys.values()] });
+      if (changes.truncated) payloads.push({ v: PAYLOAD_VERSION, t: table, xid, ts, op: 'T' });
+      else if (changes.coarse) payloads.push({ v: PAYLOAD_VERSION, t: table, xid, ts, op: 'X', reason: 'too_large' });
+      else if (changes.keys.size > 0) payloads.push({ v: PAYLOAD_VERSION, t: table, xid, ts, op: 'U', c: changes.source.keyColumns, k: [...changes.keys.values()] });
     }
     return {
       xid: current.xid,
-      commitLsn: message.commitLsn === null ? lsn : parseLsn(message.commitLsn),
-      endLsn: message.commitEndLsn === null ? lsn : parseLsn(message.commitEndLsn),
+      commitLsn: message.commitLsn,
+      endLsn: message.endLsn,
       payloads,
       messages: current.messages,
     };
   }
 
-  private changesOf(relation: Pgoutput.MessageRelation): SourceChanges | null {
+  private changesOf(relation: DecodedRelation): SourceChanges | null {
     if (this.current === null) return null;
-    const name = formatQualifiedName({ schema: relation.schema, table: relation.name });
+    const name = this.nameOf(relation);
     const source = this.sources.get(name);
     if (source === undefined) return null;
     let changes = this.current.changes.get(name);
@@ -158,42 +174,53 @@ export class PgoutputTransactions {
     return changes;
   }
 
-  private addUpdate(message: Pgoutput.MessageUpdate): void {
-    const changes = this.changesOf(message.relation);
+  /** The canonical name of a relation (as in payloads), formatted once per relation. */
+  private nameOf(relation: DecodedRelation): string {
+    let name = this.names.get(relation);
+    if (name === undefined) this.names.set(relation, (name = formatQualifiedName({ schema: relation.schema, table: relation.name })));
+    return name;
+  }
+
+  private addUpdate(relation: DecodedRelation, key: DecodedRow | null, old: DecodedRow | null, newRow: DecodedRow): void {
+    const changes = this.changesOf(relation);
     if (changes === null || changes.coarse || changes.truncated) return;
     const filter = changes.source.columns;
-    if (filter !== undefined && message.old !== null) {
+    if (filter !== undefined && old !== null) {
       const compared = [...changes.source.keyColumns, ...filter];
-      if (compared.every((column) => sameValue(message.old![column], message.new[column]))) return;
+      if (compared.every((column) => sameValue(old[column], newRow[column]))) return;
     }
-    this.addRow(message.relation, message.new, message.old ?? message.key ?? unchangedIdentity(message.relation, message.new));
+    this.addRow(relation, newRow, old ?? key ?? unchangedIdentity(relation, newRow));
   }
 
   /** Adds the keys of a row's new and old versions (either may be absent). */
-  private addRow(relation: Pgoutput.MessageRelation, newRow: Record<string, unknown> | null, oldRow: Record<string, unknown> | null): void {
+  private addRow(relation: DecodedRelation, newRow: DecodedRow | null, oldRow: DecodedRow | null): void {
     const changes = this.changesOf(relation);
     if (changes === null || changes.coarse || changes.truncated) return;
-    for (const row of [newRow, oldRow]) {
-      if (row === null) continue;
-      const tuple: KeyValue[] = [];
-      for (const column of changes.source.keyColumns) {
-        const value = row[column];
-        if (value === undefined) {
-          this.giveUp(changes, relation, `its key column ${column} is not in the replica identity, so the old key of an UPDATE or DELETE is unknown; set REPLICA IDENTITY FULL (tablecache capture install)`);
-          return;
-        }
-        tuple.push(value as KeyValue);
-      }
-      changes.keys.set(JSON.stringify(tuple), tuple);
-    }
+    if (!this.addKey(changes, relation, newRow) || !this.addKey(changes, relation, oldRow)) return;
     if (changes.keys.size > this.options.maxKeys) this.giveUp(changes, relation, null);
   }
 
-  private giveUp(changes: SourceChanges, relation: Pgoutput.MessageRelation, why: string | null): void {
+  /** Adds a row's key; `false` when the row lacks a key column (the changes became coarse). */
+  private addKey(changes: SourceChanges, relation: DecodedRelation, row: DecodedRow | null): boolean {
+    if (row === null) return true;
+    const tuple: KeyValue[] = [];
+    for (const column of changes.source.keyColumns) {
+      const value = row[column];
+      if (value === undefined) {
+        this.giveUp(changes, relation, `its key column ${column} is not in the replica identity, so the old key of an UPDATE or DELETE is unknown; set REPLICA IDENTITY FULL (tablecache capture install)`);
+        return false;
+      }
+      tuple.push(value as KeyValue);
+    }
+    changes.keys.set(JSON.stringify(tuple), tuple);
+    return true;
+  }
+
+  private giveUp(changes: SourceChanges, relation: DecodedRelation, why: string | null): void {
     changes.coarse = true;
     changes.keys.clear();
     if (why === null) return;
-    const name = formatQualifiedName({ schema: relation.schema, table: relation.name });
+    const name = this.nameOf(relation);
     if (this.reported.has(`${name}\n${why}`)) return;
     this.reported.add(`${name}\n${why}`);
     this.options.onCoarse?.(name, why);
@@ -205,9 +232,9 @@ export class PgoutputTransactions {
  * columns of the new row are the old ones too. Other columns are unknown
  * (left out, so that a source keyed by them gives up).
  */
-function unchangedIdentity(relation: Pgoutput.MessageRelation, newRow: Record<string, unknown>): Record<string, unknown> | null {
+function unchangedIdentity(relation: DecodedRelation, newRow: DecodedRow): DecodedRow | null {
   if (relation.keyColumns.length === 0) return null;
-  const identity: Record<string, unknown> = {};
+  const identity: DecodedRow = Object.create(null) as DecodedRow;
   for (const column of relation.keyColumns) identity[column] = newRow[column];
   return identity;
 }

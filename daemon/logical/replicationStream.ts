@@ -1,12 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type * as ReplicationPackage from 'pg-logical-replication';
-import type { LogicalReplicationService, Pgoutput } from 'pg-logical-replication';
+import type { LogicalReplicationService } from 'pg-logical-replication';
 import { TablecacheError } from '../../lib/core/errors.ts';
 import { abortableDelay } from '../../lib/core/abortableDelay.ts';
 import type { Logger } from '../../lib/core/logger.ts';
 import { DEFAULT_RETRY_BACKOFF, retryDelayMs } from '../../lib/core/retryBackoff.ts';
 import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
+import { PgoutputDecoder, type DecodedMessage } from './pgoutputDecoder.ts';
 import { type PgoutputTransactions, type CommittedTransaction, type StreamMessage } from './pgoutputTransactions.ts';
 
 /** The events of a {@link ReplicationStream}. */
@@ -163,7 +164,8 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
         { acknowledge: { auto: false, timeoutSeconds: 0 } },
       );
       this.service = service;
-      service.on('data', (lsn: string, message: Pgoutput.Message) => this.take(parseLsn(lsn), message));
+      // The message carries the positions the stream needs (commits, logical messages): the header's text is not parsed.
+      service.on('data', (_lsn: string, message: DecodedMessage) => this.take(message));
       service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) => this.heartbeat(parseLsn(lsn), shouldRespond));
       // Failures end the subscription's promise below; the event would otherwise be an unhandled 'error'.
       service.on('error', () => {});
@@ -180,6 +182,9 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
         void this.sendStatus();
       });
       const plugin = new library.PgoutputPlugin({ protoVersion: 1, publicationNames: [this.options.publication], messages: true });
+      // The library's plugin starts the stream; the daemon's own decoder reads it (see PgoutputDecoder), one per session.
+      const decoder = new PgoutputDecoder((schema, table) => this.options.transactions.columnsOf(schema, table));
+      (plugin as unknown as { parse(buffer: Buffer): DecodedMessage }).parse = (buffer) => decoder.decode(buffer);
       let cause: Error;
       try {
         await service.subscribe(plugin, this.options.slot);
@@ -205,9 +210,9 @@ export class ReplicationStream extends EventEmitter<ReplicationStreamEvents> {
     }
   }
 
-  private take(lsn: Lsn, message: Pgoutput.Message): void {
+  private take(message: DecodedMessage): void {
     this.lastMessageAt = performance.now();
-    const outcome = this.options.transactions.take(message, lsn);
+    const outcome = this.options.transactions.take(message);
     if (outcome === null) return;
     if ('xid' in outcome) {
       this.emit('transaction', outcome);

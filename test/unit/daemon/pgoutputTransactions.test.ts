@@ -1,18 +1,18 @@
-import type { Pgoutput } from 'pg-logical-replication';
 import { describe, expect, it } from 'vitest';
 import { formatLsn, fullXid, parseLsn } from '../../../daemon/logical/lsn.ts';
+import type { DecodedMessage, DecodedRelation } from '../../../daemon/logical/pgoutputDecoder.ts';
 import { PgoutputTransactions, type CommittedTransaction } from '../../../daemon/logical/pgoutputTransactions.ts';
 
-function relation(name: string, keyColumns: string[], replicaIdentity: Pgoutput.MessageRelation['replicaIdentity'] = 'default'): Pgoutput.MessageRelation {
-  return { tag: 'relation', relationOid: 1, schema: 'app', name, replicaIdentity, columns: [], keyColumns };
+function relation(name: string, keyColumns: string[], replicaIdentity: DecodedRelation['replicaIdentity'] = 'default'): DecodedRelation {
+  return { oid: 1, schema: 'app', name, replicaIdentity, columns: [], keyColumns };
 }
 
 const users = relation('users', ['user_id']);
 const links = relation('users_cities', ['user_id']);
-const begin = (xid: number): Pgoutput.MessageBegin => ({ tag: 'begin', commitLsn: '0/100', commitTime: 0n, xid });
-const commit: Pgoutput.MessageCommit = { tag: 'commit', flags: 0, commitLsn: '0/1F0', commitEndLsn: '0/200', commitTime: 1_700_000_000_000_000n };
+const begin = (xid: number): DecodedMessage => ({ tag: 'begin', xid });
+const commit: DecodedMessage = { tag: 'commit', commitLsn: 0x1f0n, endLsn: 0x200n, commitTime: 1_700_000_000_000 };
 
-function transactions(maxKeys = 100, onCoarse?: (source: string, why: string) => void): PgoutputTransactions {
+function transactions(maxKeys = 100, onCoarse?: (source: string, why: string) => void, xidText?: (xid: number) => string): PgoutputTransactions {
   return new PgoutputTransactions({
     sources: [
       { schema: 'app', table: 'users', keyColumns: ['user_id'], columns: ['name'] },
@@ -20,12 +20,13 @@ function transactions(maxKeys = 100, onCoarse?: (source: string, why: string) =>
     ],
     maxKeys,
     ...(onCoarse === undefined ? {} : { onCoarse }),
+    ...(xidText === undefined ? {} : { xidText }),
   });
 }
 
-function run(assembler: PgoutputTransactions, messages: Pgoutput.Message[]): CommittedTransaction {
+function run(assembler: PgoutputTransactions, messages: DecodedMessage[]): CommittedTransaction {
   let result: unknown = null;
-  for (const message of [begin(42), ...messages, commit]) result = assembler.take(message, 0x200n) ?? result;
+  for (const message of [begin(42), ...messages, commit]) result = assembler.take(message) ?? result;
   return result as CommittedTransaction;
 }
 
@@ -38,6 +39,18 @@ describe('PgoutputTransactions', () => {
     ]);
     expect(done).toMatchObject({ xid: 42, commitLsn: 0x1f0n, endLsn: 0x200n, messages: [] });
     expect(done.payloads).toEqual([{ v: 1, t: 'app.users', xid: '', ts: 1_700_000_000_000, op: 'U', c: ['user_id'], k: [[1], [3], [2]] }]);
+  });
+
+  it("gives the payloads the transaction's 64-bit id when told how to widen it", () => {
+    const done = run(transactions(100, undefined, (xid) => String(2n ** 32n + BigInt(xid))), [{ tag: 'insert', relation: users, new: { user_id: 1, name: 'a' } }]);
+    expect(done.payloads).toMatchObject([{ xid: '4294967338', k: [[1]] }]);
+  });
+
+  it('reads the columns of the keys and the column filter, and no others, of a source table only', () => {
+    const assembler = transactions();
+    expect([...assembler.columnsOf('app', 'users')!]).toEqual(['user_id', 'name']);
+    expect([...assembler.columnsOf('app', 'users_cities')!]).toEqual(['city_id']);
+    expect(assembler.columnsOf('app', 'other')).toBeNull();
   });
 
   it('skips an UPDATE that kept the key and the filtered columns when the whole old row is known (REPLICA IDENTITY FULL)', () => {
@@ -58,27 +71,26 @@ describe('PgoutputTransactions', () => {
   });
 
   it('sends T for a TRUNCATE and X past the key bound', () => {
-    expect(run(transactions(), [{ tag: 'truncate', cascade: false, restartIdentity: false, relations: [users] }]).payloads).toMatchObject([{ op: 'T' }]);
-    const many = Array.from({ length: 3 }, (_, i): Pgoutput.Message => ({ tag: 'insert', relation: users, new: { user_id: i, name: 'n' } }));
+    expect(run(transactions(), [{ tag: 'truncate', relations: [users] }]).payloads).toMatchObject([{ op: 'T' }]);
+    const many = Array.from({ length: 3 }, (_, i): DecodedMessage => ({ tag: 'insert', relation: users, new: { user_id: i, name: 'n' } }));
     expect(run(transactions(2), many).payloads).toMatchObject([{ op: 'X' }]);
   });
 
   it('hands a non-transactional message over at once, and a transactional one with its commit, after the changes', () => {
     const assembler = transactions();
-    const content = new TextEncoder().encode('tick');
-    expect(assembler.take({ tag: 'message', flags: 0, transactional: false, messageLsn: '0/150', prefix: 'tc', content }, 0x150n)).toEqual({ prefix: 'tc', text: 'tick', lsn: 0x150n });
-    const done = run(assembler, [{ tag: 'message', flags: 1, transactional: true, messageLsn: '0/160', prefix: 'tc', content }]);
+    expect(assembler.take({ tag: 'message', transactional: false, lsn: 0x150n, prefix: 'tc', text: 'tick' })).toEqual({ prefix: 'tc', text: 'tick', lsn: 0x150n });
+    const done = run(assembler, [{ tag: 'message', transactional: true, lsn: 0x160n, prefix: 'tc', text: 'tick' }]);
     expect(done.messages).toEqual([{ prefix: 'tc', text: 'tick', lsn: 0x160n }]);
   });
 
   it('ignores tables it does not cache and forgets a transaction broken off by a reconnect', () => {
     const assembler = transactions();
-    assembler.take(begin(7), 0x10n);
-    assembler.take({ tag: 'insert', relation: relation('other', ['id']), new: { id: 1 } }, 0x20n);
+    assembler.take(begin(7));
+    assembler.take({ tag: 'insert', relation: relation('other', ['id']), new: { id: 1 } });
     expect(assembler.inTransaction).toBe(true);
     assembler.reset();
     expect(assembler.inTransaction).toBe(false);
-    expect(assembler.take(commit, 0x200n)).toBeNull();
+    expect(assembler.take(commit)).toBeNull();
   });
 });
 
