@@ -1,8 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PositionSaves } from '../../../daemon/positionSaves.ts';
 import { deferred, settle, type Deferred } from '../core/deferred.ts';
 
 describe('PositionSaves', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('saves one position at a time, in order, and only the newest of those reported while a save runs', async () => {
     const saved: bigint[] = [];
     const holds: Deferred[] = [];
@@ -11,7 +15,7 @@ describe('PositionSaves', () => {
       holds.push(hold);
       await hold.promise;
       saved.push(position);
-    }, () => {});
+    }, () => {}, 0);
     saves.report(1n);
     saves.report(2n);
     saves.report(3n);
@@ -37,5 +41,38 @@ describe('PositionSaves', () => {
     await saves.settled();
     expect(errors).toHaveLength(1);
     expect(saved).toEqual([2n]);
+  });
+
+  it('starts saves at least the interval apart, saving only the newest position reported meanwhile', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const saved: bigint[] = [];
+    const saves = new PositionSaves(async (position) => {
+      saved.push(position);
+    }, () => {}, 100);
+    saves.report(1n);
+    await settle();
+    saves.report(2n);
+    saves.report(3n);
+    await settle();
+    expect(saved).toEqual([1n]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(saved).toEqual([1n, 3n]);
+    // A report long after the last save is saved at once.
+    await vi.advanceTimersByTimeAsync(100);
+    saves.report(4n);
+    await settle();
+    expect(saved).toEqual([1n, 3n, 4n]);
+  });
+
+  it('saves the newest position at once when asked to settle, without waiting out the interval', async () => {
+    const saved: bigint[] = [];
+    const saves = new PositionSaves(async (position) => {
+      saved.push(position);
+    }, () => {}, 3_600_000);
+    saves.report(1n);
+    await settle();
+    saves.report(2n);
+    await saves.settled();
+    expect(saved).toEqual([1n, 2n]);
   });
 });
