@@ -4,16 +4,17 @@ import type { Logger } from '../lib/core/logger.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
 import type { ChangeBatch } from './changeBatch.ts';
 import type { ChangeMapper } from './changeMapper.ts';
-import { ChangeQueue, type StepStart } from './changeQueue.ts';
+import { ChangeQueue } from './changeQueue.ts';
 import type { BarrierTracker } from './barrierTracker.ts';
 import type { DaemonEvents, ReloadKind } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import { PositionSaves } from './positionSaves.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
 import { retryDelayMs } from '../lib/core/retryBackoff.ts';
-import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
+import type { StepSnapshotSource } from './stepSnapshot.ts';
 import type { SyncedTable } from './syncedTable.ts';
 import { TableStepApplier } from './tableStepApplier.ts';
+import { TableStepOpener, type OpenedStep } from './tableStepOpener.ts';
 import { WakeSignal } from './wakeSignal.ts';
 
 /**
@@ -52,16 +53,6 @@ export interface TableStepLoopOptions {
   readonly positions?: CapturePositions | undefined;
 }
 
-/** A step whose snapshot is open and whose tick came back: it cuts and applies next. */
-interface OpenedStep {
-  readonly start: StepStart;
-  readonly snapshot: StepSnapshot;
-  /** The change source's position once S was open (logical capture), or `null`. */
-  readonly cutAt: bigint | null;
-  /** The reload throttle's request count when the step was taken, before S was opened: the requests up to it are in S. */
-  readonly throttleMark: number;
-}
-
 /**
  * One table's steps, independent of every other table's: its own cut of
  * the change notifications (a payload that feeds several tables is queued
@@ -81,8 +72,9 @@ interface OpenedStep {
  * 5. reports the barriers of step 1 as reached by this table
  *    ({@link BarrierTracker}: marked once every table reached them).
  *
- * This loop takes 1 to 3 and orders the steps; {@link TableStepApplier}
- * does 4 and 5.
+ * {@link TableStepOpener} does 1 and opens S, this loop does 3 and orders
+ * the steps, {@link TableStepApplier} bounds S's statements (by what the
+ * step does) and does 4 and 5.
  *
  * So after every step the table in Redis is its query's result in S, and
  * its snapshots only move forward.
@@ -99,18 +91,14 @@ export class TableStepLoop {
   private readonly queue = new ChangeQueue();
   /** The batch being applied. */
   private inFlight: ChangeBatch | null = null;
-  private closingSnapshot: Promise<void> = Promise.resolve();
   private readonly positionSaves: PositionSaves;
+  private readonly opener: TableStepOpener;
   private readonly applier: TableStepApplier;
   private readonly work = new WakeSignal();
-  /** Steps taken from the queue whose snapshot is being opened, or open and waiting for the step in flight. */
-  private readonly opening = new Set<StepStart>();
   private stopping = false;
   private loop: Promise<void> | null = null;
   private consecutiveFailures = 0;
   private lastStorageCheck = performance.now();
-  /** When the last step took its start (`performance.now()` ms): the next one's window starts no earlier. */
-  private lastStepStartAt = Number.NEGATIVE_INFINITY;
   private readonly throttle: ReloadThrottle;
 
   constructor(private readonly options: TableStepLoopOptions) {
@@ -129,6 +117,17 @@ export class TableStepLoop {
         this.work.wake();
       },
       queued: (table) => this.queue.reloadQueued(table),
+    });
+    this.opener = new TableStepOpener({
+      snapshots: options.snapshots,
+      batchWindowMs: options.batchWindowMs,
+      maxBatchKeys: options.maxBatchKeys,
+      queue: this.queue,
+      throttle: this.throttle,
+      work: this.work,
+      sourcePosition: () => this.options.positions?.current() ?? null,
+      isStopping: () => this.stopping,
+      reportError: (error, during) => this.reportError(error, during),
     });
     this.applier = new TableStepApplier({
       ...options,
@@ -164,7 +163,7 @@ export class TableStepLoop {
    */
   get oldestPendingChangeAt(): number | null {
     let oldest: number | null = null;
-    const opening = [...this.opening].map((start) => start.reloads.oldestChangeArrivedAt);
+    const opening = [...this.opener.opening].map((start) => start.reloads.oldestChangeArrivedAt);
     for (const at of [this.queue.oldestChangeArrivedAt, this.inFlight?.oldestChangeArrivedAt ?? null, this.applier.carriedSince, ...opening]) {
       if (at !== null && (oldest === null || at < oldest)) oldest = at;
     }
@@ -175,7 +174,7 @@ export class TableStepLoop {
   pendingReload(): { readonly reasons: string[]; readonly kinds: ReloadKind[] } | undefined {
     const reasons: string[] = [];
     const kinds: ReloadKind[] = [];
-    const batches = [...(this.inFlight === null ? [] : [this.inFlight]), ...[...this.opening].map((start) => start.reloads), this.queue.requestedReloads];
+    const batches = [...(this.inFlight === null ? [] : [this.inFlight]), ...[...this.opener.opening].map((start) => start.reloads), this.queue.requestedReloads];
     for (const batch of batches) {
       for (const [, changes] of batch.entries()) {
         if (!changes.needsReload) continue;
@@ -240,7 +239,7 @@ export class TableStepLoop {
     this.throttle.close();
     this.work.wake();
     await this.loop;
-    await this.closingSnapshot;
+    await this.opener.closed();
     await this.positionSaves.settled();
   }
 
@@ -263,7 +262,7 @@ export class TableStepLoop {
   }
 
   private async run(): Promise<void> {
-    // The next step, opened while the current one applies (see preopenNext).
+    // The next step, opened while the current one applies (see TableStepOpener.openAhead).
     let next: Promise<OpenedStep | 'failed' | null> | null = null;
     while (!this.stopping) {
       let opened: OpenedStep | 'failed' | null = null;
@@ -281,89 +280,33 @@ export class TableStepLoop {
           this.recordIdlePosition();
           continue;
         }
-        await this.waitForWindow();
+        await this.opener.waitForWindow();
         if (this.stopping) return;
-        opened = await this.openStep();
+        opened = await this.opener.open();
       }
       if (opened !== 'failed' && this.stopping) {
-        this.abandon(opened);
+        this.opener.abandon(opened);
         break;
       }
-      const failed = opened === 'failed' || (await this.step(opened, (current) => (next = this.preopenNext(current))));
+      const failed = opened === 'failed' || (await this.step(opened, (current) => (next = this.opener.openAhead(current))));
       if (failed && next !== null) {
         // A step after a failed one would publish its changes without the failed step's: it waits for the reload.
         const early = await next;
         next = null;
-        if (early !== null && early !== 'failed') this.abandon(early);
+        if (early !== null && early !== 'failed') this.opener.abandon(early);
       }
       if (this.stopping) break;
       if (failed) await this.pauseAfterFailure();
       else this.consecutiveFailures = 0;
     }
     const left = next === null ? null : await next;
-    if (left !== null && left !== 'failed') this.abandon(left);
-  }
-
-  /**
-   * Takes the barriers and reload requests received so far, then opens the
-   * step's snapshot S; `'failed'` when S could not be opened (reported; what
-   * was taken is given back).
-   */
-  private async openStep(): Promise<OpenedStep | 'failed'> {
-    // Taken before S is opened: everything committed before these barriers and requests is visible in S.
-    const start = this.queue.takeStart();
-    const throttleMark = this.throttle.requestMark;
-    this.lastStepStartAt = performance.now();
-    this.opening.add(start);
-    let snapshot: StepSnapshot;
-    try {
-      snapshot = await this.options.snapshots.open();
-    } catch (error) {
-      this.opening.delete(start);
-      this.queue.giveBack(start);
-      this.reportError(error, 'opening a snapshot for the next step');
-      return 'failed';
-    }
-    // Every change committed before it is queued now: what this step does not apply stays queued.
-    return { start, snapshot, cutAt: this.options.positions?.current() ?? null, throttleMark };
-  }
-
-  /** Gives an opened step's barriers and reload requests back to the queue (it never cut) and closes its snapshot. */
-  private abandon(opened: OpenedStep): void {
-    this.opening.delete(opened.start);
-    this.queue.giveBack(opened.start);
-    this.closeSnapshot(opened.snapshot);
-  }
-
-  /**
-   * While step `current` applies a refresh, opens the next step's snapshot
-   * and waits for its tick as soon as there is work, so that the tick's
-   * round trip (and the wait for the step in flight) is off the path of
-   * the next change. The next step cuts and applies only after `current`
-   * has published (steps publish in order, and a step after a failed one
-   * is abandoned): its snapshot, opened after `current`'s, is at least as
-   * new. Resolves to `null` when no work arrived before `current` ended.
-   */
-  private async preopenNext(current: Promise<unknown>): Promise<OpenedStep | 'failed' | null> {
-    let ended = false;
-    const end = () => {
-      ended = true;
-      this.work.wake();
-    };
-    current.then(end, end);
-    while (!this.queue.hasWork) {
-      if (ended || this.stopping) return null;
-      await this.work.next();
-    }
-    await this.waitForWindow();
-    if (this.stopping) return null;
-    return this.openStep();
+    if (left !== null && left !== 'failed') this.opener.abandon(left);
   }
 
   /** One step in its opened snapshot: cut, apply, barriers. Returns whether it failed. */
   private async step(opened: OpenedStep, preopen: (current: Promise<unknown>) => void): Promise<boolean> {
     const { start, snapshot, cutAt, throttleMark } = opened;
-    this.opening.delete(start);
+    this.opener.cutting(opened);
     this.inFlight = start.reloads;
     try {
       if (!this.options.table.isLoaded && !start.reloads.table(this.name).needsReload) start.reloads.table(this.name).requestReload('its last reload failed', 'failure');
@@ -377,14 +320,8 @@ export class TableStepLoop {
       return failed;
     } finally {
       this.inFlight = null;
-      this.closeSnapshot(snapshot);
+      this.opener.closeSnapshot(snapshot);
     }
-  }
-
-  /** Ending the read-only transaction is off the path to the next step (close never rejects). */
-  private closeSnapshot(snapshot: StepSnapshot): void {
-    const before = this.closingSnapshot;
-    this.closingSnapshot = Promise.all([before, snapshot.close()]).then(() => undefined);
   }
 
   /**
@@ -412,24 +349,6 @@ export class TableStepLoop {
 
   private waitForWork(timeoutMs: number): Promise<void> {
     return this.work.nextOrTimeout(timeoutMs);
-  }
-
-  /**
-   * Lets young work gather more notifications, unless enough keys are
-   * queued or the loop is stopping. The window starts when the oldest queued
-   * item arrived, but not before the last step took its start: under
-   * continuous changes, steps start at most once per window (the changes a
-   * step left queued count as waiting since that step's start, which would
-   * otherwise make every window look over), and an idle table's first change
-   * still waits at most one window.
-   */
-  private async waitForWindow(): Promise<void> {
-    for (;;) {
-      const from = Math.max(this.queue.queuedSince ?? 0, this.lastStepStartAt);
-      const left = from + this.options.batchWindowMs - performance.now();
-      if (left <= 0 || this.stopping || this.queue.queuedKeys >= this.options.maxBatchKeys) return;
-      await this.waitForWork(left);
-    }
   }
 
   private async pauseAfterFailure(): Promise<void> {
