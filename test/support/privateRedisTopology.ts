@@ -27,9 +27,17 @@ interface NodeLogin {
   readonly ca?: Buffer | undefined;
 }
 
+/**
+ * The CA of every private server of this file that speaks only TLS, by port
+ * (a Sentinel set-up's data nodes and sentinels): {@link ask} reaches them
+ * over TLS whatever login its caller passes. freePort never hands a port out
+ * twice in a process, so an entry needs no removal.
+ */
+const tlsOnlyPorts = new Map<number, Buffer>();
+
 /** Runs one command on 127.0.0.1:`port` with a short-lived connection that never retries. */
 async function ask(port: number, login: NodeLogin | string | undefined, ...command: string[]): Promise<unknown> {
-  const { password, ca } = typeof login === 'object' ? login : { password: login, ca: undefined };
+  const { password, ca = tlsOnlyPorts.get(port) } = typeof login === 'object' ? login : { password: login, ca: undefined };
   const redis = new Redis(port, '127.0.0.1', {
     password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 2_000, ...(ca === undefined ? {} : { tls: { ca } }),
   });
@@ -300,6 +308,12 @@ export interface PrivateRedisSentinelOptions {
   readonly name?: string;
   /** `requirepass`/`masterauth` on the data nodes (the sentinels get `sentinel auth-pass`). */
   readonly password?: string;
+  /**
+   * Data nodes and sentinels speak only TLS with these certificates
+   * (`port 0`, `tls-port`), replication and the sentinels' own connections
+   * too (`tls-replication yes`); {@link PrivateRedisSentinel.sentinelUrls} are `rediss://`.
+   */
+  readonly tls?: TestCertificates;
 }
 
 /**
@@ -316,22 +330,23 @@ export class PrivateRedisSentinel {
     private readonly dataNodes: readonly ServerProcess[],
     private readonly sentinels: readonly ServerProcess[],
     private readonly password: string | undefined,
+    private readonly tls: TestCertificates | undefined,
   ) {}
 
   /** Starts the primary, its replicas and three sentinels; resolves once every sentinel sees the primary, every replica and the other sentinels. */
   static async start(options: PrivateRedisSentinelOptions = {}): Promise<PrivateRedisSentinel> {
-    const { replicas = 2, name = 'tcprimary', password } = options;
+    const { replicas = 2, name = 'tcprimary', password, tls } = options;
     const directory = mkdtempSync(path.join(tmpdir(), 'tc-private-sentinel-'));
     const dataNodes: ServerProcess[] = [];
     const sentinels: ServerProcess[] = [];
-    const topology = new PrivateRedisSentinel(name, directory, dataNodes, sentinels, password);
+    const topology = new PrivateRedisSentinel(name, directory, dataNodes, sentinels, password, tls);
     try {
       const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
       const primaryPort = await freePort();
       for (let index = 0; index <= replicas; index++) {
         const port = index === 0 ? primaryPort : await freePort();
         const replicaOf = index === 0 ? [] : ['--replicaof', '127.0.0.1', String(primaryPort)];
-        const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', directory, ...auth, ...replicaOf];
+        const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', directory, ...auth, ...replicaOf, ...tlsOnly(port, tls).flatMap((line) => `--${line}`.split(' '))];
         dataNodes.push(new ServerProcess(port, args, directory));
       }
       await Promise.all(dataNodes.map((node) => node.start()));
@@ -345,6 +360,7 @@ export class PrivateRedisSentinel {
           `sentinel down-after-milliseconds ${name} 1000`,
           `sentinel failover-timeout ${name} 3000`,
           ...(password === undefined ? [] : [`sentinel auth-pass ${name} ${password}`]),
+          ...tlsOnly(port, tls),
         ];
         writeFileSync(file, `${lines.join('\n')}\n`);
         sentinels.push(new ServerProcess(port, [file, '--sentinel'], directory));
@@ -358,9 +374,9 @@ export class PrivateRedisSentinel {
     }
   }
 
-  /** The sentinels' URLs, for `redis.sentinel.sentinels`. */
+  /** The sentinels' URLs, for `redis.sentinel.sentinels`: `rediss://` when they speak TLS. */
   get sentinelUrls(): string[] {
-    return this.sentinels.map((sentinel) => `redis://127.0.0.1:${sentinel.port}`);
+    return this.sentinels.map((sentinel) => `${this.tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${sentinel.port}`);
   }
 
   /** The data nodes' ports (the first started as primary). */
@@ -428,4 +444,20 @@ export class PrivateRedisSentinel {
     if (node === undefined) throw new Error(`No data node on port ${port}.`);
     return node;
   }
+}
+
+/**
+ * The configuration lines that make a server of a Sentinel set-up speak only
+ * TLS on `port` (none without `tls`), and registers the port for {@link ask}.
+ * A later `port` line wins over the plain one given before. Replicas and
+ * sentinels connect out over TLS with `tls-replication yes` and then announce
+ * their TLS port.
+ */
+function tlsOnly(port: number, tls: TestCertificates | undefined): string[] {
+  if (tls === undefined) return [];
+  tlsOnlyPorts.set(port, readFileSync(tls.caFile));
+  return [
+    'port 0', `tls-port ${port}`, `tls-cert-file ${tls.certFile}`, `tls-key-file ${tls.keyFile}`, `tls-ca-cert-file ${tls.caFile}`,
+    'tls-auth-clients no', 'tls-replication yes',
+  ];
 }
