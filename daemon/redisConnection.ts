@@ -3,6 +3,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAd
 import type { Logger } from '../lib/core/logger.ts';
 import { ioredisNatMap } from '../lib/redis/clusterNatMap.ts';
 import { redisAddress } from '../lib/redis/redisAddress.ts';
+import { SENTINELS_UNREACHABLE, sentinelTlsFailure, watchSentinelTls } from '../lib/redis/sentinelTlsProbe.ts';
 import { connectFailure, RedisConnectionError, type ConnectFailureKind } from '../lib/redis/redisErrors.ts';
 import type { RedisConfig } from './config/configSchema.ts';
 import { redactUrl } from './config/redactUrl.ts';
@@ -113,6 +114,9 @@ function createSentinelClient(config: RedisConfig, connectionName: string, purpo
   const sentinelUsername = sentinel.sentinelUsername ?? first.username;
   const sentinelPassword = sentinel.sentinelPassword ?? first.password;
   const options = redisOptions(config, connectionName);
+  // One TLS setting for the sentinels and the data nodes they name: redis.tls, or a rediss:// sentinel URL
+  // (the system's CAs); sentinel.tls: false keeps the sentinel connections plain.
+  const tls = options.tls ?? (sentinel.sentinels.some((url) => redisAddress(url, 'A sentinel').tls) ? {} : undefined);
   return new Redis({
     ...options,
     sentinels,
@@ -120,8 +124,8 @@ function createSentinelClient(config: RedisConfig, connectionName: string, purpo
     role: purpose === 'read' && sentinel.role === 'replica' ? 'slave' : 'master',
     ...(sentinelUsername === undefined ? {} : { sentinelUsername }),
     ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
-    ...(first.tls ? { sentinelTLS: options.tls ?? {} } : {}),
-    ...(options.tls === undefined ? {} : { enableTLSForSentinelMode: true }),
+    ...(tls === undefined ? {} : { tls, enableTLSForSentinelMode: true }),
+    ...(tls === undefined || sentinel.tls === false ? {} : { sentinelTLS: tls }),
     sentinelRetryStrategy: retryDelay,
     // Not failoverDetector: ioredis 5.11 ends the connection for good when +switch-master arrives while it retries.
   });
@@ -150,7 +154,7 @@ function nodeError(error: unknown): unknown {
 /** Which settings to check, by what made connecting fail. */
 const CONNECT_ADVICE: Record<ConnectFailureKind, string> = {
   credentials: 'Check redis.username and redis.password (or the user and password in the Redis URLs) and that user\'s ACL.',
-  tls: 'Check redis.tls: caFile must hold the CA that signed the server\'s certificate, and the host in the Redis URLs (or servername) a name in it.',
+  tls: 'Check redis.tls: caFile must hold the CA that signed the server\'s certificate, and the host in the Redis or sentinel URLs (or servername) a name in it.',
   unreachable: 'Check redis.url (or redis.cluster.nodes, redis.sentinel.sentinels) and that Redis runs.',
 };
 
@@ -170,14 +174,23 @@ export async function connectRedis(config: RedisConfig, connectionName: string, 
   redis.on('node error', (error: Error) => {
     lastError = error;
   });
+  // Through Sentinel, connect() waits while ioredis tries the sentinels again and again: fail after the first round.
+  let sentinelsFailed: (error: Error) => void = () => {};
+  const onSentinelsFailed = (error: Error) => {
+    if (SENTINELS_UNREACHABLE.test(error.message)) sentinelsFailed(error);
+  };
+  redis.on('error', onSentinelsFailed);
   try {
-    await redis.connect();
+    await Promise.race([redis.connect(), new Promise<never>((_, reject) => (sentinelsFailed = reject))]);
   } catch (error) {
     // ioredis would go on reconnecting in the background and keep the process alive.
     redis.disconnect();
+    // ioredis names no cause for sentinels it could not talk to: a failed TLS handshake is one.
+    if (redis instanceof Redis) lastError = (await sentinelTlsFailure(redis)) ?? lastError;
     const { cause, kind } = connectFailure(nodeError(error), lastError);
     throw new RedisConnectionError(`${describeRedis(config)} ${kind === 'unreachable' ? 'is not reachable' : 'refused the connection'}: ${cause}. ${CONNECT_ADVICE[kind]}`, { cause: error });
   }
+  redis.off('error', onSentinelsFailed);
   await refuseClusterNodeUrl(redis, config, describeRedis(config)).catch((error: unknown) => {
     redis.disconnect();
     throw error;
@@ -231,6 +244,8 @@ export async function connectRedisWhenReachable(config: RedisConfig, connectionN
   redis.on('error', onError);
   redis.on('node error', onError);
   redis.on('reconnecting', onReconnecting);
+  // Sentinels that fail the TLS handshake show only as unreachable: the probe's cause counts as the error.
+  const stopWatchingTls = redis instanceof Redis ? watchSentinelTls(redis, onError) : () => {};
   try {
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => {
@@ -256,6 +271,7 @@ export async function connectRedisWhenReachable(config: RedisConfig, connectionN
     redis.disconnect();
     throw error;
   } finally {
+    stopWatchingTls();
     redis.off('reconnecting', onReconnecting);
     redis.off('error', onError);
     redis.off('node error', onError);

@@ -167,6 +167,9 @@ const sentinelSchema = strictObject({
   role: z.enum(['master', 'replica'], { error: 'expected master or replica' }).optional(),
   sentinelUsername: z.string().min(1).optional(),
   sentinelPassword: z.string().min(1).optional(),
+  tls: booleanSetting().optional(),
+}).refine((sentinel) => sentinel.tls !== false || !sentinel.sentinels.some((url) => url.startsWith('rediss:')), {
+  error: 'tls: false keeps the sentinel connections plain, but a sentinel URL is rediss://: write redis:// or remove tls: false',
 });
 
 /** Where Redis is: exactly one of a URL, a cluster, or a sentinel-watched primary. */
@@ -322,6 +325,8 @@ export interface RedisClusterConfig {
  * master `name` they monitor, and `role`, what `verify` connects to (the
  * daemon always connects to the primary). `sentinelUsername` and
  * `sentinelPassword` log in to the sentinels (else the sentinel URLs' own).
+ * `tls: false` keeps the connections to the sentinels plain while
+ * `redis.tls` applies to the data nodes (by default it applies to both).
  */
 export interface RedisSentinelConfig {
   readonly sentinels: readonly string[];
@@ -329,12 +334,13 @@ export interface RedisSentinelConfig {
   readonly role?: 'master' | 'replica';
   readonly sentinelUsername?: string;
   readonly sentinelPassword?: string;
+  readonly tls?: boolean;
 }
 
 /**
  * Where Redis is and how to log in: exactly one of `url`, `cluster` and
  * `sentinel` is set. `username`, `password` and `tls` apply to every data
- * node (and win over credentials in the URLs).
+ * node (and win over credentials in the URLs); `tls` to the sentinels too.
  */
 export interface RedisConfig {
   readonly url?: string;

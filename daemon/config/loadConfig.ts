@@ -167,7 +167,7 @@ function redisTarget(redis: ParsedFile['redis']): Pick<RedisConfig, 'url' | 'clu
     const { nodes, natMap, scaleReads } = redis.cluster;
     return { cluster: { nodes, ...(natMap === undefined ? {} : { natMap }), ...(scaleReads === undefined ? {} : { scaleReads }) } };
   }
-  const { sentinels, name, role, sentinelUsername, sentinelPassword } = redis.sentinel!;
+  const { sentinels, name, role, sentinelUsername, sentinelPassword, tls } = redis.sentinel!;
   return {
     sentinel: {
       sentinels,
@@ -175,6 +175,7 @@ function redisTarget(redis: ParsedFile['redis']): Pick<RedisConfig, 'url' | 'clu
       ...(role === undefined ? {} : { role }),
       ...(sentinelUsername === undefined ? {} : { sentinelUsername }),
       ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
+      ...(tls === undefined ? {} : { tls }),
     },
   };
 }

@@ -1,8 +1,9 @@
 import type { ConnectionOptions } from 'node:tls';
-import { Cluster, Command, type Redis } from 'ioredis';
+import { Cluster, Command, Redis } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.ts';
 import type { RedisArgument } from '../redis/luaScript.ts';
 import { connectFailure, RedisConnectionError, RedisTimeoutError, toTablecacheError, type ConnectFailureKind } from '../redis/redisErrors.ts';
+import { watchSentinelTls } from '../redis/sentinelTlsProbe.ts';
 import {
   isFunctionUnavailable,
   isReaderReplyError,
@@ -49,7 +50,7 @@ const DEFAULT_TIMEOUT_MS = 1_000;
 /** Which option to check, by what made connecting fail. */
 const CONNECT_ADVICE: Record<ConnectFailureKind, string> = {
   credentials: " Check the user and password (in `url`, or `username` and `password` of `cluster` or `sentinel`) and that user's ACL.",
-  tls: " Check `tls`: `ca` must hold the CA that signed the server's certificate, and the host in `url` (or `servername`) a name in it.",
+  tls: " Check `tls`: `ca` must hold the CA that signed the server's certificate, and the host in `url` or the sentinel URLs (or `servername`) a name in it.",
   unreachable: '',
 };
 /** How long a reader uses scripts after finding the function library missing, before it tries FCALL_RO again. */
@@ -130,13 +131,22 @@ export class ReaderConnection {
     };
     redis.on('error', onError);
     redis.on('node error', onError);
+    // Sentinels that fail the TLS handshake show only as unreachable, and ioredis would try them until the deadline.
+    let tlsRefused: (failure: Error) => void = () => {};
+    const stopWatchingTls = redis instanceof Redis ? watchSentinelTls(redis, (failure) => {
+      lastError = failure;
+      tlsRefused(failure);
+    }) : () => {};
     try {
-      await withDeadline(redis.connect(), timeoutMs, () => new RedisConnectionError(`Could not connect to Redis for ${describe} within ${timeoutMs} ms.`));
+      const refused = new Promise<never>((_, reject) => (tlsRefused = reject));
+      await withDeadline(Promise.race([redis.connect(), refused]), timeoutMs, () => new RedisConnectionError(`Could not connect to Redis for ${describe} within ${timeoutMs} ms.`));
     } catch (error) {
       redis.disconnect();
       if (error instanceof RedisConnectionError) throw error;
       const { cause, kind } = connectFailure(error, lastError);
       throw new RedisConnectionError(`Could not connect to Redis for ${describe}: ${cause}.${CONNECT_ADVICE[kind]}`, { cause: error });
+    } finally {
+      stopWatchingTls();
     }
     redis.off('error', onError);
     redis.off('node error', onError);

@@ -27,13 +27,19 @@ export interface ReaderClusterOptions {
 
 /** A primary with replicas watched by Redis Sentinel. */
 export interface ReaderSentinelOptions {
-  /** The sentinels (`redis://host:port`; user and password in a URL are the sentinels' own). */
+  /** The sentinels (`redis://host:port`, `rediss://` for TLS; user and password in a URL are the sentinels' own). */
   readonly sentinels: readonly string[];
   /** The master name the sentinels monitor. */
   readonly name: string;
   /** ACL user and password of the data nodes. */
   readonly username?: string;
   readonly password?: string;
+  /**
+   * `false`: the sentinels listen without TLS while the data nodes use it
+   * (the reader's `tls`). By default the connections to the sentinels use
+   * TLS exactly when those to the data nodes do.
+   */
+  readonly tls?: false;
 }
 
 /** What {@link createReaderClient} needs. */
@@ -162,8 +168,13 @@ function sentinelClient(options: ReaderSentinelOptions, role: 'master' | 'slave'
   if (typeof options.name !== 'string' || options.name === '') throw new InvalidArgumentError('sentinel.name must name the master the sentinels monitor.');
   const sentinels = options.sentinels.map((url) => redisAddress(url, 'A sentinel'));
   const first = sentinels[0]!;
+  // One TLS setting for the sentinels and the data nodes: `tls`, or a rediss:// sentinel URL (the system's CAs).
+  const tlsOptions = tls ?? (sentinels.some((sentinel) => sentinel.tls) ? {} : undefined);
+  if (options.tls === false && sentinels.some((sentinel) => sentinel.tls)) {
+    throw new InvalidArgumentError('sentinel.tls: false keeps the sentinel connections plain, but a sentinel URL is rediss://: write redis:// or remove tls: false.');
+  }
   return new Redis({
-    ...nodeOptions(timeoutMs, tls),
+    ...nodeOptions(timeoutMs, tlsOptions),
     sentinels: sentinels.map(({ host, port }) => ({ host, port })),
     name: options.name,
     role,
@@ -173,9 +184,8 @@ function sentinelClient(options: ReaderSentinelOptions, role: 'master' | 'slave'
     sentinelRetryStrategy: reconnectDelay,
     ...(first.username === undefined ? {} : { sentinelUsername: first.username }),
     ...(first.password === undefined ? {} : { sentinelPassword: first.password }),
-    // `tls` is for the data nodes; sentinels named with rediss:// are reached over TLS too.
-    ...(tls === undefined ? {} : { enableTLSForSentinelMode: true }),
-    ...(first.tls ? { sentinelTLS: tls ?? {} } : {}),
+    ...(tlsOptions === undefined ? {} : { enableTLSForSentinelMode: true }),
+    ...(tlsOptions === undefined || options.tls === false ? {} : { sentinelTLS: tlsOptions }),
     ...(options.username === undefined ? {} : { username: options.username }),
     ...(options.password === undefined ? {} : { password: options.password }),
   });

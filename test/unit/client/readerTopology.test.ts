@@ -60,6 +60,19 @@ describe('createReaderClient', () => {
     expect((createReaderClient({ sentinel, readFrom: 'preferReplica' }, 1_000) as Redis).options.role).toBe('slave');
   });
 
+  it('reaches the sentinels and the data nodes with one TLS setting: `tls` or a rediss:// sentinel URL; sentinel.tls false keeps the sentinels plain', () => {
+    const options = (sentinels: string[], tls?: { ca: string }, sentinelTls?: false) =>
+      (createReaderClient({ sentinel: { sentinels, name: 'cache', ...(sentinelTls === undefined ? {} : { tls: sentinelTls }) }, ...(tls === undefined ? {} : { tls }) }, 1_000) as Redis).options;
+    expect(options(['redis://a:1'], { ca: 'CA' })).toMatchObject({ tls: { ca: 'CA' }, sentinelTLS: { ca: 'CA' }, enableTLSForSentinelMode: true });
+    expect(options(['rediss://a:1'])).toMatchObject({ tls: {}, sentinelTLS: {}, enableTLSForSentinelMode: true });
+    const plainSentinels = options(['redis://a:1'], { ca: 'CA' }, false);
+    expect(plainSentinels).toMatchObject({ tls: { ca: 'CA' }, enableTLSForSentinelMode: true });
+    expect(plainSentinels.sentinelTLS).toBeUndefined();
+    const plain = options(['redis://a:1']);
+    expect([plain.tls, plain.sentinelTLS, plain.enableTLSForSentinelMode]).toEqual([undefined, undefined, false]);
+    expect(() => options(['rediss://a:1'], undefined, false)).toThrow(/sentinel\.tls: false .* rediss:\/\//);
+  });
+
   it('refuses none or several of url, cluster and sentinel, an unknown readFrom, and a URL that is not redis://', () => {
     expect(() => createReaderClient({}, 1_000)).toThrow(/exactly one of/);
     expect(() => createReaderClient({ url: 'redis://a:1', cluster: { nodes: ['redis://b:2'] } }, 1_000)).toThrow(/exactly one of/);

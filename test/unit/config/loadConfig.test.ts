@@ -163,6 +163,11 @@ describe('loadConfig', () => {
     expect(parseConfig(minimal({ redis: { cluster: { nodes: ['redis://a:7000'], natMap } } }), { file: 'x.yaml', env: {} }).redis.cluster?.natMap).toEqual(natMap);
     const sentinel = parseConfig(minimal({ redis: { sentinel: { sentinels: ['redis://s1:26379'], name: 'cache', sentinelPassword: 's' } } }), { file: 'x.yaml', env: {} });
     expect(sentinel.redis.sentinel).toEqual({ sentinels: ['redis://s1:26379'], name: 'cache', sentinelPassword: 's' });
+    // redis.tls applies to the sentinels too; tls: false keeps them plain, which a rediss:// sentinel URL contradicts.
+    const plainSentinels = parseConfig(minimal({ redis: { sentinel: { sentinels: ['redis://s1:26379'], name: 'cache', tls: false }, tls: true } }), { file: 'x.yaml', env: {} });
+    expect(plainSentinels.redis.sentinel).toEqual({ sentinels: ['redis://s1:26379'], name: 'cache', tls: false });
+    const contradiction = await configError(() => parseConfig(minimal({ redis: { sentinel: { sentinels: ['rediss://s1:26379'], name: 'cache', tls: false } } }), { file: 'x.yaml', env: {} }));
+    expect(contradiction.message).toContain('redis.sentinel: tls: false keeps the sentinel connections plain, but a sentinel URL is rediss://');
 
     const both = await configError(() => parseConfig(minimal({ redis: { url: 'redis://h', cluster: { nodes: ['redis://a:7000'] } } }), { file: 'x.yaml', env: {} }));
     expect(both.message).toContain('redis: expected exactly one of url, cluster and sentinel, got url and cluster: keep the one that describes your Redis and remove the other');
