@@ -317,6 +317,32 @@ export interface PrivateRedisSentinelOptions {
 }
 
 /**
+ * `down-after-milliseconds` of the sentinels: how long an instance may leave
+ * a PING unanswered before a sentinel deems it down. Right after a failover
+ * it is also how long the promoted node has to answer a sentinel's first
+ * PING, counted from the sentinel's switch (a switch resets the master's link
+ * timers), and during that time the other sentinels' replies that the killed
+ * primary was down (kept for 5 s) still count towards the quorum: one
+ * sentinel that sees no answer in time fails the healthy new primary over
+ * at once. On a loaded 2-core machine such first answers took up to 2 s,
+ * so 1000 ms failed promoted replicas over; 3 s leaves room for them, at the
+ * price of 2 s more to notice a killed primary.
+ */
+const DOWN_AFTER_MS = 3_000;
+
+/**
+ * How long a sentinel stays in TILT mode (`SENTINEL DEBUG tilt-period`,
+ * Redis 7.0+; 30 s by default). A sentinel whose timer ran more than 2 s late
+ * (a process stalled on a loaded machine) stops acting, and answers that no
+ * master is down, until this much time has passed without another such
+ * stall: two sentinels in TILT held a killed primary's failover back for
+ * 40 s, and a stall during TILT starts it again, past the set-up's deadline.
+ * After 5 s (a ping period and down-after-milliseconds) a sentinel's view of
+ * every instance is fresh again, which is what TILT waits for.
+ */
+const TILT_PERIOD_MS = 5_000;
+
+/**
  * A primary with replicas and three sentinels (quorum 2) watching it, with
  * small down-after-milliseconds and failover-timeout so a killed primary is
  * replaced within seconds.
@@ -357,7 +383,7 @@ export class PrivateRedisSentinel {
         const lines = [
           `port ${port}`, 'bind 127.0.0.1', `dir ${directory}`,
           `sentinel monitor ${name} 127.0.0.1 ${primaryPort} 2`,
-          `sentinel down-after-milliseconds ${name} 1000`,
+          `sentinel down-after-milliseconds ${name} ${DOWN_AFTER_MS}`,
           `sentinel failover-timeout ${name} 3000`,
           ...(password === undefined ? [] : [`sentinel auth-pass ${name} ${password}`]),
           ...tlsOnly(port, tls),
@@ -365,8 +391,11 @@ export class PrivateRedisSentinel {
         writeFileSync(file, `${lines.join('\n')}\n`);
         sentinels.push(new ServerProcess(port, [file, '--sentinel'], directory));
       }
-      await Promise.all(sentinels.map((sentinel) => sentinel.start()));
-      await topology.waitUntilSettled(primaryPort);
+      await Promise.all(sentinels.map(async (sentinel) => {
+        await sentinel.start();
+        await ask(sentinel.port, undefined, 'SENTINEL', 'DEBUG', 'tilt-period', String(TILT_PERIOD_MS));
+      }));
+      await topology.waitUntilSettled({ primaryPort });
       return topology;
     } catch (error) {
       await topology.stop();
@@ -393,19 +422,18 @@ export class PrivateRedisSentinel {
   }
 
   /**
-   * SIGKILLs the primary and waits until every sentinel names one of its
-   * replicas as primary and that replica answers ROLE as master. Returns the
-   * killed port and the promoted one.
+   * SIGKILLs the primary and waits until every sentinel names the same other
+   * data node as primary and that node answers ROLE master. Returns the
+   * killed port and the promoted one (the one the sentinels settled on).
    */
   async killPrimary(): Promise<{ killedPort: number; promotedPort: number }> {
     const killedPort = await this.primaryPort();
     await this.dataNode(killedPort).kill();
-    const promotedPort = await waitFor(`the sentinels to promote a replica of killed primary ${killedPort}`, async () => {
-      const port = await this.primaryPort();
-      return port !== killedPort ? port : undefined;
-    }, { timeoutMs: SETTLE_TIMEOUT_MS });
+    // Not the first replica a sentinel names: Sentinel promises only that the
+    // newest failover (highest config epoch) wins, and a promoted replica can
+    // be failed over in turn (see DOWN_AFTER_MS), then made a replica again.
     // The other replicas follow the new primary when the sentinels get to it: not awaited.
-    await this.waitUntilSettled(promotedPort, 0);
+    const promotedPort = await this.waitUntilSettled({ notPort: killedPort, replicas: 0 });
     return { killedPort, promotedPort };
   }
 
@@ -418,24 +446,35 @@ export class PrivateRedisSentinel {
   }
 
   /**
-   * Every sentinel names `primaryPort` and sees the two other sentinels; the
+   * Waits until every running sentinel names the same primary (`primaryPort`
+   * if given, never `notPort`) and sees the two other sentinels, and that
    * primary answers ROLE master with at least `replicas` replicas linked
-   * (default: every other running data node).
+   * (default: every other running data node). Returns the primary's port.
    */
-  private async waitUntilSettled(primaryPort: number, replicas = this.dataNodes.filter((node) => node.running && node.port !== primaryPort).length): Promise<void> {
-    await waitFor(`the sentinels to agree on primary ${primaryPort} with ${replicas} linked replicas`, async () => {
+  private async waitUntilSettled({ primaryPort, notPort, replicas }: { primaryPort?: number; notPort?: number; replicas?: number }): Promise<number> {
+    const primary = primaryPort === undefined ? (notPort === undefined ? 'one primary' : `one primary other than ${notPort}`) : `primary ${primaryPort}`;
+    const linked = replicas === undefined ? 'every other data node' : String(replicas);
+    return waitFor(`the sentinels to agree on ${primary} with ${linked} linked replicas`, async () => {
       // Each unmet condition throws what it saw, so that a timeout names the last one (waitFor reports it).
-      const [role] = (await ask(primaryPort, this.password, 'ROLE')) as [string];
-      if (role !== 'master') throw new Error(`node ${primaryPort} answers ROLE ${role}`);
-      const info = parseFields(String(await ask(primaryPort, this.password, 'INFO', 'replication')));
-      if (Number(info['connected_slaves']) < replicas) throw new Error(`node ${primaryPort} has ${info['connected_slaves']} linked replicas`);
+      const named = new Map<number, number>();
       for (const sentinel of this.sentinels.filter((s) => s.running)) {
         const fields = (await ask(sentinel.port, undefined, 'SENTINEL', 'MASTER', this.name)) as string[];
         const master = Object.fromEntries(fields.flatMap((value, index) => (index % 2 === 0 ? [[value, fields[index + 1]]] : [])));
         const seen = `sentinel ${sentinel.port} names port ${master['port']}, flags ${master['flags']}, ${master['num-other-sentinels']} other sentinels`;
-        if (Number(master['port']) !== primaryPort || String(master['flags']) !== 'master' || Number(master['num-other-sentinels']) < 2) throw new Error(seen);
+        const port = Number(master['port']);
+        if (port === notPort || (primaryPort !== undefined && port !== primaryPort)) throw new Error(seen);
+        if (String(master['flags']) !== 'master' || Number(master['num-other-sentinels']) < 2) throw new Error(seen);
+        named.set(sentinel.port, port);
       }
-      return true;
+      const ports = new Set(named.values());
+      const [port] = ports;
+      if (port === undefined || ports.size > 1) throw new Error(`the sentinels name different primaries: ${[...named].map(([s, p]) => `${s} names ${p}`).join(', ')}`);
+      const [role] = (await ask(port, this.password, 'ROLE')) as [string];
+      if (role !== 'master') throw new Error(`node ${port}, which the sentinels name, answers ROLE ${role}`);
+      const wanted = replicas ?? this.dataNodes.filter((node) => node.running && node.port !== port).length;
+      const info = parseFields(String(await ask(port, this.password, 'INFO', 'replication')));
+      if (Number(info['connected_slaves']) < wanted) throw new Error(`node ${port} has ${info['connected_slaves']} linked replicas, not ${wanted}`);
+      return port;
     }, { timeoutMs: SETTLE_TIMEOUT_MS });
   }
 
