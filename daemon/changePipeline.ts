@@ -7,7 +7,7 @@ import type { ChangeMapper } from './changeMapper.ts';
 import type { DaemonEvents, ReloadKind } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import { classifyNotification, payloadExcerpt, type Notification } from './notificationText.ts';
-import type { StepSnapshotSource } from './stepSnapshot.ts';
+import type { NotificationSender, StepSnapshotSource } from './stepSnapshot.ts';
 import type { SyncedTable } from './syncedTable.ts';
 import { TableStepLoop, type CapturePositions } from './tableStepLoop.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
@@ -174,14 +174,14 @@ export class ChangePipeline {
     for (const loop of this.loops.values()) loop.start();
   }
 
-  /** Takes the raw text of one notification. */
-  push(text: string): void {
+  /** Takes the raw text of one notification, and who sent it (LISTEN tells). */
+  push(text: string, sender?: NotificationSender): void {
     if (this.options.snapshots.acceptTick(text)) return;
-    this.pushClassified(classifyNotification(text));
+    this.pushClassified(classifyNotification(text), sender);
   }
 
   /** Takes one notification, classified already (by whoever checked its sender first). */
-  pushClassified(notification: Notification): void {
+  pushClassified(notification: Notification, sender?: NotificationSender): void {
     this.options.events.emit('notificationReceived', { kind: notification.kind });
     switch (notification.kind) {
       case 'malformed':
@@ -204,6 +204,8 @@ export class ChangePipeline {
         return;
       case 'change':
         for (const table of this.options.mapper.tablesOf(notification.payload.t)) this.loops.get(table)?.addChange(notification.payload);
+        // Queued first: a cut this change proves must find everything before it in the queues.
+        if (sender !== undefined) this.options.snapshots.changeDelivered?.(notification.payload, sender);
         return;
     }
   }

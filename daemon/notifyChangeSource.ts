@@ -67,7 +67,7 @@ export class NotifyChangeSource {
           onRejected: () => events.emit('notificationReceived', { kind: 'rejected' }),
         })
       : null;
-    listener.on('notification', (text, processId) => (gate === null ? pipeline.push(text) : gate.push(text, processId)));
+    listener.on('notification', (text, processId) => (gate === null ? pipeline.push(text, { processId, verified: false }) : gate.push(text, processId)));
     listener.on('reconnecting', (attempt) => {
       snapshots.listenerReset();
       if (attempt <= 1 || !this.options.postgresDown()) events.emit('connectionLost', { source: 'postgres', attempt });

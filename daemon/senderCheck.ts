@@ -54,6 +54,8 @@ const CHECK_QUERY = `SELECT a.usesysid IS NOT NULL AS is_user,
  */
 export class SenderCheck {
   private readonly cache = new Map<string, { verdict: 'accept' | 'reject'; until: number }>();
+  /** Checks under way, so that a burst from one sender costs one query. */
+  private readonly asking = new Map<string, Promise<SenderVerdict>>();
   private readonly acceptTtlMs: number;
   private readonly rejectTtlMs: number;
 
@@ -67,7 +69,24 @@ export class SenderCheck {
     const key = `${processId}\u0000${tables.join('\u0000')}`;
     const cached = this.cache.get(key);
     if (cached !== undefined && cached.until > performance.now()) return cached.verdict;
-    return this.query(key, processId, tables);
+    let asked = this.asking.get(key);
+    if (asked === undefined) {
+      asked = this.query(key, processId, tables).finally(() => this.asking.delete(key));
+      this.asking.set(key, asked);
+    }
+    return asked;
+  }
+
+  /**
+   * Whether the sender `processId` may write `table`, from the cache only:
+   * `false` until a check has accepted it (a miss starts that check, and
+   * never waits for it). For decisions that have a safe fallback.
+   */
+  trusts(processId: number, table: string): boolean {
+    const verdict = this.verdict(processId, [table]);
+    if (typeof verdict === 'string') return verdict === 'accept';
+    verdict.catch(() => undefined);
+    return false;
   }
 
   private async query(key: string, processId: number, tables: readonly string[]): Promise<SenderVerdict> {
@@ -154,7 +173,7 @@ export class SenderGate {
   }
 
   private apply(notification: Notification, processId: number, verdict: SenderVerdict, cached: readonly string[]): void {
-    if (verdict === 'accept') this.options.pipeline.pushClassified(notification);
+    if (verdict === 'accept') this.options.pipeline.pushClassified(notification, { processId, verified: true });
     else if (verdict === 'reject') this.options.onRejected(processId, notification);
     else this.options.pipeline.requestNotifiedReload(cached, 'a change whose sender had exited before it could be checked', 'unverified_sender');
   }
@@ -186,6 +205,17 @@ export class SenderGate {
     }
     this.draining = false;
   }
+}
+
+/**
+ * Which senders' changes may prove a step's cut (the trigger mode's
+ * `PostgresStepSnapshots` option `trustsSender`): those whose role may write
+ * the source table, from a {@link SenderCheck}'s cache; a miss asks Postgres
+ * in the background, and meanwhile the step waits for its own tick.
+ */
+export function cachedSenderTrust(pool: SenderCheckOptions['pool']): (processId: number, sourceTable: string) => boolean {
+  const check = new SenderCheck({ pool });
+  return (processId, sourceTable) => check.trusts(processId, sourceTable);
 }
 
 /** Options of {@link createSenderGate}. */

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
 import { parseLsn } from './logical/lsn.ts';
 import { SnapshotSessions } from './snapshotSessions.ts';
+import type { ChangePayload } from '../sql-triggers/payload.ts';
 
 /**
  * A Postgres snapshot as `pg_current_snapshot()` prints it
@@ -88,6 +89,18 @@ export interface StepSnapshotSource {
    * whose snapshot was opened before, fails (and is retried).
    */
   listenerReset(): void;
+  /**
+   * A change notification was handed to the pipeline (queued), from
+   * `sender`: a writer's commit after S proves a cut as its tick would.
+   */
+  changeDelivered?(payload: ChangePayload, sender: NotificationSender): void;
+}
+
+/** Who sent a notification: LISTEN gives the sending backend's process id, which no payload can forge. */
+export interface NotificationSender {
+  readonly processId: number;
+  /** Whether the sender check (`daemon.verifySenders`) accepted it already. */
+  readonly verified: boolean;
 }
 
 /** Options of {@link PostgresStepSnapshots}. */
@@ -127,6 +140,13 @@ export interface PostgresStepSnapshotsOptions {
    * ({@link SnapshotSessions}).
    */
   readonly parkMs?: number;
+  /**
+   * Whether a change's sender may write its source table, from a cache
+   * (`SenderCheck.trusts`): only such a writer's notification may prove a
+   * cut (its payload's xid is what it claims), so that a role that can only
+   * NOTIFY cannot make a step miss changes. Without it, only ticks prove.
+   */
+  readonly trustsSender?: (processId: number, sourceTable: string) => boolean;
   /** Called with each tick transaction's 64-bit id: a recent id, for whoever widens 32-bit ids. */
   readonly onTickXid?: (xid: bigint) => void;
 }
@@ -145,6 +165,14 @@ function statementTimeoutValue(timeoutMs: number): number {
  */
 const SNAPSHOT = 'SELECT pg_current_snapshot()::text AS s';
 const SNAPSHOT_AND_WAL_POSITION = 'SELECT pg_current_snapshot()::text AS s, pg_current_wal_insert_lsn()::text AS l';
+
+/** A NOTIFY cut under way: the trusted changes received before S was known, then S and how to end its wait. */
+interface OpenCut {
+  snapshot: PgSnapshot | null;
+  /** Transaction ids of trusted changes delivered while S was not known yet. */
+  readonly seen: bigint[];
+  prove: (() => void) | null;
+}
 
 /** A step waiting for the replication stream to reach `lsn`. */
 interface PositionWaiter {
@@ -196,6 +224,8 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   /** Counts {@link listenerReset} calls: a step whose S spans one cannot trust its tick. */
   private resets = 0;
   private readonly sessions: SnapshotSessions;
+  /** NOTIFY: the cuts waiting for proof, which a trusted writer's change may give ({@link changeDelivered}). */
+  private readonly cuts = new Set<OpenCut>();
   /** Logical capture: where the stream is ({@link streamReached}), and the steps waiting for it to get further. */
   private streamed = 0n;
   private readonly positionWaiters = new Set<PositionWaiter>();
@@ -209,6 +239,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   async open(): Promise<StepSnapshot> {
     const session = await this.sessions.take();
     const resetsBefore = this.resets;
+    const cut: OpenCut = { snapshot: null, seen: [], prove: null };
     try {
       const started = performance.now();
       // The first tick goes out with the snapshot's query, saving a round
@@ -223,16 +254,12 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       // it never races the snapshot's query.
       const firstTick = this.logical ? null : this.tick();
       firstTick?.catch(() => undefined);
+      if (firstTick !== null) this.cuts.add(cut);
       const results = await reading;
       const row = results[results.length - 2]!.rows[0]!;
       const text = row.s;
       const snapshot = parsePgSnapshot(text);
-      let ticks = 1;
-      if (firstTick === null) ticks = await this.streamedPast(parseLsn(row.l!));
-      else if (visibleInSnapshot(snapshot, await firstTick)) {
-        ticks++;
-        await this.tick();
-      }
+      const ticks = firstTick === null ? await this.streamedPast(parseLsn(row.l!)) : await this.notifiedPast(cut, snapshot, firstTick);
       if (this.resets !== resetsBefore) {
         // Notifications committed while LISTEN was down may be visible in S and never arrive.
         throw new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost while a snapshot was open; the step is retried after the resync.');
@@ -261,6 +288,37 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       // The transaction may be half open: discard the session rather than reuse it.
       this.sessions.discard(session, error instanceof Error ? error : new Error(String(error)));
       throw error;
+    } finally {
+      this.cuts.delete(cut);
+    }
+  }
+
+  /**
+   * NOTIFY: waits until every notification of a transaction visible in
+   * `snapshot` has been received. Its first tick proves that when its xid is
+   * not visible in S; when it raced the snapshot's query a second tick, sent
+   * now, does. So does, first, any trusted writer's change whose transaction
+   * is not visible in S ({@link changeDelivered}): it committed after S was
+   * taken, and notifying commits are serialised and delivered in commit
+   * order. Returns the ticks sent.
+   */
+  private async notifiedPast(cut: OpenCut, snapshot: PgSnapshot, firstTick: Promise<bigint>): Promise<number> {
+    cut.snapshot = snapshot;
+    if (cut.seen.some((xid) => !visibleInSnapshot(snapshot, xid))) return 1;
+    const proven = new Promise<'proven'>((resolve) => (cut.prove = () => resolve('proven')));
+    const first = await Promise.race([firstTick, proven]);
+    if (first === 'proven' || !visibleInSnapshot(snapshot, first)) return 1;
+    await Promise.race([this.tick(), proven]);
+    return 2;
+  }
+
+  changeDelivered(payload: ChangePayload, sender: NotificationSender): void {
+    if (this.cuts.size === 0) return;
+    if (!sender.verified && !(this.options.trustsSender?.(sender.processId, payload.t) ?? false)) return;
+    const xid = BigInt(payload.xid);
+    for (const cut of this.cuts) {
+      if (cut.snapshot === null) cut.seen.push(xid);
+      else if (!visibleInSnapshot(cut.snapshot, xid)) cut.prove?.();
     }
   }
 

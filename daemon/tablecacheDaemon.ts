@@ -21,6 +21,7 @@ import { RedisDaemonStorage } from './redisDaemonStorage.ts';
 import { checkDatabaseAtStart } from './startupDatabaseCheck.ts';
 import { openTableWriters } from './startupTableWriters.ts';
 import { PostgresStepSnapshots } from './stepSnapshot.ts';
+import { cachedSenderTrust } from './senderCheck.ts';
 import type { TableSync } from './tableSync.ts';
 
 /** Options of a {@link TablecacheDaemon}. */
@@ -212,7 +213,9 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
       statementTimeoutMs: config.daemon.refreshTimeoutMs,
       // The rest of the pool is for ticks, resolve-free checks and row estimates: never all taken by open snapshots.
       maxOpen: Math.max(1, Math.floor((poolSize - 4) / 2)),
-      ...(capture.method === 'logical' ? { tick: 'logicalMessage', onTickXid: (xid: bigint) => logical?.observeXid(xid) } : {}),
+      ...(capture.method === 'logical'
+        ? { tick: 'logicalMessage', onTickXid: (xid: bigint) => logical?.observeXid(xid) }
+        : { trustsSender: cachedSenderTrust(db.pool) }),
     });
     this.snapshots = snapshots;
     let resumed = new Set<string>();

@@ -4,6 +4,7 @@ import { PostgresStepSnapshots } from '../../../daemon/stepSnapshot.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { parseLsn } from '../../../daemon/logical/lsn.ts';
+import type { ChangePayload } from '../../../sql-triggers/payload.ts';
 
 const CHANNEL = 'tc_step_snapshot_test';
 
@@ -277,6 +278,65 @@ describe('PostgresStepSnapshots', () => {
       );
       await expect(opening).rejects.toMatchObject({ code: 'TC_CONNECTION_FAILED' });
       await snapshots.close();
+    });
+  });
+  describe('proven by a trusted writer\'s change', () => {
+    /** A change payload of transaction `xid`, as the triggers send it. */
+    const change = (xid: bigint): ChangePayload => ({ v: 1, t: 'public.t', xid: String(xid), ts: Date.now(), op: 'U', c: ['id'], k: [[1]] });
+    const writer = { processId: 4242, verified: false };
+
+    it('goes on at the first change whose transaction committed after its snapshot, before its tick is back; changes of transactions in the snapshot prove nothing', async () => {
+      // Nothing forwards this source's ticks: only a writer's change can prove its cut.
+      const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, tickTimeoutMs: 60_000, trustsSender: () => true });
+      const before = await commitUpdate(6);
+      let opened: Awaited<ReturnType<typeof snapshots.open>> | undefined;
+      const opening = snapshots.open().then((snapshot) => (opened = snapshot));
+      snapshots.changeDelivered(change(before), writer);
+      await db.pool.query('SELECT 1');
+      expect(opened).toBeUndefined();
+      let after = 0n;
+      await waitFor(
+        'the open to be proven by a change committed after its snapshot',
+        async () => {
+          after = await commitUpdate(7);
+          snapshots.changeDelivered(change(after), writer);
+          return opened !== undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
+      await opening;
+      expect(opened!.isVisible(before)).toBe(true);
+      expect(opened!.isVisible(after)).toBe(false);
+      await opened!.close();
+      await snapshots.close();
+    });
+
+    it('is not proven by the change of a sender it does not trust (a role that may only NOTIFY could forge the xid), unless the sender check verified it', async () => {
+      const untrusting = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, tickTimeoutMs: 500, trustsSender: () => false });
+      const opening = untrusting.open();
+      opening.catch(() => undefined);
+      // A forged xid far beyond any real one: not visible in any snapshot.
+      const forged = change(2n ** 60n);
+      const delivering = setInterval(() => untrusting.changeDelivered(forged, writer), 5);
+      try {
+        await expect(opening).rejects.toMatchObject({ code: 'TC_TIMEOUT' });
+      } finally {
+        clearInterval(delivering);
+      }
+      const verifying = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, tickTimeoutMs: 60_000 });
+      let opened: Awaited<ReturnType<typeof verifying.open>> | undefined;
+      const verified = verifying.open().then((snapshot) => (opened = snapshot));
+      await waitFor(
+        'the open to be proven by a verified sender\'s change',
+        async () => {
+          verifying.changeDelivered(change(await commitUpdate(8)), { processId: 4242, verified: true });
+          return opened !== undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
+      await verified;
+      await opened!.close();
+      await Promise.all([untrusting.close(), verifying.close()]);
     });
   });
 });

@@ -98,4 +98,16 @@ describe('SenderGate', () => {
     await waitFor('all changes', () => pushed.length === 100);
     expect(pool.queries).toBe(1);
   });
+  it('trusts, from its cache only, a sender that may write the table: a miss answers false at once and asks Postgres once, in the background', async () => {
+    const pool = fakePool();
+    const check = new SenderCheck({ pool: pool as never });
+    expect(check.trusts(1, 'public.users')).toBe(false);
+    expect(check.trusts(2, 'public.users')).toBe(false);
+    await waitFor('both checks answered', () => check.trusts(1, 'public.users'));
+    expect(check.trusts(2, 'public.users')).toBe(false);
+    expect(check.trusts(3, 'public.users')).toBe(false);
+    // One query per sender, however often it was asked while its check ran.
+    for (let i = 0; i < 50; i++) check.trusts(2, 'public.users');
+    expect(pool.queries).toBeLessThanOrEqual(4);
+  });
 });
