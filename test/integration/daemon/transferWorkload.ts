@@ -51,6 +51,8 @@ export interface TransferCounts {
   replacements: number;
   /** Transactions rolled back because a row they needed was gone, or that failed (deadlock, fault). */
   abandoned: number;
+  /** When given, per writer the last id it assigned (an INSERT that may or may not have committed). */
+  lastIds?: number[];
 }
 
 /**
@@ -95,6 +97,7 @@ export async function runTransferWriter(
         const deleted = await client.query<{ balance: number }>(`DELETE FROM ${accounts} WHERE account_id = $1 RETURNING balance`, [old]);
         if (deleted.rowCount === 1) {
           const id = ++nextId;
+          if (counts.lastIds !== undefined) counts.lastIds[writer] = id;
           await client.query(`INSERT INTO ${accounts} VALUES ($1, $2)`, [id, deleted.rows[0]!.balance]);
           await client.query('COMMIT');
           // Only the writer whose DELETE found the row gets here, so the slot still holds `old`.
