@@ -2,10 +2,10 @@
  * The daemon as a child process of bench/daemon.bench.ts:
  * `node --import tsx bench/daemonProcess.ts <config file>`. Logs pino JSON
  * lines to stdout and `daemon ready` once every table is loaded; stops on SIGTERM.
- * A line `stats` on stdin makes it print `{"msg":"step stats","tickMs":[…],"ticks":[…]}`:
+ * A line `stats` on stdin makes it print `{"msg":"step stats","tickMs":[…],"provenBy":[…]}`:
  * per step since the last `stats`, the wait for its snapshot's cut (the cost
- * of the snapshot-consistent cut) and the ticks it sent (0: the logical
- * stream had passed the snapshot).
+ * of the snapshot-consistent cut) and what proved the cut (`tick`, or a
+ * writer's `commit`).
  */
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
@@ -24,15 +24,15 @@ daemon.on('loaded', ({ table }) => {
 // Logical capture resumes tables from Redis without loading them: ready at once.
 if (Object.values(daemon.readiness().tables).every((table) => table.loaded)) ready();
 let tickMs: number[] = [];
-let ticks: number[] = [];
+let provenBy: string[] = [];
 daemon.on('batchApplied', (event) => {
   tickMs.push(event.tickMs);
-  ticks.push(event.ticks);
+  provenBy.push(event.cutProvenBy);
 });
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() !== 'stats') return;
-  process.stdout.write(`${JSON.stringify({ msg: 'step stats', tickMs, ticks })}\n`);
+  process.stdout.write(`${JSON.stringify({ msg: 'step stats', tickMs, provenBy })}\n`);
   tickMs = [];
-  ticks = [];
+  provenBy = [];
 });
 process.once('SIGTERM', () => void daemon.close().then(() => process.exit(0)));

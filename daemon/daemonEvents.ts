@@ -1,3 +1,4 @@
+import type { CutProof } from './stepSnapshot.ts';
 import type { TablecacheError } from '../lib/core/errors.ts';
 
 /**
@@ -77,6 +78,8 @@ export interface BatchAppliedEvent {
    * logical capture, 0 when the stream had passed the snapshot already.
    */
   readonly ticks: number;
+  /** What proved the cut: the step's own `tick`, or a writer's `commit` after its snapshot (which came first). */
+  readonly cutProvenBy: CutProof;
   /**
    * The earliest of {@link changeTimes}, or `null` when there is none:
    * `Date.now() - oldestChangeAt` at this event is the step's worst

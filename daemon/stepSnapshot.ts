@@ -4,6 +4,8 @@ import type pg from 'pg';
 import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
 import { parseLsn } from './logical/lsn.ts';
 import { SnapshotSessions } from './snapshotSessions.ts';
+import { WriterCommitPace } from './writerCommitPace.ts';
+import { abortableDelay } from '../lib/core/abortableDelay.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
 
 /**
@@ -64,6 +66,12 @@ export interface StepSnapshot {
    */
   readonly ticks: number;
   /**
+   * What proved the cut: the step's own `tick`, or a writer's `commit` after
+   * S (a trusted writer's notification, or the logical stream passing S),
+   * which came first.
+   */
+  readonly provenBy: CutProof;
+  /**
    * Bounds every later statement of the snapshot's session (`SET LOCAL
    * statement_timeout`, so it ends with the transaction): a refresh or load
    * query that runs longer fails with SQLSTATE 57014 instead of holding its
@@ -73,6 +81,9 @@ export interface StepSnapshot {
   /** Ends the transaction and returns the session; never rejects. */
   close(): Promise<void>;
 }
+
+/** What proved a step's cut ({@link StepSnapshot.provenBy}). */
+export type CutProof = 'tick' | 'commit';
 
 /** Where the pipeline gets each step's snapshot. */
 export interface StepSnapshotSource {
@@ -147,6 +158,8 @@ export interface PostgresStepSnapshotsOptions {
    * NOTIFY cannot make a step miss changes. Without it, only ticks prove.
    */
   readonly trustsSender?: (processId: number, sourceTable: string) => boolean;
+  /** Tracks the trusted writers' pace (default a new {@link WriterCommitPace}); tests pass one that decides for them. */
+  readonly writerPace?: Pick<WriterCommitPace, 'active' | 'committed' | 'graceMs'>;
   /** Called with each tick transaction's 64-bit id: a recent id, for whoever widens 32-bit ids. */
   readonly onTickXid?: (xid: bigint) => void;
 }
@@ -226,6 +239,8 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   private readonly sessions: SnapshotSessions;
   /** NOTIFY: the cuts waiting for proof, which a trusted writer's change may give ({@link changeDelivered}). */
   private readonly cuts = new Set<OpenCut>();
+  /** NOTIFY: how often trusted writers' changes arrive, which decides whether a cut sends its tick at once. */
+  private readonly writers: Pick<WriterCommitPace, 'active' | 'committed' | 'graceMs'>;
   /** Logical capture: where the stream is ({@link streamReached}), and the steps waiting for it to get further. */
   private streamed = 0n;
   private readonly positionWaiters = new Set<PositionWaiter>();
@@ -234,6 +249,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   constructor(private readonly options: PostgresStepSnapshotsOptions) {
     this.logical = options.tick === 'logicalMessage';
     this.sessions = new SnapshotSessions(options);
+    this.writers = options.writerPace ?? new WriterCommitPace();
   }
 
   async open(): Promise<StepSnapshot> {
@@ -252,14 +268,16 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       session.parked = false;
       // A logical message proves the cut only when written after S was taken (WAL order is not visibility order):
       // it never races the snapshot's query.
-      const firstTick = this.logical ? null : this.tick();
+      // While trusted writers commit, one of their notifications usually proves the cut before a tick could:
+      // the tick then waits for S and a short grace, instead of queueing on the notify lock behind them.
+      const firstTick = this.logical || this.writers.active() ? null : this.tick();
       firstTick?.catch(() => undefined);
-      if (firstTick !== null) this.cuts.add(cut);
+      if (!this.logical) this.cuts.add(cut);
       const results = await reading;
       const row = results[results.length - 2]!.rows[0]!;
       const text = row.s;
       const snapshot = parsePgSnapshot(text);
-      const ticks = firstTick === null ? await this.streamedPast(parseLsn(row.l!)) : await this.notifiedPast(cut, snapshot, firstTick);
+      const { ticks, provenBy } = this.logical ? await this.streamedPast(parseLsn(row.l!)) : await this.notifiedPast(cut, snapshot, firstTick);
       if (this.resets !== resetsBefore) {
         // Notifications committed while LISTEN was down may be visible in S and never arrive.
         throw new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost while a snapshot was open; the step is retried after the resync.');
@@ -272,6 +290,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
         text,
         tickMs,
         ticks,
+        provenBy,
         limitStatements: async (timeoutMs) => {
           const value = statementTimeoutValue(timeoutMs);
           if (value === limitMs) return;
@@ -300,21 +319,31 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
    * now, does. So does, first, any trusted writer's change whose transaction
    * is not visible in S ({@link changeDelivered}): it committed after S was
    * taken, and notifying commits are serialised and delivered in commit
-   * order. Returns the ticks sent.
+   * order. Returns the ticks sent, and which proof came first.
    */
-  private async notifiedPast(cut: OpenCut, snapshot: PgSnapshot, firstTick: Promise<bigint>): Promise<number> {
+  private async notifiedPast(cut: OpenCut, snapshot: PgSnapshot, eagerTick: Promise<bigint> | null): Promise<{ ticks: number; provenBy: CutProof }> {
     cut.snapshot = snapshot;
-    if (cut.seen.some((xid) => !visibleInSnapshot(snapshot, xid))) return 1;
+    const sent = eagerTick === null ? 0 : 1;
+    if (cut.seen.some((xid) => !visibleInSnapshot(snapshot, xid))) return { ticks: sent, provenBy: 'commit' };
     const proven = new Promise<'proven'>((resolve) => (cut.prove = () => resolve('proven')));
-    const first = await Promise.race([firstTick, proven]);
-    if (first === 'proven' || !visibleInSnapshot(snapshot, first)) return 1;
-    await Promise.race([this.tick(), proven]);
-    return 2;
+    if (eagerTick === null) {
+      // Sent after S is known, a tick cannot race it.
+      if ((await Promise.race([proven, abortableDelay(this.writers.graceMs(), undefined).then(() => 'grace over' as const)])) === 'proven') {
+        return { ticks: 0, provenBy: 'commit' };
+      }
+      return { ticks: 1, provenBy: (await Promise.race([this.tick(), proven])) === 'proven' ? 'commit' : 'tick' };
+    }
+    const first = await Promise.race([eagerTick, proven]);
+    if (first === 'proven') return { ticks: 1, provenBy: 'commit' };
+    if (!visibleInSnapshot(snapshot, first)) return { ticks: 1, provenBy: 'tick' };
+    const second = await Promise.race([this.tick(), proven]);
+    return { ticks: 2, provenBy: second === 'proven' ? 'commit' : 'tick' };
   }
 
   changeDelivered(payload: ChangePayload, sender: NotificationSender): void {
-    if (this.cuts.size === 0) return;
     if (!sender.verified && !(this.options.trustsSender?.(sender.processId, payload.t) ?? false)) return;
+    this.writers.committed();
+    if (this.cuts.size === 0) return;
     const xid = BigInt(payload.xid);
     for (const cut of this.cuts) {
       if (cut.snapshot === null) cut.seen.push(xid);
@@ -343,10 +372,11 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
    * snapshot taken before WAL position `lsn` was written (each of them
    * wrote its commit record before it): the stream reaching `lsn` (any
    * later commit, of any writer), or the step's own tick, a message written
-   * after `lsn`, whichever comes first. Returns the ticks sent (0 or 1).
+   * after `lsn`, whichever comes first. Returns the ticks sent (0 or 1), and
+   * which proof came first.
    */
-  private async streamedPast(lsn: bigint): Promise<number> {
-    if (this.streamed >= lsn) return 0;
+  private async streamedPast(lsn: bigint): Promise<{ ticks: number; provenBy: CutProof }> {
+    if (this.streamed >= lsn) return { ticks: 0, provenBy: 'commit' };
     let waiter: PositionWaiter | undefined;
     const reached = new Promise<void>((resolve, reject) => {
       waiter = { lsn, resolve, reject };
@@ -356,11 +386,11 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     const ticked = this.tick();
     ticked.catch(() => undefined);
     try {
-      await Promise.race([reached, ticked]);
+      const first = await Promise.race([reached.then(() => 'commit' as const), ticked.then(() => 'tick' as const)]);
+      return { ticks: 1, provenBy: first };
     } finally {
       this.positionWaiters.delete(waiter!);
     }
-    return 1;
   }
 
   /** Rolls back and returns every parked session; later closes return theirs at once. */

@@ -148,6 +148,7 @@ export class TableStepApplier {
       ms: performance.now() - batch.startedAt,
       tickMs: snapshot.tickMs,
       ticks: snapshot.ticks,
+      cutProvenBy: snapshot.provenBy,
       oldestChangeAt: oldestOf(changeTimes),
       changeTimes,
     });

@@ -311,6 +311,38 @@ describe('PostgresStepSnapshots', () => {
       await snapshots.close();
     });
 
+    it('while trusted writers commit every few ms, sends no tick when a writer\'s commit proves the cut within the grace, and its tick after the grace otherwise', async () => {
+      let graceMs = 60_000;
+      const busyWriters = { active: () => true, committed: () => undefined, graceMs: () => graceMs };
+      const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, tickTimeoutMs: 60_000, trustsSender: () => true, writerPace: busyWriters });
+      const forward = (message: pg.Notification) => snapshots.acceptTick(message.payload ?? '');
+      listener.on('notification', forward);
+      try {
+        let opened: Awaited<ReturnType<typeof snapshots.open>> | undefined;
+        const opening = snapshots.open().then((snapshot) => (opened = snapshot));
+        await waitFor(
+          'the open to be proven by a change committed after its snapshot',
+          async () => {
+            snapshots.changeDelivered(change(await commitUpdate(10)), writer);
+            return opened !== undefined;
+          },
+          { timeoutMs: 10_000 },
+        );
+        await opening;
+        expect({ ticks: opened!.ticks, provenBy: opened!.provenBy }).toEqual({ ticks: 0, provenBy: 'commit' });
+        await opened!.close();
+
+        graceMs = 1;
+        const ticked = await snapshots.open();
+        // No writer's change after its snapshot came: after the grace, its own tick (sent after S: no race) proved it.
+        expect({ ticks: ticked.ticks, provenBy: ticked.provenBy }).toEqual({ ticks: 1, provenBy: 'tick' });
+        await ticked.close();
+      } finally {
+        listener.off('notification', forward);
+        await snapshots.close();
+      }
+    });
+
     it('is not proven by the change of a sender it does not trust (a role that may only NOTIFY could forge the xid), unless the sender check verified it', async () => {
       const untrusting = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, tickTimeoutMs: 500, trustsSender: () => false });
       const opening = untrusting.open();

@@ -52,6 +52,7 @@ describe('DaemonMetrics', () => {
       ms: 4,
       tickMs: 0.2,
       ticks: 1,
+      cutProvenBy: 'tick',
       oldestChangeAt: now - 20_000,
       changeTimes: [now - 20_000, now - 3, now + 50],
     });

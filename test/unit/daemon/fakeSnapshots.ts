@@ -19,7 +19,7 @@ export class FakeSnapshots implements StepSnapshotSource {
     const below = this.visibleBelow;
     this.opened++;
     this.onOpen?.();
-    return { isVisible: (xid) => xid < below, session: null, text: '', tickMs: 0, ticks: 1, limitStatements: async (ms) => {
+    return { isVisible: (xid) => xid < below, session: null, text: '', tickMs: 0, ticks: 1, provenBy: 'tick', limitStatements: async (ms) => {
         this.limits.push(ms);
       }, close: async () => {} };
   }
