@@ -49,11 +49,11 @@ export { ChangePipeline, type ChangePipelineOptions, type SyncedTable } from './
 export { TableStepLoop, type TableStepLoopOptions } from './tableStepLoop.ts';
 export { BarrierTracker, type BarrierTrackerOptions } from './barrierTracker.ts';
 export { ChangeQueue, type StepStart } from './changeQueue.ts';
+export { parsePgSnapshot, visibleInSnapshot, type PgSnapshot } from './pgSnapshot.ts';
 export {
-  parsePgSnapshot,
   PostgresStepSnapshots,
-  visibleInSnapshot,
-  type PgSnapshot,
+  type CutProof,
+  type NotificationSender,
   type PostgresStepSnapshotsOptions,
   type StepSnapshot,
   type StepSnapshotSource,

@@ -1,50 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
-import { InvalidArgumentError, TablecacheError } from '../lib/core/errors.ts';
+import { TablecacheError } from '../lib/core/errors.ts';
+import { parsePgSnapshot, visibleInSnapshot, type PgSnapshot } from './pgSnapshot.ts';
 import { parseLsn } from './logical/lsn.ts';
 import { SnapshotSessions } from './snapshotSessions.ts';
+import { StreamPosition } from './streamPosition.ts';
 import { WriterCommitPace } from './writerCommitPace.ts';
 import { abortableDelay } from '../lib/core/abortableDelay.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
-
-/**
- * A Postgres snapshot as `pg_current_snapshot()` prints it
- * (`xmin:xmax:xip,…`), with full 64-bit transaction ids.
- */
-export interface PgSnapshot {
-  /** Every transaction id below it had finished when the snapshot was taken. */
-  readonly xmin: bigint;
-  /** Every transaction id at or above it had not started yet. */
-  readonly xmax: bigint;
-  /** The transactions between xmin and xmax that were still running. */
-  readonly xip: ReadonlySet<bigint>;
-}
-
-const SNAPSHOT_TEXT = /^(\d+):(\d+):((?:\d+(?:,\d+)*)?)$/;
-
-/**
- * Parses the text form of a `pg_snapshot` (`pg_current_snapshot()::text`).
- *
- * @throws {@link InvalidArgumentError} for text that is not `xmin:xmax:xip,…`.
- */
-export function parsePgSnapshot(text: string): PgSnapshot {
-  const match = SNAPSHOT_TEXT.exec(text);
-  if (match === null) throw new InvalidArgumentError(`Expected a Postgres snapshot as "xmin:xmax:xip,…" (pg_current_snapshot()::text), got ${JSON.stringify(text)}.`);
-  const xip = match[3] === '' ? [] : match[3]!.split(',').map(BigInt);
-  return { xmin: BigInt(match[1]!), xmax: BigInt(match[2]!), xip: new Set(xip) };
-}
-
-/**
- * Whether the changes of committed transaction `xid` are visible in
- * `snapshot`: `pg_visible_in_snapshot` for a transaction known to have
- * committed (every transaction that sent a notification has).
- */
-export function visibleInSnapshot(snapshot: PgSnapshot, xid: bigint): boolean {
-  if (xid < snapshot.xmin) return true;
-  if (xid >= snapshot.xmax) return false;
-  return !snapshot.xip.has(xid);
-}
 
 /**
  * One pipeline step's view of Postgres: a REPEATABLE READ transaction whose
@@ -187,13 +151,6 @@ interface OpenCut {
   prove: (() => void) | null;
 }
 
-/** A step waiting for the replication stream to reach `lsn`. */
-interface PositionWaiter {
-  readonly lsn: bigint;
-  readonly resolve: () => void;
-  readonly reject: (error: Error) => void;
-}
-
 /** A NOTIFY tick needs ordering, not durability: its commit need not wait for the WAL flush. */
 const NOTIFY_TICK = "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2), pg_current_xact_id()::text AS xid";
 
@@ -242,8 +199,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   /** NOTIFY: how often trusted writers' changes arrive, which decides whether a cut sends its tick at once. */
   private readonly writers: Pick<WriterCommitPace, 'active' | 'committed' | 'graceMs'>;
   /** Logical capture: where the stream is ({@link streamReached}), and the steps waiting for it to get further. */
-  private streamed = 0n;
-  private readonly positionWaiters = new Set<PositionWaiter>();
+  private readonly stream = new StreamPosition();
   private readonly logical: boolean;
 
   constructor(private readonly options: PostgresStepSnapshotsOptions) {
@@ -358,13 +314,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
    * needs no tick of its own.
    */
   streamReached(lsn: bigint): void {
-    if (lsn <= this.streamed) return;
-    this.streamed = lsn;
-    for (const waiter of [...this.positionWaiters]) {
-      if (waiter.lsn > lsn) continue;
-      this.positionWaiters.delete(waiter);
-      waiter.resolve();
-    }
+    if (this.stream.reached(lsn)) this.writers.committed();
   }
 
   /**
@@ -372,24 +322,24 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
    * snapshot taken before WAL position `lsn` was written (each of them
    * wrote its commit record before it): the stream reaching `lsn` (any
    * later commit, of any writer), or the step's own tick, a message written
-   * after `lsn`, whichever comes first. Returns the ticks sent (0 or 1), and
-   * which proof came first.
+   * after `lsn`, whichever comes first; while commits stream in every few ms
+   * ({@link WriterCommitPace}), the tick waits a short grace for them first.
+   * Returns the ticks sent (0 or 1), and which proof came first.
    */
   private async streamedPast(lsn: bigint): Promise<{ ticks: number; provenBy: CutProof }> {
-    if (this.streamed >= lsn) return { ticks: 0, provenBy: 'commit' };
-    let waiter: PositionWaiter | undefined;
-    const reached = new Promise<void>((resolve, reject) => {
-      waiter = { lsn, resolve, reject };
-      this.positionWaiters.add(waiter);
-    });
-    reached.catch(() => undefined);
-    const ticked = this.tick();
-    ticked.catch(() => undefined);
+    if (this.stream.passed(lsn)) return { ticks: 0, provenBy: 'commit' };
+    const { reached, cancel } = this.stream.waitFor(lsn);
     try {
+      // While commits stream in every few ms, one past `lsn` usually comes before a tick could: give it a grace.
+      if (this.writers.active() && (await Promise.race([reached.then(() => true), abortableDelay(this.writers.graceMs(), undefined).then(() => false)]))) {
+        return { ticks: 0, provenBy: 'commit' };
+      }
+      const ticked = this.tick();
+      ticked.catch(() => undefined);
       const first = await Promise.race([reached.then(() => 'commit' as const), ticked.then(() => 'tick' as const)]);
       return { ticks: 1, provenBy: first };
     } finally {
-      this.positionWaiters.delete(waiter!);
+      cancel();
     }
   }
 
@@ -407,10 +357,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
 
   listenerReset(): void {
     this.resets++;
-    for (const waiter of this.positionWaiters) {
-      waiter.reject(new TablecacheError('TC_CONNECTION_FAILED', 'The replication stream was lost (or restored) while waiting for a snapshot to be streamed past; the step is retried.'));
-    }
-    this.positionWaiters.clear();
+    this.stream.reset();
     for (const waiter of this.waiting.values()) {
       waiter.reject(new TablecacheError('TC_CONNECTION_FAILED', 'The LISTEN connection was lost (or restored) while waiting for a snapshot tick; the step is retried.'));
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parsePgSnapshot, visibleInSnapshot } from '../../../daemon/stepSnapshot.ts';
+import { parsePgSnapshot, visibleInSnapshot } from '../../../daemon/pgSnapshot.ts';
 
 describe('parsePgSnapshot and visibleInSnapshot', () => {
   it('sees transactions below xmin, not at or above xmax, and none of those in progress', () => {
