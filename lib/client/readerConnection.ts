@@ -84,6 +84,9 @@ export class ReaderConnection {
   private oldestPending: PendingRead | null = null;
   private newestPending: PendingRead | null = null;
   private readonly deadlineTimer: NodeJS.Timeout;
+  private readonly checkEveryMs: number;
+  /** When the deadlines were last checked: a check that comes much later than due finds this process was stalled. */
+  private lastCheckAt = performance.now();
   /** When to try the function library again after it was missing (0: use it). */
   private scriptsUntil = 0;
 
@@ -92,7 +95,8 @@ export class ReaderConnection {
     private readonly owned: boolean,
     readonly timeoutMs: number,
   ) {
-    this.deadlineTimer = setInterval(() => this.failOverdue(), Math.max(5, Math.ceil(timeoutMs / 4)));
+    this.checkEveryMs = Math.max(5, Math.ceil(timeoutMs / 4));
+    this.deadlineTimer = setInterval(() => this.checkDeadlines(), this.checkEveryMs);
     // Readers must not keep a process alive.
     this.deadlineTimer.unref();
   }
@@ -259,6 +263,21 @@ export class ReaderConnection {
     // A read Redis never answers keeps its entry alive: it must not keep its neighbours.
     entry.older = null;
     entry.newer = null;
+  }
+
+  /**
+   * A read is overdue when Redis did not answer it in time, not when this
+   * process was too busy to send it or to read the answer (a long synchronous
+   * task, a GC pause): after a check that comes late, the answers get one
+   * more interval; and each check runs after the next poll phase (timers run
+   * before I/O is read), so that an answer already in the socket counts.
+   */
+  private checkDeadlines(): void {
+    const now = performance.now();
+    const stalled = now - this.lastCheckAt > 2 * this.checkEveryMs;
+    this.lastCheckAt = now;
+    if (stalled) return;
+    setImmediate(() => this.failOverdue());
   }
 
   private failOverdue(): void {

@@ -100,6 +100,19 @@ describe('a reader when Redis is down or slow', () => {
     }
   });
 
+  it('does not fail a read that Redis answered while the reader\'s own event loop was blocked past its timeout', async () => {
+    await using reader = await openReader<Row>({ url: testRedisUrl(), table, keyPrefix: prefix, timeoutMs: 50 });
+    expect(await reader.get(1)).toEqual({ id: 1 });
+    for (let round = 0; round < 5; round++) {
+      const reading = reader.get(1);
+      // The process is busy (a long synchronous task, a GC pause) for 4 timeouts; Redis answers meanwhile, and the
+      // answer waits in the socket. The deadline check runs before the poll phase that reads it, so it must look again after.
+      const busyUntil = performance.now() + 200;
+      while (performance.now() < busyUntil);
+      await expect(reading).resolves.toEqual({ id: 1 });
+    }
+  });
+
   it('bounds each read on a passed-in connection, which has no timeout of its own', async () => {
     let stalled = false;
     const proxy = await listen((socket) => forwardToRedis(socket, () => stalled));
