@@ -22,7 +22,7 @@ function importGraph(entry: string): { modules: string[]; packages: Set<string> 
 }
 
 describe('tablecache/client', () => {
-  it('loads neither pg nor the writer: only ioredis, msgpackr, lru-cache (the near-cache), the key layout, codec and Redis addresses, and the core types', () => {
+  it('loads neither pg nor the writer: only ioredis, msgpackr, lru-cache (the near-cache), the key layout, codec, Redis addresses and the Sentinel TLS probe, and the core types', () => {
     const { modules, packages } = importGraph(resolve(root, 'lib/client/index.ts'));
     expect([...packages].filter((name) => !name.startsWith('node:')).sort()).toEqual(['ioredis', 'lru-cache', 'msgpackr']);
     expect(modules.filter((file) => !file.startsWith('lib/client/') && !file.startsWith('lib/core/'))).toEqual([
@@ -35,6 +35,7 @@ describe('tablecache/client', () => {
       'lib/redis/redisErrors.ts',
       'lib/redis/scripts/luaSources.ts',
       'lib/redis/scripts/readerScripts.ts',
+      'lib/redis/sentinelTlsProbe.ts',
     ]);
     expect(modules.filter((file) => file.startsWith('lib/core/'))).not.toContain('lib/core/cachedTable.ts');
   });
