@@ -7,6 +7,7 @@ import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { RedisStorageTable } from '../../../lib/redis/redisStorageTable.ts';
 import { PrivateRedisSentinel } from '../../support/privateRedisTopology.ts';
 import { waitFor } from '../../support/waitFor.ts';
+import { readCommandCalls } from '../../support/redisReadCalls.ts';
 
 // openReader({ sentinel, readFrom }) on a primary with two replicas behind
 // three sentinels (private ports): readFrom decides which node the reads reach.
@@ -28,9 +29,9 @@ async function onNode<T>(port: number, use: (node: Redis) => Promise<T>): Promis
   }
 }
 
-/** `INFO commandstats` calls of FCALL_RO on the node on `port`. */
+/** `INFO commandstats` calls of the reader's read commands on the node on `port`. */
 async function readCalls(port: number): Promise<number> {
-  return onNode(port, async (node) => Number(/cmdstat_fcall_ro:calls=(\d+)/.exec(await node.info('commandstats'))?.[1] ?? 0));
+  return onNode(port, async (node) => readCommandCalls(await node.info('commandstats')));
 }
 
 async function readsPerNode(read: () => Promise<unknown>, times: number): Promise<Map<number, number>> {

@@ -12,6 +12,7 @@ import { PrivateRedisSentinel } from '../../support/privateRedisTopology.ts';
 import { createTestCertificates, type TestCertificates } from '../../support/tlsRedis.ts';
 import { waitFor } from '../../support/waitFor.ts';
 import { createUsers, DaemonProcess, installConfigTriggers, SCHEMA, writeSeedConfig } from '../daemon/daemonHarness.ts';
+import { readCommandCalls } from '../../support/redisReadCalls.ts';
 
 // Sentinel over TLS, as managed Redis offerings run it: a primary, a replica
 // and three sentinels that speak only TLS (clients, replication, and the
@@ -38,12 +39,12 @@ const readers: TableReader<User>[] = [];
 /** The sentinels' URLs as `redis://`: the daemon's TLS comes from `redis.tls`. */
 const plainSchemeUrls = () => topology.sentinelUrls.map((url) => url.replace(/^rediss:/, 'redis:'));
 
-/** `INFO commandstats` calls of FCALL_RO on the data node on `port`, over TLS. */
+/** `INFO commandstats` calls of the reader's read commands on the data node on `port`, over TLS. */
 async function readCalls(port: number): Promise<number> {
   const node = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, tls: { ca: readFileSync(certificates.caFile) } });
   try {
     await node.connect();
-    return Number(/cmdstat_fcall_ro:calls=(\d+)/.exec(await node.info('commandstats'))?.[1] ?? 0);
+    return readCommandCalls(await node.info('commandstats'));
   } finally {
     node.disconnect();
   }
