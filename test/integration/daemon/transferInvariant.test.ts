@@ -49,6 +49,9 @@ type CaptureMethod = 'triggers' | 'logical';
  */
 const WRITER_PAUSE_MS: Record<CaptureMethod, number> = { triggers: 0, logical: 2 };
 
+/** The readers' timeout. */
+const READ_TIMEOUT_MS = 10_000;
+
 for (const method of ['triggers', 'logical'] as const satisfies readonly CaptureMethod[]) {
   describe(`the transfer invariant (issue #12), capture ${method}`, () => {
     let db: { readonly url: string; readonly pool: pg.Pool; drop(): Promise<void> };
@@ -78,8 +81,10 @@ for (const method of ['triggers', 'logical'] as const satisfies readonly Capture
       if (method === 'logical') await installConfigCapture(db.pool, config);
       else await installConfigTriggers(db.pool, config);
       redis = new Redis(testRedisUrl());
-      reader = await openReader<Account>({ redis, table: 'accounts', keyPrefix });
-      nearReader = await openReader<Account>({ url: testRedisUrl(), table: 'accounts', keyPrefix, nearCache: { maxRecords: 50_000 } });
+      // What this test checks is what reads see, not how fast they are: on CI's 2 cores, shared with another test
+      // file, a read of the shared Redis took more than the default 1 s once.
+      reader = await openReader<Account>({ redis, table: 'accounts', keyPrefix, timeoutMs: READ_TIMEOUT_MS });
+      nearReader = await openReader<Account>({ url: testRedisUrl(), table: 'accounts', keyPrefix, nearCache: { maxRecords: 50_000 }, timeoutMs: READ_TIMEOUT_MS });
       daemon = DaemonProcess.start(file);
       await daemon.waitForLog('table loaded');
     }, 60_000);
