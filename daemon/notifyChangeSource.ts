@@ -69,12 +69,12 @@ export class NotifyChangeSource {
       : null;
     listener.on('notification', (text, processId) => (gate === null ? pipeline.push(text, { processId, verified: false }) : gate.push(text, processId)));
     listener.on('reconnecting', (attempt) => {
-      snapshots.listenerReset();
+      snapshots.listenerReset('lost');
       if (attempt <= 1 || !this.options.postgresDown()) events.emit('connectionLost', { source: 'postgres', attempt });
     });
     listener.on('reconnected', (downMs, attempts) => {
       // A tick sent while LISTEN was down never comes: the waiting step gives up and is retried.
-      snapshots.listenerReset();
+      snapshots.listenerReset('restored');
       events.emit('connectionRestored', { source: 'postgres' });
       events.emit('listenerReconnected', { downMs, attempts });
       pipeline.requestReload(null, `resync: LISTEN was down for ${Math.round(downMs)} ms`, 'listen_lost');

@@ -59,11 +59,12 @@ export interface StepSnapshotSource {
   /** Takes a notification's raw text; `true` when it was one of this source's ticks (consumed). */
   acceptTick(text: string): boolean;
   /**
-   * The LISTEN connection was lost, or is back after a loss: notifications
-   * (ticks too) sent meanwhile are gone, so a step waiting for its tick, or
-   * whose snapshot was opened before, fails (and is retried).
+   * The LISTEN connection was `lost`, or is back after a loss (`restored`,
+   * the default): notifications (ticks too) sent meanwhile are gone, so a
+   * step waiting for its tick, or whose snapshot was opened before, fails
+   * (and is retried); between the two, nothing that arrives proves a cut.
    */
-  listenerReset(): void;
+  listenerReset(state?: 'lost' | 'restored'): void;
   /**
    * A change notification was handed to the pipeline (queued), from
    * `sender`: a writer's commit after S proves a cut as its tick would.
@@ -200,6 +201,8 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   private readonly writers: Pick<WriterCommitPace, 'active' | 'committed' | 'graceMs'>;
   /** Logical capture: where the stream is ({@link streamReached}), and the steps waiting for it to get further. */
   private readonly stream = new StreamPosition();
+  /** Between a lost LISTEN connection and its confirmed return ({@link listenerReset}). */
+  private listenerDown = false;
   private readonly logical: boolean;
 
   constructor(private readonly options: PostgresStepSnapshotsOptions) {
@@ -297,6 +300,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   }
 
   changeDelivered(payload: ChangePayload, sender: NotificationSender): void {
+    if (this.listenerDown) return;
     if (!sender.verified && !(this.options.trustsSender?.(sender.processId, payload.t) ?? false)) return;
     this.writers.committed();
     if (this.cuts.size === 0) return;
@@ -350,12 +354,16 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
 
   acceptTick(text: string): boolean {
     if (!isTickText(text)) return false;
+    if (this.listenerDown) return true;
     const id = text.slice(TICK_PREFIX.length, -2);
     this.waiting.get(id)?.resolve();
     return true;
   }
 
-  listenerReset(): void {
+  listenerReset(state: 'lost' | 'restored' = 'restored'): void {
+    // From the loss until LISTEN is confirmed back, notifications may already arrive on the new connection while
+    // those sent in between are gone: nothing that arrives then proves a cut.
+    this.listenerDown = state === 'lost';
     this.resets++;
     this.stream.reset();
     for (const waiter of this.waiting.values()) {
