@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { TablecacheError } from '../../lib/core/errors.ts';
+import { DEFAULT_RETRY_BACKOFF, retryDelayMs } from '../../lib/core/retryBackoff.ts';
 import type { Logger } from '../../lib/core/logger.ts';
 import type { ChangePipeline } from '../changePipeline.ts';
 import type { DaemonEvents } from '../daemonEvents.ts';
@@ -96,6 +97,8 @@ export class LogicalChangeSource implements CapturePositions {
   /** Per table, the position saved with its generation in Redis. */
   private readonly saved = new Map<string, Lsn>();
   private started = false;
+  /** Set by {@link close}: ends a wait for the tables ({@link untilHoldingTables}). */
+  private closing = false;
   /** Why the stream stopped for good, once it did. */
   private fatal: TablecacheError | null = null;
 
@@ -245,10 +248,23 @@ export class LogicalChangeSource implements CapturePositions {
     this.pipeline?.push(message.text);
   }
 
+  /** Returns once this daemon holds its tables again (it is a standby meanwhile), or once the source is closed. */
+  private async untilHoldingTables(): Promise<void> {
+    for (let attempt = 0; !this.closing && !(await this.options.holdsTables().catch(() => false)); attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, retryDelayMs(attempt, DEFAULT_RETRY_BACKOFF)));
+    }
+  }
+
   private async onStartFailure(error: Error): Promise<'retry' | 'stop'> {
     const code = (error as { code?: string }).code;
     const { pool, slot, logger } = this.options;
     try {
+      // A daemon that gave its tables up (another daemon took a lease while Redis was lost) must not stream the
+      // slot: the daemon holding the tables takes the slot over, and a reconnect here took it back, over and over.
+      if (this.started && !(await this.options.holdsTables())) {
+        logger.warn({ slot }, 'this daemon holds none of its tables now; the slot waits until it holds them again');
+        await this.untilHoldingTables();
+      }
       if (code === OBJECT_IN_USE) {
         if (await this.options.holdsTables()) {
           const ended = await takeSlotOver(pool, slot);
@@ -313,6 +329,7 @@ export class LogicalChangeSource implements CapturePositions {
 
   /** Stops streaming (after a last acknowledgement). */
   async close(): Promise<void> {
+    this.closing = true;
     await this.stream.close();
   }
 }
