@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
 import type pg from 'pg';
 import { TablecacheError } from '../lib/core/errors.ts';
 import { parsePgSnapshot, visibleInSnapshot, type PgSnapshot } from './pgSnapshot.ts';
@@ -7,7 +8,6 @@ import { parseLsn } from './logical/lsn.ts';
 import { SnapshotSessions } from './snapshotSessions.ts';
 import { StreamPosition } from './streamPosition.ts';
 import { WriterCommitPace } from './writerCommitPace.ts';
-import { abortableDelay } from '../lib/core/abortableDelay.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
 
 /**
@@ -175,15 +175,17 @@ export function isTickText(text: string): boolean {
  * The snapshot-consistent cut, on Postgres. Each step:
  *
  * 1. opens a REPEATABLE READ transaction and reads `pg_current_snapshot()`:
- *    S is fixed by that first statement;
- * 2. at the same time sends a "tick" NOTIFY on the daemon's channel from
- *    another session, and reads the tick transaction's id;
- * 3. waits for the tick on the LISTEN connection. When the tick's xid is not
- *    visible in S, the tick committed after S was taken: notifications are
- *    delivered in commit order (notifying commits are serialised), and
- *    every transaction visible in S committed before the tick did, so all
- *    of their notifications have arrived. When it is visible (the tick won
- *    the race), a second tick, sent after S is known, proves the same.
+ *    S is fixed by that first statement (on the logical slot, the same
+ *    statement reads where the WAL ends);
+ * 2. waits for proof that every change of a transaction visible in S has
+ *    reached the pipeline: a commit after S delivered in commit order. With
+ *    NOTIFY that is a trusted writer's change whose xid is not visible in S
+ *    (notifying commits are serialised) or the step's own "tick" NOTIFY; on
+ *    the slot, the stream passing the WAL position read with S, or the
+ *    step's logical-message tick. While writers commit every few ms the tick
+ *    waits for S and a short grace; otherwise a NOTIFY tick goes out with
+ *    the snapshot's query, and a second one when the first committed before
+ *    S was taken (its xid is visible in S).
  *
  * A tick carries a random id per daemon and a counter, so the ticks of
  * another daemon on the same channel are ignored.
@@ -217,9 +219,6 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     const cut: OpenCut = { snapshot: null, seen: [], prove: null };
     try {
       const started = performance.now();
-      // The first tick goes out with the snapshot's query, saving a round
-      // trip; it proves the cut only if it committed after S was taken (its
-      // xid is not visible in S). Otherwise a second tick, sent now, does.
       let limitMs = statementTimeoutValue(this.options.statementTimeoutMs ?? 0);
       // A parked session still holds the last step's transaction: its ROLLBACK rides along.
       const opening = `${session.parked ? 'ROLLBACK; ' : ''}${BEGIN_SNAPSHOT}; ${this.logical ? SNAPSHOT_AND_WAL_POSITION : SNAPSHOT}; SET LOCAL statement_timeout = ${limitMs}`;
@@ -285,13 +284,8 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     const sent = eagerTick === null ? 0 : 1;
     if (cut.seen.some((xid) => !visibleInSnapshot(snapshot, xid))) return { ticks: sent, provenBy: 'commit' };
     const proven = new Promise<'proven'>((resolve) => (cut.prove = () => resolve('proven')));
-    if (eagerTick === null) {
-      // Sent after S is known, a tick cannot race it.
-      if ((await Promise.race([proven, abortableDelay(this.writers.graceMs(), undefined).then(() => 'grace over' as const)])) === 'proven') {
-        return { ticks: 0, provenBy: 'commit' };
-      }
-      return { ticks: 1, provenBy: (await Promise.race([this.tick(), proven])) === 'proven' ? 'commit' : 'tick' };
-    }
+    // Sent after S is known, a tick cannot race it.
+    if (eagerTick === null) return this.graceThenTick(proven);
     const first = await Promise.race([eagerTick, proven]);
     if (first === 'proven') return { ticks: 1, provenBy: 'commit' };
     if (!visibleInSnapshot(snapshot, first)) return { ticks: 1, provenBy: 'tick' };
@@ -334,17 +328,22 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     if (this.stream.passed(lsn)) return { ticks: 0, provenBy: 'commit' };
     const { reached, cancel } = this.stream.waitFor(lsn);
     try {
-      // While commits stream in every few ms, one past `lsn` usually comes before a tick could: give it a grace.
-      if (this.writers.active() && (await Promise.race([reached.then(() => true), abortableDelay(this.writers.graceMs(), undefined).then(() => false)]))) {
-        return { ticks: 0, provenBy: 'commit' };
-      }
-      const ticked = this.tick();
-      ticked.catch(() => undefined);
-      const first = await Promise.race([reached.then(() => 'commit' as const), ticked.then(() => 'tick' as const)]);
-      return { ticks: 1, provenBy: first };
+      return await this.graceThenTick(reached);
     } finally {
       cancel();
     }
+  }
+
+  /**
+   * For a cut whose S is known: while writers commit every few ms, one of
+   * their commits (`proven`) usually proves it before a tick could, so it
+   * gets a grace first; then the step's tick, sent now (after S: no race),
+   * and whichever proof comes first. Returns the ticks sent and that proof.
+   */
+  private async graceThenTick(proven: Promise<unknown>): Promise<{ ticks: number; provenBy: CutProof }> {
+    const byCommit = proven.then(() => 'commit' as const);
+    if (this.writers.active() && (await Promise.race([byCommit, delay(this.writers.graceMs())])) === 'commit') return { ticks: 0, provenBy: 'commit' };
+    return { ticks: 1, provenBy: await Promise.race([byCommit, this.tick().then(() => 'tick' as const)]) };
   }
 
   /** Rolls back and returns every parked session; later closes return theirs at once. */

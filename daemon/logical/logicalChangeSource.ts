@@ -248,9 +248,16 @@ export class LogicalChangeSource implements CapturePositions {
     this.pipeline?.push(message.text);
   }
 
-  /** Returns once this daemon holds its tables again (it is a standby meanwhile), or once the source is closed. */
+  /**
+   * Returns once this daemon holds its tables (at once, usually), or once the
+   * source is closed. A daemon that gave its tables up (another daemon took a
+   * lease while Redis was lost) must not stream the slot: the daemon holding
+   * the tables takes the slot over, and a reconnect here took it back, over
+   * and over. Redis unreachable counts as not holding them.
+   */
   private async untilHoldingTables(): Promise<void> {
     for (let attempt = 0; !this.closing && !(await this.options.holdsTables().catch(() => false)); attempt++) {
+      if (attempt === 0) this.options.logger.warn({ slot: this.options.slot }, 'this daemon holds none of its tables now; the slot waits until it holds them again');
       await new Promise((resolve) => setTimeout(resolve, retryDelayMs(attempt, DEFAULT_RETRY_BACKOFF)));
     }
   }
@@ -259,12 +266,7 @@ export class LogicalChangeSource implements CapturePositions {
     const code = (error as { code?: string }).code;
     const { pool, slot, logger } = this.options;
     try {
-      // A daemon that gave its tables up (another daemon took a lease while Redis was lost) must not stream the
-      // slot: the daemon holding the tables takes the slot over, and a reconnect here took it back, over and over.
-      if (this.started && !(await this.options.holdsTables())) {
-        logger.warn({ slot }, 'this daemon holds none of its tables now; the slot waits until it holds them again');
-        await this.untilHoldingTables();
-      }
+      if (this.started) await this.untilHoldingTables();
       if (code === OBJECT_IN_USE) {
         if (await this.options.holdsTables()) {
           const ended = await takeSlotOver(pool, slot);
