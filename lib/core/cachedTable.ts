@@ -36,7 +36,13 @@ export interface CachedTableOptions {
 
 /** What a finished load, adjustment or refresh did. */
 export interface ChangeCounts {
+  /**
+   * Records deleted from storage. A refresh that deletes by primary key
+   * without reading (`scratchDiscardPrimaryKeys`) counts every key it was
+   * given, whether or not storage held a record for it.
+   */
   readonly expired: number;
+  /** Records loaded from the database into storage. */
   readonly loaded: number;
 }
 
@@ -305,10 +311,7 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
       // trips overlap; storage does not change meanwhile (the scratch lock).
       const records = readingAhead(this.dbAccess.getRecords(this.indexes.dbRecordsSpec(newSpec)));
       try {
-        for await (const record of this.storage.scratchDiscardRecords(this.indexes.storageRecordsSpec(oldSpec))) {
-          adjustment?.observeExpired(record);
-          expired++;
-        }
+        expired += await this.stageDiscard(this.indexes.storageRecordsSpec(oldSpec), adjustment);
       } catch (error) {
         await records.cancel();
         throw error;
@@ -316,6 +319,25 @@ export class CachedTable<R, PK extends PrimaryKey, S extends IndexSpec, A extend
       loaded += await this.storage.scratchPutRecords(adjustment ? observingLoaded(records, adjustment) : records);
     }
     return { expired, loaded };
+  }
+
+  /**
+   * Stages the deletion of what `spec` selects; returns how many records
+   * that counts. A spec of exact primary keys is deleted by key without
+   * reading the records, when storage can (for Redis that saves a round
+   * trip); an adjustment must see every expired record, so it always reads.
+   */
+  private async stageDiscard(spec: StorageRecordsSpec<R>, adjustment: Adjustment<R> | null): Promise<number> {
+    if (adjustment === null && spec.primaryKeys !== undefined && this.storage.scratchDiscardPrimaryKeys !== undefined) {
+      await this.storage.scratchDiscardPrimaryKeys(spec.primaryKeys);
+      return spec.primaryKeys.length;
+    }
+    let expired = 0;
+    for await (const record of this.storage.scratchDiscardRecords(spec)) {
+      adjustment?.observeExpired(record);
+      expired++;
+    }
+    return expired;
   }
 
   /**

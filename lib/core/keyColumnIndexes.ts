@@ -309,10 +309,13 @@ export class KeyColumnIndexes<R extends Record<string, unknown> = Record<string,
     const index = this.index(spec.indexName);
     const scores = new Set<Score>();
     for (const key of spec.keys.keys()) scores.add(keyColumnScore(key));
-    return new StorageRecordsSpec<R>(spec.indexName, keyIntervals(scores), (record) => {
+    const recheck = (record: R): boolean => {
       const key = this.recordKey(index, record);
       return key !== null && spec.keys.has(key);
-    });
+    };
+    // The spec's keys are canonical, as primaryKey(record) returns them: exactly the records a primary-key spec selects.
+    const primaryKeys = index.name === PRIMARY_KEY_INDEX ? [...spec.keys.keys()] : undefined;
+    return new StorageRecordsSpec<R>(spec.indexName, keyIntervals(scores), recheck, primaryKeys);
   }
 
   dbRecordsSpec(spec: KeyColumnSpec): QueryArgsDbRecordsSpec<R> {

@@ -128,7 +128,8 @@ export class PrimaryKeyIndexes<R, PK extends PrimaryKey = PrimaryKey> extends In
   storageRecordsSpec(spec: PrimaryKeySpec<PK>): StorageRecordsSpec<R> {
     if (spec.all) return new StorageRecordsSpec<R>(INDEX_NAME, [Interval.everything()]);
     const keys = new Set(spec.primaryKeys);
-    return new StorageRecordsSpec<R>(INDEX_NAME, keyIntervals(keys), (record) => keys.has(this.primaryKey(record)));
+    // The recheck compares primaryKey(record) with the keys themselves, so the spec selects exactly these keys.
+    return new StorageRecordsSpec<R>(INDEX_NAME, keyIntervals(keys), (record) => keys.has(this.primaryKey(record)), [...keys]);
   }
 
   dbRecordsSpec(spec: PrimaryKeySpec<PK>): QueryArgsDbRecordsSpec<R> {

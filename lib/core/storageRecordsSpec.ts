@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from './errors.ts';
 import type { Interval } from './interval.ts';
+import type { PrimaryKey } from './storageTable.ts';
 
 /** A filter applied to records after the score lookup (scores may collide). */
 export type RecheckPredicate<R> = (record: R) => boolean;
@@ -10,6 +11,9 @@ export type RecheckPredicate<R> = (record: R) => boolean;
  * `recheckPredicate`.
  *
  * The intervals must not overlap, so that no record is returned twice.
+ *
+ * A spec that selects exact primary keys also carries them as `primaryKeys`,
+ * so that a refresh can delete those records without reading them first.
  */
 export class StorageRecordsSpec<R> {
   /**
@@ -19,6 +23,12 @@ export class StorageRecordsSpec<R> {
     readonly indexName: string,
     readonly scoreIntervals: readonly Interval[],
     readonly recheckPredicate?: RecheckPredicate<R>,
+    /**
+     * Set when the spec selects exactly the records with these canonical
+     * primary keys (and nothing else); storage may then delete them without
+     * reading them.
+     */
+    readonly primaryKeys?: readonly PrimaryKey[],
   ) {
     const sorted = [...scoreIntervals].sort((a, b) => a.ge - b.ge);
     for (let i = 1; i < sorted.length; i++) {

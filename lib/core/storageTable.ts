@@ -70,6 +70,17 @@ export interface StorageTable<R> {
   scratchDiscardRecords(spec: StorageRecordsSpec<R>): AsyncIterable<R>;
 
   /**
+   * Stages the deletion of the records with these primary keys (as
+   * `primaryKey(record)` returns them) without reading them; a key without a
+   * record is ignored. Like {@link scratchDiscardRecords} of a spec that
+   * selects exactly these keys: they stay readable until `scratchMerge`,
+   * staged puts of these keys are withdrawn, and a record put again later in
+   * the session survives the merge. Optional: a storage without it is
+   * refreshed through `scratchDiscardRecords`.
+   */
+  scratchDiscardPrimaryKeys?(keys: readonly PrimaryKey[]): Promise<void>;
+
+  /**
    * Makes everything staged in scratch space visible in one atomic step, with
    * the coverage update (if given) published in the same step.
    */

@@ -101,6 +101,11 @@ export class IndexedRecords<R, PK extends PrimaryKey, S = R> {
     }
   }
 
+  /** Whether a record with primary key `pk` is held. */
+  has(pk: PK): boolean {
+    return this.#scoresByPk[0]!.has(pk);
+  }
+
   /** Removes the record with primary key `pk` from every index; returns whether there was one. */
   remove(pk: PK): boolean {
     if (!this.#scoresByPk[0]!.has(pk)) return false;

@@ -267,6 +267,20 @@ export class LocalStorageTable<R, PK extends PrimaryKey = PrimaryKey> implements
   }
 
   /**
+   * Unstages the staged puts of these primary keys and stages the deletion
+   * of the stored records with them (a key without a record is ignored),
+   * without selecting through an index: O(keys).
+   */
+  async scratchDiscardPrimaryKeys(keys: readonly PrimaryKey[]): Promise<void> {
+    // The keys are what primaryKey(record) returns, so they are this table's PK.
+    for (const pk of keys as readonly PK[]) {
+      this.#stagedPuts.remove(pk);
+      if (this.#table.has(pk)) this.#stagedDiscards.add(pk);
+    }
+    this.#releaseWritersIfScratchClosed();
+  }
+
+  /**
    * Applies everything staged in one synchronous step, O(staged × log n), and
    * records the coverage update; then releases waiting writers.
    */

@@ -4,8 +4,8 @@ import { ReaderFunctionKeeper } from './readerFunctions.ts';
 import { InvalidArgumentError } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { StorageRecordsSpec } from '../core/storageRecordsSpec.ts';
-import type { CoverageUpdate, StorageTable } from '../core/storageTable.ts';
-import { DEFAULT_KEY_PREFIX, TableKeys } from './keyLayout.ts';
+import type { CoverageUpdate, PrimaryKey, StorageTable } from '../core/storageTable.ts';
+import { DEFAULT_KEY_PREFIX, primaryKeyField, TableKeys } from './keyLayout.ts';
 import { writerSettings, type RedisStorageTableOptions } from './redisStorageOptions.ts';
 import { encodeCoverage } from './coverageFormat.ts';
 import { MessagePackRecordCodec, type RecordCodec } from './recordCodec.ts';
@@ -47,9 +47,9 @@ export type { RedisStorageTableOptions } from './redisStorageOptions.ts';
  *   script checks a fence token, so a writer that lost its lease stops.
  *
  * Reads here (`getRecords`, and the reads inside `deleteRecords` and
- * `scratchDiscardRecords`) page through the table and must not run
- * concurrently with a merge or a direct write of the same table; a
- * {@link CachedTable} guarantees that.
+ * `scratchDiscardRecords`; `scratchDiscardPrimaryKeys` reads nothing) page
+ * through the table and must not run concurrently with a merge or a direct
+ * write of the same table; a {@link CachedTable} guarantees that.
  *
  * @example
  * ```ts
@@ -272,6 +272,23 @@ export class RedisStorageTable<R> implements StorageTable<R>, AsyncDisposable {
     const generation = this.generation;
     if (generation === null) return;
     yield* this.scratch.discard(generation, spec);
+  }
+
+  /**
+   * Stages the deletion of the records with these primary keys without
+   * reading them (a key without a record is ignored); also withdraws staged
+   * puts of them. A small session stays in the writer's memory, so this
+   * costs no round trip until {@link scratchMerge}.
+   *
+   * @throws {@link InvalidArgumentError} for a key that is not a string, a bigint or a finite number (nothing is staged then).
+   */
+  async scratchDiscardPrimaryKeys(keys: readonly PrimaryKey[]): Promise<void> {
+    this.assertWritable();
+    const fields = keys.map(primaryKeyField);
+    await this.scratch.settleInterruptedMerge();
+    // No generation: nothing to delete, and nothing staged (staging starts one).
+    if (this.generation === null) return;
+    await this.scratch.discardFields(fields);
   }
 
   /**

@@ -163,6 +163,31 @@ export class ScratchSession<R> {
   }
 
   /**
+   * Stages the deletion of the generation's records with these primary-key
+   * fields without reading them (a field without a record is ignored), and
+   * withdraws staged puts of them, as {@link discard} does for a spec of
+   * exactly these keys. While the session is small it stays in memory and
+   * this costs no round trip: the merge's applyChanges.lua deletes by field.
+   */
+  async discardFields(fields: readonly string[]): Promise<void> {
+    if (fields.length === 0) return;
+    // Held back, deletions are applied before puts: a deletion after a put must be staged in Redis, in call order.
+    if ((this.heldBack?.putCount ?? 0) > 0) await this.stageHeldBack();
+    if (this.canHoldBack(fields.length, 0)) {
+      this.holdBack().deletions.push(...fields);
+      return;
+    }
+    const staging = await this.stageHeldBack();
+    // Bounded like a merge step, so that no one call blocks Redis longer.
+    for (let start = 0; start < fields.length; start += this.host.mergeBatchSize) {
+      const part = fields.slice(start, start + this.host.mergeBatchSize);
+      // Withdrawn first: stageDiscard.lua's "live" mode leaves a key alone while a put of it is staged.
+      if (staging.putsStaged) await this.stageDiscard('staged', part);
+      await this.stageDiscard('live', part);
+    }
+  }
+
+  /**
    * Publishes every staged change of the session to `generation` (null:
    * there is nothing to publish to), and the coverage update if given, in
    * one atomic step for readers.

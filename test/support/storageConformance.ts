@@ -75,6 +75,12 @@ async function pks(storage: StorageTable<ConformanceRecord>, query: StorageRecor
   return (await read(storage, query)).map((r) => r.pk);
 }
 
+/** `scratchDiscardPrimaryKeys` of a storage that must have it (every storage this suite runs against does). */
+async function discardKeys(storage: StorageTable<ConformanceRecord>, keys: readonly number[]): Promise<void> {
+  if (storage.scratchDiscardPrimaryKeys === undefined) throw new Error(`${storage.name} has no scratchDiscardPrimaryKeys.`);
+  await storage.scratchDiscardPrimaryKeys(keys);
+}
+
 async function* generate<T>(items: Iterable<T>): AsyncGenerator<T> {
   for (const item of items) yield item;
 }
@@ -442,6 +448,43 @@ export function describeStorageConformance(name: string, makeStorage: MakeConfor
         expect(await pks(storage, everything())).toEqual([1, 2, 3, 4]);
         await storage.scratchMerge();
         expect(await read(storage, everything())).toEqual([record(1), record(3, 30, 'three'), record(6)]);
+      });
+
+      it('discards by primary key without reading: absent keys ignored, a key put again replaced, nothing visible before the merge', async () => {
+        await storage.putRecords([record(1, 10, 'old'), record(2), record(3)]);
+        await discardKeys(storage, [1, 2, 99]);
+        await storage.scratchPutRecords([record(1, 15, 'new')]);
+        const before = [record(1, 10, 'old'), record(2), record(3)];
+        expect(await read(storage, everything())).toEqual(before);
+        expect(await read(storage, everything('secondary'))).toEqual(before);
+        await storage.scratchMerge();
+        expect(await read(storage, everything())).toEqual([record(1, 15, 'new'), record(3)]);
+        expect(await read(storage, spec('secondary', [Interval.onlyContaining(10)]))).toEqual([]);
+        expect(await read(storage, spec('secondary', [Interval.onlyContaining(15)]))).toEqual([record(1, 15, 'new')]);
+        expect(await pks(storage, everything('secondary'))).toEqual([1, 3]);
+      });
+
+      it('withdraws scratch puts of the keys it discards, whether or not the table held them', async () => {
+        await storage.putRecords([record(1, 10, 'old'), record(3)]);
+        await storage.scratchPutRecords([record(1, 20, 'new'), record(2), record(3, 30, 'kept')]);
+        await discardKeys(storage, [1, 2]);
+        expect(await read(storage, everything())).toEqual([record(1, 10, 'old'), record(3)]);
+        await storage.scratchMerge();
+        expect(await read(storage, everything())).toEqual([record(3, 30, 'kept')]);
+        expect(await read(storage, everything('secondary'))).toEqual([record(3, 30, 'kept')]);
+      });
+
+      it('discards by primary key in a session of many pairs, as a refresh batch does', async () => {
+        await storage.putRecords([record(1), record(2), record(3), record(4)]);
+        await discardKeys(storage, [1, 2]);
+        await storage.scratchPutRecords([record(1, 11, 'first')]);
+        await discardKeys(storage, [1, 3]);
+        await storage.scratchPutRecords([record(1, 12, 'second'), record(3, 33, 'three')]);
+        await discardKeys(storage, []);
+        await storage.scratchMerge();
+        expect(await read(storage, everything())).toEqual([record(1, 12, 'second'), record(3, 33, 'three'), record(4)]);
+        expect(await read(storage, everything('secondary'))).toEqual([record(1, 12, 'second'), record(3, 33, 'three'), record(4)]);
+        expect(await pks(storage, spec('secondary', [new Interval(11, 12), new Interval(30, 31)]))).toEqual([]);
       });
 
       it('merges an empty scratch space without change', async () => {

@@ -1,7 +1,9 @@
 -- Stages deletions in a scratch session, so that staging behaves like
 -- applying the calls in order. Mode "live": the fields name records of the
 -- generation; each joins the deletion set, unless a put of the same key is
--- staged (that put replaces the record anyway and wins). Mode "staged": the
+-- staged (that put replaces the record anyway and wins). A field the
+-- generation holds no record of is skipped: a deletion by primary key names
+-- keys unread, and a deletion of nothing must not count. Mode "staged": the
 -- fields name staged puts, which are withdrawn; the generation's record of
 -- the same key (if any) is then staged for deletion, so the key ends up
 -- deleted either way. Staged puts and staged deletions stay disjoint.
@@ -14,7 +16,7 @@ local delta = 0
 if ARGV[2] == 'live' then
   for i = 3, #ARGV do
     local pk = ARGV[i]
-    if redis.call('HEXISTS', KEYS[3], pk) == 0 and redis.call('SADD', KEYS[4], pk) == 1 then
+    if redis.call('HEXISTS', KEYS[2], pk) == 1 and redis.call('HEXISTS', KEYS[3], pk) == 0 and redis.call('SADD', KEYS[4], pk) == 1 then
       delta = delta - 1
     end
   end

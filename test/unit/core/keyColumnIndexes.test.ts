@@ -139,6 +139,20 @@ describe('KeyColumnIndexes', () => {
     expect(indexes.score('primary_key', { order_id: 1, line: 1 })).toBe(primaryKeyScore('["1","1"]'));
   });
 
+  it('names the canonical primary keys of a primary-key spec, so storage may delete them unread; other specs name none', () => {
+    const indexes = usersIndexes();
+    const byKey = indexes.storageRecordsSpec(indexes.createSpec('primary_key', '12', 12n, 7, null));
+    expect(byKey.primaryKeys).toEqual([12, 7]);
+    expect(byKey.primaryKeys).toContain(indexes.primaryKey({ user_id: 12n, city_id: 1 }));
+    expect(indexes.storageRecordsSpec(indexes.keySpec('primary_key', [['7']])).primaryKeys).toEqual([7]);
+    expect(indexes.storageRecordsSpec(indexes.createSpec('primary_key', null)).primaryKeys).toEqual([]);
+    expect(indexes.storageRecordsSpec(indexes.createSpec('city_id', 5)).primaryKeys).toBeUndefined();
+    expect(indexes.storageRecordsSpec(indexes.createSpec('primary_key', { all: true })).primaryKeys).toBeUndefined();
+    const orders = new KeyColumnIndexes<Row>({ query: QUERY, primaryKey: ['order_id', 'line'], lookups: [['order_id']] });
+    expect(orders.storageRecordsSpec(orders.createSpec('primary_key', [1n, '2'])).primaryKeys).toEqual([orders.primaryKey({ order_id: 1, line: 2 })]);
+    expect(orders.storageRecordsSpec(orders.createSpec('order_id', 1)).primaryKeys).toBeUndefined();
+  });
+
   it('refuses keys of the wrong arity, naming the columns', () => {
     const indexes = new KeyColumnIndexes<Row>({ query: QUERY, primaryKey: ['order_id', 'line'] });
     expect(() => indexes.createSpec('primary_key', 1)).toThrow(/2 columns \(order_id, line\)/);

@@ -103,6 +103,14 @@ describe('PrimaryKeyIndexes', () => {
       expect(spec.accepts(user(2))).toBe(false);
     });
 
+    it('names the distinct keys of a key spec, so storage may delete them unread; all keys and expiries name none', () => {
+      const indexes = makeIndexes();
+      expect(indexes.storageRecordsSpec(keysSpec(indexes, 3, 'a', 3, 2n ** 60n)).primaryKeys).toEqual([3, 'a', 2n ** 60n]);
+      expect(indexes.storageRecordsSpec(allSpec(indexes)).primaryKeys).toBeUndefined();
+      commit(indexes, keysSpec(indexes, 1, 2));
+      expect(indexes.prepareAdjustment(keysSpec(indexes, 2)).expireSpec?.primaryKeys).toBeUndefined();
+    });
+
     it('tells apart distinct keys that collide in score by the recheck', () => {
       const indexes = makeIndexes();
       const [a, b] = [2n ** 53n, 2n ** 53n + 1n];

@@ -32,6 +32,8 @@ describe('PrimaryKeyRangeIndexes', () => {
     const indexes = makeIndexes();
     const spec = indexes.createSpec('primary_key', { ge: 5, lt: 8 });
     expect(indexes.storageRecordsSpec(spec).scoreIntervals).toEqual([new Interval(5, 8)]);
+    // A range names no exact keys (non-integer keys may lie in it), so storage must read it.
+    expect(indexes.storageRecordsSpec(spec).primaryKeys).toBeUndefined();
     expect(indexes.dbRecordsSpec(spec)).toEqual(new QueryArgsDbRecordsSpec(RANGE, [5, 8]));
   });
 
