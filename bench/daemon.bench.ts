@@ -90,6 +90,9 @@ export function writeConfig(
 export interface StepStats {
   readonly tickMs: number[];
   readonly provenBy: string[];
+  /** Keys the steps refreshed, and of those, the keys read while their cut was proven. */
+  readonly refreshedKeys: number;
+  readonly readAheadKeys: number;
 }
 
 /** A daemon child process: `stepStats` gives the cuts of the steps since the last call; `stop` ends it. */
@@ -315,7 +318,7 @@ function latencyRow(
   latencies: number[],
   baseline: number[] | null,
   bounded: string,
-  { tickMs, provenBy }: StepStats,
+  { tickMs, provenBy, refreshedKeys, readAheadKeys }: StepStats,
 ): (string | number | null)[] {
   const ours = percentiles(latencies, [50, 95, 99]);
   const base = baseline === null ? null : percentiles(baseline, [50, 99]);
@@ -335,6 +338,7 @@ function latencyRow(
     tickMs.length === 0 ? null : ticks[50]!,
     tickMs.length === 0 ? null : ticks[99]!,
     byCommit,
+    refreshedKeys === 0 ? null : `${Math.round((100 * readAheadKeys) / refreshedKeys)}%`,
   ];
 }
 
@@ -360,7 +364,7 @@ export async function run(context: BenchContext): Promise<void> {
     }
     context.note('baseline: unpaced UPDATEs with the triggers on and no daemon');
     const ceiling = await measureWriteCeiling(pool);
-    rows.push(['baseline: no daemon (Postgres with the triggers)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null, null]);
+    rows.push(['baseline: no daemon (Postgres with the triggers)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null, null, null]);
     let bulk: { reloadMs: number; byKeyMs: number; readMs: number } | null = null;
     for (const config of configs) {
       context.note(`daemon with batchWindowMs ${config.windowMs}: loading ${USERS} users`);
@@ -391,7 +395,7 @@ export async function run(context: BenchContext): Promise<void> {
     const logical = await measureLogicalDaemon(context, rows);
     context.printTable(
       `Commit-to-visible latency (ms) of single-row UPDATEs through the reader client, ${USERS.toLocaleString('en-US')} cached users, daemon in a child process`,
-      ['daemon', 'target/s', 'achieved/s', 'p50', 'p95', 'p99', 'baseline: NOTIFY round trip p50', 'p50 ratio', 'lag bounded', 'steps', 'tick wait p50', 'tick wait p99', "steps cut by a writer's commit"],
+      ['daemon', 'target/s', 'achieved/s', 'p50', 'p95', 'p99', 'baseline: NOTIFY round trip p50', 'p50 ratio', 'lag bounded', 'steps', 'tick wait p50', 'tick wait p99', "steps cut by a writer's commit", 'keys read during the cut'],
       rows,
     );
     if (bulk !== null) {
@@ -444,7 +448,7 @@ async function measureLogicalDaemon(context: BenchContext, rows: (string | numbe
     const reader = await openReader<User>({ redis, table: 'users', keyPrefix, timeoutMs: 10_000 });
     steps = await subscribeToSteps(context.redisUrl, keyPrefix, 'users');
     const ceiling = await measureWriteCeiling(pool);
-    rows.push(['baseline: no daemon (wal_level = logical, slot idle)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null, null]);
+    rows.push(['baseline: no daemon (wal_level = logical, slot idle)', 'max', Math.round(ceiling), null, null, null, null, null, '', null, null, null, null, null]);
     let daemon = await startDaemon(configs[0]!.file);
     let reloadMs: number;
     try {

@@ -2,10 +2,11 @@
  * The daemon as a child process of bench/daemon.bench.ts:
  * `node --import tsx bench/daemonProcess.ts <config file>`. Logs pino JSON
  * lines to stdout and `daemon ready` once every table is loaded; stops on SIGTERM.
- * A line `stats` on stdin makes it print `{"msg":"step stats","tickMs":[…],"provenBy":[…]}`:
+ * A line `stats` on stdin makes it print `{"msg":"step stats","tickMs":[…],"provenBy":[…],"refreshedKeys":…,"readAheadKeys":…}`:
  * per step since the last `stats`, the wait for its snapshot's cut (the cost
  * of the snapshot-consistent cut) and what proved the cut (`tick`, or a
- * writer's `commit`).
+ * writer's `commit`); and the keys refreshed, and of those the keys read
+ * ahead while the cut was proven.
  */
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
@@ -25,14 +26,22 @@ daemon.on('loaded', ({ table }) => {
 if (Object.values(daemon.readiness().tables).every((table) => table.loaded)) ready();
 let tickMs: number[] = [];
 let provenBy: string[] = [];
+let refreshedKeys = 0;
+let readAheadKeys = 0;
 daemon.on('batchApplied', (event) => {
   tickMs.push(event.tickMs);
   provenBy.push(event.cutProvenBy);
+  for (const table of event.tables) {
+    refreshedKeys += table.keys;
+    readAheadKeys += table.readAheadKeys;
+  }
 });
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() !== 'stats') return;
-  process.stdout.write(`${JSON.stringify({ msg: 'step stats', tickMs, provenBy })}\n`);
+  process.stdout.write(`${JSON.stringify({ msg: 'step stats', tickMs, provenBy, refreshedKeys, readAheadKeys })}\n`);
   tickMs = [];
   provenBy = [];
+  refreshedKeys = 0;
+  readAheadKeys = 0;
 });
 process.once('SIGTERM', () => void daemon.close().then(() => process.exit(0)));

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
-import { ChangeBatch } from './changeBatch.ts';
+import { ChangeBatch, type TableChanges } from './changeBatch.ts';
 import type { ChangeMapper } from './changeMapper.ts';
 import type { ReloadKind } from './daemonEvents.ts';
 import type { StepSnapshot } from './stepSnapshot.ts';
@@ -188,6 +188,25 @@ export class ChangeQueue {
     start.reloads.addReloadsOf(this.reloads);
     this.reloads = start.reloads;
     this.since = Math.min(this.since ?? start.startedAt, start.startedAt);
+  }
+
+  /**
+   * What a {@link cut} in a snapshot where `isVisible` holds would ask of
+   * table `table` from the changes queued now, without cutting them: the
+   * keys a step can read while its cut is proven (the cut may add changes
+   * that arrive meanwhile). `null` when they ask for a reload of the table,
+   * or name no key.
+   */
+  preview(isVisible: (xid: bigint) => boolean, mapper: ChangeMapper, table: string): TableChanges | null {
+    const preview = new ChangeBatch();
+    let reload = false;
+    for (const change of this.changes) {
+      if (!isVisible(change.xid)) continue;
+      mapper.map(change.payload, preview, () => (reload = true), table);
+      if (reload) return null;
+    }
+    const changes = preview.entries().find(([name]) => name === table)?.[1];
+    return changes === undefined || changes.keysByIndex.size === 0 ? null : changes;
   }
 
   /**

@@ -53,6 +53,8 @@ export interface TableBatchResult {
   readonly action: 'refresh' | 'reload';
   /** Distinct keys refreshed (0 for a reload). */
   readonly keys: number;
+  /** Of those, the keys whose records were read while the step's cut was being proven, not after it. */
+  readonly readAheadKeys: number;
   readonly expired: number;
   readonly loaded: number;
 }

@@ -30,6 +30,8 @@ export class RefreshDbAccess implements DbAccess {
   session: pg.ClientBase | null = null;
   /** Per query text, the hash in its prepared statement's name. */
   private readonly queryHashes = new Map<string, string>();
+  /** Per refresh spec (query and arguments), where its records come from instead of a query ({@link substitute}). */
+  private readonly substitutes = new Map<string, () => AsyncIterable<unknown>>();
 
   constructor(
     private readonly streaming: PostgresAccess,
@@ -38,6 +40,11 @@ export class RefreshDbAccess implements DbAccess {
   ) {}
 
   async *getRecords<R>(spec: DbRecordsSpec<R>): AsyncGenerator<R, void, undefined> {
+    const substitute = spec.args.length === 0 ? undefined : this.substitutes.get(substituteKey(spec));
+    if (substitute !== undefined) {
+      yield* substitute() as AsyncIterable<R>;
+      return;
+    }
     if (spec.args.length === 0 && this.session !== null) {
       yield* this.streamInSession(this.session, spec);
       return;
@@ -51,14 +58,37 @@ export class RefreshDbAccess implements DbAccess {
       }
       return;
     }
+    yield* await this.readKeys(this.session, spec);
+  }
+
+  /**
+   * The records of a refresh spec (one with key arrays), read in `session`'s
+   * transaction (`null`: a statement of its own), all at once: a refresh
+   * selects at most one batch of keys.
+   */
+  async readKeys<R>(session: pg.ClientBase | null, spec: DbRecordsSpec<R>): Promise<R[]> {
     let rows: Record<string, unknown>[];
     try {
-      rows = await this.selectKeys(spec);
+      rows = await this.selectKeys(session, spec);
     } catch (error) {
       throw new QueryFailedError(spec.query, error);
     }
     const parse = spec.recordParser ?? ((row: Record<string, unknown>) => row as R);
-    for (const row of rows) yield parse(row);
+    return rows.map(parse);
+  }
+
+  /**
+   * Until {@link clearSubstitutes}, a read of exactly `spec` (same query, same
+   * arguments) yields `records()` instead of querying: records already read
+   * in the same snapshot (see `RefreshReadAhead`).
+   */
+  substitute<R>(spec: DbRecordsSpec<R>, records: () => AsyncIterable<R>): void {
+    this.substitutes.set(substituteKey(spec), records);
+  }
+
+  /** Forgets every {@link substitute}: they belong to one step's snapshot. */
+  clearSubstitutes(): void {
+    this.substitutes.clear();
   }
 
   /** Streams a load through a cursor in `session`'s open transaction, so that it reads that transaction's snapshot. */
@@ -100,12 +130,12 @@ export class RefreshDbAccess implements DbAccess {
    * refreshes are planned for their own key count (a plan made for one key
    * may be the wrong one for ten thousand).
    */
-  private async selectKeys(spec: DbRecordsSpec<unknown>): Promise<Record<string, unknown>[]> {
+  private async selectKeys(session: pg.ClientBase | null, spec: DbRecordsSpec<unknown>): Promise<Record<string, unknown>[]> {
     const keys = Math.max(...spec.args.map((values) => (Array.isArray(values) ? values.length : 1)));
     const query = { text: spec.query, values: [...spec.args], types: exactTypeParsers };
-    const db = this.session ?? this.pool;
+    const db = session ?? this.pool;
     if (keys > PREPARED_MAX_KEYS) return (await db.query<Record<string, unknown>>(query)).rows;
-    if (this.session !== null) {
+    if (session !== null) {
       try {
         return (await db.query<Record<string, unknown>>({ ...query, name: this.statementName(spec.query) })).rows;
       } catch (error) {
@@ -132,6 +162,11 @@ export class RefreshDbAccess implements DbAccess {
     if (hash === undefined) this.queryHashes.set(query, (hash = createHash('sha256').update(query).digest('hex').slice(0, 24)));
     return `tablecache_refresh_${hash}_${this.statementEpoch}`;
   }
+}
+
+/** What identifies a refresh spec's result in one snapshot: its query and its arguments. */
+function substituteKey(spec: DbRecordsSpec<unknown>): string {
+  return `${spec.query}\u0000${JSON.stringify(spec.args, (_, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value))}`;
 }
 
 /** Rows per cursor read of a load in a step's session. */

@@ -46,6 +46,18 @@ export interface StepSnapshot {
   close(): Promise<void>;
 }
 
+/**
+ * A step's snapshot S once it is fixed, before its cut is proven: the changes
+ * already queued whose transaction is visible in S are certainly in the step,
+ * so their records can be read in S while the proof is awaited.
+ */
+export interface TakenSnapshot {
+  /** Whether transaction `xid`'s changes are in S. */
+  isVisible(xid: bigint): boolean;
+  /** The session holding S. */
+  readonly session: pg.ClientBase;
+}
+
 /** What proved a step's cut ({@link StepSnapshot.provenBy}). */
 export type CutProof = 'tick' | 'commit';
 
@@ -53,9 +65,11 @@ export type CutProof = 'tick' | 'commit';
 export interface StepSnapshotSource {
   /**
    * Opens S and returns once every notification of a transaction visible in
-   * S has been handed to the pipeline.
+   * S has been handed to the pipeline. `onTaken` is called once S is fixed,
+   * before that wait: reads it starts in the session are in S, and overlap
+   * the wait instead of following it.
    */
-  open(): Promise<StepSnapshot>;
+  open(onTaken?: (taken: TakenSnapshot) => void): Promise<StepSnapshot>;
   /** Takes a notification's raw text; `true` when it was one of this source's ticks (consumed). */
   acceptTick(text: string): boolean;
   /**
@@ -213,7 +227,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
     this.writers = options.writerPace ?? new WriterCommitPace();
   }
 
-  async open(): Promise<StepSnapshot> {
+  async open(onTaken?: (taken: TakenSnapshot) => void): Promise<StepSnapshot> {
     const session = await this.sessions.take();
     const resetsBefore = this.resets;
     const cut: OpenCut = { snapshot: null, seen: [], prove: null };
@@ -235,6 +249,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       const row = results[results.length - 2]!.rows[0]!;
       const text = row.s;
       const snapshot = parsePgSnapshot(text);
+      onTaken?.({ isVisible: (xid) => visibleInSnapshot(snapshot, xid), session: session.client });
       const { ticks, provenBy } = this.logical ? await this.streamedPast(parseLsn(row.l!)) : await this.notifiedPast(cut, snapshot, firstTick);
       if (this.resets !== resetsBefore) {
         // Notifications committed while LISTEN was down may be visible in S and never arrive.

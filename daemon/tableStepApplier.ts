@@ -4,6 +4,7 @@ import type { Logger } from '../lib/core/logger.ts';
 import type { BarrierTracker } from './barrierTracker.ts';
 import type { ChangeBatch, TableChanges } from './changeBatch.ts';
 import type { DaemonEvents, ReloadKind, TableBatchResult } from './daemonEvents.ts';
+import type { RefreshReadAhead } from './refreshReadAhead.ts';
 import type { ReloadThrottle } from './reloadThrottle.ts';
 import type { StepSnapshot } from './stepSnapshot.ts';
 import type { SyncedTable } from './syncedTable.ts';
@@ -70,9 +71,9 @@ export class TableStepApplier {
    * `throttleMark`: the reload throttle's {@link ReloadThrottle.requestMark}
    * when the step was taken, before `snapshot` was opened.
    */
-  async apply(batch: ChangeBatch, snapshot: StepSnapshot, throttleMark: number): Promise<boolean> {
+  async apply(batch: ChangeBatch, snapshot: StepSnapshot, throttleMark: number, readAhead: RefreshReadAhead | null = null): Promise<boolean> {
     const { reached, held } = this.holdIfDeferred(batch, throttleMark);
-    return this.applyBatch(batch, reached, held, snapshot);
+    return this.applyBatch(batch, reached, held, snapshot, readAhead);
   }
 
   /**
@@ -104,7 +105,7 @@ export class TableStepApplier {
    * batch's changes were carried for a deferred reload, so this step makes
    * none visible.
    */
-  private async applyBatch(batch: ChangeBatch, reachedBarriers: readonly string[], held: boolean, snapshot: StepSnapshot): Promise<boolean> {
+  private async applyBatch(batch: ChangeBatch, reachedBarriers: readonly string[], held: boolean, snapshot: StepSnapshot, readAhead: RefreshReadAhead | null): Promise<boolean> {
     const results: TableBatchResult[] = [];
     const changes = batch.entries().find(([name]) => name === this.name)?.[1];
     const reload = changes?.needsReload ?? false;
@@ -116,10 +117,10 @@ export class TableStepApplier {
           const reasons = [...changes.reloadReasons];
           const kinds: ReloadKind[] = [...changes.reloadKinds];
           const { records, ms } = await this.options.table.reload(reasons, snapshot);
-          results.push({ table: this.name, action: 'reload', keys: 0, expired: 0, loaded: records });
+          results.push({ table: this.name, action: 'reload', keys: 0, readAheadKeys: 0, expired: 0, loaded: records });
           this.reportLoaded(records, ms, reasons, kinds);
         } else {
-          const counts = await this.options.table.refresh(changes, snapshot);
+          const counts = await this.options.table.refresh(changes, snapshot, readAhead);
           results.push({ table: this.name, action: 'refresh', ...counts });
         }
       } catch (error) {

@@ -4,14 +4,15 @@ import type { Logger } from '../lib/core/logger.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
 import type { ChangeBatch } from './changeBatch.ts';
 import type { ChangeMapper } from './changeMapper.ts';
-import { ChangeQueue } from './changeQueue.ts';
+import { ChangeQueue, type StepStart } from './changeQueue.ts';
 import type { BarrierTracker } from './barrierTracker.ts';
 import type { DaemonEvents, ReloadKind } from './daemonEvents.ts';
 import { errorSource } from './errorSource.ts';
 import { PositionSaves } from './positionSaves.ts';
 import { ReloadThrottle } from './reloadThrottle.ts';
 import { retryDelayMs } from '../lib/core/retryBackoff.ts';
-import type { StepSnapshotSource } from './stepSnapshot.ts';
+import type { RefreshReadAhead } from './refreshReadAhead.ts';
+import type { StepSnapshotSource, TakenSnapshot } from './stepSnapshot.ts';
 import type { SyncedTable } from './syncedTable.ts';
 import { TableStepApplier } from './tableStepApplier.ts';
 import { TableStepOpener, type OpenedStep } from './tableStepOpener.ts';
@@ -126,6 +127,7 @@ export class TableStepLoop {
       throttle: this.throttle,
       work: this.work,
       sourcePosition: () => this.options.positions?.current() ?? null,
+      readAhead: (start, taken) => this.readAhead(start, taken),
       isStopping: () => this.stopping,
       reportError: (error, during) => this.reportError(error, during),
     });
@@ -303,16 +305,36 @@ export class TableStepLoop {
     if (left !== null && left !== 'failed') this.opener.abandon(left);
   }
 
+  /**
+   * Starts reading, in a step's S before its cut is proven, the records of
+   * the changes queued now whose transaction is in S: the cut holds them, so
+   * the refresh need not read them after the proof. Nothing when the step
+   * reloads the table (asked for at its start, or by one of those changes).
+   */
+  private readAhead(start: StepStart, taken: TakenSnapshot): RefreshReadAhead | null {
+    const table = this.options.table;
+    if (table.readAhead === undefined || !table.isLoaded) return null;
+    if (start.reloads.entries().some(([name, changes]) => name === this.name && changes.needsReload)) return null;
+    try {
+      const changes = this.queue.preview(taken.isVisible, this.options.mapper, this.name);
+      return changes === null ? null : table.readAhead(changes, taken.session);
+    } catch (error) {
+      // Only a head start: the refresh reads (and reports) the same keys itself.
+      this.options.logger.debug({ table: this.name, err: error }, 'could not read ahead');
+      return null;
+    }
+  }
+
   /** One step in its opened snapshot: cut, apply, barriers. Returns whether it failed. */
   private async step(opened: OpenedStep, preopen: (current: Promise<unknown>) => void): Promise<boolean> {
-    const { start, snapshot, cutAt, throttleMark } = opened;
+    const { start, snapshot, cutAt, throttleMark, readAhead } = opened;
     this.opener.cutting(opened);
     this.inFlight = start.reloads;
     try {
       if (!this.options.table.isLoaded && !start.reloads.table(this.name).needsReload) start.reloads.table(this.name).requestReload('its last reload failed', 'failure');
       const batch = this.queue.cut(start, snapshot, this.options.mapper, (table, reason, kind) => this.throttle.admit(table, reason, kind), this.name);
       this.inFlight = batch;
-      const applying = this.applier.apply(batch, snapshot, throttleMark);
+      const applying = this.applier.apply(batch, snapshot, throttleMark, readAhead);
       // A reload can take long: the next snapshot is opened after it, not held open meanwhile.
       if (batch.entries().find(([name]) => name === this.name)?.[1].needsReload !== true) preopen(applying);
       const failed = await applying;

@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import type { ChangeQueue, StepStart } from './changeQueue.ts';
 import type { ReloadThrottle } from './reloadThrottle.ts';
-import type { StepSnapshot, StepSnapshotSource } from './stepSnapshot.ts';
+import type { RefreshReadAhead } from './refreshReadAhead.ts';
+import type { StepSnapshot, StepSnapshotSource, TakenSnapshot } from './stepSnapshot.ts';
 import type { WakeSignal } from './wakeSignal.ts';
 
 /** A step whose snapshot is open and whose tick came back: it cuts and applies next. */
@@ -12,6 +13,8 @@ export interface OpenedStep {
   readonly cutAt: bigint | null;
   /** The reload throttle's request count when the step was taken, before S was opened: the requests up to it are in S. */
   readonly throttleMark: number;
+  /** The records read in S while the cut was proven, or `null`. */
+  readonly readAhead: RefreshReadAhead | null;
 }
 
 /** Options of a {@link TableStepOpener}: its {@link TableStepLoop}'s queue, wake-ups and reports. */
@@ -26,6 +29,12 @@ export interface TableStepOpenerOptions {
   readonly maxBatchKeys: number;
   /** Where the change source is now (logical capture: `CapturePositions.current()`), or `null` (NOTIFY has no positions). */
   readonly sourcePosition: () => bigint | null;
+  /**
+   * Once a step's S is fixed, before its cut is proven: starts reading in S
+   * what the step will certainly refresh (`null`: nothing, e.g. the step
+   * reloads). Must not throw.
+   */
+  readonly readAhead: (start: StepStart, taken: TakenSnapshot) => RefreshReadAhead | null;
   /** Whether the loop is stopping: a window or a wait for work ends at once. */
   readonly isStopping: () => boolean;
   /** Logs a failure (and emits `error`); the loop knows whether it is stopping. */
@@ -69,8 +78,9 @@ export class TableStepOpener {
     this.lastStepStartAt = performance.now();
     this.taken.add(start);
     let snapshot: StepSnapshot;
+    let readAhead: RefreshReadAhead | null = null;
     try {
-      snapshot = await this.options.snapshots.open();
+      snapshot = await this.options.snapshots.open((taken) => (readAhead = this.options.readAhead(start, taken)));
     } catch (error) {
       this.taken.delete(start);
       queue.giveBack(start);
@@ -78,7 +88,7 @@ export class TableStepOpener {
       return 'failed';
     }
     // Every change committed before it is queued now: what this step does not apply stays queued.
-    return { start, snapshot, cutAt: this.options.sourcePosition(), throttleMark };
+    return { start, snapshot, cutAt: this.options.sourcePosition(), throttleMark, readAhead };
   }
 
   /**

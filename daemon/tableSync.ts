@@ -13,6 +13,7 @@ import type { SourceConfig } from './config/configSchema.ts';
 import type { DaemonEvents } from './daemonEvents.ts';
 import type { DaemonStorage, Row, TableWriter } from './daemonStorage.ts';
 import type { RefreshDbAccess } from './refreshDbAccess.ts';
+import { RefreshReadAhead, type IndexReadAhead } from './refreshReadAhead.ts';
 import { ResumedStorage } from './resumedStorage.ts';
 import type { LeaseGroupMember, WriterLeaseGroup } from './writerLeaseGroup.ts';
 import { estimateRows } from './rowEstimate.ts';
@@ -31,6 +32,8 @@ const PROGRESS_INTERVAL_MS = 250;
 export interface TableRefreshCounts {
   /** Distinct keys (of every index) the refresh was asked for. */
   readonly keys: number;
+  /** Of those, the keys whose records were read while the step's cut was being proven ({@link TableSync.readAhead}). */
+  readonly readAheadKeys: number;
   readonly expired: number;
   readonly loaded: number;
 }
@@ -197,8 +200,28 @@ export class TableSync implements LeaseGroupMember {
    * per index holding all of its keys, and refreshes them in one merge, one
    * database query per index.
    */
-  async refresh(changes: TableChanges, snapshot: StepSnapshot): Promise<TableRefreshCounts> {
-    return this.inSnapshot(snapshot, () => this.refreshKeys(changes, snapshot.session));
+  async refresh(changes: TableChanges, snapshot: StepSnapshot, readAhead: RefreshReadAhead | null = null): Promise<TableRefreshCounts> {
+    const ahead = readAhead !== null && readAhead.session === snapshot.session ? readAhead : null;
+    return this.inSnapshot(snapshot, () => this.refreshKeys(changes, snapshot.session, ahead));
+  }
+
+  /**
+   * Starts reading, in the session of a snapshot S whose cut is not proven
+   * yet, the records of `changes` (what the changes queued and visible in S
+   * name: the step's cut holds them all); {@link refresh} then uses them.
+   * Only direct keys are read ahead: `resolve` keys need their query first.
+   * `null` when there is nothing to read, or the table is not loaded.
+   */
+  readAhead(changes: TableChanges, session: pg.ClientBase): RefreshReadAhead | null {
+    if (this.table === null) return null;
+    const { indexes, db } = this.options;
+    const byIndex = new Map<string, IndexReadAhead>();
+    for (const [indexName, byKey] of changes.keysByIndex) {
+      if (byKey.size === 0) continue;
+      const spec = indexes.dbRecordsSpec(indexes.keySpec(indexName, byKey.values()));
+      byIndex.set(indexName, { keys: new Set(byKey.keys()), records: db.readKeys(session, spec) });
+    }
+    return byIndex.size === 0 ? null : new RefreshReadAhead(session, byIndex);
   }
 
   /** Runs `read` with every database read (load, refresh, resolve) in `snapshot`'s session. */
@@ -208,28 +231,49 @@ export class TableSync implements LeaseGroupMember {
       return await read();
     } finally {
       this.options.db.session = null;
+      this.options.db.clearSubstitutes();
     }
   }
 
-  private async refreshKeys(changes: TableChanges, session: pg.ClientBase | null): Promise<TableRefreshCounts> {
+  private async refreshKeys(changes: TableChanges, session: pg.ClientBase | null, readAhead: RefreshReadAhead | null): Promise<TableRefreshCounts> {
     const table = this.table;
     if (table === null) throw new NotLoadedError(`Table "${this.name}" is not loaded; reload it before refreshing.`);
+    await readAhead?.settled();
     const keysByIndex = new Map(changes.keysByIndex);
     for (const [source, keys] of changes.resolveKeys) {
       const resolved = await this.resolve(session ?? this.options.pool, source, [...keys.values()]);
       if (resolved.size > 0) keysByIndex.set(PRIMARY_KEY_INDEX, new Map([...(keysByIndex.get(PRIMARY_KEY_INDEX) ?? []), ...resolved]));
     }
     let keys = 0;
+    let readAheadKeys = 0;
     for (const [indexName, byKey] of keysByIndex) {
       if (byKey.size === 0) continue;
       keys += byKey.size;
       const spec = this.options.indexes.keySpec(indexName, byKey.values());
+      const ahead = readAhead?.covering(indexName, byKey);
+      if (ahead !== undefined) {
+        readAheadKeys += ahead.keys.size;
+        this.options.db.substitute(this.options.indexes.dbRecordsSpec(spec), () => this.readRest(indexName, byKey, ahead));
+      }
       // Nobody reads through this CachedTable (readers read the storage), and
       // the refresh follows at once: reads need not be held back meanwhile.
       table.invalidateRecords([spec], [spec], { forceRefreshOnNextRead: false });
     }
-    if (keys === 0) return { keys, expired: 0, loaded: 0 };
-    return { keys, ...(await table.refreshInvalid()) };
+    if (keys === 0) return { keys, readAheadKeys, expired: 0, loaded: 0 };
+    return { keys, readAheadKeys, ...(await table.refreshInvalid()) };
+  }
+
+  /**
+   * The records of `byKey` (one index's keys of a step): those read ahead,
+   * then the rest's, read now in the step's snapshot. A record has one value
+   * per key column, so the two reads never yield the same record.
+   */
+  private async *readRest(indexName: string, byKey: ReadonlyMap<PrimaryKey, readonly unknown[]>, ahead: IndexReadAhead): AsyncGenerator<Row> {
+    yield* await ahead.records;
+    const rest = [...byKey].filter(([key]) => !ahead.keys.has(key)).map(([, values]) => values);
+    if (rest.length === 0) return;
+    const { indexes, db } = this.options;
+    yield* await db.readKeys(db.session, indexes.dbRecordsSpec(indexes.keySpec(indexName, rest)));
   }
 
   /**

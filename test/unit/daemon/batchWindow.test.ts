@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { TableRefreshCounts } from '../../../daemon/tableSync.ts';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
@@ -19,7 +20,7 @@ const TICK_MS = 2;
 
 /** A refresh that takes REFRESH_MS of the fake clock. */
 class SlowTable extends FakeSyncedTable {
-  override async refresh(changes: TableChanges): Promise<{ keys: number; expired: number; loaded: number }> {
+  override async refresh(changes: TableChanges): Promise<TableRefreshCounts> {
     const counts = await super.refresh(changes);
     await new Promise((resolve) => setTimeout(resolve, REFRESH_MS));
     return counts;

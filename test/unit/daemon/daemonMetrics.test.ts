@@ -47,7 +47,7 @@ describe('DaemonMetrics', () => {
     daemon.emit('batchApplied', {
       notifications: 3,
       receivedKeys: 3,
-      tables: [{ table: 'users', action: 'refresh', keys: 3, expired: 3, loaded: 2 }],
+      tables: [{ table: 'users', action: 'refresh', keys: 3, readAheadKeys: 0, expired: 3, loaded: 2 }],
       barriers: 0,
       ms: 4,
       tickMs: 0.2,

@@ -1,4 +1,5 @@
 import type { TableChanges } from '../../../daemon/changeBatch.ts';
+import type { TableRefreshCounts } from '../../../daemon/tableSync.ts';
 import type { SyncedTable } from '../../../daemon/changePipeline.ts';
 import type { Deferred } from '../core/deferred.ts';
 
@@ -34,10 +35,10 @@ export class FakeSyncedTable implements SyncedTable {
     return { records: 1, ms: 1 };
   }
 
-  async refresh(changes: TableChanges): Promise<{ keys: number; expired: number; loaded: number }> {
+  async refresh(changes: TableChanges): Promise<TableRefreshCounts> {
     const keys = [...(changes.keysByIndex.get('primary_key')?.keys() ?? [])];
     await this.step({ kind: 'refresh', keys });
-    return { keys: keys.length, expired: 0, loaded: keys.length };
+    return { keys: keys.length, readAheadKeys: 0, expired: 0, loaded: keys.length };
   }
 
   async storageIntact(): Promise<boolean> {
