@@ -1,4 +1,4 @@
-import type { CoverageUpdate, StorageTable } from '../lib/core/storageTable.ts';
+import type { CoverageUpdate, PrimaryKey, StorageTable } from '../lib/core/storageTable.ts';
 import type { StorageRecordsSpec } from '../lib/core/storageRecordsSpec.ts';
 
 /**
@@ -10,7 +10,13 @@ import type { StorageRecordsSpec } from '../lib/core/storageRecordsSpec.ts';
  * reloading it.
  */
 export class ResumedStorage<R> implements StorageTable<R> {
-  constructor(private readonly storage: StorageTable<R>) {}
+  /** The storage's own, when it has one: a refresh by primary key then deletes without reading first. */
+  readonly scratchDiscardPrimaryKeys?: (keys: readonly PrimaryKey[]) => Promise<void>;
+
+  constructor(private readonly storage: StorageTable<R>) {
+    const discard = storage.scratchDiscardPrimaryKeys;
+    if (discard !== undefined) this.scratchDiscardPrimaryKeys = (keys) => discard.call(storage, keys);
+  }
 
   get name(): string {
     return this.storage.name;
