@@ -2,28 +2,14 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Interval } from '../../../lib/core/interval.ts';
 import { StorageRecordsSpec } from '../../../lib/core/storageRecordsSpec.ts';
-import type { RecordScorer } from '../../../lib/core/storageTable.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { RedisStorageTable, type RedisStorageTableOptions } from '../../../lib/redis/redisStorageTable.ts';
 import { mergeHalfWayAndDie } from '../client/halfAppliedMerge.ts';
 import { fileRedis, testRedisUrl } from '../../support/redis.ts';
-
-interface Row {
-  id: number;
-  score: number;
-}
-
-const scorer: RecordScorer<Row, number> = {
-  indexNames: ['primary_key', 'score'],
-  score: (indexName, row) => (indexName === 'primary_key' ? row.id : row.score),
-  primaryKey: (row) => row.id,
-};
+import { idRange as range, idScoreRows as rows, idScoreScorer as scorer, type IdScoreRow as Row } from '../../support/idScoreRows.ts';
 
 const { redis, prefix, opened } = fileRedis('intact');
 let tableNumber = 0;
-
-const rows = (ids: readonly number[], score = 0): Row[] => ids.map((id) => ({ id, score: id + score }));
-const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 /** A writer whose table holds the records 1..`records`, published and noted as a daemon notes its loads. */
 async function loaded(records: number, options: Partial<RedisStorageTableOptions<Row>> = {}): Promise<{ storage: RedisStorageTable<Row>; keys: TableKeys }> {

@@ -10,20 +10,9 @@ import type { RecordScorer } from '../../../lib/core/storageTable.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { RedisStorageTable, type RedisStorageTableOptions } from '../../../lib/redis/redisStorageTable.ts';
 import { fileRedis, testRedisUrl } from '../../support/redis.ts';
+import { idScoreScorer as scorer, type IdScoreRow as Row } from '../../support/idScoreRows.ts';
 import { mergeHalfWayAndDie } from '../client/halfAppliedMerge.ts';
 import { stampedScorer, type StampedRecord } from './processes/stampedRecords.ts';
-
-interface Row {
-  id: number;
-  score: number;
-  name?: string;
-}
-
-const scorer: RecordScorer<Row, number> = {
-  indexNames: ['primary_key', 'score'],
-  score: (indexName, row) => (indexName === 'primary_key' ? row.id : row.score),
-  primaryKey: (row) => row.id,
-};
 
 const { redis, prefix, opened } = fileRedis('writer');
 let tableNumber = 0;

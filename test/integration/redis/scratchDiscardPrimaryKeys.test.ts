@@ -3,32 +3,18 @@ import { describe, expect, it } from 'vitest';
 import { openReader, type TableReader } from '../../../lib/client/index.ts';
 import { Interval } from '../../../lib/core/interval.ts';
 import { StorageRecordsSpec } from '../../../lib/core/storageRecordsSpec.ts';
-import type { RecordScorer } from '../../../lib/core/storageTable.ts';
 import { TableKeys } from '../../../lib/redis/keyLayout.ts';
 import { RedisStorageTable, type RedisStorageTableOptions } from '../../../lib/redis/redisStorageTable.ts';
 import { readGenerationCounts } from '../../../lib/redis/writerProtocol.ts';
 import { fileRedis, testRedisUrl } from '../../support/redis.ts';
+import { idRange as range, idScoreRows as rows, idScoreScorer as scorer, type IdScoreRow as Row } from '../../support/idScoreRows.ts';
 
 // The refresh's delete by primary key (scratchDiscardPrimaryKeys) against a
 // real Redis: what readers see after the merge, the record count the merge
 // publishes, and that a small session costs no round trip before the merge.
 
-interface Row {
-  id: number;
-  score: number;
-}
-
-const scorer: RecordScorer<Row, number> = {
-  indexNames: ['primary_key', 'score'],
-  score: (indexName, row) => (indexName === 'primary_key' ? row.id : row.score),
-  primaryKey: (row) => row.id,
-};
-
 const { redis, prefix, opened } = fileRedis('blinddiscard');
 let tableNumber = 0;
-
-const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
-const rows = (ids: readonly number[], offset = 0): Row[] => ids.map((id) => ({ id, score: id + offset }));
 
 interface Loaded {
   readonly storage: RedisStorageTable<Row>;
