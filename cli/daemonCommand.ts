@@ -60,7 +60,7 @@ function boundStop(logger: Logger): () => void {
 
 /**
  * Runs the daemon of a configuration file until SIGTERM or SIGINT, then
- * stops listening, finishes the batch in flight, releases the writer leases
+ * finishes the steps under way, stops listening, releases the writer leases
  * and resolves to the exit code (0), within 10 s.
  *
  * Serves `/healthz`, `/readyz` and `/metrics` on `daemon.http` from the
@@ -117,7 +117,7 @@ export async function runDaemon(context: CliContext, options: DaemonCommandOptio
       return failure.exitCode;
     }
     const signal = outcome;
-    logger.info({ signal }, 'stopping: no longer listening, finishing the batch in flight, releasing the writer leases');
+    logger.info({ signal }, 'stopping: finishing the steps under way, then no longer listening, releasing the writer leases');
     const disarm = boundStop(logger);
     await daemon.close();
     disarm();

@@ -54,7 +54,7 @@ export interface RunningDaemon extends AsyncDisposable {
   /** Whether every table is loaded and LISTEN is connected, and if not, why not (what `/readyz` reports). */
   readiness(): DaemonReadiness;
   /**
-   * Stops listening, finishes the batch in flight, releases the writer
+   * Finishes the steps under way, stops listening, releases the writer
    * leases (a standby takes over at once; readers keep the published data),
    * closes the connections and the HTTP server. Idempotent.
    */

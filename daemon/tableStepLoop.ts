@@ -235,7 +235,12 @@ export class TableStepLoop {
     this.requestReload(reason, kind);
   }
 
-  /** Finishes the step in flight and stops; queued work is dropped (the next start reloads everything). */
+  /**
+   * Finishes the steps whose snapshot is open (the one in flight, and the
+   * one opened beside it or being opened, once its cut is proven) and stops;
+   * queued work is dropped (the next start reloads everything, or resumes
+   * from the table's saved position).
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     this.throttle.close();
@@ -286,10 +291,6 @@ export class TableStepLoop {
         if (this.stopping) return;
         opened = await this.opener.open();
       }
-      if (opened !== 'failed' && this.stopping) {
-        this.opener.abandon(opened);
-        break;
-      }
       const failed = opened === 'failed' || (await this.step(opened, (current) => (next = this.opener.openAhead(current))));
       if (failed && next !== null) {
         // A step after a failed one would publish its changes without the failed step's: it waits for the reload.
@@ -301,8 +302,10 @@ export class TableStepLoop {
       if (failed) await this.pauseAfterFailure();
       else this.consecutiveFailures = 0;
     }
+    // A step whose snapshot was opened before the stop is finished too: its changes were received before it, and
+    // its records may be read already (read ahead).
     const left = next === null ? null : await next;
-    if (left !== null && left !== 'failed') this.opener.abandon(left);
+    if (left !== null && left !== 'failed') await this.step(left, () => {});
   }
 
   /**

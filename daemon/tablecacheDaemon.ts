@@ -379,11 +379,11 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
   }
 
   /**
-   * Stops: stops listening, finishes the batch in flight (a running load is
+   * Stops: finishes the steps whose snapshot is open (a running load is
    * abandoned: readers keep the data published before it, and the next
-   * daemon loads anew), gives every lease up (the published data stays for
-   * readers, and a standby takes over at once), closes the connections. A
-   * start in progress is aborted. Idempotent.
+   * daemon loads anew), stops listening, gives every lease up (the
+   * published data stays for readers, and a standby takes over at once),
+   * closes the connections. A start in progress is aborted. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= this.shutDown();
@@ -410,12 +410,18 @@ export class TablecacheDaemon extends EventEmitter<DaemonEvents> implements Asyn
     this.phase = 'stopped';
   }
 
-  /** Stops listening, waits for the batch in flight, gives the leases up, closes the connections. */
+  /**
+   * Waits for the steps whose snapshot is open, then stops listening, gives
+   * the leases up, closes the connections. The change source stays up until
+   * the pipeline has stopped: a step waiting for its cut's proof gets it from
+   * there (its tick, a writer's commit, the stream passing its snapshot);
+   * closed first, that step waited for its tick's timeout.
+   */
   private async release(): Promise<void> {
     if (this.lagSampler !== null) clearInterval(this.lagSampler);
     await this.captureCheck?.close();
-    await this.source?.close();
     await this.pipeline?.stop();
+    await this.source?.close();
     await this.snapshots?.close();
     await Promise.all(this.tables.map((table) => table.close().catch((error: unknown) => this.logger.warn({ err: error, table: table.name }, 'could not release the writer lease'))));
     await this.storage.close();

@@ -163,7 +163,7 @@ describe('a standby daemon', () => {
 });
 
 describe('stopping', () => {
-  it('on SIGTERM stops listening, finishes the batch in flight, releases the lease and exits 0 within 10 s', async () => {
+  it('on SIGTERM finishes the step under way, stops listening, releases the lease and exits 0 within 10 s', async () => {
     const daemon = daemons.at(-1)!;
     await db.pool.query(`UPDATE ${SCHEMA}.users SET name = 'Slow 13' WHERE user_id = 13`);
     await waitFor('the refresh of user 13 to be running in Postgres', async () => {

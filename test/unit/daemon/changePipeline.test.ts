@@ -58,6 +58,41 @@ afterEach(async () => {
   await Promise.all(pipelines.splice(0).map((pipeline) => pipeline.stop()));
 });
 
+describe('ChangePipeline stopping', () => {
+  it('finishes a step whose cut was still being proven when the stop came, instead of dropping its changes', async () => {
+    const { table, pipeline, snapshots } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    const proof = deferred();
+    snapshots.proof = proof.promise;
+    const openedBefore = snapshots.opened;
+    pipeline.push(change(1));
+    await waitFor("the step's snapshot to be opened", () => snapshots.opened === openedBefore + 1);
+    const stopped = pipeline.stop();
+    proof.resolve();
+    await stopped;
+    expect(table.steps.slice(1)).toEqual([{ kind: 'refresh', keys: [1] }]);
+  });
+
+  it('finishes the step opened beside the one in flight when the stop came', async () => {
+    const { table, pipeline, snapshots } = startPipeline();
+    await waitFor('the load', () => table.isLoaded);
+    table.hold = deferred();
+    pipeline.push(change(1));
+    await waitFor('the first refresh to start', () => table.steps.length === 2);
+    const openedBefore = snapshots.opened;
+    pipeline.push(change(2));
+    await waitFor('the next step to be opened beside it', () => snapshots.opened === openedBefore + 1);
+    const stopped = pipeline.stop();
+    table.hold.resolve();
+    table.hold = null;
+    await stopped;
+    expect(table.steps.slice(1)).toEqual([
+      { kind: 'refresh', keys: [1] },
+      { kind: 'refresh', keys: [2] },
+    ]);
+  });
+});
+
 describe('ChangePipeline', () => {
   it('loads every table first, with notifications that arrive meanwhile applied after the load', async () => {
     const { table, pipeline } = startPipeline();

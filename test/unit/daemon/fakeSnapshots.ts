@@ -10,6 +10,8 @@ export class FakeSnapshots implements StepSnapshotSource {
   onOpen: (() => void) | null = null;
   /** The statement timeouts steps set on their snapshots, in order. */
   readonly limits: number[] = [];
+  /** While set, an opened snapshot's cut is not proven until it resolves (a tick on its way). */
+  proof: Promise<void> | null = null;
 
   async open(): Promise<StepSnapshot> {
     if (this.refuse > 0) {
@@ -18,6 +20,7 @@ export class FakeSnapshots implements StepSnapshotSource {
     }
     const below = this.visibleBelow;
     this.opened++;
+    await this.proof;
     this.onOpen?.();
     return { isVisible: (xid) => xid < below, session: null, text: '', tickMs: 0, ticks: 1, provenBy: 'tick', limitStatements: async (ms) => {
         this.limits.push(ms);
