@@ -50,10 +50,11 @@ export class SnapshotSessions {
 
   /** A parked session (its slot held already; `parked` tells the caller to roll back first), or a new one once a slot is free. */
   async take(): Promise<SnapshotSession> {
-    const parked = this.parked.pop();
-    if (parked !== undefined) {
+    for (let parked = this.parked.pop(); parked !== undefined; parked = this.parked.pop()) {
       clearTimeout(parked.rollbackTimer);
-      return parked;
+      if (parked.lost === undefined) return parked;
+      // Ended while parked (by the server's idle_in_transaction_session_timeout, say): its slot goes back.
+      this.discard(parked);
     }
     await this.acquire();
     let client: pg.PoolClient;

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { TablecacheError } from '../lib/core/errors.ts';
 import { parsePgSnapshot, visibleInSnapshot, type PgSnapshot } from './pgSnapshot.ts';
 import { parseLsn } from './logical/lsn.ts';
-import { SnapshotSessions } from './snapshotSessions.ts';
+import { SnapshotSessions, type SnapshotSession } from './snapshotSessions.ts';
 import { StreamPosition } from './streamPosition.ts';
 import { WriterCommitPace } from './writerCommitPace.ts';
 import type { ChangePayload } from '../sql-triggers/payload.ts';
@@ -177,6 +177,20 @@ const NOTIFY_TICK = "SELECT set_config('synchronous_commit', 'off', true), pg_no
  */
 const LOGICAL_TICK = "SELECT set_config('synchronous_commit', 'local', true), pg_logical_emit_message(false, $1, $2), pg_current_xact_id()::text AS xid";
 
+/**
+ * The SQLSTATEs with which the server ends a session it holds idle:
+ * idle_in_transaction_session_timeout, transaction_timeout (Postgres 17),
+ * pg_terminate_backend and a crash of another backend.
+ */
+const SESSION_ENDED_STATES = new Set(['25P03', '25P04', '57P01', '57P02']);
+
+/** Whether `error` says that `session`'s connection is gone (not that its statement failed). */
+function sessionEnded(session: SnapshotSession, error: unknown): boolean {
+  if (session.lost !== undefined) return true;
+  const code = (error as { code?: unknown } | null)?.code;
+  return (typeof code === 'string' && SESSION_ENDED_STATES.has(code)) || (error instanceof Error && /Connection terminated|not queryable/.test(error.message));
+}
+
 /** The start of every tick payload: the daemon's own marker, never a trigger's or a barrier's. */
 const TICK_PREFIX = '{"op":"tablecache_tick","id":"';
 
@@ -228,16 +242,14 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
   }
 
   async open(onTaken?: (taken: TakenSnapshot) => void): Promise<StepSnapshot> {
-    const session = await this.sessions.take();
+    let session: SnapshotSession | null = await this.sessions.take();
     const resetsBefore = this.resets;
     const cut: OpenCut = { snapshot: null, seen: [], prove: null };
     try {
       const started = performance.now();
       let limitMs = statementTimeoutValue(this.options.statementTimeoutMs ?? 0);
-      // A parked session still holds the last step's transaction: its ROLLBACK rides along.
-      const opening = `${session.parked ? 'ROLLBACK; ' : ''}${BEGIN_SNAPSHOT}; ${this.logical ? SNAPSHOT_AND_WAL_POSITION : SNAPSHOT}; SET LOCAL statement_timeout = ${limitMs}`;
-      const reading = session.client.query(opening) as unknown as Promise<pg.QueryResult<{ s: string; l?: string }>[]>;
-      session.parked = false;
+      const wasParked = session.parked;
+      const reading = this.beginSnapshot(session, limitMs);
       // A logical message proves the cut only when written after S was taken (WAL order is not visibility order):
       // it never races the snapshot's query.
       // While trusted writers commit, one of their notifications usually proves the cut before a tick could:
@@ -245,11 +257,24 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       const firstTick = this.logical || this.writers.active() ? null : this.tick();
       firstTick?.catch(() => undefined);
       if (!this.logical) this.cuts.add(cut);
-      const results = await reading;
+      let results: pg.QueryResult<{ s: string; l?: string }>[];
+      try {
+        results = await reading;
+      } catch (error) {
+        if (!wasParked || !sessionEnded(session, error)) throw error;
+        // The server ended the parked session while it waited (an idle_in_transaction_session_timeout below the
+        // park time, a terminated backend): S is taken on another one. A first tick that commits before it is then
+        // visible in S, and a second one proves the cut.
+        this.sessions.discard(session, error instanceof Error ? error : new Error(String(error)));
+        session = null;
+        session = await this.sessions.take();
+        results = await this.beginSnapshot(session, limitMs);
+      }
+      const held = session;
       const row = results[results.length - 2]!.rows[0]!;
       const text = row.s;
       const snapshot = parsePgSnapshot(text);
-      onTaken?.({ isVisible: (xid) => visibleInSnapshot(snapshot, xid), session: session.client });
+      onTaken?.({ isVisible: (xid) => visibleInSnapshot(snapshot, xid), session: held.client });
       const { ticks, provenBy } = this.logical ? await this.streamedPast(parseLsn(row.l!)) : await this.notifiedPast(cut, snapshot, firstTick);
       if (this.resets !== resetsBefore) {
         // Notifications committed while LISTEN was down may be visible in S and never arrive.
@@ -259,7 +284,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
       let closed = false;
       return {
         isVisible: (xid) => visibleInSnapshot(snapshot, xid),
-        session: session.client,
+        session: held.client,
         text,
         tickMs,
         ticks,
@@ -267,22 +292,33 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
         limitStatements: async (timeoutMs) => {
           const value = statementTimeoutValue(timeoutMs);
           if (value === limitMs) return;
-          await session.client.query(`SET LOCAL statement_timeout = ${value}`);
+          await held.client.query(`SET LOCAL statement_timeout = ${value}`);
           limitMs = value;
         },
         close: async () => {
           if (closed) return;
           closed = true;
-          this.sessions.park(session);
+          this.sessions.park(held);
         },
       };
     } catch (error) {
       // The transaction may be half open: discard the session rather than reuse it.
-      this.sessions.discard(session, error instanceof Error ? error : new Error(String(error)));
+      if (session !== null) this.sessions.discard(session, error instanceof Error ? error : new Error(String(error)));
       throw error;
     } finally {
       this.cuts.delete(cut);
     }
+  }
+
+  /**
+   * Sends the statement that opens S on `session` (a parked session's
+   * `ROLLBACK` first, in the same round trip) and bounds its statements.
+   */
+  private beginSnapshot(session: SnapshotSession, limitMs: number): Promise<pg.QueryResult<{ s: string; l?: string }>[]> {
+    const opening = `${session.parked ? 'ROLLBACK; ' : ''}${BEGIN_SNAPSHOT}; ${this.logical ? SNAPSHOT_AND_WAL_POSITION : SNAPSHOT}; SET LOCAL statement_timeout = ${limitMs}`;
+    const reading = session.client.query(opening) as unknown as Promise<pg.QueryResult<{ s: string; l?: string }>[]>;
+    session.parked = false;
+    return reading;
   }
 
   /**

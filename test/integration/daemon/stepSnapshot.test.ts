@@ -216,6 +216,52 @@ describe('PostgresStepSnapshots', () => {
     }
   });
 
+  it("opens the next snapshot on a new session when the server ended a parked one (idle_in_transaction_session_timeout below the park time)", async () => {
+    // Long enough for a snapshot's own use of its session on a loaded machine, far below the park time.
+    const pool = new pg.Pool({ connectionString: db.url, options: '-c idle_in_transaction_session_timeout=1000' });
+    const snapshots = new PostgresStepSnapshots({ pool, channel: CHANNEL, parkMs: 60_000 });
+    const forward = (message: pg.Notification) => snapshots.acceptTick(message.payload ?? '');
+    listener.on('notification', forward);
+    try {
+      const first = await snapshots.open();
+      const pid = (await first.session!.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      await first.close();
+      await waitFor('the server to end the parked session', async () => (await db.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount === 0, { timeoutMs: 5_000 });
+      const written = await commitUpdate(5);
+      const second = await snapshots.open();
+      try {
+        expect(second.isVisible(written)).toBe(true);
+        expect((await second.session!.query<{ v: number }>('SELECT v FROM t WHERE id = 1')).rows).toEqual([{ v: 5 }]);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      listener.off('notification', forward);
+      await snapshots.close();
+      await pool.end();
+    }
+  });
+
+  it('opens the next snapshot when the parked session is terminated just before the open (its query meets the termination)', async () => {
+    const snapshots = new PostgresStepSnapshots({ pool: db.pool, channel: CHANNEL, parkMs: 60_000 });
+    const forward = (message: pg.Notification) => snapshots.acceptTick(message.payload ?? '');
+    listener.on('notification', forward);
+    try {
+      for (let round = 0; round < 5; round++) {
+        const parked = await snapshots.open();
+        const pid = (await parked.session!.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+        await parked.close();
+        await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+        const next = await snapshots.open();
+        expect((await next.session!.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid).not.toBe(pid);
+        await next.close();
+      }
+    } finally {
+      listener.off('notification', forward);
+      await snapshots.close();
+    }
+  });
+
   describe('with the logical capture (ticks are logical messages)', () => {
     /** Where the WAL ends now. */
     const walEnd = async () => parseLsn((await db.pool.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!.l);
