@@ -252,15 +252,19 @@ export class TableSync implements LeaseGroupMember {
       const spec = this.options.indexes.keySpec(indexName, byKey.values());
       const ahead = readAhead?.covering(indexName, byKey);
       if (ahead !== undefined) {
-        readAheadKeys += ahead.keys.size;
-        this.options.db.substitute(this.options.indexes.dbRecordsSpec(spec), () => this.readRest(indexName, byKey, ahead));
+        // Counted when the refresh reads through it: only then were those keys not read again.
+        this.options.db.substitute(this.options.indexes.dbRecordsSpec(spec), () => {
+          readAheadKeys += ahead.keys.size;
+          return this.readRest(indexName, byKey, ahead);
+        });
       }
       // Nobody reads through this CachedTable (readers read the storage), and
       // the refresh follows at once: reads need not be held back meanwhile.
       table.invalidateRecords([spec], [spec], { forceRefreshOnNextRead: false });
     }
     if (keys === 0) return { keys, readAheadKeys, expired: 0, loaded: 0 };
-    return { keys, readAheadKeys, ...(await table.refreshInvalid()) };
+    const counts = await table.refreshInvalid();
+    return { keys, readAheadKeys, ...counts };
   }
 
   /**

@@ -28,6 +28,8 @@ let db: TestDatabase;
 let storage: LocalDaemonStorage;
 let sync: TableSync;
 let session: pg.PoolClient;
+/** Key reads (`readKeys`: a read ahead, or a refresh's own query) since the test began. */
+let keyReads = 0;
 
 beforeAll(async () => {
   db = await createTestDatabase('refresh_read_ahead');
@@ -40,11 +42,17 @@ afterAll(async () => {
 beforeEach(async () => {
   await db.pool.query('DROP TABLE IF EXISTS items; CREATE TABLE items (id integer PRIMARY KEY, v integer NOT NULL); INSERT INTO items SELECT i, 1 FROM generate_series(1, 5) i');
   storage = new LocalDaemonStorage();
+  const access = new RefreshDbAccess(new PostgresAccess({ pool: db.pool }), db.pool);
+  const readKeys = access.readKeys.bind(access);
+  access.readKeys = (...args) => {
+    keyReads++;
+    return readKeys(...args);
+  };
   sync = await TableSync.open({
     name: 'items',
     indexes: new KeyColumnIndexes({ query: QUERY, primaryKey: ['id'] }),
     sources: [],
-    db: new RefreshDbAccess(new PostgresAccess({ pool: db.pool }), db.pool),
+    db: access,
     pool: db.pool,
     storage,
     logger: silentLogger,
@@ -55,6 +63,7 @@ beforeEach(async () => {
   });
   session = await db.pool.connect();
   await sync.reload(['test'], snapshotOf(null));
+  keyReads = 0;
 });
 
 afterEach(async () => {
@@ -98,6 +107,8 @@ describe('a refresh read ahead in its snapshot', () => {
     expect(readAhead).not.toBeNull();
     const counts = await sync.refresh(changesOf(1, 2), snapshot, readAhead);
     expect(counts).toMatchObject({ keys: 2, readAheadKeys: 2, loaded: 2 });
+    // The refresh read nothing itself: it used the records read ahead.
+    expect(keyReads).toBe(1);
     expect((await published()).get(1)).toBe(100);
   });
 
@@ -108,6 +119,8 @@ describe('a refresh read ahead in its snapshot', () => {
     const readAhead = sync.readAhead(changesOf(1), session);
     const counts = await sync.refresh(changesOf(1, 3), snapshot, readAhead);
     expect(counts).toMatchObject({ keys: 2, readAheadKeys: 1, loaded: 2 });
+    // The read ahead, then key 3 alone.
+    expect(keyReads).toBe(2);
     // Key 3 was read after the read ahead, in S: 100 / 4, not the 100 / 5 committed after S.
     expect((await published()).get(3)).toBe(25);
     expect((await published()).get(1)).toBe(100);
