@@ -266,6 +266,7 @@ export class PostgresStepSnapshots implements StepSnapshotSource {
         // park time, a terminated backend): S is taken on another one. A first tick that commits before it is then
         // visible in S, and a second one proves the cut.
         this.sessions.discard(session, error instanceof Error ? error : new Error(String(error)));
+        // Discarded once: a take that fails below leaves nothing for the catch to discard again.
         session = null;
         session = await this.sessions.take();
         results = await this.beginSnapshot(session, limitMs);
